@@ -1,0 +1,61 @@
+"""The `labelfree` command: batch work on the same core functions the napari widgets use.
+
+Each sub-command lives in its own module with ``register(subparsers)``; the module is imported
+only when the command line is parsed, so ``labelfree --help`` stays quick.
+"""
+
+from __future__ import annotations
+
+import argparse
+import importlib
+import logging
+import sys
+import warnings
+from collections.abc import Sequence
+
+from ..core.errors import LabelFreeError
+
+# sub-command modules, in the order `labelfree --help` lists them
+COMMANDS = ["predict", "models", "init_model", "synth", "train", "evaluate", "demo"]
+
+
+def build_parser() -> argparse.ArgumentParser:
+    from .. import __version__
+
+    parser = argparse.ArgumentParser(
+        prog="labelfree",
+        description="Predict fluorescence of cell structures from transmitted-light z-stacks "
+        "(label-free prediction, Ounkomol et al. 2018).",
+    )
+    parser.add_argument("--version", action="version", version=f"napari-labelfree {__version__}")
+    sub = parser.add_subparsers(dest="command", metavar="COMMAND")
+    sub.required = True
+    for name in COMMANDS:
+        try:
+            module = importlib.import_module(f"{__name__}.{name}")
+        except ModuleNotFoundError as e:
+            if e.name == f"{__name__}.{name}":
+                continue  # command not part of this build
+            raise
+        module.register(sub)
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    logging.basicConfig(level=logging.WARNING, format="labelfree: %(message)s")
+    # library deprecation chatter is for developers, not for someone running a batch job
+    warnings.filterwarnings("ignore", category=DeprecationWarning)
+    try:
+        return int(args.func(args) or 0)
+    except LabelFreeError as e:
+        print(f"labelfree {args.command}: error: {e}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        print(f"labelfree {args.command}: interrupted; nothing half-written was kept", file=sys.stderr)
+        return 130
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,43 @@
+"""Terminal progress for the compute generators."""
+
+from __future__ import annotations
+
+import sys
+from collections.abc import Generator
+from typing import Any
+
+from tqdm import tqdm
+
+from ..core.events import FrameDone, FrameStarted, Notice, TileDone
+
+
+def drive_prediction(gen: Generator, label: str, on_frame=None) -> Any:
+    """Drain a prediction generator into a tqdm bar over tiles; hand FrameDone to ``on_frame``."""
+    bar = None
+    try:
+        while True:
+            try:
+                event = next(gen)
+            except StopIteration as stop:
+                return stop.value
+            if isinstance(event, Notice):
+                tqdm.write(f"labelfree: {event.text}", file=sys.stderr)
+            elif isinstance(event, FrameStarted):
+                if bar is not None:
+                    bar.close()
+                bar = tqdm(
+                    total=None,
+                    desc=f"{label} t={event.frame}" if event.n_frames > 1 else label,
+                    unit="tile",
+                    leave=False,
+                    file=sys.stderr,
+                )
+            elif isinstance(event, TileDone) and bar is not None:
+                bar.total = event.total
+                bar.update(1)
+            elif isinstance(event, FrameDone) and on_frame is not None:
+                on_frame(event)
+    finally:
+        if bar is not None:
+            bar.close()
+        gen.close()

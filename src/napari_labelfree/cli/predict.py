@@ -1,0 +1,109 @@
+"""`labelfree predict`: predict structures from transmitted-light images into OME-TIFF files."""
+
+from __future__ import annotations
+
+import argparse
+from collections.abc import Iterator
+from pathlib import Path
+
+import numpy as np
+
+from ..core.bundle import resolve_model
+from ..core.config import TilingConfig
+from ..core.errors import LabelFreeError
+from ..core.events import FrameDone
+from ..core.io import check_3d, open_image, resolve_voxel_size, write_ome_tiff
+from ..core.predict import iter_predict, output_names
+from . import _args
+from ._progress import drive_prediction
+
+
+def register(sub: argparse._SubParsersAction) -> None:
+    p = sub.add_parser(
+        "predict",
+        help="predict fluorescence from transmitted-light z-stacks",
+        description="Predict one channel per model for every time point of each input; write OME-TIFF "
+        "(TCZYX, the input's Z,Y,X shape and physical sizes).",
+    )
+    p.add_argument("inputs", nargs="+", metavar="INPUT", help="CZI, OME-TIFF or TIFF z-stacks")
+    p.add_argument(
+        "-m", "--model", action="append", required=True, dest="models", metavar="MODEL",
+        help="model folder or name of a discovered model (repeat for several)",
+    )
+    p.add_argument("-o", "--output", required=True, help="output .ome.tif (a folder when several inputs)")
+    p.add_argument("--channel", default=None, help="transmitted-light channel, by name or index")
+    p.add_argument("--voxel-size", type=_args.voxel_size, default=None, metavar="Z,Y,X",
+                   help="voxel size in um when the file lacks it or it is wrong")
+    p.add_argument("--tile", type=_args.shape, default=None, metavar="Z,Y,X",
+                   help=f"tile shape in voxels at the model's voxel size [{','.join(map(str, TilingConfig().tile_shape))}]")
+    p.add_argument("--overlap", type=float, default=None, help=f"tile overlap fraction [{TilingConfig().overlap}]")
+    p.add_argument("--overwrite", action="store_true", help="replace existing output files")
+    _args.add_device(p)
+    p.set_defaults(func=run)
+
+
+def output_paths(inputs: list[str], output: str) -> list[Path]:
+    out = Path(output)
+    if len(inputs) == 1 and not out.is_dir():
+        return [out]
+    if out.exists() and not out.is_dir():
+        raise LabelFreeError(f"with several inputs, -o must be a folder; {out} is a file")
+    stems = [Path(i).name.split(".")[0] for i in inputs]
+    if len(set(stems)) != len(stems):
+        raise LabelFreeError("two inputs have the same file name; predict them into different folders")
+    return [out / f"{s}_predicted.ome.tif" for s in stems]
+
+
+def run(args: argparse.Namespace) -> int:
+    bundles = [resolve_model(m) for m in args.models]
+    names = output_names(bundles)
+    defaults = TilingConfig()
+    tiling = TilingConfig(
+        tile_shape=args.tile or defaults.tile_shape,
+        overlap=defaults.overlap if args.overlap is None else args.overlap,
+    )
+    targets = output_paths(args.inputs, args.output)
+    for target in targets:
+        if target.exists() and not args.overwrite:
+            raise LabelFreeError(f"{target} already exists; choose another output or add --overwrite")
+    for src_path, target in zip(args.inputs, targets, strict=True):
+        source = open_image(src_path)
+        check_3d(source)
+        source.channel_index(args.channel)  # fail on a wrong channel before any work
+        vox, _ = resolve_voxel_size(source, args.voxel_size, bundles[0].spec.voxel_size_um)
+        gen = iter_predict(source, bundles, args.channel, args.voxel_size, tiling, args.device, collect=False)
+
+        def frames(gen=gen) -> Iterator[np.ndarray]:
+            done: list[FrameDone] = []
+            while True:
+                # run the generator frame by frame, handing each finished frame to the writer
+                drive_prediction(_until_frame(gen, done), Path(src_path).name)
+                if not done:
+                    return
+                event = done.pop()
+                yield np.stack([event.arrays[n] for n in names])
+
+        z, y, x = source.shape_zyx
+        write_ome_tiff(
+            target,
+            frames(),
+            shape_tczyx=(source.n_timepoints, len(names), z, y, x),
+            channel_names=names,
+            physical_sizes=vox,
+            overwrite=args.overwrite,
+        )
+        print(f"{target}: {source.n_timepoints} time point(s) x {', '.join(names)}")
+    return 0
+
+
+def _until_frame(gen, done: list):
+    """Forward events of ``gen`` until one FrameDone (stored in ``done``) or the end."""
+    while True:
+        try:
+            event = next(gen)
+        except StopIteration:
+            return None
+        yield event
+        if isinstance(event, FrameDone):
+            done.append(event)
+            return None

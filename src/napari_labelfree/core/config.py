@@ -1,0 +1,119 @@
+"""Typed settings: model spec, tiling and training, with a JSON round trip and a schema version."""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+from dataclasses import dataclass, field
+from typing import Any
+
+from .errors import LabelFreeError
+
+SCHEMA_VERSION = 1
+# The paper resamples every image so that a voxel is a ~0.29 um cube.
+PAPER_VOXEL_SIZE_UM: tuple[float, float, float] = (0.29, 0.29, 0.29)
+
+
+@dataclass
+class Architecture:
+    """3D U-Net of the paper: ``depth`` down-samplings, ``width`` channels at the top level."""
+
+    name: str = "unet3d"
+    depth: int = 4
+    width: int = 32
+    in_channels: int = 1
+    out_channels: int = 1
+
+    @property
+    def multiple(self) -> int:
+        """Every spatial size fed to the network must be a multiple of this."""
+        return 2**self.depth
+
+
+@dataclass
+class Normalization:
+    """How an image is normalized before it enters the network (the paper z-scores each image)."""
+
+    method: str = "zscore"
+    scope: str = "per-image"
+
+
+@dataclass
+class ModelSpec:
+    """Everything a model bundle says about itself (stored as config.json)."""
+
+    structure: str
+    display_name: str = ""
+    colormap: str = "green"
+    target: str = ""
+    modality: str = "bright-field"
+    voxel_size_um: tuple[float, float, float] = PAPER_VOXEL_SIZE_UM
+    normalization: Normalization = field(default_factory=Normalization)
+    architecture: Architecture = field(default_factory=Architecture)
+    provenance: dict[str, Any] = field(default_factory=dict)
+    metrics: dict[str, Any] = field(default_factory=dict)
+    schema_version: int = SCHEMA_VERSION
+
+    def __post_init__(self) -> None:
+        if not self.display_name:
+            self.display_name = self.structure
+        self.voxel_size_um = tuple(float(v) for v in self.voxel_size_um)  # type: ignore[assignment]
+        if len(self.voxel_size_um) != 3 or min(self.voxel_size_um) <= 0:
+            raise LabelFreeError(
+                f"voxel_size_um must be three positive numbers (Z, Y, X in um), "
+                f"got {self.voxel_size_um}"
+            )
+
+    def to_dict(self) -> dict[str, Any]:
+        d = dataclasses.asdict(self)
+        d["voxel_size_um"] = list(self.voxel_size_um)
+        return d
+
+    def to_json(self) -> str:
+        return json.dumps(self.to_dict(), indent=2, sort_keys=False)
+
+    @classmethod
+    def from_dict(cls, d: dict[str, Any]) -> ModelSpec:
+        version = int(d.get("schema_version", 0))
+        if version > SCHEMA_VERSION:
+            raise LabelFreeError(
+                f"this model uses config schema version {version}, newer than the {SCHEMA_VERSION} "
+                "this napari-labelfree understands: upgrade napari-labelfree to load it"
+            )
+        if "structure" not in d:
+            raise LabelFreeError("config.json has no 'structure': it is not a napari-labelfree model")
+        known = {f.name for f in dataclasses.fields(cls)}
+        kwargs = {k: v for k, v in d.items() if k in known}
+        kwargs["normalization"] = Normalization(**d.get("normalization", {}))
+        kwargs["architecture"] = Architecture(**d.get("architecture", {}))
+        kwargs["voxel_size_um"] = tuple(d.get("voxel_size_um", PAPER_VOXEL_SIZE_UM))
+        kwargs["schema_version"] = SCHEMA_VERSION
+        return cls(**kwargs)
+
+    @classmethod
+    def from_json(cls, text: str) -> ModelSpec:
+        try:
+            d = json.loads(text)
+        except json.JSONDecodeError as e:
+            raise LabelFreeError(f"config.json is not valid JSON ({e}); restore it or re-export the model") from e
+        return cls.from_dict(d)
+
+
+@dataclass
+class TilingConfig:
+    """How a volume is cut into tiles for the network (sizes in voxels at the model's voxel size)."""
+
+    tile_shape: tuple[int, int, int] = (32, 256, 256)
+    overlap: float = 0.125
+    blend: str = "gaussian"  # "gaussian" or "constant"
+    batch_size: int = 1
+    max_oom_retries: int = 3
+
+    def __post_init__(self) -> None:
+        self.tile_shape = tuple(int(v) for v in self.tile_shape)  # type: ignore[assignment]
+        if len(self.tile_shape) != 3 or min(self.tile_shape) < 1:
+            raise LabelFreeError(f"tile shape must be three positive integers Z,Y,X, got {self.tile_shape}")
+        if not 0.0 <= self.overlap < 1.0:
+            raise LabelFreeError(f"tile overlap must be a fraction in [0, 1), got {self.overlap}")
+        if self.blend not in ("gaussian", "constant"):
+            raise LabelFreeError(f"blend must be 'gaussian' or 'constant', got {self.blend!r}")

@@ -1,0 +1,52 @@
+"""Choosing the compute device: CUDA, else Apple MPS, else CPU, or as the user asks."""
+
+from __future__ import annotations
+
+import torch
+
+from .errors import LabelFreeError
+
+
+def resolve_device(name: str | torch.device | None = "auto") -> torch.device:
+    """'auto' (CUDA > MPS > CPU), 'cpu', 'cuda', 'cuda:N' or 'mps' as a torch.device."""
+    if isinstance(name, torch.device):
+        return name
+    name = (name or "auto").strip().lower()
+    if name == "auto":
+        if torch.cuda.is_available():
+            return torch.device("cuda")
+        if getattr(torch.backends, "mps", None) and torch.backends.mps.is_available():
+            return torch.device("mps")
+        return torch.device("cpu")
+    try:
+        dev = torch.device(name)
+    except RuntimeError as e:
+        raise LabelFreeError(f"unknown device {name!r}; use auto, cpu, cuda, cuda:N or mps") from e
+    if dev.type == "cuda":
+        if not torch.cuda.is_available():
+            raise LabelFreeError(f"device {name!r} asked for, but no CUDA GPU is available; use --device cpu")
+        if dev.index is not None and dev.index >= torch.cuda.device_count():
+            raise LabelFreeError(
+                f"device {name!r} asked for, but only {torch.cuda.device_count()} CUDA GPU(s) exist"
+            )
+    if dev.type == "mps" and not (getattr(torch.backends, "mps", None) and torch.backends.mps.is_available()):
+        raise LabelFreeError("device 'mps' asked for, but Apple MPS is not available; use --device cpu")
+    if dev.type not in ("cpu", "cuda", "mps"):
+        raise LabelFreeError(f"unsupported device {name!r}; use auto, cpu, cuda, cuda:N or mps")
+    return dev
+
+
+def autocast_dtype(device: torch.device) -> torch.dtype | None:
+    """Mixed-precision dtype for inference on this device (None: stay in fp32)."""
+    if device.type != "cuda":
+        return None
+    return torch.bfloat16 if torch.cuda.is_bf16_supported() else torch.float16
+
+
+def is_out_of_memory(err: BaseException) -> bool:
+    if isinstance(err, torch.cuda.OutOfMemoryError):
+        return True
+    text = str(err)
+    return isinstance(err, RuntimeError) and (
+        "out of memory" in text or "can't allocate memory" in text
+    )

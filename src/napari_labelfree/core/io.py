@@ -1,0 +1,259 @@
+"""Reading microscopy files into named axes with physical sizes, and writing OME-TIFF.
+
+Reading goes through bioio (CZI, OME-TIFF, TIFF and whatever other bioio readers are installed);
+where bioio is absent but aicsimageio is installed, the same adapter uses that. Frames are read
+lazily, one (T, C) at a time, so memory stays bounded by a frame, not by the file.
+"""
+
+from __future__ import annotations
+
+import os
+import tempfile
+import warnings
+from collections.abc import Iterable, Iterator, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from .errors import LabelFreeError
+
+VoxelSize = tuple[float, float, float]
+
+
+@dataclass
+class ImageSource:
+    """An opened image: TCZYX shape, channel names and physical sizes (um, Z, Y, X; None if unknown)."""
+
+    path: Path | None
+    shape_tczyx: tuple[int, int, int, int, int]
+    channel_names: list[str]
+    physical_sizes: tuple[float | None, float | None, float | None]
+    _reader: Any = field(default=None, repr=False)
+    _array: np.ndarray | None = field(default=None, repr=False)
+
+    @property
+    def n_timepoints(self) -> int:
+        return self.shape_tczyx[0]
+
+    @property
+    def n_channels(self) -> int:
+        return self.shape_tczyx[1]
+
+    @property
+    def shape_zyx(self) -> tuple[int, int, int]:
+        return self.shape_tczyx[2:]  # type: ignore[return-value]
+
+    @property
+    def known_voxel_size(self) -> VoxelSize | None:
+        """Physical voxel size if all three are known, else None."""
+        if any(v is None or not np.isfinite(v) or v <= 0 for v in self.physical_sizes):
+            return None
+        return tuple(float(v) for v in self.physical_sizes)  # type: ignore[return-value]
+
+    def channel_index(self, channel: str | int | None) -> int:
+        """Index of a channel given by name (case-insensitive) or index; None means the only one."""
+        names = ", ".join(f"{i}:{n}" for i, n in enumerate(self.channel_names))
+        if channel is None:
+            if self.n_channels == 1:
+                return 0
+            raise LabelFreeError(
+                f"{self._label()} has {self.n_channels} channels ({names}); "
+                "choose the transmitted-light one by name or index (--channel)"
+            )
+        if isinstance(channel, str) and channel.strip().lstrip("-").isdigit():
+            channel = int(channel)
+        if isinstance(channel, int):
+            if -self.n_channels <= channel < self.n_channels:
+                return channel % self.n_channels
+            raise LabelFreeError(f"{self._label()} has no channel {channel}; its channels are {names}")
+        lowered = [n.lower() for n in self.channel_names]
+        if channel.lower() in lowered:
+            return lowered.index(channel.lower())
+        raise LabelFreeError(f"{self._label()} has no channel named {channel!r}; its channels are {names}")
+
+    def frame(self, t: int, c: int) -> np.ndarray:
+        """One ZYX volume (time point t, channel c), as float32."""
+        if self._array is not None:
+            return np.asarray(self._array[t, c], dtype=np.float32)
+        data = self._reader.get_image_dask_data("ZYX", T=t, C=c)
+        return np.asarray(data.compute(), dtype=np.float32)
+
+    def _label(self) -> str:
+        return str(self.path) if self.path else "the image"
+
+
+def from_array(
+    data: np.ndarray,
+    axes: str = "TCZYX",
+    channel_names: Sequence[str] | None = None,
+    physical_sizes: Sequence[float | None] | None = None,
+) -> ImageSource:
+    """Wrap an in-memory array (axes a subset of TCZYX, in that order) as an ImageSource."""
+    axes = axes.upper()
+    if any(a not in "TCZYX" for a in axes) or len(set(axes)) != len(axes) or data.ndim != len(axes):
+        raise LabelFreeError(f"axes {axes!r} do not describe an array of shape {data.shape}")
+    order = [a for a in "TCZYX" if a in axes]
+    arr = np.moveaxis(data, [axes.index(a) for a in order], range(len(order)))
+    for i, a in enumerate("TCZYX"):
+        if a not in axes:
+            arr = np.expand_dims(arr, i)
+    n_c = arr.shape[1]
+    names = list(channel_names) if channel_names else [f"channel {i}" for i in range(n_c)]
+    sizes = tuple(physical_sizes) if physical_sizes is not None else (None, None, None)
+    return ImageSource(None, tuple(arr.shape), names, sizes, _array=arr)  # type: ignore[arg-type]
+
+
+def _open_reader(path: Path) -> Any:
+    try:
+        from bioio import BioImage
+    except ImportError:
+        BioImage = None
+    if BioImage is not None:
+        try:
+            return BioImage(path)
+        except Exception as e:  # bioio raises many types for unreadable/unsupported files
+            raise LabelFreeError(
+                f"cannot read {path}: {e.__class__.__name__}: {e}. Is it a CZI, OME-TIFF or TIFF file? "
+                "(install the bioio reader plugin for other formats)"
+            ) from e
+    try:
+        from aicsimageio import AICSImage
+    except ImportError as e:
+        raise LabelFreeError("reading files needs bioio (pip install bioio bioio-ome-tiff)") from e
+    try:
+        return AICSImage(path)
+    except Exception as e:
+        raise LabelFreeError(f"cannot read {path}: {e}") from e
+
+
+def open_image(path: str | Path) -> ImageSource:
+    """Open a microscopy file lazily as TCZYX with channel names and physical sizes."""
+    path = Path(path)
+    if not path.exists():
+        raise LabelFreeError(f"{path} does not exist; check the path")
+    if path.is_dir() and not path.suffix == ".zarr":
+        raise LabelFreeError(f"{path} is a folder; give an image file (CZI, OME-TIFF, TIFF)")
+    reader = _open_reader(path)
+    dims = reader.dims
+    shape = tuple(int(getattr(dims, a, 1)) for a in "TCZYX")
+    names = list(reader.channel_names or [])
+    if len(names) != shape[1]:
+        names = [f"channel {i}" for i in range(shape[1])]
+    names = [str(n) if n else f"channel {i}" for i, n in enumerate(names)]
+    pps = reader.physical_pixel_sizes
+    sizes = tuple(_clean_size(getattr(pps, a, None)) for a in "ZYX")
+    return ImageSource(path, shape, names, sizes, _reader=reader)  # type: ignore[arg-type]
+
+
+def _clean_size(v: Any) -> float | None:
+    try:
+        v = float(v)
+    except (TypeError, ValueError):
+        return None
+    return v if np.isfinite(v) and v > 0 else None
+
+
+def resolve_voxel_size(
+    source: ImageSource,
+    given: VoxelSize | None,
+    fallback: VoxelSize,
+) -> tuple[VoxelSize, str | None]:
+    """Voxel size to use: given by the caller, else the file's, else ``fallback`` with a warning text."""
+    if given is not None:
+        return tuple(float(v) for v in given), None  # type: ignore[return-value]
+    known = source.known_voxel_size
+    if known is not None:
+        return known, None
+    msg = (
+        f"{source._label()} has no physical pixel sizes; assuming it is already at the model's "
+        f"voxel size {fallback} um (Z, Y, X). Give --voxel-size if it is not."
+    )
+    return tuple(fallback), msg  # type: ignore[return-value]
+
+
+def check_3d(source: ImageSource) -> None:
+    """The networks are 3D: refuse a single plane with a message that says so."""
+    z, y, x = source.shape_zyx
+    if z < 2:
+        raise LabelFreeError(
+            f"{source._label()} is 2D (one z-plane, {y}x{x}); label-free models need a z-stack "
+            "of transmitted light. Open the z-stack (CZI, OME-TIFF or a multi-page TIFF)"
+        )
+
+
+def ome_metadata(channel_names: Sequence[str], physical_sizes: Sequence[float | None]) -> dict:
+    md: dict[str, Any] = {"axes": "TCZYX", "Channel": {"Name": list(channel_names)}}
+    for axis, size in zip("ZYX", physical_sizes, strict=True):
+        if size is not None:
+            md[f"PhysicalSize{axis}"] = float(size)
+            md[f"PhysicalSize{axis}Unit"] = "µm"
+    return md
+
+
+def write_ome_tiff(
+    path: str | Path,
+    frames: np.ndarray | Iterable[np.ndarray],
+    shape_tczyx: Sequence[int] | None = None,
+    channel_names: Sequence[str] | None = None,
+    physical_sizes: Sequence[float | None] = (None, None, None),
+    dtype: Any = np.float32,
+    overwrite: bool = False,
+) -> Path:
+    """Write a TCZYX OME-TIFF atomically (temporary file, then rename).
+
+    ``frames`` is a TCZYX array or an iterable of CZYX arrays (one per time point, streamed to disk
+    so a long time-lapse never sits in memory whole; then ``shape_tczyx`` is required).
+    """
+    import tifffile
+
+    path = Path(path)
+    if path.exists() and not overwrite:
+        raise LabelFreeError(f"{path} already exists; choose another output name (nothing was overwritten)")
+    if isinstance(frames, np.ndarray):
+        if frames.ndim != 5:
+            raise ValueError(f"expected a TCZYX array, got shape {frames.shape}")
+        shape_tczyx = frames.shape
+        frames = iter(frames)
+    if shape_tczyx is None:
+        raise ValueError("shape_tczyx is required when frames is an iterable")
+    t, c, z, y, x = (int(v) for v in shape_tczyx)
+    names = list(channel_names) if channel_names else [f"channel {i}" for i in range(c)]
+    if len(names) != c:
+        raise ValueError(f"{len(names)} channel names for {c} channels")
+
+    def pages() -> Iterator[np.ndarray]:
+        n = 0
+        for frame in frames:
+            frame = np.asarray(frame, dtype=dtype)
+            if frame.shape != (c, z, y, x):
+                raise ValueError(f"frame of shape {frame.shape}, expected {(c, z, y, x)}")
+            n += 1
+            yield from frame.reshape(c * z, y, x)
+        if n != t:
+            raise ValueError(f"got {n} frames, expected {t}")
+
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp_name = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    os.close(fd)
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            tifffile.imwrite(
+                tmp_name,
+                data=pages(),
+                shape=(t, c, z, y, x),
+                dtype=dtype,
+                ome=True,
+                photometric="minisblack",
+                metadata=ome_metadata(names, physical_sizes),
+                bigtiff=t * c * z * y * x * np.dtype(dtype).itemsize > 2**31,
+            )
+        if path.exists() and not overwrite:
+            raise LabelFreeError(f"{path} appeared while writing; nothing was overwritten")
+        os.replace(tmp_name, path)
+    except BaseException:
+        Path(tmp_name).unlink(missing_ok=True)
+        raise
+    return path

@@ -1,0 +1,183 @@
+"""Prediction as generators: yield typed progress, return arrays.
+
+Per frame: z-score (as the paper), resample to the model's voxel size, predict tile by tile with a
+blending window, resample back so the output has the input's Z, Y, X shape. Models that share a
+voxel size share the tile loop: each input tile is read and moved to the device once.
+"""
+
+from __future__ import annotations
+
+import copy
+import functools
+from collections.abc import Generator, Iterable, Sequence
+from contextlib import nullcontext
+
+import numpy as np
+import torch
+from torch import nn
+
+from .bundle import WEIGHTS_NAME, ModelBundle, load_network
+from .config import TilingConfig
+from .device import autocast_dtype, is_out_of_memory, resolve_device
+from .errors import LabelFreeError
+from .events import FrameDone, FrameStarted, Notice, TileDone
+from .io import ImageSource, VoxelSize, check_3d, resolve_voxel_size
+from .preprocess import needs_resampling, resampled_shape, resize, zscore
+from .tiling import iter_sliding_window
+
+Event = TileDone | FrameStarted | FrameDone | Notice
+
+
+def output_names(bundles: Sequence[ModelBundle]) -> list[str]:
+    """One name per model: its structure, or its folder name where two share a structure."""
+    structures = [b.spec.structure for b in bundles]
+    return [s if structures.count(s) == 1 else f"{s} ({b.name})" for s, b in zip(structures, bundles, strict=True)]
+
+
+@functools.lru_cache(maxsize=16)
+def _network_on(folder: str, stamp: int, device: str) -> nn.Module:
+    from .bundle import open_bundle
+
+    net = load_network(open_bundle(folder))
+    if torch.device(device).type != "cpu":
+        net = copy.deepcopy(net).to(device)
+    return net.eval()
+
+
+def network_on_device(bundle: ModelBundle, device: torch.device) -> nn.Module:
+    """The bundle's network in eval mode on ``device`` (cached per device)."""
+    stamp = (bundle.path / WEIGHTS_NAME).stat().st_mtime_ns
+    return _network_on(str(bundle.path), stamp, str(device))
+
+
+def make_predictor(nets: Sequence[nn.Module], device: torch.device):
+    """A tile predictor running every network on the same input tile; outputs stacked as channels."""
+    amp = autocast_dtype(device)
+
+    def predict(batch: torch.Tensor) -> torch.Tensor:
+        ctx = torch.autocast(device_type=device.type, dtype=amp) if amp is not None else nullcontext()
+        with torch.inference_mode(), ctx:
+            return torch.cat([net(batch).float() for net in nets], dim=1)
+
+    return predict
+
+
+def _group_by_voxel_size(bundles: Sequence[ModelBundle]) -> list[list[int]]:
+    groups: dict[tuple[float, ...], list[int]] = {}
+    for i, b in enumerate(bundles):
+        groups.setdefault(tuple(b.spec.voxel_size_um), []).append(i)
+    return list(groups.values())
+
+
+def _shrink(tile: tuple[int, int, int], multiple: int) -> tuple[int, int, int]:
+    """Halve the largest axis that can still shrink (keeps multiples of the network's stride)."""
+    order = sorted(range(3), key=lambda a: -tile[a])
+    for a in order:
+        if tile[a] // 2 >= multiple:
+            t = list(tile)
+            t[a] = max(multiple, (tile[a] // 2) // multiple * multiple)
+            return tuple(t)  # type: ignore[return-value]
+    return tile
+
+
+def iter_predict_volume(
+    volume: np.ndarray,
+    bundles: Sequence[ModelBundle],
+    voxel_size: VoxelSize,
+    tiling: TilingConfig | None = None,
+    device: str | torch.device = "auto",
+    frame: int = 0,
+) -> Generator[TileDone | Notice, None, dict[str, np.ndarray]]:
+    """Predict one ZYX volume with several models; returns {name: ZYX float32 array of the input's shape}."""
+    if volume.ndim != 3:
+        raise LabelFreeError(f"expected a 3D (Z, Y, X) volume, got shape {volume.shape}")
+    if volume.shape[0] < 2:
+        raise LabelFreeError("the image is 2D (one z-plane); label-free models need a z-stack")
+    if not bundles:
+        raise LabelFreeError("choose at least one model")
+    tiling = tiling or TilingConfig()
+    dev = resolve_device(device)
+    names = output_names(bundles)
+    normalized = zscore(volume)
+    results: dict[str, np.ndarray] = {}
+    for group in _group_by_voxel_size(bundles):
+        model_voxel = bundles[group[0]].spec.voxel_size_um
+        multiple = max(bundles[i].spec.architecture.multiple for i in group)
+        grid = normalized
+        if needs_resampling(voxel_size, model_voxel):
+            grid = resize(normalized, resampled_shape(normalized.shape, voxel_size, model_voxel))
+        predictor = make_predictor([network_on_device(bundles[i], dev) for i in group], dev)
+        tile = tuple(tiling.tile_shape)
+        for attempt in range(tiling.max_oom_retries + 1):
+            try:
+                out = yield from iter_sliding_window(
+                    grid,
+                    predictor,
+                    tile,
+                    n_out=len(group),
+                    overlap=tiling.overlap,
+                    blend=tiling.blend,
+                    batch_size=tiling.batch_size,
+                    multiple=multiple,
+                    device=dev,
+                    output_device="cpu",
+                    frame=frame,
+                )
+                break
+            except (RuntimeError, torch.cuda.OutOfMemoryError) as e:
+                if not is_out_of_memory(e):
+                    raise
+                smaller = _shrink(tile, multiple)
+                if attempt == tiling.max_oom_retries or smaller == tile:
+                    raise LabelFreeError(
+                        f"out of memory on {dev} even with tiles of {tile} voxels; "
+                        "use smaller tiles, close other programs, or predict on the CPU (--device cpu)"
+                    ) from e
+                if dev.type == "cuda":
+                    torch.cuda.empty_cache()
+                yield Notice(f"out of memory with tiles of {tile} voxels; retrying with {smaller}")
+                tile = smaller
+        for k, i in enumerate(group):
+            arr = out[k].numpy()
+            results[names[i]] = resize(arr, volume.shape) if arr.shape != volume.shape else arr
+    return {n: results[n] for n in names}
+
+
+def iter_predict(
+    source: ImageSource,
+    bundles: Sequence[ModelBundle],
+    channel: str | int | None = None,
+    voxel_size: VoxelSize | None = None,
+    tiling: TilingConfig | None = None,
+    device: str | torch.device = "auto",
+    frames: Iterable[int] | None = None,
+    collect: bool = True,
+) -> Generator[Event, None, dict[str, np.ndarray] | None]:
+    """Predict every (or the given) time point of one channel of an image.
+
+    Yields FrameStarted / TileDone / FrameDone / Notice. Returns {name: TZYX array} for the
+    predicted frames in the order given when ``collect`` is true, else None (for callers that
+    stream each FrameDone to disk).
+    """
+    check_3d(source)
+    if not bundles:
+        raise LabelFreeError("choose at least one model")
+    c = source.channel_index(channel)
+    vox, warning = resolve_voxel_size(source, voxel_size, bundles[0].spec.voxel_size_um)
+    if warning:
+        yield Notice(warning)
+    order = list(range(source.n_timepoints)) if frames is None else list(frames)
+    for t in order:
+        if not 0 <= t < source.n_timepoints:
+            raise LabelFreeError(f"time point {t} does not exist (the image has {source.n_timepoints})")
+    collected: dict[str, list[np.ndarray]] = {n: [] for n in output_names(bundles)}
+    for t in order:
+        yield FrameStarted(t, len(order))
+        arrays = yield from iter_predict_volume(source.frame(t, c), bundles, vox, tiling, device, frame=t)
+        yield FrameDone(t, len(order), arrays)
+        if collect:
+            for name, arr in arrays.items():
+                collected[name].append(arr)
+    if not collect:
+        return None
+    return {n: np.stack(v) for n, v in collected.items()}

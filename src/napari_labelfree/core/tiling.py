@@ -1,0 +1,160 @@
+"""Tile plan, blending window and stitching: pure functions, shaped like MONAI's sliding window.
+
+The window is separable (a product of 1D windows) and tiles lie on a Cartesian grid, so the sum of
+windows over all tiles is the product of 1D sums: each tile's weight is normalized on the fly from
+three 1D arrays, and no volume-sized weight map is ever held.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Generator, Sequence
+from dataclasses import dataclass
+
+import numpy as np
+import torch
+
+from .events import TileDone, drain
+
+Predictor = Callable[[torch.Tensor], torch.Tensor]
+
+
+def round_up(n: int, multiple: int) -> int:
+    return -(-n // multiple) * multiple
+
+
+def effective_tile_shape(
+    shape_zyx: Sequence[int], tile_shape: Sequence[int], multiple: int = 1
+) -> tuple[int, int, int]:
+    """Tile per axis: a multiple of ``multiple``, no larger than the (rounded-up) volume."""
+    out = []
+    for n, t in zip(shape_zyx, tile_shape, strict=True):
+        t = max(multiple, (int(t) // multiple) * multiple)
+        out.append(min(t, round_up(int(n), multiple)))
+    return tuple(out)  # type: ignore[return-value]
+
+
+def tile_starts(size: int, tile: int, overlap: float) -> list[int]:
+    """Start offsets of tiles of length ``tile`` covering ``size`` (>= tile), last flush to the end."""
+    if size <= tile:
+        return [0]
+    stride = max(1, int(tile * (1.0 - overlap)))
+    starts = list(range(0, size - tile + 1, stride))
+    if starts[-1] != size - tile:
+        starts.append(size - tile)
+    return starts
+
+
+def window_1d(length: int, mode: str) -> np.ndarray:
+    """1D blending window: Gaussian (sigma = length/8, as MONAI) or constant; strictly positive."""
+    if mode == "constant" or length == 1:
+        return np.ones(length, dtype=np.float64)
+    centre = (length - 1) / 2.0
+    sigma = length / 8.0
+    w = np.exp(-0.5 * ((np.arange(length) - centre) / sigma) ** 2)
+    return np.maximum(w / w.max(), 1e-3)
+
+
+@dataclass(frozen=True)
+class TilePlan:
+    """Where tiles go in a (padded) volume and how each is weighted."""
+
+    padded_shape: tuple[int, int, int]
+    tile_shape: tuple[int, int, int]
+    starts: tuple[list[int], list[int], list[int]]
+    # per axis, per start: the normalized 1D weight of that tile along that axis
+    weights: tuple[list[np.ndarray], list[np.ndarray], list[np.ndarray]]
+
+    @property
+    def n_tiles(self) -> int:
+        return int(np.prod([len(s) for s in self.starts]))
+
+    def tile_weight(self, index_zyx: tuple[int, int, int]) -> np.ndarray:
+        iz, iy, ix = index_zyx
+        wz, wy, wx = self.weights[0][iz], self.weights[1][iy], self.weights[2][ix]
+        return (wz[:, None, None] * wy[None, :, None] * wx[None, None, :]).astype(np.float32)
+
+
+def plan_tiles(
+    shape_zyx: Sequence[int],
+    tile_shape: Sequence[int],
+    overlap: float = 0.25,
+    blend: str = "gaussian",
+    multiple: int = 1,
+) -> TilePlan:
+    """Plan tiles over a volume; volumes smaller than a tile are padded up to it."""
+    tile = effective_tile_shape(shape_zyx, tile_shape, multiple)
+    padded = tuple(max(int(n), t) for n, t in zip(shape_zyx, tile, strict=True))
+    starts, weights = [], []
+    for size, t in zip(padded, tile, strict=True):
+        s = tile_starts(size, t, overlap)
+        w = window_1d(t, blend)
+        total = np.zeros(size, dtype=np.float64)
+        for a in s:
+            total[a : a + t] += w
+        starts.append(s)
+        weights.append([w / total[a : a + t] for a in s])
+    return TilePlan(padded, tile, tuple(starts), tuple(weights))  # type: ignore[arg-type]
+
+
+def pad_to(volume: np.ndarray, shape_zyx: Sequence[int]) -> np.ndarray:
+    """Pad a ZYX volume at the far end up to ``shape_zyx`` by mirroring (works for any size)."""
+    pads = [(0, max(0, int(t) - n)) for n, t in zip(volume.shape, shape_zyx, strict=True)]
+    if not any(p for _, p in pads):
+        return volume
+    return np.pad(volume, pads, mode="symmetric")
+
+
+def iter_sliding_window(
+    volume: np.ndarray,
+    predictor: Predictor,
+    tile_shape: Sequence[int],
+    n_out: int = 1,
+    overlap: float = 0.25,
+    blend: str = "gaussian",
+    batch_size: int = 1,
+    multiple: int = 1,
+    device: torch.device | str = "cpu",
+    output_device: torch.device | str = "cpu",
+    frame: int = 0,
+) -> Generator[TileDone, None, torch.Tensor]:
+    """Predict a ZYX volume tile by tile; yields TileDone, returns (n_out, Z, Y, X) float32.
+
+    ``predictor`` maps a (B, 1, z, y, x) tensor on ``device`` to (B, n_out, z, y, x). Each input tile
+    is moved to ``device`` once, whatever the number of outputs. Closing the generator between
+    tiles cancels the work.
+    """
+    if volume.ndim != 3:
+        raise ValueError(f"expected a ZYX volume, got shape {volume.shape}")
+    shape = tuple(volume.shape)
+    plan = plan_tiles(shape, tile_shape, overlap, blend, multiple)
+    src = np.ascontiguousarray(pad_to(np.asarray(volume, dtype=np.float32), plan.padded_shape))
+    device = torch.device(device)
+    output_device = torch.device(output_device)
+    out = torch.zeros((n_out, *plan.padded_shape), dtype=torch.float32, device=output_device)
+    tz, ty, tx = plan.tile_shape
+    grid = [
+        ((iz, iy, ix), (z, y, x))
+        for iz, z in enumerate(plan.starts[0])
+        for iy, y in enumerate(plan.starts[1])
+        for ix, x in enumerate(plan.starts[2])
+    ]
+    done = 0
+    for b0 in range(0, len(grid), max(1, batch_size)):
+        batch = grid[b0 : b0 + max(1, batch_size)]
+        tiles = np.stack([src[z : z + tz, y : y + ty, x : x + tx] for _, (z, y, x) in batch])
+        inp = torch.from_numpy(tiles)[:, None].to(device, non_blocking=True)
+        pred = predictor(inp)
+        for k, (index, (z, y, x)) in enumerate(batch):
+            w = torch.from_numpy(plan.tile_weight(index)).to(pred.device)
+            weighted = (pred[k].float() * w).to(output_device)
+            out[:, z : z + tz, y : y + ty, x : x + tx] += weighted
+            done += 1
+            yield TileDone(done - 1, plan.n_tiles, frame)
+    return out[:, : shape[0], : shape[1], : shape[2]]
+
+
+def sliding_window_inference(
+    volume: np.ndarray, predictor: Predictor, tile_shape: Sequence[int], **kwargs
+) -> torch.Tensor:
+    """Non-generator form of :func:`iter_sliding_window` (drains the progress)."""
+    return drain(iter_sliding_window(volume, predictor, tile_shape, **kwargs))

@@ -1,0 +1,80 @@
+"""The 3D U-Net of Ounkomol et al. (2018), as in their reference software pytorch_fnet.
+
+Each level: two conv3x3x3-BN-ReLU; down by a 2x2x2 stride-2 conv + BN + ReLU; up by a 2x2x2
+transposed conv + BN + ReLU; the skip is concatenated before the level's second pair of convs.
+Channels: ``width`` at the top level, doubling per level. A final 3x3x3 conv maps to one channel
+with no activation. Depth 4 / width 32 is the paper's network (23.28 M parameters).
+"""
+
+from __future__ import annotations
+
+import torch
+from torch import nn
+
+from .config import Architecture
+
+
+class DoubleConv(nn.Module):
+    """Two conv3x3x3 + BatchNorm + ReLU."""
+
+    def __init__(self, n_in: int, n_out: int) -> None:
+        super().__init__()
+        self.conv1 = nn.Conv3d(n_in, n_out, kernel_size=3, padding=1)
+        self.bn1 = nn.BatchNorm3d(n_out)
+        self.conv2 = nn.Conv3d(n_out, n_out, kernel_size=3, padding=1)
+        self.bn2 = nn.BatchNorm3d(n_out)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        x = torch.relu(self.bn1(self.conv1(x)))
+        return torch.relu(self.bn2(self.conv2(x)))
+
+
+class Level(nn.Module):
+    """One resolution level; holds the levels below it (recursive, like pytorch_fnet)."""
+
+    def __init__(self, n_in: int, n_out: int, depth: int) -> None:
+        super().__init__()
+        self.depth = depth
+        self.encode = DoubleConv(n_in, n_out)
+        if depth > 0:
+            self.down = nn.Conv3d(n_out, n_out, kernel_size=2, stride=2)
+            self.down_bn = nn.BatchNorm3d(n_out)
+            self.below = Level(n_out, 2 * n_out, depth - 1)
+            self.up = nn.ConvTranspose3d(2 * n_out, n_out, kernel_size=2, stride=2)
+            self.up_bn = nn.BatchNorm3d(n_out)
+            self.decode = DoubleConv(2 * n_out, n_out)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        skip = self.encode(x)
+        if self.depth == 0:
+            return skip
+        y = torch.relu(self.down_bn(self.down(skip)))
+        y = self.below(y)
+        y = torch.relu(self.up_bn(self.up(y)))
+        return self.decode(torch.cat((skip, y), dim=1))
+
+
+class UNet3D(nn.Module):
+    """Fully convolutional 3D U-Net; input (N, C, Z, Y, X) with Z, Y, X multiples of 2**depth."""
+
+    def __init__(self, arch: Architecture | None = None) -> None:
+        super().__init__()
+        self.arch = arch or Architecture()
+        self.body = Level(self.arch.in_channels, self.arch.width, self.arch.depth)
+        self.head = nn.Conv3d(self.arch.width, self.arch.out_channels, kernel_size=3, padding=1)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.head(self.body(x))
+
+
+def build_network(arch: Architecture) -> UNet3D:
+    """The network described by ``arch`` with fresh (random) weights."""
+    if arch.name != "unet3d":
+        from .errors import LabelFreeError
+
+        raise LabelFreeError(f"unknown architecture {arch.name!r}; this version knows 'unet3d'")
+    return UNet3D(arch)
+
+
+def count_parameters(net: nn.Module) -> int:
+    return sum(p.numel() for p in net.parameters())
