@@ -53,7 +53,9 @@ def main(argv: Sequence[str] | None = None) -> int:
         print(f"labelfree {args.command}: error: {e}", file=sys.stderr)
         return 2
     except KeyboardInterrupt:
-        print(f"labelfree {args.command}: interrupted; nothing half-written was kept", file=sys.stderr)
+        print(
+            f"labelfree {args.command}: interrupted; nothing half-written was kept", file=sys.stderr
+        )
         return 130
 
 

@@ -27,5 +27,7 @@ shape = triple(int)
 
 def add_device(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(
-        "--device", default="auto", help="auto (CUDA, else MPS, else CPU), cpu, cuda or cuda:N [auto]"
+        "--device",
+        default="auto",
+        help="auto (CUDA, else MPS, else CPU), cpu, cuda or cuda:N [auto]",
     )

@@ -15,8 +15,13 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--structure", required=True, help="structure name, e.g. dna, lamin-b1, tom20")
     p.add_argument("--depth", type=int, default=4, help="U-Net depth (down-samplings) [4]")
     p.add_argument("--width", type=int, default=32, help="channels at the top level [32]")
-    p.add_argument("--voxel-size", type=_args.voxel_size, default=PAPER_VOXEL_SIZE_UM, metavar="Z,Y,X",
-                   help="voxel size in um the model works at [0.29,0.29,0.29]")
+    p.add_argument(
+        "--voxel-size",
+        type=_args.voxel_size,
+        default=PAPER_VOXEL_SIZE_UM,
+        metavar="Z,Y,X",
+        help="voxel size in um the model works at [0.29,0.29,0.29]",
+    )
     p.add_argument("--colormap", default="green", help="napari colormap for its overlay [green]")
     p.add_argument("--display-name", default="", help="name shown in the viewer")
     p.add_argument("--target", default="", help="label / fluorophore of the target, e.g. Hoechst")
@@ -41,5 +46,7 @@ def run(args: argparse.Namespace) -> int:
         provenance={"created_by": "labelfree init-model", "trained": False, "seed": args.seed},
     )
     bundle = init_bundle(args.output, spec, seed=args.seed)
-    print(f"wrote untrained model {bundle.path} ({args.structure}, depth {args.depth}, width {args.width})")
+    print(
+        f"wrote untrained model {bundle.path} ({args.structure}, depth {args.depth}, width {args.width})"
+    )
     return 0

@@ -8,8 +8,11 @@ from ..core.bundle import ENV_VAR, discover_models, model_search_paths
 
 
 def register(sub: argparse._SubParsersAction) -> None:
-    p = sub.add_parser("models", help="list available models",
-                       description=f"List models in the built-in folder, the user folder and {ENV_VAR}.")
+    p = sub.add_parser(
+        "models",
+        help="list available models",
+        description=f"List models in the built-in folder, the user folder and {ENV_VAR}.",
+    )
     p.set_defaults(func=run)
 
 

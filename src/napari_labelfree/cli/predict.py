@@ -27,16 +27,38 @@ def register(sub: argparse._SubParsersAction) -> None:
     )
     p.add_argument("inputs", nargs="+", metavar="INPUT", help="CZI, OME-TIFF or TIFF z-stacks")
     p.add_argument(
-        "-m", "--model", action="append", required=True, dest="models", metavar="MODEL",
+        "-m",
+        "--model",
+        action="append",
+        required=True,
+        dest="models",
+        metavar="MODEL",
         help="model folder or name of a discovered model (repeat for several)",
     )
-    p.add_argument("-o", "--output", required=True, help="output .ome.tif (a folder when several inputs)")
+    p.add_argument(
+        "-o", "--output", required=True, help="output .ome.tif (a folder when several inputs)"
+    )
     p.add_argument("--channel", default=None, help="transmitted-light channel, by name or index")
-    p.add_argument("--voxel-size", type=_args.voxel_size, default=None, metavar="Z,Y,X",
-                   help="voxel size in um when the file lacks it or it is wrong")
-    p.add_argument("--tile", type=_args.shape, default=None, metavar="Z,Y,X",
-                   help=f"tile shape in voxels at the model's voxel size [{','.join(map(str, TilingConfig().tile_shape))}]")
-    p.add_argument("--overlap", type=float, default=None, help=f"tile overlap fraction [{TilingConfig().overlap}]")
+    p.add_argument(
+        "--voxel-size",
+        type=_args.voxel_size,
+        default=None,
+        metavar="Z,Y,X",
+        help="voxel size in um when the file lacks it or it is wrong",
+    )
+    p.add_argument(
+        "--tile",
+        type=_args.shape,
+        default=None,
+        metavar="Z,Y,X",
+        help=f"tile shape in voxels at the model's voxel size [{','.join(map(str, TilingConfig().tile_shape))}]",
+    )
+    p.add_argument(
+        "--overlap",
+        type=float,
+        default=None,
+        help=f"tile overlap fraction [{TilingConfig().overlap}]",
+    )
     p.add_argument("--overwrite", action="store_true", help="replace existing output files")
     _args.add_device(p)
     p.set_defaults(func=run)
@@ -50,7 +72,9 @@ def output_paths(inputs: list[str], output: str) -> list[Path]:
         raise LabelFreeError(f"with several inputs, -o must be a folder; {out} is a file")
     stems = [Path(i).name.split(".")[0] for i in inputs]
     if len(set(stems)) != len(stems):
-        raise LabelFreeError("two inputs have the same file name; predict them into different folders")
+        raise LabelFreeError(
+            "two inputs have the same file name; predict them into different folders"
+        )
     return [out / f"{s}_predicted.ome.tif" for s in stems]
 
 
@@ -65,28 +89,22 @@ def run(args: argparse.Namespace) -> int:
     targets = output_paths(args.inputs, args.output)
     for target in targets:
         if target.exists() and not args.overwrite:
-            raise LabelFreeError(f"{target} already exists; choose another output or add --overwrite")
+            raise LabelFreeError(
+                f"{target} already exists; choose another output or add --overwrite"
+            )
     for src_path, target in zip(args.inputs, targets, strict=True):
         source = open_image(src_path)
         check_3d(source)
         source.channel_index(args.channel)  # fail on a wrong channel before any work
         vox, _ = resolve_voxel_size(source, args.voxel_size, bundles[0].spec.voxel_size_um)
-        gen = iter_predict(source, bundles, args.channel, args.voxel_size, tiling, args.device, collect=False)
-
-        def frames(gen=gen) -> Iterator[np.ndarray]:
-            done: list[FrameDone] = []
-            while True:
-                # run the generator frame by frame, handing each finished frame to the writer
-                drive_prediction(_until_frame(gen, done), Path(src_path).name)
-                if not done:
-                    return
-                event = done.pop()
-                yield np.stack([event.arrays[n] for n in names])
+        gen = iter_predict(
+            source, bundles, args.channel, args.voxel_size, tiling, args.device, collect=False
+        )
 
         z, y, x = source.shape_zyx
         write_ome_tiff(
             target,
-            frames(),
+            _predicted_frames(gen, names, Path(src_path).name),
             shape_tczyx=(source.n_timepoints, len(names), z, y, x),
             channel_names=names,
             physical_sizes=vox,
@@ -94,6 +112,17 @@ def run(args: argparse.Namespace) -> int:
         )
         print(f"{target}: {source.n_timepoints} time point(s) x {', '.join(names)}")
     return 0
+
+
+def _predicted_frames(gen, names: list[str], label: str) -> Iterator[np.ndarray]:
+    """CZYX frames from a prediction generator, in order, for the streaming writer."""
+    done: list[FrameDone] = []
+    while True:
+        drive_prediction(_until_frame(gen, done), label)
+        if not done:
+            return
+        event = done.pop()
+        yield np.stack([event.arrays[n] for n in names])
 
 
 def _until_frame(gen, done: list):

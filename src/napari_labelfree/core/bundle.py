@@ -66,7 +66,9 @@ def is_bundle(folder: Path) -> bool:
 def read_spec(folder: str | Path) -> ModelSpec:
     folder = Path(folder)
     if not folder.is_dir():
-        raise LabelFreeError(f"model folder {folder} does not exist; give a model folder or a model name")
+        raise LabelFreeError(
+            f"model folder {folder} does not exist; give a model folder or a model name"
+        )
     if not is_bundle(folder):
         raise LabelFreeError(
             f"{folder} is not a model: it needs {CONFIG_NAME} and {WEIGHTS_NAME} "
@@ -125,7 +127,9 @@ def save_bundle(
     """Write a bundle atomically: into a temporary sibling folder, then renamed into place."""
     folder = Path(folder)
     if folder.exists() and not overwrite:
-        raise LabelFreeError(f"{folder} already exists; choose a new folder (nothing was overwritten)")
+        raise LabelFreeError(
+            f"{folder} already exists; choose a new folder (nothing was overwritten)"
+        )
     folder.parent.mkdir(parents=True, exist_ok=True)
     tmp = Path(tempfile.mkdtemp(prefix=f".{folder.name}.", dir=folder.parent))
     try:
@@ -159,7 +163,9 @@ def _load_network_cached(folder: str, stamp: int) -> UNet3D:
     try:
         state = load_file(str(Path(folder) / WEIGHTS_NAME), device="cpu")
     except (SafetensorError, OSError) as e:
-        raise LabelFreeError(f"cannot read the weights of {folder} ({e}); the file is corrupt, re-export it") from e
+        raise LabelFreeError(
+            f"cannot read the weights of {folder} ({e}); the file is corrupt, re-export it"
+        ) from e
     expected = net.state_dict()
     missing = sorted(set(expected) - set(state))
     unexpected = sorted(set(state) - set(expected))
@@ -184,7 +190,9 @@ def _load_network_cached(folder: str, stamp: int) -> UNet3D:
     return net
 
 
-def init_bundle(folder: str | Path, spec: ModelSpec, seed: int = 0, overwrite: bool = False) -> ModelBundle:
+def init_bundle(
+    folder: str | Path, spec: ModelSpec, seed: int = 0, overwrite: bool = False
+) -> ModelBundle:
     """An untrained bundle (random weights): the start of training, and handy for tests."""
     torch.manual_seed(seed)
     net = build_network(spec.architecture)

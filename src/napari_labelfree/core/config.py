@@ -81,7 +81,9 @@ class ModelSpec:
                 "this napari-labelfree understands: upgrade napari-labelfree to load it"
             )
         if "structure" not in d:
-            raise LabelFreeError("config.json has no 'structure': it is not a napari-labelfree model")
+            raise LabelFreeError(
+                "config.json has no 'structure': it is not a napari-labelfree model"
+            )
         known = {f.name for f in dataclasses.fields(cls)}
         kwargs = {k: v for k, v in d.items() if k in known}
         kwargs["normalization"] = Normalization(**d.get("normalization", {}))
@@ -95,7 +97,9 @@ class ModelSpec:
         try:
             d = json.loads(text)
         except json.JSONDecodeError as e:
-            raise LabelFreeError(f"config.json is not valid JSON ({e}); restore it or re-export the model") from e
+            raise LabelFreeError(
+                f"config.json is not valid JSON ({e}); restore it or re-export the model"
+            ) from e
         return cls.from_dict(d)
 
 
@@ -112,7 +116,9 @@ class TilingConfig:
     def __post_init__(self) -> None:
         self.tile_shape = tuple(int(v) for v in self.tile_shape)  # type: ignore[assignment]
         if len(self.tile_shape) != 3 or min(self.tile_shape) < 1:
-            raise LabelFreeError(f"tile shape must be three positive integers Z,Y,X, got {self.tile_shape}")
+            raise LabelFreeError(
+                f"tile shape must be three positive integers Z,Y,X, got {self.tile_shape}"
+            )
         if not 0.0 <= self.overlap < 1.0:
             raise LabelFreeError(f"tile overlap must be a fraction in [0, 1), got {self.overlap}")
         if self.blend not in ("gaussian", "constant"):

@@ -24,13 +24,19 @@ def resolve_device(name: str | torch.device | None = "auto") -> torch.device:
         raise LabelFreeError(f"unknown device {name!r}; use auto, cpu, cuda, cuda:N or mps") from e
     if dev.type == "cuda":
         if not torch.cuda.is_available():
-            raise LabelFreeError(f"device {name!r} asked for, but no CUDA GPU is available; use --device cpu")
+            raise LabelFreeError(
+                f"device {name!r} asked for, but no CUDA GPU is available; use --device cpu"
+            )
         if dev.index is not None and dev.index >= torch.cuda.device_count():
             raise LabelFreeError(
                 f"device {name!r} asked for, but only {torch.cuda.device_count()} CUDA GPU(s) exist"
             )
-    if dev.type == "mps" and not (getattr(torch.backends, "mps", None) and torch.backends.mps.is_available()):
-        raise LabelFreeError("device 'mps' asked for, but Apple MPS is not available; use --device cpu")
+    if dev.type == "mps" and not (
+        getattr(torch.backends, "mps", None) and torch.backends.mps.is_available()
+    ):
+        raise LabelFreeError(
+            "device 'mps' asked for, but Apple MPS is not available; use --device cpu"
+        )
     if dev.type not in ("cpu", "cuda", "mps"):
         raise LabelFreeError(f"unsupported device {name!r}; use auto, cpu, cuda, cuda:N or mps")
     return dev

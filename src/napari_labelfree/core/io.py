@@ -67,11 +67,15 @@ class ImageSource:
         if isinstance(channel, int):
             if -self.n_channels <= channel < self.n_channels:
                 return channel % self.n_channels
-            raise LabelFreeError(f"{self._label()} has no channel {channel}; its channels are {names}")
+            raise LabelFreeError(
+                f"{self._label()} has no channel {channel}; its channels are {names}"
+            )
         lowered = [n.lower() for n in self.channel_names]
         if channel.lower() in lowered:
             return lowered.index(channel.lower())
-        raise LabelFreeError(f"{self._label()} has no channel named {channel!r}; its channels are {names}")
+        raise LabelFreeError(
+            f"{self._label()} has no channel named {channel!r}; its channels are {names}"
+        )
 
     def frame(self, t: int, c: int) -> np.ndarray:
         """One ZYX volume (time point t, channel c), as float32."""
@@ -210,7 +214,9 @@ def write_ome_tiff(
 
     path = Path(path)
     if path.exists() and not overwrite:
-        raise LabelFreeError(f"{path} already exists; choose another output name (nothing was overwritten)")
+        raise LabelFreeError(
+            f"{path} already exists; choose another output name (nothing was overwritten)"
+        )
     if isinstance(frames, np.ndarray):
         if frames.ndim != 5:
             raise ValueError(f"expected a TCZYX array, got shape {frames.shape}")

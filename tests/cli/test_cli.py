@@ -1,0 +1,193 @@
+import subprocess
+import sys
+
+import numpy as np
+import pytest
+
+from napari_labelfree.cli import main
+from napari_labelfree.core.io import open_image, write_ome_tiff
+
+
+@pytest.fixture
+def two_channel_timelapse(tmp_path, rng):
+    data = rng.normal(100, 10, size=(2, 2, 9, 40, 36)).astype(np.float32)
+    return write_ome_tiff(
+        tmp_path / "in.ome.tif", data, None, ["GFP", "Bright-field"], (0.5, 0.2, 0.2)
+    )
+
+
+def test_init_model_then_predict_with_two_models(tmp_path, two_channel_timelapse, capsys):
+    for s, c in (("dna", "blue"), ("tom20", "green")):
+        assert (
+            main(
+                [
+                    "init-model",
+                    str(tmp_path / s),
+                    "--structure",
+                    s,
+                    "--depth",
+                    "2",
+                    "--width",
+                    "4",
+                    "--colormap",
+                    c,
+                ]
+            )
+            == 0
+        )
+    out = tmp_path / "pred.ome.tif"
+    rc = main(
+        [
+            "predict",
+            str(two_channel_timelapse),
+            "-m",
+            str(tmp_path / "dna"),
+            "-m",
+            str(tmp_path / "tom20"),
+            "--channel",
+            "bright-field",
+            "-o",
+            str(out),
+            "--device",
+            "cpu",
+        ]
+    )
+    assert rc == 0
+    src = open_image(out)
+    assert src.shape_tczyx == (2, 2, 9, 40, 36)
+    assert src.channel_names == ["dna", "tom20"]
+    assert src.physical_sizes == pytest.approx((0.5, 0.2, 0.2))
+    assert all(np.isfinite(src.frame(t, c)).all() for t in range(2) for c in range(2))
+
+
+def test_several_inputs_go_to_a_folder(tmp_path, two_channel_timelapse):
+    main(["init-model", str(tmp_path / "m"), "--structure", "dna", "--depth", "1", "--width", "2"])
+    other = tmp_path / "b.ome.tif"
+    other.write_bytes(two_channel_timelapse.read_bytes())
+    outdir = tmp_path / "preds"
+    outdir.mkdir()
+    assert (
+        main(
+            [
+                "predict",
+                str(two_channel_timelapse),
+                str(other),
+                "-m",
+                str(tmp_path / "m"),
+                "--channel",
+                "1",
+                "-o",
+                str(outdir),
+            ]
+        )
+        == 0
+    )
+    assert sorted(p.name for p in outdir.iterdir()) == [
+        "b_predicted.ome.tif",
+        "in_predicted.ome.tif",
+    ]
+
+
+def test_user_error_is_one_line_and_nonzero(tmp_path, two_channel_timelapse):
+    subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "napari_labelfree",
+            "init-model",
+            str(tmp_path / "m"),
+            "--structure",
+            "dna",
+            "--depth",
+            "1",
+            "--width",
+            "2",
+        ],
+        check=True,
+        capture_output=True,
+    )
+    proc = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "napari_labelfree",
+            "predict",
+            str(two_channel_timelapse),
+            "-m",
+            str(tmp_path / "m"),
+            "--channel",
+            "DIC",
+            "-o",
+            str(tmp_path / "o.ome.tif"),
+        ],
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    assert proc.returncode != 0
+    assert "Traceback" not in proc.stderr
+    err_lines = [line for line in proc.stderr.splitlines() if "error" in line]
+    assert len(err_lines) == 1 and "no channel named 'DIC'" in err_lines[0]
+    assert not (tmp_path / "o.ome.tif").exists()
+
+
+def test_existing_output_is_kept(tmp_path, two_channel_timelapse, capsys):
+    main(["init-model", str(tmp_path / "m"), "--structure", "dna", "--depth", "1", "--width", "2"])
+    out = tmp_path / "o.ome.tif"
+    out.write_bytes(b"keep me")
+    rc = main(
+        [
+            "predict",
+            str(two_channel_timelapse),
+            "-m",
+            str(tmp_path / "m"),
+            "--channel",
+            "1",
+            "-o",
+            str(out),
+        ]
+    )
+    assert rc == 2 and out.read_bytes() == b"keep me"
+    assert "--overwrite" in capsys.readouterr().err
+
+
+def test_models_lists_env_models(tmp_path, monkeypatch, capsys):
+    main(
+        [
+            "init-model",
+            str(tmp_path / "zoo" / "my-dna"),
+            "--structure",
+            "dna",
+            "--depth",
+            "1",
+            "--width",
+            "2",
+            "--voxel-size",
+            "0.3,0.1,0.1",
+        ]
+    )
+    monkeypatch.setenv("NAPARI_LABELFREE_MODELS", str(tmp_path / "zoo"))
+    capsys.readouterr()
+    assert main(["models"]) == 0
+    out = capsys.readouterr().out
+    assert "my-dna" in out and "0.3,0.1,0.1" in out and "env" in out
+
+
+def test_2d_input_is_refused(tmp_path, rng):
+    import tifffile
+
+    tifffile.imwrite(tmp_path / "flat.tif", rng.integers(0, 9, size=(32, 32)).astype(np.uint8))
+    main(["init-model", str(tmp_path / "m"), "--structure", "dna", "--depth", "1", "--width", "2"])
+    assert (
+        main(
+            [
+                "predict",
+                str(tmp_path / "flat.tif"),
+                "-m",
+                str(tmp_path / "m"),
+                "-o",
+                str(tmp_path / "o.tif"),
+            ]
+        )
+        == 2
+    )

@@ -1,0 +1,41 @@
+"""Shared fixtures: tiny model bundles (depth 2, width 8) and small OME-TIFF files."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from napari_labelfree.core.bundle import ModelBundle, init_bundle
+from napari_labelfree.core.config import Architecture, ModelSpec
+
+SHARED_DATA = Path(__file__).resolve().parents[1].parent / "shared" / "data"
+
+
+@pytest.fixture
+def make_tiny_model(tmp_path):
+    """Factory: an untrained tiny bundle with random-but-nontrivial weights in tmp_path."""
+
+    def make(
+        structure: str = "dna",
+        colormap: str = "blue",
+        voxel_size=(0.29, 0.29, 0.29),
+        depth: int = 2,
+        width: int = 8,
+        seed: int = 0,
+    ) -> ModelBundle:
+        spec = ModelSpec(
+            structure=structure,
+            colormap=colormap,
+            voxel_size_um=voxel_size,
+            architecture=Architecture(depth=depth, width=width),
+        )
+        return init_bundle(tmp_path / f"{structure}-{seed}", spec, seed=seed)
+
+    return make
+
+
+@pytest.fixture
+def rng():
+    return np.random.default_rng(1234)

@@ -1,0 +1,88 @@
+import numpy as np
+import pytest
+import tifffile
+
+from napari_labelfree.core.errors import LabelFreeError
+from napari_labelfree.core.io import check_3d, open_image, resolve_voxel_size, write_ome_tiff
+
+
+def _write_5d(path, data, names, sizes):
+    tifffile.imwrite(
+        path,
+        data,
+        ome=True,
+        photometric="minisblack",
+        metadata={
+            "axes": "TCZYX",
+            "Channel": {"Name": names},
+            "PhysicalSizeZ": sizes[0],
+            "PhysicalSizeY": sizes[1],
+            "PhysicalSizeX": sizes[2],
+        },
+    )
+
+
+def test_reads_5d_ome_tiff_written_by_tifffile(tmp_path, rng):
+    data = rng.integers(0, 4000, size=(2, 3, 5, 24, 20)).astype(np.uint16)
+    _write_5d(tmp_path / "a.ome.tif", data, ["DNA", "Bright", "GFP"], (0.5, 0.108, 0.108))
+    src = open_image(tmp_path / "a.ome.tif")
+    assert src.shape_tczyx == (2, 3, 5, 24, 20)
+    assert src.channel_names == ["DNA", "Bright", "GFP"]
+    assert src.physical_sizes == pytest.approx((0.5, 0.108, 0.108))
+    c = src.channel_index("bright")
+    np.testing.assert_array_equal(src.frame(1, c), data[1, 1].astype(np.float32))
+    assert src.channel_index(2) == 2 and src.channel_index("-1") == 2
+
+
+def test_plain_tiff_without_sizes(tmp_path, rng):
+    data = rng.integers(0, 255, size=(6, 16, 16)).astype(np.uint8)
+    tifffile.imwrite(tmp_path / "plain.tif", data)
+    src = open_image(tmp_path / "plain.tif")
+    assert src.shape_zyx == (6, 16, 16)
+    vox, warning = resolve_voxel_size(src, None, (0.29, 0.29, 0.29))
+    assert vox == (0.29, 0.29, 0.29) and "assuming" in warning
+    vox, warning = resolve_voxel_size(src, (1, 0.2, 0.2), (0.29, 0.29, 0.29))
+    assert vox == (1.0, 0.2, 0.2) and warning is None
+
+
+def test_write_round_trip_and_streaming(tmp_path, rng):
+    data = rng.normal(size=(2, 2, 3, 8, 9)).astype(np.float32)
+    out = write_ome_tiff(
+        tmp_path / "o.ome.tif", iter(data), data.shape, ["dna", "tom20"], (0.3, 0.1, 0.1)
+    )
+    src = open_image(out)
+    assert src.shape_tczyx == data.shape and src.channel_names == ["dna", "tom20"]
+    assert src.physical_sizes == pytest.approx((0.3, 0.1, 0.1))
+    np.testing.assert_array_equal(src.frame(1, 1), data[1, 1])
+
+
+def test_writer_never_overwrites_and_leaves_no_partial_file(tmp_path, rng):
+    target = tmp_path / "o.ome.tif"
+    target.write_bytes(b"precious")
+    with pytest.raises(LabelFreeError, match="already exists"):
+        write_ome_tiff(target, np.zeros((1, 1, 2, 4, 4), np.float32))
+    assert target.read_bytes() == b"precious"
+
+    def failing():
+        yield np.zeros((1, 2, 4, 4), np.float32)
+        raise RuntimeError("prediction failed")
+
+    with pytest.raises(RuntimeError):
+        write_ome_tiff(tmp_path / "new.ome.tif", failing(), (2, 1, 2, 4, 4))
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["o.ome.tif"]
+
+
+def test_user_errors(tmp_path, rng):
+    with pytest.raises(LabelFreeError, match="does not exist"):
+        open_image(tmp_path / "missing.czi")
+    (tmp_path / "junk.tif").write_bytes(b"this is not a tiff")
+    with pytest.raises(LabelFreeError, match="cannot read"):
+        open_image(tmp_path / "junk.tif")
+    tifffile.imwrite(tmp_path / "flat.tif", rng.integers(0, 9, size=(16, 16)).astype(np.uint8))
+    with pytest.raises(LabelFreeError, match="2D"):
+        check_3d(open_image(tmp_path / "flat.tif"))
+    data = rng.integers(0, 9, size=(1, 2, 3, 8, 8)).astype(np.uint16)
+    _write_5d(tmp_path / "two.ome.tif", data, ["a", "b"], (1, 1, 1))
+    src = open_image(tmp_path / "two.ome.tif")
+    with pytest.raises(LabelFreeError, match="no channel 5"):
+        src.channel_index(5)

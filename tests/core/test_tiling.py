@@ -1,0 +1,65 @@
+import numpy as np
+import pytest
+import torch
+
+from napari_labelfree.core.tiling import (
+    effective_tile_shape,
+    plan_tiles,
+    sliding_window_inference,
+    tile_starts,
+)
+
+
+def identity(batch: torch.Tensor) -> torch.Tensor:
+    return batch.clone()
+
+
+@pytest.mark.parametrize("shape", [(1, 1, 1), (7, 13, 17), (40, 300, 250)])
+@pytest.mark.parametrize("blend", ["gaussian", "constant"])
+def test_identity_predictor_returns_the_input(shape, blend, rng):
+    vol = rng.normal(size=shape).astype(np.float32)
+    out = sliding_window_inference(
+        vol, identity, (16, 64, 64), overlap=0.25, blend=blend, multiple=4
+    )
+    assert out.shape == (1, *shape)
+    np.testing.assert_allclose(out[0].numpy(), vol, rtol=1e-6, atol=1e-6)
+
+
+def test_multi_output_predictor_and_batches(rng):
+    vol = rng.normal(size=(20, 50, 70)).astype(np.float32)
+
+    def two(batch):
+        return torch.cat([batch, 2 * batch], dim=1)
+
+    out = sliding_window_inference(vol, two, (8, 32, 32), n_out=2, overlap=0.5, batch_size=3)
+    np.testing.assert_allclose(out[0].numpy(), vol, rtol=1e-6, atol=1e-6)
+    np.testing.assert_allclose(out[1].numpy(), 2 * vol, rtol=1e-6, atol=1e-6)
+
+
+def test_tiles_cover_the_volume_and_respect_the_multiple():
+    plan = plan_tiles((40, 300, 250), (32, 128, 100), overlap=0.25, multiple=16)
+    assert plan.tile_shape == (32, 128, 96)
+    for size, t, starts in zip(plan.padded_shape, plan.tile_shape, plan.starts, strict=True):
+        covered = np.zeros(size, bool)
+        for s in starts:
+            covered[s : s + t] = True
+        assert covered.all() and starts[-1] + t == size
+
+
+def test_small_volume_gets_a_small_tile():
+    assert effective_tile_shape((13, 30, 500), (32, 256, 256), 16) == (16, 32, 256)
+
+
+def test_tile_starts_with_no_overlap_needed():
+    assert tile_starts(256, 256, 0.25) == [0]
+    assert tile_starts(100, 40, 0.0) == [0, 40, 60]
+
+
+def test_normalized_weights_sum_to_one():
+    plan = plan_tiles((30, 90, 90), (16, 32, 32), overlap=0.3)
+    total = np.zeros(plan.padded_shape)
+    for iz, z in enumerate(plan.starts[0]):
+        for iy, y in enumerate(plan.starts[1]):
+            for ix, x in enumerate(plan.starts[2]):
+                total[z : z + 16, y : y + 32, x : x + 32] += plan.tile_weight((iz, iy, ix))
+    np.testing.assert_allclose(total, 1.0, rtol=1e-6)
