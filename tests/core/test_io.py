@@ -86,3 +86,25 @@ def test_user_errors(tmp_path, rng):
     src = open_image(tmp_path / "two.ome.tif")
     with pytest.raises(LabelFreeError, match="no channel 5"):
         src.channel_index(5)
+
+
+def test_aicsimageio_is_used_where_bioio_is_absent(tmp_path, rng, monkeypatch):
+    import sys
+    import types
+
+    from bioio import BioImage
+
+    data = rng.integers(0, 4000, size=(1, 2, 4, 12, 10)).astype(np.uint16)
+    _write_5d(tmp_path / "a.ome.tif", data, ["DNA", "Bright"], (0.4, 0.1, 0.1))
+    opened = []
+
+    class FakeAICSImage(BioImage):  # aicsimageio's AICSImage has the same reading API
+        def __init__(self, path):
+            opened.append(path)
+            super().__init__(path)
+
+    monkeypatch.setitem(sys.modules, "bioio", None)  # `import bioio` now raises ImportError
+    monkeypatch.setitem(sys.modules, "aicsimageio", types.SimpleNamespace(AICSImage=FakeAICSImage))
+    src = open_image(tmp_path / "a.ome.tif")
+    assert opened and src.channel_names == ["DNA", "Bright"]
+    assert src.physical_sizes == pytest.approx((0.4, 0.1, 0.1))
