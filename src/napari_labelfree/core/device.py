@@ -56,3 +56,24 @@ def is_out_of_memory(err: BaseException) -> bool:
     return isinstance(err, RuntimeError) and (
         "out of memory" in text or "can't allocate memory" in text
     )
+
+
+def available_devices() -> list[str]:
+    """Device choices to offer a user: 'auto', 'cpu', then 'cuda:N' per GPU and 'mps' if present."""
+    choices = ["auto", "cpu"]
+    if torch.cuda.is_available():
+        choices += [f"cuda:{i}" for i in range(torch.cuda.device_count())]
+    if getattr(torch.backends, "mps", None) and torch.backends.mps.is_available():
+        choices.append("mps")
+    return choices
+
+
+def release_memory() -> None:
+    """Give cached accelerator memory back after a long job (training, a big prediction)."""
+    import gc
+
+    gc.collect()
+    if torch.cuda.is_available():
+        torch.cuda.empty_cache()
+    if getattr(torch.backends, "mps", None) and torch.backends.mps.is_available():
+        torch.mps.empty_cache()
