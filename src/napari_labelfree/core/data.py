@@ -1,0 +1,159 @@
+"""Reading training / evaluation data: registered signal-target pairs from files or a CSV table.
+
+Two forms, as in the paper's data tables:
+
+* an image file holding both channels (CZI, OME-TIFF, TIFF), the signal and target chosen by name
+  or index; every time point becomes one pair;
+* a CSV table with columns ``signal`` and ``target`` (paths, relative to the CSV's folder) and
+  optional ``signal_channel`` / ``target_channel`` columns (name or index, overriding the defaults).
+  Signal and target may be the same file (two channels) or two files.
+"""
+
+from __future__ import annotations
+
+import csv
+from collections.abc import Sequence
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+
+from .errors import LabelFreeError
+from .io import ImageSource, VoxelSize, open_image
+from .train import ImagePair
+
+
+@dataclass(frozen=True)
+class PairSpec:
+    """Where one pair lives on disk (one row of a data table)."""
+
+    signal: Path
+    target: Path
+    signal_channel: str | int | None
+    target_channel: str | int | None
+
+
+def _channel(source: ImageSource, channel: str | int | None, role: str) -> int:
+    if channel is None and source.n_channels > 1:
+        names = ", ".join(f"{i}:{n}" for i, n in enumerate(source.channel_names))
+        raise LabelFreeError(
+            f"{source._label()} has {source.n_channels} channels ({names}); choose the {role} channel "
+            f"by name or index (--{role}-channel, or a {role}_channel column in the CSV)"
+        )
+    try:
+        return source.channel_index(channel)
+    except LabelFreeError as e:
+        raise LabelFreeError(f"{role} channel: {e}") from e
+
+
+def read_table(csv_path: str | Path, signal_channel: str | int | None = None,
+               target_channel: str | int | None = None) -> list[PairSpec]:
+    """Rows of a CSV data table (columns signal, target; optional signal_channel, target_channel)."""
+    csv_path = Path(csv_path)
+    try:
+        with open(csv_path, newline="", encoding="utf-8-sig") as f:
+            reader = csv.DictReader(f)
+            fields = [c.strip().lower() for c in (reader.fieldnames or [])]
+            rows = [{(k or "").strip().lower(): (v or "").strip() for k, v in r.items()} for r in reader]
+    except OSError as e:
+        raise LabelFreeError(f"cannot read the data table {csv_path}: {e}") from e
+    if "signal" not in fields or "target" not in fields:
+        raise LabelFreeError(
+            f"the data table {csv_path} needs columns 'signal' and 'target' (paths); it has {fields}"
+        )
+    if not rows:
+        raise LabelFreeError(f"the data table {csv_path} has no rows")
+    out = []
+    for i, r in enumerate(rows, start=2):
+        if not r["signal"] or not r["target"]:
+            raise LabelFreeError(f"{csv_path} line {i}: empty signal or target path")
+        out.append(
+            PairSpec(
+                signal=(csv_path.parent / r["signal"]).resolve(),
+                target=(csv_path.parent / r["target"]).resolve(),
+                signal_channel=r.get("signal_channel") or signal_channel,
+                target_channel=r.get("target_channel") or target_channel,
+            )
+        )
+    return out
+
+
+def expand(paths: Sequence[str | Path], signal_channel: str | int | None,
+           target_channel: str | int | None) -> list[PairSpec]:
+    """DATA arguments (image files or CSV tables) as pair specs."""
+    specs: list[PairSpec] = []
+    for p in paths:
+        p = Path(p)
+        if p.suffix.lower() == ".csv":
+            specs.extend(read_table(p, signal_channel, target_channel))
+        else:
+            if signal_channel is None or target_channel is None:
+                raise LabelFreeError(
+                    f"{p} holds both channels: give --signal-channel and --target-channel (name or index)"
+                )
+            specs.append(PairSpec(p, p, signal_channel, target_channel))
+    if not specs:
+        raise LabelFreeError("no training data given")
+    return specs
+
+
+def load_pairs(
+    specs: Sequence[PairSpec],
+    voxel_size: VoxelSize | None = None,
+) -> tuple[list[ImagePair], list[str]]:
+    """Read every pair (all time points) as float32 ZYX arrays.
+
+    Parameters
+    ----------
+    specs
+        Pairs from :func:`expand` / :func:`read_table`.
+    voxel_size
+        Voxel size (um, Z, Y, X) of the data where the files lack one (or to override theirs).
+
+    Returns
+    -------
+    pairs, notices
+        The pairs (voxel size None where unknown: taken to be the model's) and texts to show the user.
+    """
+    pairs: list[ImagePair] = []
+    notices: list[str] = []
+    for spec in specs:
+        sig_src = open_image(spec.signal)
+        tgt_src = sig_src if spec.target == spec.signal else open_image(spec.target)
+        cs = _channel(sig_src, spec.signal_channel, "signal")
+        ct = _channel(tgt_src, spec.target_channel, "target")
+        if sig_src is tgt_src and cs == ct:
+            raise LabelFreeError(
+                f"{spec.signal}: signal and target are the same channel ({cs}); choose two channels"
+            )
+        if sig_src.shape_zyx != tgt_src.shape_zyx or sig_src.n_timepoints != tgt_src.n_timepoints:
+            raise LabelFreeError(
+                f"signal {spec.signal.name} (T={sig_src.n_timepoints}, ZYX={sig_src.shape_zyx}) and target "
+                f"{spec.target.name} (T={tgt_src.n_timepoints}, ZYX={tgt_src.shape_zyx}) differ in shape; "
+                "the pair must be registered images of the same size"
+            )
+        vox = voxel_size or sig_src.known_voxel_size
+        if vox is None:
+            notices.append(
+                f"{spec.signal.name} has no physical pixel sizes; taking it to be at the model's voxel "
+                "size (give --data-voxel-size Z,Y,X if it is not)"
+            )
+        label = spec.signal.name if spec.target == spec.signal else f"{spec.signal.name}|{spec.target.name}"
+        for t in range(sig_src.n_timepoints):
+            name = label if sig_src.n_timepoints == 1 else f"{label} t={t}"
+            pairs.append(ImagePair(sig_src.frame(t, cs), tgt_src.frame(t, ct), vox, name))
+    return pairs, notices
+
+
+def split_validation(pairs: list[ImagePair], fraction: float, seed: int = 0
+                     ) -> tuple[list[ImagePair], list[ImagePair]]:
+    """Hold out ``fraction`` of the pairs (at least one, at most all but one) for validation."""
+    if not 0.0 < fraction < 1.0:
+        raise LabelFreeError(f"--val-fraction must be between 0 and 1, got {fraction}")
+    if len(pairs) < 2:
+        raise LabelFreeError("--val-fraction needs at least two image pairs; give --val DATA instead")
+    n_val = min(len(pairs) - 1, max(1, int(round(fraction * len(pairs)))))
+    order = np.random.default_rng(seed).permutation(len(pairs))
+    val_idx = set(order[:n_val].tolist())
+    return ([p for i, p in enumerate(pairs) if i not in val_idx],
+            [p for i, p in enumerate(pairs) if i in val_idx])

@@ -1,0 +1,58 @@
+"""Metric definitions against values computed by hand."""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+import pytest
+
+from napari_labelfree.core.errors import LabelFreeError
+from napari_labelfree.core.metrics import nl2, pearson_r, score
+
+
+def test_pearson_r_hand_computed():
+    # x = [1, 2, 3, 4], y = [2, 1, 4, 3]: deviations (-1.5,-0.5,0.5,1.5) and (-0.5,-1.5,1.5,0.5);
+    # sum of products = 0.75 + 0.75 + 0.75 + 0.75 = 3.0; sums of squares = 5 and 5 -> r = 3/5.
+    assert pearson_r(np.array([1, 2, 3, 4]), np.array([2, 1, 4, 3])) == pytest.approx(0.6)
+
+
+def test_pearson_r_affine_invariance_and_sign():
+    rng = np.random.default_rng(0)
+    t = rng.normal(size=(4, 5, 6))
+    assert pearson_r(3.0 * t + 7.0, t) == pytest.approx(1.0)
+    assert pearson_r(-t, t) == pytest.approx(-1.0)
+
+
+def test_pearson_r_constant_is_nan():
+    assert math.isnan(pearson_r(np.zeros(5), np.arange(5.0)))
+
+
+def test_nl2_blank_prediction_scores_one():
+    rng = np.random.default_rng(1)
+    target = rng.gamma(2.0, 50.0, size=(3, 8, 8)) + 100.0  # raw intensities, any offset and scale
+    assert nl2(np.zeros_like(target), target) == pytest.approx(1.0)
+
+
+def test_nl2_perfect_prediction_scores_zero():
+    target = np.array([1.0, 2.0, 3.0, 6.0])
+    z = (target - target.mean()) / target.std()
+    assert nl2(z, target) == pytest.approx(0.0, abs=1e-12)
+
+
+def test_nl2_hand_computed():
+    # target [1, 3]: mean 2, population std 1 -> z = [-1, 1]; sum z^2 = 2.
+    # prediction [0, 2]: differences [1, 1] -> sum of squares 2 -> nl2 = 2 / 2 = 1.0.
+    assert nl2(np.array([0.0, 2.0]), np.array([1.0, 3.0])) == pytest.approx(1.0)
+    # prediction [-1, 0]: differences [0, -1] -> 1 / 2.
+    assert nl2(np.array([-1.0, 0.0]), np.array([1.0, 3.0])) == pytest.approx(0.5)
+    # prediction [-2, 2] (too contrasted): differences [-1, 1] -> 2 / 2; r is still 1.
+    s = score(np.array([-2.0, 2.0]), np.array([1.0, 3.0]))
+    assert s["nl2"] == pytest.approx(1.0) and s["pearson_r"] == pytest.approx(1.0)
+
+
+def test_shape_mismatch_and_constant_target_raise():
+    with pytest.raises(LabelFreeError, match="differ"):
+        nl2(np.zeros(3), np.zeros(4))
+    with pytest.raises(LabelFreeError, match="constant"):
+        nl2(np.zeros(3), np.ones(3))
