@@ -1,0 +1,180 @@
+"""From napari layers to core inputs and back: axes, channels, voxel sizes, prediction layers.
+
+No Qt here (napari layer objects only), so these helpers stay small and testable.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+
+import numpy as np
+
+from ..core.errors import LabelFreeError
+from ..core.io import ImageSource, from_array
+
+#: Key under which this plugin keeps its facts in ``layer.metadata``.
+META_KEY = "labelfree"
+TRANSMITTED_WORDS = ("bright", "dic", "phase", "transmitted", "tl", "trans", "bf")
+
+
+@dataclass(frozen=True)
+class LayerInfo:
+    """What a layer is, as the core needs it."""
+
+    axes: str  # of layer.data, a subset of "TCZYX" in that order, e.g. "TZYX"
+    channel_names: list[str]
+    voxel_size: tuple[float, float, float] | None  # um Z, Y, X, None when unknown
+
+    @property
+    def has_time(self) -> bool:
+        return "T" in self.axes
+
+    @property
+    def has_channels(self) -> bool:
+        return "C" in self.axes
+
+
+def layer_data(layer) -> object:
+    """The full-resolution array of an Image layer (level 0 of a multiscale layer)."""
+    return layer.data[0] if getattr(layer, "multiscale", False) else layer.data
+
+
+def layer_info(layer) -> LayerInfo:
+    """Axes, channel names and voxel size of an Image layer.
+
+    Axes come from this plugin's metadata (set by its reader), a plain ``metadata["axes"]``, or the
+    number of dimensions: 2 = YX, 3 = ZYX, 4 = TZYX, 5 = TCZYX.
+    """
+    meta = layer.metadata.get(META_KEY, {}) if isinstance(layer.metadata, dict) else {}
+    ndim = layer.ndim
+    axes = str(meta.get("axes") or layer.metadata.get("axes", "") or "").upper()
+    if len(axes) != ndim or any(a not in "TCZYX" for a in axes):
+        axes = {2: "YX", 3: "ZYX", 4: "TZYX", 5: "TCZYX"}.get(ndim, "")
+    if getattr(layer, "rgb", False) or not axes:
+        raise LabelFreeError(
+            f"layer {layer.name!r} is not a grayscale z-stack (shape {layer.data.shape}); "
+            "open the transmitted-light z-stack (Z, Y, X, optionally with time)"
+        )
+    shape = layer_data(layer).shape
+    n_c = shape[axes.index("C")] if "C" in axes else 1
+    names = list(meta.get("channel_names") or [])
+    if len(names) != n_c:
+        names = [layer.name] if n_c == 1 else [f"channel {i}" for i in range(n_c)]
+    return LayerInfo(axes, names, layer_voxel_size(layer, axes))
+
+
+def layer_voxel_size(layer, axes: str | None = None) -> tuple[float, float, float] | None:
+    """Voxel size (um Z, Y, X) from the layer's scale, else its metadata, else None.
+
+    A scale of all ones is napari's default, so it says nothing about the physical size.
+    """
+    axes = axes or {3: "ZYX", 4: "TZYX", 5: "TCZYX"}.get(layer.ndim, "ZYX")
+    scale = [float(s) for s in layer.scale]
+    if len(axes) == len(scale) and all(a in axes for a in "ZYX"):
+        zyx = tuple(scale[axes.index(a)] for a in "ZYX")
+        if not np.allclose(zyx, 1.0) and min(zyx) > 0:
+            return zyx  # type: ignore[return-value]
+    meta = layer.metadata.get(META_KEY, {}) if isinstance(layer.metadata, dict) else {}
+    vox = meta.get("voxel_size")
+    if vox is not None and len(vox) == 3 and all(v is not None and v > 0 for v in vox):
+        return tuple(float(v) for v in vox)  # type: ignore[return-value]
+    return None
+
+
+def layer_source(layer, info: LayerInfo) -> ImageSource:
+    """The layer as a lazily indexed ImageSource (no copy of the data)."""
+    if "Z" not in info.axes:
+        raise LabelFreeError(
+            f"layer {layer.name!r} is 2D ({'x'.join(map(str, layer.data.shape))}); label-free models "
+            "need a z-stack of transmitted light. Open the z-stack (CZI, OME-TIFF, multi-page TIFF)"
+        )
+    return from_array(
+        layer_data(layer), info.axes, info.channel_names, physical_sizes=info.voxel_size
+    )
+
+
+def looks_transmitted(name: str) -> bool:
+    """Whether a channel or layer name looks like transmitted light (bright-field, DIC, phase)."""
+    words = name.lower().replace("-", " ").replace("_", " ").split()
+    return any(w.startswith(k) for w in words for k in TRANSMITTED_WORDS if len(k) > 2) or any(
+        w in ("tl", "bf") for w in words
+    )
+
+
+def world_time_axis(viewer, layer) -> int:
+    """The viewer axis showing the layer's first axis (napari aligns layer axes to the right)."""
+    return viewer.dims.ndim - layer.ndim
+
+
+def current_frame(viewer, layer, info: LayerInfo) -> int:
+    """The time point of ``layer`` under the viewer's time slider (0 without a time axis)."""
+    if not info.has_time:
+        return 0
+    t_axis = info.axes.index("T")
+    world = world_time_axis(viewer, layer) + t_axis
+    point = float(viewer.dims.point[world])
+    t = round((point - float(layer.translate[t_axis])) / float(layer.scale[t_axis]))
+    n = layer_data(layer).shape[t_axis]
+    return int(min(max(t, 0), n - 1))
+
+
+def output_geometry(layer, info: LayerInfo) -> tuple[list[float], list[float]]:
+    """Scale and translate for a prediction layer (the source's, without a channel axis)."""
+    keep = [i for i, a in enumerate(info.axes) if a != "C"]
+    scale = [float(layer.scale[i]) for i in keep]
+    translate = [float(layer.translate[i]) for i in keep]
+    return scale, translate
+
+
+def robust_limits(arr: np.ndarray, low: float = 0.5, high: float = 99.8) -> tuple[float, float]:
+    """Contrast limits from robust percentiles (outliers do not wash out the overlay)."""
+    sample = np.asarray(arr, dtype=np.float32).ravel()
+    if sample.size > 2_000_000:  # a strided sample is enough for percentiles
+        sample = sample[:: sample.size // 1_000_000]
+    sample = sample[np.isfinite(sample)]
+    if sample.size == 0:
+        return 0.0, 1.0
+    lo, hi = (float(v) for v in np.percentile(sample, [low, high]))
+    if hi <= lo:
+        hi = lo + 1.0
+    return lo, hi
+
+
+def prediction_tag(source_name: str, model_path: str) -> dict[str, str]:
+    """The metadata that identifies a prediction layer (source layer + model folder)."""
+    return {"role": "prediction", "source": source_name, "model": model_path}
+
+
+def find_prediction_layers(viewer, source_name: str, model_paths: Sequence[str]) -> list:
+    """Earlier prediction layers of ``source_name`` by any of ``model_paths``."""
+    wanted = set(model_paths)
+    found = []
+    for layer in viewer.layers:
+        tag = layer.metadata.get(META_KEY, {}) if isinstance(layer.metadata, dict) else {}
+        if (
+            tag.get("role") == "prediction"
+            and tag.get("source") == source_name
+            and tag.get("model") in wanted
+        ):
+            found.append(layer)
+    return found
+
+
+def preferred_source(layers, layer):
+    """``layer``, or its transmitted-light sibling when it is a fluorescence channel of a file.
+
+    Opening a multi-channel file makes its last channel active, usually a fluorescence one; the
+    transmitted-light channel of the same file is what prediction needs.
+    """
+    if layer is None:
+        return None
+    meta = layer.metadata.get(META_KEY, {}) if isinstance(layer.metadata, dict) else {}
+    path, channel = meta.get("path"), str(meta.get("channel", layer.name))
+    if not path or looks_transmitted(channel):
+        return layer
+    for other in layers:
+        m = other.metadata.get(META_KEY, {}) if isinstance(other.metadata, dict) else {}
+        if m.get("path") == path and looks_transmitted(str(m.get("channel", other.name))):
+            return other
+    return layer
