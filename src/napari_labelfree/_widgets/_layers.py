@@ -162,19 +162,26 @@ def find_prediction_layers(viewer, source_name: str, model_paths: Sequence[str])
 
 
 def preferred_source(layers, layer):
-    """``layer``, or its transmitted-light sibling when it is a fluorescence channel of a file.
+    """``layer``, or a transmitted-light layer of the same file or field when ``layer`` is not one.
 
-    Opening a multi-channel file makes its last channel active, usually a fluorescence one; the
-    transmitted-light channel of the same file is what prediction needs.
+    Opening a multi-channel file (or a sample) makes its last channel active, usually a
+    fluorescence one; the transmitted-light channel of the same field is what prediction needs.
     """
     if layer is None:
         return None
     meta = layer.metadata.get(META_KEY, {}) if isinstance(layer.metadata, dict) else {}
     path, channel = meta.get("path"), str(meta.get("channel", layer.name))
-    if not path or looks_transmitted(channel):
+    if looks_transmitted(channel):
         return layer
+    shape = tuple(layer.data.shape[-3:]) if layer.ndim >= 3 else None
     for other in layers:
         m = other.metadata.get(META_KEY, {}) if isinstance(other.metadata, dict) else {}
-        if m.get("path") == path and looks_transmitted(str(m.get("channel", other.name))):
+        if m.get("role") == "prediction" or not looks_transmitted(
+            str(m.get("channel", other.name))
+        ):
+            continue
+        same_file = path is not None and m.get("path") == path
+        same_field = shape is not None and other.ndim >= 3 and tuple(other.data.shape[-3:]) == shape
+        if same_file or same_field:
             return other
     return layer
