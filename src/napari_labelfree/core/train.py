@@ -207,6 +207,10 @@ def _cut(images: Sequence[torch.Tensor], where: Sequence[tuple[int, int, int, in
 def _atomic_path(path: Path) -> Path:
     fd, name = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
     os.close(fd)
+    # mkstemp makes the file private (0600); the final file gets the usual permissions instead
+    umask = os.umask(0)
+    os.umask(umask)
+    os.chmod(name, 0o666 & ~umask)
     return Path(name)
 
 
@@ -403,18 +407,34 @@ def write_loss_curve(path: Path, rows: Sequence[dict[str, str]], title: str = ""
 
 
 # ------------------------------------------------------------------------------------- evaluation
-def evaluate_pairs(
-    bundle: ModelBundle, pairs: Sequence[tuple[np.ndarray, np.ndarray, str]], device: torch.device
+def evaluate_model(
+    bundle: ModelBundle, pairs: Sequence[ImagePair], device: str | torch.device = "auto"
 ) -> list[dict[str, Any]]:
-    """Whole-image Pearson r and nl2 of a bundle on preprocessed (model-grid) signal/target pairs."""
+    """Whole-image Pearson r and nl2 of one model on image pairs (the scores of ``labelfree evaluate``).
+
+    Each signal is predicted as a user would predict it (z-scored, resampled to the model's voxel
+    size, tiled, resampled back); the prediction is scored against its target at the target's own
+    grid (see :mod:`.metrics` for the normalization).
+
+    Returns
+    -------
+    list of dict
+        One ``{"name", "pearson_r", "nl2"}`` per pair.
+    """
     from .events import drain
     from .predict import iter_predict_volume
 
     out = []
-    for sig, tgt, name in pairs:
-        pred = drain(iter_predict_volume(sig, [bundle], bundle.spec.voxel_size_um, device=device))
+    for pair in pairs:
+        if np.shape(pair.signal) != np.shape(pair.target):
+            raise LabelFreeError(
+                f"{pair.name or 'an image pair'}: signal {np.shape(pair.signal)} and target "
+                f"{np.shape(pair.target)} differ in shape"
+            )
+        vox = pair.voxel_size or bundle.spec.voxel_size_um
+        pred = drain(iter_predict_volume(np.asarray(pair.signal), [bundle], vox, device=device))
         p = next(iter(pred.values()))
-        out.append({"name": name, "pearson_r": pearson_r(p, tgt), "nl2": nl2(p, tgt)})
+        out.append({"name": pair.name, "pearson_r": pearson_r(p, pair.target), "nl2": nl2(p, pair.target)})
     return out
 
 
@@ -651,7 +671,7 @@ def iter_train(
     if val_arrays:
         # Whole-image scores through the same tiled prediction a user runs.
         finish(None, interrupted=False)
-        per_image = evaluate_pairs(open_bundle(out), val_arrays, dev)
+        per_image = evaluate_model(open_bundle(out), [ImagePair(s, t, None, n) for s, t, n in val_arrays], dev)
         final = {"val_images": per_image,
                  "val_pearson_r_mean": _mean([r["pearson_r"] for r in per_image]),
                  "val_nl2_mean": _mean([r["nl2"] for r in per_image])}

@@ -1,0 +1,190 @@
+"""`labelfree evaluate`: Pearson r and normalized L2 error of models on image pairs (the paper's Fig. 4b)."""
+
+from __future__ import annotations
+
+import argparse
+import csv
+import math
+import os
+import sys
+import tempfile
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from . import _args
+
+COLUMNS = ("model", "structure", "set", "image", "n_images", "pearson_r", "nl2")
+
+
+def register(sub: argparse._SubParsersAction) -> None:
+    p = sub.add_parser(
+        "evaluate",
+        help="score models on paired images (Pearson r, normalized L2 error)",
+        description="Predict each DATA pair's signal with each MODEL and score it against the target: "
+        "Pearson r and nl2 = sum((prediction - z(target))^2) / sum(z(target)^2), the target z-scored "
+        "(a blank prediction scores 1.0). DATA are image files holding both channels or CSV tables "
+        "(signal,target[,signal_channel,target_channel]); prefix a DATA with SET= (e.g. train=a.csv "
+        "test=b.csv) to score several sets. The target channel defaults to each model's target label "
+        "or structure name.",
+    )
+    p.add_argument("items", nargs="+", metavar="MODEL_OR_DATA",
+                   help="MODEL [MODEL ...] then DATA [DATA ...] (existing files are data)")
+    p.add_argument("--signal-channel", default=None, help="transmitted-light channel (name or index)")
+    p.add_argument("--target-channel", default=None,
+                   help="fluorescence channel (name or index) [each model's target or structure name]")
+    p.add_argument("-o", "--output", default=None, metavar="CSV", help="write the scores to this CSV")
+    p.add_argument("--plot", default=None, metavar="PNG", help="bar plot of the scores per model and set")
+    p.add_argument("--data-voxel-size", type=_args.voxel_size, default=None, metavar="Z,Y,X",
+                   help="voxel size in um of the data, where the files lack it")
+    p.add_argument("--overwrite", action="store_true", help="replace existing output files")
+    _args.add_device(p)
+    p.set_defaults(func=run)
+
+
+def split_items(items: list[str]) -> tuple[list[str], list[tuple[str, Path]]]:
+    """Models first, then data: an existing file (or SET=file) starts the data."""
+    from ..core.errors import LabelFreeError
+
+    models: list[str] = []
+    data: list[tuple[str, Path]] = []
+    for item in items:
+        set_name, path = "test", Path(item)
+        if not path.is_file() and "=" in item:
+            left, right = item.split("=", 1)
+            if left and Path(right).is_file():
+                set_name, path = left, Path(right)
+        if path.is_file():
+            data.append((set_name, path))
+        elif data:
+            raise LabelFreeError(f"{item} is not a file; give the models first, then the data files")
+        else:
+            models.append(item)
+    if not models:
+        raise LabelFreeError("give at least one model (folder or name) before the data")
+    if not data:
+        raise LabelFreeError("give at least one data file (image with both channels, or a CSV table)")
+    return models, data
+
+
+def run(args: argparse.Namespace) -> int:
+    from ..core.bundle import resolve_model
+    from ..core.data import expand, load_pairs
+    from ..core.errors import LabelFreeError
+    from ..core.predict import output_names
+    from ..core.train import evaluate_model
+
+    models, data = split_items(args.items)
+    for out in (args.output, args.plot):
+        if out and Path(out).exists() and not args.overwrite:
+            raise LabelFreeError(f"{out} already exists; choose another name or add --overwrite")
+    bundles = [resolve_model(m) for m in models]
+    names = output_names(bundles)
+    rows: list[dict[str, Any]] = []
+    notices: set[str] = set()
+    for bundle, name in zip(bundles, names, strict=True):
+        target = args.target_channel or bundle.spec.target or bundle.spec.structure
+        for set_name, path in data:
+            pairs, more = load_pairs(expand([path], args.signal_channel, target), args.data_voxel_size)
+            for n in more:
+                if n not in notices:
+                    print(f"labelfree evaluate: {n}", file=sys.stderr)
+                    notices.add(n)
+            for r in evaluate_model(bundle, pairs, args.device):
+                rows.append({"model": name, "structure": bundle.spec.structure, "set": set_name,
+                             "image": r["name"], "n_images": 1, "pearson_r": r["pearson_r"], "nl2": r["nl2"]})
+                print(f"{name:>16s}  {set_name:>6s}  {r['name']:30s}  r={r['pearson_r']:.3f}  "
+                      f"nl2={r['nl2']:.3f}", file=sys.stderr)
+    summary = summarize(rows)
+    print_table(summary)
+    if args.output:
+        write_csv(Path(args.output), rows + summary)
+        print(f"wrote {args.output}")
+    if args.plot:
+        plot_scores(Path(args.plot), rows)
+        print(f"wrote {args.plot}")
+    return 0
+
+
+def summarize(rows: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    """Mean and standard deviation per (model, set): image "mean" / "std" rows."""
+    out = []
+    keys = list(dict.fromkeys((r["model"], r["structure"], r["set"]) for r in rows))
+    for model, structure, set_name in keys:
+        sel = [r for r in rows if (r["model"], r["set"]) == (model, set_name)]
+        for stat, fn in (("mean", np.nanmean), ("std", np.nanstd)):
+            out.append({"model": model, "structure": structure, "set": set_name, "image": stat,
+                        "n_images": len(sel),
+                        "pearson_r": float(fn([r["pearson_r"] for r in sel])),
+                        "nl2": float(fn([r["nl2"] for r in sel]))})
+    return out
+
+
+def print_table(summary: list[dict[str, Any]]) -> None:
+    print(f"{'model':>16s}  {'set':>6s}  {'n':>3s}  {'pearson_r':>14s}  {'nl2':>14s}")
+    means = [r for r in summary if r["image"] == "mean"]
+    stds = {(r["model"], r["set"]): r for r in summary if r["image"] == "std"}
+    for m in means:
+        s = stds[(m["model"], m["set"])]
+        print(f"{m['model']:>16s}  {m['set']:>6s}  {m['n_images']:>3d}  "
+              f"{m['pearson_r']:6.3f} ± {s['pearson_r']:5.3f}  {m['nl2']:6.3f} ± {s['nl2']:5.3f}")
+
+
+def write_csv(path: Path, rows: list[dict[str, Any]]) -> None:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    try:
+        with os.fdopen(fd, "w", newline="", encoding="utf-8") as f:
+            w = csv.DictWriter(f, fieldnames=COLUMNS)
+            w.writeheader()
+            for r in rows:
+                w.writerow({k: (f"{v:.6g}" if isinstance(v, float) else v) for k, v in r.items()})
+        os.replace(tmp, path)
+    finally:
+        Path(tmp).unlink(missing_ok=True)
+
+
+def plot_scores(path: Path, rows: list[dict[str, Any]]) -> None:
+    """Bars (mean) with the single images as dots, per model and set, like the paper's Fig. 4b."""
+    from matplotlib.backends.backend_agg import FigureCanvasAgg
+    from matplotlib.figure import Figure
+
+    models = list(dict.fromkeys(r["model"] for r in rows))
+    sets = list(dict.fromkeys(r["set"] for r in rows))
+    fig = Figure(figsize=(max(5.0, 1.1 * len(models) * max(1, len(sets)) + 2), 3.6), dpi=110)
+    FigureCanvasAgg(fig)
+    axes = fig.subplots(1, 2)
+    width = 0.8 / len(sets)
+    for ax, metric, label in ((axes[0], "pearson_r", "Pearson r"), (axes[1], "nl2", "normalized L2 error")):
+        for k, set_name in enumerate(sets):
+            xs, means = [], []
+            for i, model in enumerate(models):
+                vals = [r[metric] for r in rows if r["model"] == model and r["set"] == set_name
+                        and math.isfinite(r[metric])]
+                if not vals:
+                    continue
+                x = i - 0.4 + width * (k + 0.5)
+                xs.append(x)
+                means.append(float(np.mean(vals)))
+                ax.plot([x] * len(vals), vals, ".", color="k", ms=3, zorder=3)
+            ax.bar(xs, means, width=width * 0.9, label=set_name, color=f"C{k}", alpha=0.8)
+        ax.set_xticks(range(len(models)))
+        ax.set_xticklabels(models, rotation=30, ha="right", fontsize=8)
+        ax.set_ylabel(label)
+        ax.grid(axis="y", alpha=0.3)
+        if metric == "pearson_r":
+            ax.set_ylim(min(0.0, ax.get_ylim()[0]), 1.0)
+        else:
+            ax.axhline(1.0, color="0.5", lw=0.8, ls="--")  # a blank prediction
+    if len(sets) > 1:
+        axes[0].legend(fontsize=8)
+    fig.tight_layout()
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    os.close(fd)
+    try:
+        fig.savefig(tmp, format="png")
+        os.replace(tmp, path)
+    finally:
+        Path(tmp).unlink(missing_ok=True)

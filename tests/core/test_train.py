@@ -1,0 +1,173 @@
+"""Training: learning, exact resume, checkpoints without pickle, closing, bad data."""
+
+from __future__ import annotations
+
+import csv
+import json
+
+import numpy as np
+import pytest
+import torch
+from safetensors import safe_open
+
+from napari_labelfree.core.bundle import is_bundle, open_bundle
+from napari_labelfree.core.config import Architecture, ModelSpec
+from napari_labelfree.core.errors import LabelFreeError
+from napari_labelfree.core.events import Notice, drain
+from napari_labelfree.core.synth import simulate
+from napari_labelfree.core.train import (
+    CHECKPOINT_NAME,
+    CURVE_NAME,
+    LOG_NAME,
+    CheckpointSaved,
+    ImagePair,
+    PatchSampler,
+    TrainConfig,
+    TrainStep,
+    Validated,
+    evaluate_model,
+    iter_train,
+    prepare_pair,
+)
+
+SIM_VOXEL = (0.29, 0.108, 0.108)
+MODEL_VOXEL = (0.29, 0.216, 0.216)
+
+
+def sim_pair(seed: int, shape=(24, 96, 96)) -> ImagePair:
+    im = simulate(shape=shape, voxel_size=SIM_VOXEL, seed=seed, structures=("dna",))
+    return ImagePair(im.data[0, 0], im.data[0, 1], SIM_VOXEL, f"seed {seed}")
+
+
+def tiny_spec(depth: int = 2, width: int = 8) -> ModelSpec:
+    return ModelSpec("dna", colormap="blue", voxel_size_um=MODEL_VOXEL,
+                     architecture=Architecture(depth=depth, width=width))
+
+
+def random_pairs(n: int = 2, shape=(8, 24, 24), seed: int = 0) -> list[ImagePair]:
+    rng = np.random.default_rng(seed)
+    out = []
+    for i in range(n):
+        s = rng.normal(size=shape).astype(np.float32)
+        t = (np.roll(s, 1, axis=2) * 2 + 0.1 * rng.normal(size=shape)).astype(np.float32)
+        out.append(ImagePair(s, t, None, f"r{i}"))
+    return out
+
+
+@pytest.mark.slow
+def test_tiny_network_learns_dna_from_bright_field(tmp_path):
+    torch.set_num_threads(min(2, torch.get_num_threads()))
+    train = [sim_pair(11, (32, 128, 128)), sim_pair(12, (32, 128, 128))]
+    held_out = sim_pair(13, (32, 128, 128))
+    cfg = TrainConfig(iterations=250, batch_size=4, patch_shape=(16, 32, 32), validate_every=125,
+                      checkpoint_every=250, seed=0)
+    bundle = drain(iter_train(train, tiny_spec(), tmp_path / "dna", cfg, val=[held_out], device="cpu"))
+    scores = evaluate_model(bundle, [held_out], "cpu")[0]
+    assert scores["pearson_r"] >= 0.6, scores
+    assert scores["nl2"] < 1.0
+    # the bundle records its whole-image held-out scores
+    assert bundle.spec.metrics["val_pearson_r_mean"] == pytest.approx(scores["pearson_r"], abs=0.02)
+    assert bundle.spec.provenance["trained"] is True
+
+
+def _run(out, cfg, resume=False, stop_after=None):
+    gen = iter_train(random_pairs(), tiny_spec(), out, cfg, val=random_pairs(1, seed=5), device="cpu",
+                     resume=resume)
+    events = []
+    try:
+        while True:
+            e = next(gen)
+            events.append(e)
+            if stop_after is not None and isinstance(e, TrainStep) and e.iteration == stop_after:
+                gen.close()
+                return None, events
+    except StopIteration as stop:
+        return stop.value, events
+
+
+def _weights(bundle):
+    from safetensors.torch import load_file
+
+    return load_file(str(bundle.path / "weights.safetensors"))
+
+
+def test_resume_equals_uninterrupted(tmp_path):
+    cfg = TrainConfig(iterations=12, batch_size=2, patch_shape=(4, 8, 8), checkpoint_every=5,
+                      validate_every=4, seed=3)
+    full, _ = _run(tmp_path / "full", cfg)
+    # stopped at iteration 7: between checkpoints, so close() must save its own checkpoint
+    _, events = _run(tmp_path / "part", cfg, stop_after=7)
+    assert any(isinstance(e, CheckpointSaved) for e in events)
+    stopped = open_bundle(tmp_path / "part")
+    assert stopped.spec.provenance["interrupted"] is True and stopped.spec.metrics["iterations"] == 7
+    resumed, events = _run(tmp_path / "part", cfg, resume=True)
+    assert any(isinstance(e, Notice) and "resumed from iteration 7" in e.text for e in events)
+    a, b = _weights(full), _weights(resumed)
+    assert a.keys() == b.keys()
+    for k in a:
+        torch.testing.assert_close(a[k], b[k], rtol=0, atol=1e-6, msg=k)
+    log_a = (tmp_path / "full" / LOG_NAME).read_text()
+    log_b = (tmp_path / "part" / LOG_NAME).read_text()
+    assert log_a == log_b  # same losses, same validations, no duplicated rows
+
+
+def test_outputs_checkpoint_log_and_curve(tmp_path):
+    cfg = TrainConfig(iterations=6, batch_size=2, patch_shape=(4, 8, 8), checkpoint_every=3,
+                      validate_every=3)
+    bundle, events = _run(tmp_path / "m", cfg)
+    assert is_bundle(bundle.path)
+    steps = [e for e in events if isinstance(e, TrainStep)]
+    assert [s.iteration for s in steps] == list(range(1, 7)) and steps[-1].total == 6
+    assert [e.iteration for e in events if isinstance(e, Validated)] == [3, 6]
+    assert sum(isinstance(e, CheckpointSaved) for e in events) == 2
+    with open(tmp_path / "m" / LOG_NAME, newline="") as f:
+        rows = list(csv.DictReader(f))
+    assert list(rows[0]) == ["iteration", "train_loss", "val_loss", "val_pearson_r"]
+    assert len(rows) == 6 and rows[2]["val_loss"] and not rows[1]["val_loss"]
+    assert (tmp_path / "m" / CURVE_NAME).read_bytes()[:4] == b"\x89PNG"
+    cfg_json = json.loads((tmp_path / "m" / "config.json").read_text())
+    assert cfg_json["metrics"]["iterations"] == 6 and "val_pearson_r_mean" in cfg_json["metrics"]
+    # the checkpoint is plain safetensors with JSON metadata: no pickle anywhere
+    with safe_open(str(tmp_path / "m" / CHECKPOINT_NAME), framework="pt") as f:
+        keys = set(f.keys())
+        meta = json.loads(f.metadata()["napari_labelfree_checkpoint"])
+    assert meta["iteration"] == 6 and "rng_python" in meta and "rng_patches" in meta
+    assert "rng.torch" in keys and any(k.startswith("optim.") for k in keys)
+    assert not [p for p in (tmp_path / "m").iterdir() if p.name.startswith(".")]  # no temp files left
+
+
+def test_refuses_to_overwrite_a_run(tmp_path):
+    cfg = TrainConfig(iterations=2, batch_size=1, patch_shape=(4, 8, 8))
+    _run(tmp_path / "m", cfg)
+    with pytest.raises(LabelFreeError, match="already holds"):
+        _run(tmp_path / "m", cfg)
+
+
+def test_bad_data_errors(tmp_path):
+    cfg = TrainConfig(iterations=1, batch_size=1, patch_shape=(4, 8, 8))
+    bad = ImagePair(np.zeros((8, 16, 16)) + np.arange(16), np.ones((8, 16, 15)), None, "odd")
+    with pytest.raises(LabelFreeError, match="odd: signal shape .* differ"):
+        drain(iter_train([bad], tiny_spec(), tmp_path / "a", cfg, device="cpu"))
+    flat = ImagePair(np.random.rand(8, 16, 16), np.ones((8, 16, 16)), None, "flat")
+    with pytest.raises(LabelFreeError, match="flat: .*constant"):
+        drain(iter_train([flat], tiny_spec(), tmp_path / "b", cfg, device="cpu"))
+    with pytest.raises(LabelFreeError, match="multiple of 4"):
+        drain(iter_train(random_pairs(), tiny_spec(), tmp_path / "c",
+                         TrainConfig(iterations=1, patch_shape=(6, 8, 8)), device="cpu"))
+    with pytest.raises(LabelFreeError, match="positive"):
+        TrainConfig(iterations=0)
+
+
+def test_small_images_are_padded_with_a_notice():
+    pair = random_pairs(1, shape=(5, 20, 20))[0]
+    s, t, notes = prepare_pair(pair, (1, 1, 1), (8, 16, 16))
+    assert s.shape == t.shape == (8, 20, 20) and notes
+    assert abs(float(s.mean())) < 0.2  # mirror padding keeps the z-scored statistics
+
+
+def test_patch_sampling_is_uniform_over_positions():
+    rng = np.random.default_rng(0)
+    # image 0 has 1 position, image 1 has 9 positions: image 1 should be drawn ~9x as often
+    sampler = PatchSampler([(4, 8, 8), (4, 8, 16)], (4, 8, 8), rng)
+    picks = np.array([w[0] for w in sampler.sample(5000)])
+    assert abs((picks == 1).mean() - 0.9) < 0.02
