@@ -1,0 +1,69 @@
+"""`labelfree train` and `labelfree evaluate` end to end on tiny simulated files."""
+
+from __future__ import annotations
+
+import csv
+import json
+
+import pytest
+
+from napari_labelfree.cli import main
+from napari_labelfree.core.io import write_ome_tiff
+from napari_labelfree.core.synth import simulate
+
+
+@pytest.fixture
+def sim_files(tmp_path):
+    paths = []
+    for seed in (1, 2):
+        im = simulate(shape=(16, 64, 64), voxel_size=(0.29, 0.108, 0.108), seed=seed, structures=("dna",))
+        p = tmp_path / f"field{seed}.ome.tif"
+        write_ome_tiff(p, im.data, channel_names=im.channel_names, physical_sizes=im.voxel_size)
+        paths.append(p)
+    return paths
+
+
+def test_train_then_evaluate(tmp_path, sim_files, capsys):
+    model = tmp_path / "dna-model"
+    rc = main(["train", str(sim_files[0]), "-o", str(model), "--signal-channel", "bright-field",
+               "--target-channel", "dna", "--iterations", "6", "--batch-size", "2",
+               "--patch-shape", "8,16,16", "--depth", "2", "--width", "4", "--val", str(sim_files[1]),
+               "--validate-every", "3", "--checkpoint-every", "3", "--device", "cpu"])
+    assert rc == 0
+    out = capsys.readouterr()
+    assert "validation Pearson r" in out.out
+    cfg = json.loads((model / "config.json").read_text())
+    assert cfg["structure"] == "dna" and cfg["colormap"] == "blue"
+    assert cfg["metrics"]["iterations"] == 6 and "val_nl2_mean" in cfg["metrics"]
+    assert (model / "train_log.csv").is_file() and (model / "loss_curve.png").is_file()
+
+    # resume to more iterations continues from the checkpoint
+    rc = main(["train", str(sim_files[0]), "-o", str(model), "--signal-channel", "0",
+               "--target-channel", "dna", "--iterations", "8", "--batch-size", "2",
+               "--patch-shape", "8,16,16", "--depth", "2", "--width", "4", "--resume", "--device", "cpu"])
+    assert rc == 0
+    assert json.loads((model / "config.json").read_text())["metrics"]["iterations"] == 8
+    assert "resumed from iteration 6" in capsys.readouterr().err
+
+    metrics, plot = tmp_path / "m.csv", tmp_path / "m.png"
+    rc = main(["evaluate", str(model), f"train={sim_files[0]}", f"test={sim_files[1]}",
+               "--signal-channel", "bright-field", "-o", str(metrics), "--plot", str(plot),
+               "--device", "cpu"])
+    assert rc == 0
+    with open(metrics, newline="") as f:
+        rows = list(csv.DictReader(f))
+    assert {r["set"] for r in rows} == {"train", "test"}
+    assert [r["image"] for r in rows if r["set"] == "test"] == ["field2.ome.tif", "mean", "std"]
+    assert all(-1 <= float(r["pearson_r"]) <= 1 for r in rows)
+    assert plot.read_bytes()[:4] == b"\x89PNG"
+
+
+def test_train_errors_are_one_line(tmp_path, sim_files, capsys):
+    rc = main(["train", str(sim_files[0]), "-o", str(tmp_path / "m"), "--signal-channel", "bright-field",
+               "--target-channel", "tom20", "--iterations", "1"])
+    assert rc == 2
+    err = capsys.readouterr().err
+    assert "no channel named 'tom20'" in err and "Traceback" not in err
+    rc = main(["train", str(sim_files[0]), "-o", str(tmp_path / "m"), "--signal-channel", "bright-field",
+               "--target-channel", "dna", "--patch-shape", "12,16,16", "--depth", "3", "--iterations", "1"])
+    assert rc == 2 and "multiple of 8" in capsys.readouterr().err
