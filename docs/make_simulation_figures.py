@@ -25,7 +25,7 @@ COLORS = {  # same colours as the napari sample data
     "lamin-b1": (0.0, 1.0, 1.0),
     "fibrillarin": (1.0, 0.0, 1.0),
     "tom20": (0.0, 1.0, 0.0),
-    "sec61b": (1.0, 0.65, 0.0),
+    "sec61b": (1.0, 1.0, 0.0),
     "cellmask": (1.0, 0.0, 0.0),
 }
 

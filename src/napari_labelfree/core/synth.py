@@ -842,6 +842,9 @@ def _cells_at(
         for sgn in (-1, 1):
             daughter = _new_cell(drng, moved.center + sgn * offset, c.height * 0.95, diameter)
             daughter.reform = 0.35 + 0.65 * q
+            # daughters are half the volume: smaller nuclei that fit their narrower territories
+            daughter.nucleus_rxy *= 0.72
+            daughter.nucleoli = [(u, r * 0.7) for u, r in daughter.nucleoli]
             daughter.velocity = c.velocity
             out.append(daughter)
     return out
