@@ -6,7 +6,7 @@ paper's 0.29 um cube, exactly as user data would be. Each model is trained with 
 ``iter_train`` and scored on held-out simulated fields (seeds never used for training); the scores go
 into its config.json. Only config.json and weights.safetensors are copied into the package.
 
-Usage (about 30 min on a 2-core CPU; run it with ``nice``)::
+Usage (about 30 min on a busy 2-core CPU; run it with ``nice``)::
 
     nice python scripts/train_builtin_models.py                      # all six, into the package
     nice python scripts/train_builtin_models.py --structures dna --iterations 100 --out /tmp/models
@@ -22,6 +22,7 @@ import time
 from pathlib import Path
 
 import numpy as np
+import torch
 
 from napari_labelfree.core.bundle import BUILTIN_DIR, CONFIG_NAME, WEIGHTS_NAME, open_bundle
 from napari_labelfree.core.config import PAPER_VOXEL_SIZE_UM, Architecture, ModelSpec
@@ -61,14 +62,17 @@ def pairs(ims: list, structure: str, seeds: tuple[int, ...]) -> list[ImagePair]:
 def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     ap.add_argument("--structures", nargs="+", default=list(STRUCTURES), choices=STRUCTURES)
-    ap.add_argument("--iterations", type=int, default=400)
+    ap.add_argument("--iterations", type=int, default=200)
     ap.add_argument("--batch-size", type=int, default=8)
     ap.add_argument("--patch-shape", type=int, nargs=3, default=(16, 32, 32))
     ap.add_argument("--depth", type=int, default=3)
-    ap.add_argument("--width", type=int, default=16)
+    ap.add_argument("--width", type=int, default=8)
     ap.add_argument("--out", type=Path, default=BUILTIN_DIR, help="folder for the model folders")
     ap.add_argument("--work", type=Path, default=None, help="keep checkpoints and logs here")
+    ap.add_argument("--threads", type=int, default=1,
+                    help="CPU threads; 1 is fastest on a shared, busy machine (no spin-waiting) [1]")
     args = ap.parse_args(argv)
+    torch.set_num_threads(max(1, args.threads))
 
     t0 = time.time()
     train_ims, val_ims, test_ims = fields(TRAIN_SEEDS), fields((VAL_SEED,)), fields(TEST_SEEDS)
