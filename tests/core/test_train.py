@@ -56,7 +56,6 @@ def random_pairs(n: int = 2, shape=(8, 24, 24), seed: int = 0) -> list[ImagePair
 
 @pytest.mark.slow
 def test_tiny_network_learns_dna_from_bright_field(tmp_path):
-    torch.set_num_threads(min(2, torch.get_num_threads()))
     train = [sim_pair(11, (32, 128, 128)), sim_pair(12, (32, 128, 128))]
     held_out = sim_pair(13, (32, 128, 128))
     cfg = TrainConfig(iterations=250, batch_size=4, patch_shape=(16, 32, 32), validate_every=125,
