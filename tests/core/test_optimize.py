@@ -1,0 +1,174 @@
+"""Inference rewrites (core.optimize) and reduced-precision prediction keep the network's output."""
+
+import numpy as np
+import pytest
+import torch
+
+from napari_labelfree.core.config import Architecture, TilingConfig
+from napari_labelfree.core.device import inference_dtype
+from napari_labelfree.core.events import drain
+from napari_labelfree.core.optimize import (
+    InferenceUNet,
+    fold_batchnorm,
+    fold_conv_bn,
+    optimize_for_inference,
+)
+from napari_labelfree.core.predict import (
+    inference_network,
+    iter_predict_volume,
+    make_predictor,
+    network_on_device,
+)
+from napari_labelfree.core.preprocess import zscore
+from napari_labelfree.core.tiling import fit_tile_shape, tile_starts
+from napari_labelfree.core.unet import UNet3D
+
+VOX = (0.29, 0.29, 0.29)
+
+
+def _nontrivial_batchnorm(net: torch.nn.Module, seed: int = 0) -> torch.nn.Module:
+    """Untrained BatchNorm is the identity; give it statistics and affine terms so folding matters."""
+    g = torch.Generator().manual_seed(seed)
+    with torch.no_grad():
+        for m in net.modules():
+            if isinstance(m, torch.nn.BatchNorm3d):
+                n = m.num_features
+                m.running_mean.copy_(torch.randn(n, generator=g) * 0.2)
+                m.running_var.copy_(torch.rand(n, generator=g) + 0.3)
+                m.weight.copy_(torch.rand(n, generator=g) + 0.5)
+                m.bias.copy_(torch.randn(n, generator=g) * 0.1)
+    return net.eval()
+
+
+def _net(depth: int = 3, width: int = 8, seed: int = 0) -> UNet3D:
+    torch.manual_seed(seed)
+    return _nontrivial_batchnorm(UNet3D(Architecture(depth=depth, width=width)), seed)
+
+
+def _rel(a: torch.Tensor, b: torch.Tensor) -> float:
+    return float((a - b).abs().max() / b.abs().max())
+
+
+def _pearson(a: torch.Tensor | np.ndarray, b: torch.Tensor | np.ndarray) -> float:
+    a = np.asarray(a, dtype=np.float64).ravel()
+    b = np.asarray(b, dtype=np.float64).ravel()
+    return float(np.corrcoef(a, b)[0, 1])
+
+
+@pytest.mark.parametrize("transposed", [False, True])
+def test_fold_conv_bn_equals_conv_then_bn(transposed):
+    torch.manual_seed(1)
+    conv = (torch.nn.ConvTranspose3d if transposed else torch.nn.Conv3d)(6, 5, 2, stride=2)
+    bn = _nontrivial_batchnorm(torch.nn.Sequential(torch.nn.BatchNorm3d(5)))[0]
+    x = torch.randn(2, 6, 4, 6, 8)
+    w, b = fold_conv_bn(conv, bn)
+    op = torch.nn.functional.conv_transpose3d if transposed else torch.nn.functional.conv3d
+    with torch.no_grad():
+        assert _rel(op(x, w, b, stride=2), bn(conv(x))) < 1e-5
+
+
+def test_folded_network_equals_unfolded():
+    net = _net()
+    x = torch.randn(2, 1, 16, 24, 32)
+    with torch.no_grad():
+        ref = net(x)
+        folded = fold_batchnorm(net)
+        assert not any(isinstance(m, torch.nn.BatchNorm3d) for m in folded.modules())
+        assert any(isinstance(m, torch.nn.BatchNorm3d) for m in net.modules())  # untouched
+        assert _rel(folded(x), ref) < 1e-4
+
+
+@pytest.mark.parametrize("channels_last", [False, True])
+def test_inference_twin_equals_the_network(channels_last):
+    net = _net(depth=3, width=8)
+    x = torch.randn(1, 1, 16, 32, 24)
+    with torch.inference_mode():
+        twin = InferenceUNet(net, channels_last=channels_last)
+        assert _rel(twin(x), net(x)) < 1e-4
+
+
+def test_paper_network_twin_equals_the_network():
+    # the depth-4 width-32 paper network, on the smallest volume it accepts at every level
+    net = _net(depth=4, width=32)
+    x = torch.randn(1, 1, 16, 32, 32)
+    with torch.inference_mode():
+        assert _rel(optimize_for_inference(net, "cpu")(x), net(x)) < 1e-4
+
+
+@pytest.mark.parametrize("mode", ["cast", "autocast"])
+def test_bf16_path_matches_fp32(mode):
+    # what the GPU path does (bf16), run on the CPU: close to fp32 in Pearson r
+    net = _net(depth=3, width=16)
+    x = torch.randn(1, 1, 16, 48, 48)
+    with torch.inference_mode():
+        ref = net(x)
+        twin = optimize_for_inference(net, "cpu")
+        if mode == "cast":
+            out = make_predictor([twin.to(torch.bfloat16)], torch.device("cpu"), torch.bfloat16)(x)
+        else:
+            with torch.autocast("cpu", dtype=torch.bfloat16):
+                out = twin(x).float()
+    assert out.dtype == torch.float32
+    assert _pearson(out, ref) > 0.999
+
+
+def test_hooks_on_the_network_see_what_prediction_runs(make_tiny_model, rng):
+    b = make_tiny_model()
+    seen = []
+    net = network_on_device(b, torch.device("cpu"))
+    handle = net.register_forward_pre_hook(lambda m, inp: seen.append(inp[0].shape))
+    try:
+        drain(
+            iter_predict_volume(
+                rng.normal(size=(8, 32, 32)).astype(np.float32),
+                [b],
+                VOX,
+                TilingConfig(tile_shape=(16, 32, 32)),
+                "cpu",
+            )
+        )
+    finally:
+        handle.remove()
+    assert seen
+
+
+def test_the_twin_is_rebuilt_when_the_weights_change(make_tiny_model):
+    b = make_tiny_model()
+    cpu = torch.device("cpu")
+    first = inference_network(b, cpu)
+    assert inference_network(b, cpu) is first  # cached
+    _nontrivial_batchnorm(network_on_device(b, cpu), seed=3)
+    assert inference_network(b, cpu) is not first
+
+
+def test_prediction_in_bf16_is_close_and_in_fp32_exact(make_tiny_model, rng):
+    b = make_tiny_model(depth=2, width=8)
+    net = _nontrivial_batchnorm(network_on_device(b, torch.device("cpu")))
+    vol = rng.normal(size=(16, 64, 48)).astype(np.float32)
+    with torch.no_grad():
+        whole = net(torch.from_numpy(zscore(vol))[None, None])[0, 0].numpy()
+    tile = (32, 64, 64)
+    fp32 = drain(iter_predict_volume(vol, [b], VOX, TilingConfig(tile, precision="fp32"), "cpu"))
+    bf16 = drain(iter_predict_volume(vol, [b], VOX, TilingConfig(tile, precision="bf16"), "cpu"))
+    assert np.abs(fp32["dna"] - whole).max() / np.abs(whole).max() < 1e-4
+    assert _pearson(bf16["dna"], whole) > 0.999
+
+
+def test_inference_dtype_choices():
+    cpu = torch.device("cpu")
+    assert inference_dtype(cpu, "auto") == torch.float32  # CPU results stay exact by default
+    assert inference_dtype(cpu, "bf16") == torch.bfloat16
+    assert inference_dtype(cpu, "fp16") == torch.float16
+
+
+def test_fit_tile_shape_keeps_tiles_large_and_work_small():
+    # 64x256x256 in one tile; 512 in two tiles overlapping by 32, not three
+    assert fit_tile_shape((64, 256, 256), (64, 272, 272), 0.1, 16) == (64, 256, 256)
+    assert fit_tile_shape((64, 512, 512), (64, 272, 272), 0.1, 16) == (64, 272, 272)
+    assert len(tile_starts(512, 272, 0.1)) == 2
+    # a 256 maximum over 512 voxels: three 192-voxel tiles rather than three of 256
+    assert fit_tile_shape((64, 512, 512), (64, 256, 256), 0.1, 16)[1:] == (192, 192)
+    # never larger than asked, always a multiple
+    for shape in [(13, 70, 300), (100, 700, 900), (5, 5, 5)]:
+        tile = fit_tile_shape(shape, (32, 128, 96), 0.25, 16)
+        assert all(t <= m and t % 16 == 0 for t, m in zip(tile, (32, 128, 96), strict=True))
