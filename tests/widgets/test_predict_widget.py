@@ -188,3 +188,24 @@ def test_screenshot_of_window_is_not_blank(open_predict, tiny_models, volume, ti
     rgb = canvas[..., :3].astype(int)
     assert rgb.std() > 5  # not one flat colour
     assert (np.abs(rgb[..., 0] - rgb[..., 2]) > 20).any()  # coloured overlays, not only gray
+
+
+def test_predict_on_the_simulated_sample(open_predict, tiny_models, qtbot):
+    """As a user: open the sample from the File menu, open the widget, predict two structures."""
+    pytest.importorskip("napari_labelfree._sample_data")
+    viewer, widget = open_predict()
+    viewer.window.remove_dock_widget("all")
+    viewer.open_sample("napari-labelfree", "zstack")
+    _, widget = viewer.window.add_plugin_dock_widget("napari-labelfree", "Label-free prediction")
+    # the sample's last (hidden) fluorescence layer is active; the widget picks the bright-field
+    assert widget.layer_combo.currentText() == "bright-field"
+    src = viewer.layers["bright-field"]
+    widget.set_checked_models([m.path for m in tiny_models])
+    widget.device_combo.setCurrentText("cpu")
+    widget.predict_btn.click()
+    qtbot.waitUntil(lambda: not widget.is_running, timeout=TIMEOUT)
+    for name, cmap in (("dna", "blue"), ("lamin-b1", "magenta")):
+        layer = viewer.layers[f"{name} (predicted)"]
+        assert layer.colormap.name == cmap and layer.blending == "additive"
+        assert layer.data.shape == src.data.shape
+        np.testing.assert_allclose(layer.scale, src.scale)
