@@ -5,9 +5,10 @@ Run under an X server (never with QT_QPA_PLATFORM=offscreen, which renders a bla
     xvfb-run -a python docs/make_screenshots.py            # writes docs/images/guide_*.png
 
 What it does, as a user would: opens the simulated z-stack sample, trains three small models with
-the Train widget (a few hundred iterations each on this CPU; use the built-in models for real
-work), predicts them with the Predict widget, then opens the simulated time-lapse and predicts it
-from the frame under the time slider outwards. It prints the first-frame latency and total time
+the Train widget (a few hundred iterations each on this CPU; cached and reused by the next run),
+predicts the z-stack with three models in the Predict widget (the built-in dna, lamin-b1 and
+fibrillarin models when the package has them, else the three just trained), then opens the
+simulated time-lapse and predicts it from the frame under the time slider outwards. It prints the first-frame latency and total time
 the widget took on the time-lapse.
 """
 
@@ -23,12 +24,14 @@ import numpy as np
 from qtpy.QtWidgets import QApplication
 
 from napari_labelfree._widgets import registry
-from napari_labelfree.core.bundle import is_bundle
+from napari_labelfree.core.bundle import discover_models, is_bundle
 
 PLUGIN = "napari-labelfree"
 OUT = Path(__file__).resolve().parent / "images"
 # structure, colormap: three that read well together when blended additively
 MODELS = (("dna", "blue"), ("lamin-b1", "yellow"), ("cellmask", "magenta"))
+# built-in models used for the prediction screenshots when the package has them
+BUILTIN_CHOICE = ("dna", "lamin-b1", "fibrillarin")
 
 
 def wait(until: Callable[[], bool], timeout: float = 900.0) -> None:
@@ -122,10 +125,14 @@ def main() -> None:
             shot_taken = True
     close_docks(viewer)
 
-    # 3. predict the z-stack with the three models
+    # 3. predict the z-stack with three models: the built-in ones where the package has them
+    builtin = {b.spec.structure: b.path for b in discover_models() if b.source == "builtin"}
+    chosen = [builtin[s] for s in BUILTIN_CHOICE if s in builtin]
+    models = chosen if len(chosen) == len(BUILTIN_CHOICE) else trained
+    print("predicting with", ", ".join(str(m) for m in models))
     _, predict = viewer.window.add_plugin_dock_widget(PLUGIN, "Label-free prediction")
     predict.layer_combo.setCurrentText("bright-field")
-    predict.set_checked_models(trained)
+    predict.set_checked_models(models)
     predict.device_combo.setCurrentText("cpu")
     predict.predict_btn.click()
     wait(lambda: not predict.is_running)

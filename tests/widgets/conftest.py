@@ -5,6 +5,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
+from napari_labelfree._widgets import registry
 from napari_labelfree.core import bundle as bundle_mod
 from napari_labelfree.core.bundle import init_bundle
 from napari_labelfree.core.config import Architecture, ModelSpec
@@ -26,6 +27,8 @@ def isolated_models(tmp_path, monkeypatch):
     monkeypatch.setenv(bundle_mod.ENV_VAR, str(env))
     # the Train widget suggests output folders under the user models folder
     monkeypatch.setattr("napari_labelfree._widgets._train.user_models_dir", lambda: user)
+    # the session-wide registry must not carry folders added by an earlier test
+    monkeypatch.setattr(registry, "_extra", [])
     return env
 
 

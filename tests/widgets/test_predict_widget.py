@@ -90,6 +90,7 @@ def test_timelapse_current_frame_first_then_fill_in(
 
     assert sorted(run.frames_done) == list(range(n_t))
     assert run.frames_done.index(0) < run.frames_done.index(4)
+    assert widget.status.text() == f"Done: dna (predicted), lamin-b1 (predicted) ({n_t} frames)"
     for layer in layers:
         assert all(np.abs(layer.data[t]).sum() > 0 for t in range(n_t))
 

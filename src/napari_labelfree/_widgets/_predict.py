@@ -509,7 +509,19 @@ class PredictWidget(QWidget):
             self._store_frame(run, event)
 
     def _store_frame(self, run: PredictRun, event: FrameDone) -> None:
-        """Write one predicted frame into its overlays, in place, and redraw them."""
+        """Write one predicted frame into its overlays, in place, and redraw them.
+
+        Book-keeping comes first: redrawing and progress updates can run the Qt event loop, which
+        may deliver the worker's ``finished`` before this method returns.
+        """
+        run.frames_done.append(event.frame)
+        if run.has_time:
+            self.status.setText(
+                f"{len(run.frames_done)}/{run.scheduler.total} frames predicted "
+                f"(last: t={event.frame})"
+            )
+        first = not run.limits_set
+        run.limits_set = True
         for name, arr in event.arrays.items():
             layer = run.layers.get(name)
             if layer is None or layer not in self.viewer.layers:
@@ -518,20 +530,13 @@ class PredictWidget(QWidget):
                 layer.data[event.frame] = arr
             else:
                 layer.data[...] = arr
-            if not run.limits_set:
+            if first:
                 lo, hi = robust_limits(arr)
                 layer.contrast_limits_range = (min(lo, 0.0), hi)
                 layer.contrast_limits = (lo, hi)
             layer.refresh()
-        run.limits_set = True
-        run.frames_done.append(event.frame)
-        if run.frame_bar is not None:
+        if run.frame_bar is not None and self.run is run:
             run.frame_bar.update(1)
-        if run.has_time:
-            self.status.setText(
-                f"{len(run.frames_done)}/{run.scheduler.total} frames predicted "
-                f"(last: t={event.frame})"
-            )
 
     def _on_error(self, exc: BaseException) -> None:
         if self.run is not None:

@@ -441,8 +441,6 @@ class TrainWidget(QWidget):
         if isinstance(event, TrainStep):
             run.iterations.append(event.iteration)
             run.losses.append(event.loss)
-            if run.bar is not None:
-                run.bar.update(event.iteration - run.bar.n)
             now = time.monotonic()
             if now - run.last_draw > 0.3 or event.iteration == event.total:
                 run.last_draw = now
@@ -451,6 +449,9 @@ class TrainWidget(QWidget):
                     f"iteration {event.iteration}/{event.total}, loss {event.loss:.4g}, "
                     f"{event.its_per_s:.2f} it/s"
                 )
+            # last: updating a progress bar can run the event loop (and deliver ``finished``)
+            if run.bar is not None and self.run is run:
+                run.bar.update(event.iteration - run.bar.n)
         elif isinstance(event, Validated):
             run.val_iterations.append(event.iteration)
             run.val_losses.append(event.val_loss)
