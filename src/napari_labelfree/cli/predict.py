@@ -9,7 +9,7 @@ from pathlib import Path
 import numpy as np
 
 from ..core.bundle import resolve_model
-from ..core.config import TilingConfig
+from ..core.config import PRECISIONS, TilingConfig
 from ..core.errors import LabelFreeError
 from ..core.events import FrameDone
 from ..core.io import check_3d, open_image, resolve_voxel_size, write_ome_tiff
@@ -59,6 +59,13 @@ def register(sub: argparse._SubParsersAction) -> None:
         default=None,
         help=f"tile overlap fraction [{TilingConfig().overlap}]",
     )
+    p.add_argument(
+        "--precision",
+        choices=PRECISIONS,
+        default="auto",
+        help="compute precision: auto (bf16/fp16 on CUDA, fp32 on CPU), fp32, bf16 or fp16; bf16 "
+        "is ~1.8x faster on CPUs with native bf16 and matches fp32 at Pearson r >= 0.9999 [auto]",
+    )
     p.add_argument("--overwrite", action="store_true", help="replace existing output files")
     _args.add_device(p)
     p.set_defaults(func=run)
@@ -85,6 +92,7 @@ def run(args: argparse.Namespace) -> int:
     tiling = TilingConfig(
         tile_shape=args.tile or defaults.tile_shape,
         overlap=defaults.overlap if args.overlap is None else args.overlap,
+        precision=args.precision,
     )
     targets = output_paths(args.inputs, args.output)
     for target in targets:

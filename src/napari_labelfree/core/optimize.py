@@ -190,10 +190,22 @@ class InferenceUNet(nn.Module):
         """(N, 1, Z, Y, X) -> (N, out_channels, Z, Y, X); sizes multiples of ``2**depth``."""
         if self.channels_last:
             x = x.contiguous(memory_format=torch.channels_last_3d)
+        x = x.type(self.body.enc1_w.dtype)
         # the one-element list lets the level drop the caller's reference to its input
         y = _run_level([x], self.body)
-        out = _conv(y, self.head_w, self.head_b)
+        # the head may stay in fp32 under a reduced precision (see to_precision)
+        out = _conv(y.type(self.head_w.dtype), self.head_w, self.head_b)
         return out.contiguous()
+
+    def to_precision(self, dtype: torch.dtype) -> InferenceUNet:
+        """Run the body in ``dtype`` and keep the one-channel head in fp32, in place.
+
+        The head costs 1/64 of a full-resolution layer yet, in bf16, its rounding of the output
+        is a fifth of the whole bf16 error: in fp32 it lifts the Pearson r against fp32 from
+        0.99994 to 0.99996 on the paper network for no measurable time.
+        """
+        self.body.to(dtype)
+        return self
 
 
 def prefers_channels_last(device: torch.device) -> bool:

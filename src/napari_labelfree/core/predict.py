@@ -9,8 +9,9 @@ from __future__ import annotations
 
 import copy
 import functools
+import weakref
+from collections import OrderedDict
 from collections.abc import Generator, Iterable, Sequence
-from contextlib import nullcontext
 
 import numpy as np
 import torch
@@ -18,12 +19,13 @@ from torch import nn
 
 from .bundle import WEIGHTS_NAME, ModelBundle, load_network
 from .config import TilingConfig
-from .device import autocast_dtype, is_out_of_memory, resolve_device
+from .device import inference_dtype, is_out_of_memory, resolve_device
 from .errors import LabelFreeError
 from .events import FrameDone, FrameStarted, Notice, TileDone
 from .io import ImageSource, VoxelSize, check_3d, resolve_voxel_size
+from .optimize import optimize_for_inference
 from .preprocess import needs_resampling, resampled_shape, resize, zscore
-from .tiling import iter_sliding_window
+from .tiling import fit_tile_shape, iter_sliding_window
 
 Event = TileDone | FrameStarted | FrameDone | Notice
 
@@ -50,14 +52,62 @@ def network_on_device(bundle: ModelBundle, device: torch.device) -> nn.Module:
     return _network_on(str(bundle.path), stamp, str(device))
 
 
-def make_predictor(nets: Sequence[nn.Module], device: torch.device):
-    """A tile predictor running every network on the same input tile; outputs stacked as channels."""
-    amp = autocast_dtype(device)
+# (id of the source network, device, dtype) -> (weak reference to it, its state, the twin)
+_TwinKey = tuple[int, str, torch.dtype]
+_TWINS: OrderedDict[_TwinKey, tuple[weakref.ref, tuple, nn.Module]] = OrderedDict()
+_MAX_TWINS = 8
+
+
+def _state_stamp(net: nn.Module) -> tuple:
+    # in-place edits (load_state_dict, copy_, an optimizer step) bump a tensor's version counter;
+    # edits through ``.data`` do not, so a checksum of every tensor is part of the stamp too
+    # (one pass over the weights, ~10 ms for the paper network, against seconds per volume)
+    with torch.no_grad():
+        tensors = list(net.state_dict().values())
+        sums = torch.stack([t.double().sum() for t in tensors]).tolist()
+    return tuple((t.data_ptr(), t._version) for t in tensors), tuple(sums)
+
+
+def inference_network(
+    bundle: ModelBundle, device: torch.device, dtype: torch.dtype = torch.float32
+) -> nn.Module:
+    """The network prediction runs: the bundle's, BatchNorm folded and lean (core.optimize).
+
+    Built from :func:`network_on_device` (CPU) and cached; rebuilt when that network's weights or
+    statistics change. Hooks on that network fire on this one too.
+    """
+    base = network_on_device(bundle, torch.device("cpu"))
+    key = (id(base), str(device), dtype)
+    stamp = _state_stamp(base)
+    hit = _TWINS.get(key)
+    if hit is not None and hit[0]() is base and hit[1] == stamp:
+        _TWINS.move_to_end(key)
+        return hit[2]
+    twin = optimize_for_inference(base, device)
+    if dtype != torch.float32:
+        twin.to_precision(dtype)
+    _TWINS[key] = (weakref.ref(base), stamp, twin)
+    while len(_TWINS) > _MAX_TWINS:
+        _TWINS.popitem(last=False)
+    return twin
+
+
+def make_predictor(
+    nets: Sequence[nn.Module], device: torch.device, dtype: torch.dtype | None = None
+):
+    """A tile predictor running every network on the same input tile; outputs stacked as channels.
+
+    ``dtype`` is the dtype the networks hold (see :func:`inference_network`); the tile is cast to
+    it and the outputs come back as float32. None keeps the tile's dtype.
+    """
 
     def predict(batch: torch.Tensor) -> torch.Tensor:
-        ctx = torch.autocast(device_type=device.type, dtype=amp) if amp is not None else nullcontext()
-        with torch.inference_mode(), ctx:
-            return torch.cat([net(batch).float() for net in nets], dim=1)
+        with torch.inference_mode():
+            x = batch if dtype is None or batch.dtype == dtype else batch.type(dtype)
+            outs = [net(x) for net in nets]
+            if len(outs) == 1:
+                return outs[0].float()
+            return torch.cat(outs, dim=1).float()
 
     return predict
 
@@ -78,6 +128,15 @@ def _shrink(tile: tuple[int, int, int], multiple: int) -> tuple[int, int, int]:
             t[a] = max(multiple, (tile[a] // 2) // multiple * multiple)
             return tuple(t)  # type: ignore[return-value]
     return tile
+
+
+def _output_device(dev: torch.device, n_bytes: int) -> torch.device:
+    """Where to stitch: the GPU when the output takes at most a quarter of its free memory."""
+    if dev.type == "cuda":
+        free, _ = torch.cuda.mem_get_info(dev)
+        if n_bytes <= free // 4:
+            return dev
+    return torch.device("cpu")
 
 
 def iter_predict_volume(
@@ -106,8 +165,16 @@ def iter_predict_volume(
         grid = normalized
         if needs_resampling(voxel_size, model_voxel):
             grid = resize(normalized, resampled_shape(normalized.shape, voxel_size, model_voxel))
-        predictor = make_predictor([network_on_device(bundles[i], dev) for i in group], dev)
-        tile = tuple(tiling.tile_shape)
+        dtype = inference_dtype(dev, tiling.precision)
+        if dev.type == "cuda":
+            # every tile has the same shape: cuDNN's autotuning is paid once, then pays per tile
+            torch.backends.cudnn.benchmark = True
+        nets = [inference_network(bundles[i], dev, dtype) for i in group]
+        predictor = make_predictor(nets, dev, dtype)
+        tile = fit_tile_shape(grid.shape, tiling.tile_shape, tiling.overlap, multiple)
+        # on a GPU the stitched output stays there when it fits: blending runs on the GPU and the
+        # result crosses to the host once, not tile by tile
+        out_dev = _output_device(dev, len(group) * int(np.prod(grid.shape)) * 4)
         for attempt in range(tiling.max_oom_retries + 1):
             try:
                 out = yield from iter_sliding_window(
@@ -120,7 +187,7 @@ def iter_predict_volume(
                     batch_size=tiling.batch_size,
                     multiple=multiple,
                     device=dev,
-                    output_device="cpu",
+                    output_device=out_dev,
                     frame=frame,
                 )
                 break
@@ -137,6 +204,7 @@ def iter_predict_volume(
                     torch.cuda.empty_cache()
                 yield Notice(f"out of memory with tiles of {tile} voxels; retrying with {smaller}")
                 tile = smaller
+        out = out.cpu()
         for k, i in enumerate(group):
             arr = out[k].numpy()
             results[names[i]] = resize(arr, volume.shape) if arr.shape != volume.shape else arr

@@ -1,0 +1,17 @@
+"""Training iterations/s on a GPU at the paper's settings (goal on an H100: >= 30 it/s).
+
+Same as ``train_speed.py`` with the device defaulting to CUDA::
+
+    python benchmarks/gpu_train.py --iterations 60 --warmup 10
+"""
+
+from __future__ import annotations
+
+import sys
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from train_speed import main  # noqa: E402
+
+if __name__ == "__main__":
+    main(default_device="cuda")
