@@ -97,14 +97,15 @@ def test_loading_is_cached_and_refreshed_when_weights_change(make_tiny_model):
 
 
 def test_discovery_in_env_folders_and_by_structure(tmp_path, monkeypatch, make_tiny_model):
-    b = make_tiny_model(structure="tom20", colormap="green")
+    # a structure no built-in model has, so only the env folder can answer it
+    b = make_tiny_model(structure="actin", colormap="green")
     other = tmp_path / "other"
     other.mkdir()
     monkeypatch.setenv(bundle_mod.ENV_VAR, f"{b.path.parent}{__import__('os').pathsep}{other}")
     monkeypatch.setattr(bundle_mod, "user_models_dir", lambda: tmp_path / "nouser")
     names = {m.name: m for m in discover_models()}
     assert b.path.name in names and names[b.path.name].source == "env"
-    assert resolve_model("tom20").path == b.path
+    assert resolve_model("actin").path == b.path
     with pytest.raises(LabelFreeError, match="no model folder or known model"):
         resolve_model("no-such-model")
 
