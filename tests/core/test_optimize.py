@@ -5,7 +5,7 @@ import pytest
 import torch
 
 from napari_labelfree.core.config import Architecture, TilingConfig
-from napari_labelfree.core.device import inference_dtype
+from napari_labelfree.core.device import cpu_has_native_bf16, inference_dtype
 from napari_labelfree.core.events import drain
 from napari_labelfree.core.optimize import (
     InferenceUNet,
@@ -156,7 +156,10 @@ def test_prediction_in_bf16_is_close_and_in_fp32_exact(make_tiny_model, rng):
 
 def test_inference_dtype_choices():
     cpu = torch.device("cpu")
-    assert inference_dtype(cpu, "auto") == torch.float32  # CPU results stay exact by default
+    # auto takes bf16 only where the CPU computes it natively (faster); elsewhere fp32
+    expected = torch.bfloat16 if cpu_has_native_bf16() else torch.float32
+    assert inference_dtype(cpu, "auto") == expected
+    assert inference_dtype(cpu, "fp32") == torch.float32
     assert inference_dtype(cpu, "bf16") == torch.bfloat16
     assert inference_dtype(cpu, "fp16") == torch.float16
 

@@ -63,8 +63,9 @@ def register(sub: argparse._SubParsersAction) -> None:
         "--precision",
         choices=PRECISIONS,
         default="auto",
-        help="compute precision: auto (bf16/fp16 on CUDA, fp32 on CPU), fp32, bf16 or fp16; bf16 "
-        "is ~1.8x faster on CPUs with native bf16 and matches fp32 at Pearson r >= 0.9999 [auto]",
+        help="compute precision: auto (bf16/fp16 on CUDA; bf16 on CPUs with native bf16, else "
+        "fp32), fp32, bf16 or fp16; bf16 is ~1.8x faster there and matches fp32 at Pearson "
+        "r >= 0.9999; fp32 for float-exact output [auto]",
     )
     p.add_argument("--overwrite", action="store_true", help="replace existing output files")
     _args.add_device(p)

@@ -114,9 +114,10 @@ class TilingConfig:
     ``tiling.fit_tile_shape``). The default holds a 64x256x256 stack in one tile and covers 512
     voxels in two tiles overlapping by 32 (272 = 256 + 16): large tiles run fastest per voxel,
     and at most ~0.9 GB of activations in bf16 (~1.8 GB fp32) keeps memory flat as volumes grow.
-    ``precision``: "auto" (bf16 on CUDA GPUs that have it, else fp16; fp32 on CPU and MPS),
-    "fp32", "bf16" or "fp16". On CPUs with native bf16, "bf16" matched fp32 at Pearson
-    r >= 0.9999 on the paper network (benchmarks/cpu_predict.py) at 1.7-1.9x the fp32 speed.
+    ``precision``: "auto" (bf16 on CUDA GPUs that have it, else fp16; bf16 on CPUs with native
+    bf16 instructions, fp32 on other CPUs and MPS), "fp32", "bf16" or "fp16". bf16 matched fp32
+    at Pearson r >= 0.9999 on the paper network (benchmarks/cpu_predict.py) at 1.7-1.9x the
+    fp32 speed on the CPU; "fp32" gives float-exact results.
     """
 
     tile_shape: tuple[int, int, int] = (64, 272, 272)
