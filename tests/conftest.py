@@ -39,3 +39,26 @@ def make_tiny_model(tmp_path):
 @pytest.fixture
 def rng():
     return np.random.default_rng(1234)
+
+
+def _write_czi(path, data, names, sizes_um):
+    """A Zeiss CZI (TCZYX uint16) written with libCZI's writer, which bioio-czi itself builds on."""
+    pyczi = pytest.importorskip("pylibCZIrw.czi", reason="pylibCZIrw (a bioio-czi dependency) absent")
+    with pyczi.create_czi(str(path)) as w:
+        for t in range(data.shape[0]):
+            for c in range(data.shape[1]):
+                for z in range(data.shape[2]):
+                    w.write(data[t, c, z][..., None], plane={"T": t, "C": c, "Z": z})
+        w.write_metadata(
+            channel_names=dict(enumerate(names)),
+            scale_z=sizes_um[0] * 1e-6,  # CZI stores metres
+            scale_y=sizes_um[1] * 1e-6,
+            scale_x=sizes_um[2] * 1e-6,
+        )
+    return path
+
+
+@pytest.fixture
+def write_czi():
+    """write_czi(path, tczyx_uint16, channel_names, (z, y, x) um) -> path"""
+    return _write_czi

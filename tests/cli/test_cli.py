@@ -60,6 +60,18 @@ def test_init_model_then_predict_with_two_models(tmp_path, two_channel_timelapse
     assert all(np.isfinite(src.frame(t, c)).all() for t in range(2) for c in range(2))
 
 
+def test_predict_a_czi_by_channel_name(tmp_path, rng, write_czi, make_tiny_model):
+    data = rng.integers(100, 4000, size=(1, 2, 6, 40, 44)).astype(np.uint16)
+    czi = write_czi(tmp_path / "cells.czi", data, ["DNA", "Bright"], (0.29, 0.108, 0.108))
+    b = make_tiny_model(structure="dna")
+    out = tmp_path / "cells_predicted.ome.tif"
+    rc = main(["predict", str(czi), "-m", str(b.path), "--channel", "Bright", "-o", str(out), "--device", "cpu"])
+    assert rc == 0
+    src = open_image(out)
+    assert src.shape_tczyx == (1, 1, 6, 40, 44) and src.channel_names == ["dna"]
+    assert src.physical_sizes == pytest.approx((0.29, 0.108, 0.108))
+
+
 def test_several_inputs_go_to_a_folder(tmp_path, two_channel_timelapse):
     main(["init-model", str(tmp_path / "m"), "--structure", "dna", "--depth", "1", "--width", "2"])
     other = tmp_path / "b.ome.tif"

@@ -67,3 +67,31 @@ def test_train_errors_are_one_line(tmp_path, sim_files, capsys):
     rc = main(["train", str(sim_files[0]), "-o", str(tmp_path / "m"), "--signal-channel", "bright-field",
                "--target-channel", "dna", "--patch-shape", "12,16,16", "--depth", "3", "--iterations", "1"])
     assert rc == 2 and "multiple of 8" in capsys.readouterr().err
+
+
+def test_ctrl_c_keeps_the_weights_and_says_so(tmp_path, sim_files, capsys, monkeypatch):
+    import napari_labelfree.core.train as core_train
+
+    real_iter_train = core_train.iter_train
+
+    def interrupted_after_three_steps(*args, **kwargs):
+        # Ctrl-C arrives inside the running generator, as SIGINT does during a step
+        gen = real_iter_train(*args, **kwargs)
+        steps = 0
+        event = next(gen)
+        while True:
+            steps += isinstance(event, core_train.TrainStep)
+            event = gen.throw(KeyboardInterrupt()) if steps == 3 else next(gen)
+            yield event
+
+    monkeypatch.setattr(core_train, "iter_train", interrupted_after_three_steps)
+    model = tmp_path / "dna-model"
+    rc = main(["train", str(sim_files[0]), "-o", str(model), "--signal-channel", "bright-field",
+               "--target-channel", "dna", "--iterations", "50", "--batch-size", "2",
+               "--patch-shape", "8,16,16", "--depth", "2", "--width", "4", "--device", "cpu"])
+    assert rc == 130
+    err = capsys.readouterr().err
+    assert "interrupted; the weights so far are saved" in err and "nothing half-written" not in err
+    assert "Traceback" not in err
+    cfg = json.loads((model / "config.json").read_text())  # a usable bundle
+    assert (model / "weights.safetensors").is_file() and cfg["structure"] == "dna"

@@ -34,6 +34,16 @@ def test_reads_5d_ome_tiff_written_by_tifffile(tmp_path, rng):
     assert src.channel_index(2) == 2 and src.channel_index("-1") == 2
 
 
+def test_reads_czi_with_channel_names_and_sizes(tmp_path, rng, write_czi):
+    data = rng.integers(0, 4000, size=(2, 2, 5, 40, 48)).astype(np.uint16)
+    write_czi(tmp_path / "cells.czi", data, ["Bright", "DNA"], (0.29, 0.108, 0.108))
+    src = open_image(tmp_path / "cells.czi")
+    assert src.shape_tczyx == (2, 2, 5, 40, 48)
+    assert src.channel_names == ["Bright", "DNA"]
+    np.testing.assert_allclose(src.physical_sizes, (0.29, 0.108, 0.108))
+    np.testing.assert_array_equal(src.frame(1, src.channel_index("DNA")), data[1, 1])
+
+
 def test_plain_tiff_without_sizes(tmp_path, rng):
     data = rng.integers(0, 255, size=(6, 16, 16)).astype(np.uint8)
     tifffile.imwrite(tmp_path / "plain.tif", data)

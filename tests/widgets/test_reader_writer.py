@@ -38,6 +38,16 @@ def test_reader_gives_one_named_layer_per_channel(timelapse_file):
     assert layers[1][1]["blending"] == "additive"
 
 
+def test_reader_opens_a_czi_with_its_scale(tmp_path, write_czi):
+    data = np.random.default_rng(1).integers(0, 3000, size=(1, 2, 5, 24, 20)).astype(np.uint16)
+    path = write_czi(tmp_path / "cells.czi", data, ["TL Brightfield", "DAPI"], SIZES)
+    layers = get_reader(str(path))(str(path))
+    assert [kw["name"] for _, kw, _ in layers] == ["TL Brightfield", "DAPI"]
+    arr, kw, _ = layers[1]
+    np.testing.assert_array_equal(np.asarray(arr).squeeze(), data[0, 1])
+    np.testing.assert_allclose(kw["scale"][-3:], SIZES)
+
+
 def test_reader_declines_what_it_cannot_read(tmp_path):
     assert get_reader(str(tmp_path / "notes.txt")) is None
     assert get_reader(str(tmp_path / "missing.tif")) is None

@@ -52,10 +52,10 @@ def main(argv: Sequence[str] | None = None) -> int:
     except LabelFreeError as e:
         print(f"labelfree {args.command}: error: {e}", file=sys.stderr)
         return 2
-    except KeyboardInterrupt:
-        print(
-            f"labelfree {args.command}: interrupted; nothing half-written was kept", file=sys.stderr
-        )
+    except KeyboardInterrupt as e:
+        # a command that keeps something on Ctrl-C (train saves its weights) says so in the message
+        what = str(e) or "nothing half-written was kept"
+        print(f"labelfree {args.command}: interrupted; {what}", file=sys.stderr)
         return 130
 
 

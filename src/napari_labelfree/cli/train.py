@@ -104,7 +104,7 @@ def drive_training(gen: Any) -> Any:
     from tqdm import tqdm
 
     from ..core.events import Notice
-    from ..core.train import CheckpointSaved, TrainStep, Validated
+    from ..core.train import TrainStep, Validated
 
     bar = None
     last_val = ""
@@ -124,16 +124,13 @@ def drive_training(gen: Any) -> Any:
                 last_val = f", val loss {event.val_loss:.4f}, val r {event.val_pearson_r:.3f}"
             elif isinstance(event, Notice):
                 tqdm.write(f"labelfree train: {event.text}", file=sys.stderr)
-            elif isinstance(event, CheckpointSaved) and bar is None:
-                pass
     except KeyboardInterrupt:
         if bar is not None:
             bar.close()
             bar = None
         gen.close()  # the generator saves a checkpoint and the weights so far as a usable bundle
-        print("labelfree train: interrupted; the weights so far are saved as a model, continue with "
-              "--resume", file=sys.stderr)
-        raise
+        # the message replaces main()'s generic one, which would be wrong here
+        raise KeyboardInterrupt("the weights so far are saved as a model; continue with --resume") from None
     finally:
         if bar is not None:
             bar.close()
