@@ -138,23 +138,14 @@ def _run_measured(cmd: list[str]) -> tuple[float, float, str]:
 
 def make_bundle(folder: Path, seed: int = 0):
     """Paper-size untrained bundle whose BatchNorm layers have non-trivial statistics."""
-    import torch
 
     from napari_labelfree.core.bundle import init_bundle, load_network, save_bundle
     from napari_labelfree.core.config import Architecture, ModelSpec
+    from napari_labelfree.core.unet import randomize_batchnorm
 
     spec = ModelSpec("dna", voxel_size_um=VOXEL, architecture=Architecture(depth=4, width=32))
     bundle = init_bundle(folder, spec, seed=seed)
-    net = load_network(bundle)
-    g = torch.Generator().manual_seed(seed)
-    with torch.no_grad():
-        for m in net.modules():
-            if isinstance(m, torch.nn.BatchNorm3d):
-                n = m.num_features
-                m.running_mean.copy_(torch.randn(n, generator=g) * 0.2)
-                m.running_var.copy_(torch.rand(n, generator=g) + 0.3)
-                m.weight.copy_(torch.rand(n, generator=g) + 0.5)
-                m.bias.copy_(torch.randn(n, generator=g) * 0.1)
+    net = randomize_batchnorm(load_network(bundle), seed)
     save_bundle(folder, spec, net.state_dict(), overwrite=True)
     return folder
 

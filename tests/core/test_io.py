@@ -113,8 +113,57 @@ def test_aicsimageio_is_used_where_bioio_is_absent(tmp_path, rng, monkeypatch):
             opened.append(path)
             super().__init__(path)
 
+    # a file the tifffile fast path declines (see core/ome_tiff.py), so the library adapter reads it
+    monkeypatch.setattr("napari_labelfree.core.ome_tiff.read_ome_tiff_header", lambda path: None)
     monkeypatch.setitem(sys.modules, "bioio", None)  # `import bioio` now raises ImportError
     monkeypatch.setitem(sys.modules, "aicsimageio", types.SimpleNamespace(AICSImage=FakeAICSImage))
     src = open_image(tmp_path / "a.ome.tif")
-    assert opened and src.channel_names == ["DNA", "Bright"]
+    assert opened and src.channel_names == ["DNA", "Bright"] and src.backend == "aicsimageio"
     assert src.physical_sizes == pytest.approx((0.4, 0.1, 0.1))
+
+
+def _bioio_source(path, monkeypatch):
+    with monkeypatch.context() as m:
+        m.setattr("napari_labelfree.core.ome_tiff.read_ome_tiff_header", lambda path: None)
+        return open_image(path)
+
+
+def test_plain_ome_tiff_is_read_by_tifffile_as_bioio_reads_it(tmp_path, rng, monkeypatch):
+    # planes stored Z-major (ZTCYX) and the z size in nm: order and units must be honoured
+    data = rng.integers(0, 4000, size=(2, 3, 5, 24, 20)).astype(np.uint16)  # TCZYX
+    path = tmp_path / "ztc.ome.tif"
+    tifffile.imwrite(
+        path,
+        np.moveaxis(data, 2, 0).copy(),
+        ome=True,
+        photometric="minisblack",
+        metadata={
+            "axes": "ZTCYX",
+            "Channel": {"Name": ["Bright", "DNA", "GFP"]},
+            "PhysicalSizeZ": 290,
+            "PhysicalSizeZUnit": "nm",
+            "PhysicalSizeY": 0.108,
+            "PhysicalSizeX": 0.108,
+        },
+    )
+    fast, slow = open_image(path), _bioio_source(path, monkeypatch)
+    assert (fast.backend, slow.backend) == ("tifffile", "bioio")
+    assert fast.shape_tczyx == slow.shape_tczyx == (2, 3, 5, 24, 20)
+    assert fast.channel_names == slow.channel_names == ["Bright", "DNA", "GFP"]
+    assert fast.physical_sizes == pytest.approx((0.29, 0.108, 0.108))  # 290 nm in um
+    for t in range(2):
+        for c in range(3):
+            np.testing.assert_array_equal(fast.frame(t, c), data[t, c])
+            np.testing.assert_array_equal(fast.frame(t, c), slow.frame(t, c))
+
+
+def test_what_the_tifffile_path_does_not_know_goes_to_bioio(tmp_path, rng):
+    rgb = rng.integers(0, 255, size=(4, 16, 16, 3)).astype(np.uint8)
+    tifffile.imwrite(tmp_path / "rgb.ome.tif", rgb, ome=True, photometric="rgb", metadata={"axes": "ZYXS"})
+    assert open_image(tmp_path / "rgb.ome.tif").backend == "bioio"
+    plain = rng.integers(0, 4000, size=(6, 16, 16)).astype(np.uint16)
+    tifffile.imwrite(tmp_path / "plain.tif", plain, photometric="minisblack")
+    src = open_image(tmp_path / "plain.tif")
+    assert src.backend == "bioio"
+    np.testing.assert_array_equal(src.frame(0, 0), plain)
+

@@ -21,28 +21,14 @@ from napari_labelfree.core.predict import (
 )
 from napari_labelfree.core.preprocess import zscore
 from napari_labelfree.core.tiling import fit_tile_shape, tile_starts
-from napari_labelfree.core.unet import UNet3D
+from napari_labelfree.core.unet import UNet3D, randomize_batchnorm
 
 VOX = (0.29, 0.29, 0.29)
 
 
-def _nontrivial_batchnorm(net: torch.nn.Module, seed: int = 0) -> torch.nn.Module:
-    """Untrained BatchNorm is the identity; give it statistics and affine terms so folding matters."""
-    g = torch.Generator().manual_seed(seed)
-    with torch.no_grad():
-        for m in net.modules():
-            if isinstance(m, torch.nn.BatchNorm3d):
-                n = m.num_features
-                m.running_mean.copy_(torch.randn(n, generator=g) * 0.2)
-                m.running_var.copy_(torch.rand(n, generator=g) + 0.3)
-                m.weight.copy_(torch.rand(n, generator=g) + 0.5)
-                m.bias.copy_(torch.randn(n, generator=g) * 0.1)
-    return net.eval()
-
-
 def _net(depth: int = 3, width: int = 8, seed: int = 0) -> UNet3D:
     torch.manual_seed(seed)
-    return _nontrivial_batchnorm(UNet3D(Architecture(depth=depth, width=width)), seed)
+    return randomize_batchnorm(UNet3D(Architecture(depth=depth, width=width)), seed)
 
 
 def _rel(a: torch.Tensor, b: torch.Tensor) -> float:
@@ -59,7 +45,7 @@ def _pearson(a: torch.Tensor | np.ndarray, b: torch.Tensor | np.ndarray) -> floa
 def test_fold_conv_bn_equals_conv_then_bn(transposed):
     torch.manual_seed(1)
     conv = (torch.nn.ConvTranspose3d if transposed else torch.nn.Conv3d)(6, 5, 2, stride=2)
-    bn = _nontrivial_batchnorm(torch.nn.Sequential(torch.nn.BatchNorm3d(5)))[0]
+    bn = randomize_batchnorm(torch.nn.Sequential(torch.nn.BatchNorm3d(5)))[0]
     x = torch.randn(2, 6, 4, 6, 8)
     w, b = fold_conv_bn(conv, bn)
     op = torch.nn.functional.conv_transpose3d if transposed else torch.nn.functional.conv3d
@@ -137,13 +123,13 @@ def test_the_twin_is_rebuilt_when_the_weights_change(make_tiny_model):
     cpu = torch.device("cpu")
     first = inference_network(b, cpu)
     assert inference_network(b, cpu) is first  # cached
-    _nontrivial_batchnorm(network_on_device(b, cpu), seed=3)
+    randomize_batchnorm(network_on_device(b, cpu), seed=3)
     assert inference_network(b, cpu) is not first
 
 
 def test_prediction_in_bf16_is_close_and_in_fp32_exact(make_tiny_model, rng):
     b = make_tiny_model(depth=2, width=8)
-    net = _nontrivial_batchnorm(network_on_device(b, torch.device("cpu")))
+    net = randomize_batchnorm(network_on_device(b, torch.device("cpu")))
     vol = rng.normal(size=(16, 64, 48)).astype(np.float32)
     with torch.no_grad():
         whole = net(torch.from_numpy(zscore(vol))[None, None])[0, 0].numpy()

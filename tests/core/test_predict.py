@@ -8,22 +8,14 @@ from napari_labelfree.core.events import FrameDone, FrameStarted, Notice, TileDo
 from napari_labelfree.core.io import from_array
 from napari_labelfree.core.predict import iter_predict, iter_predict_volume, network_on_device
 from napari_labelfree.core.preprocess import zscore
+from napari_labelfree.core.unet import randomize_batchnorm
 
 VOX = (0.29, 0.29, 0.29)
 
 
-def _perturb_batchnorm(net):
-    # untrained BatchNorm is the identity; give it statistics so the test exercises it
-    g = torch.Generator().manual_seed(0)
-    for m in net.modules():
-        if isinstance(m, torch.nn.BatchNorm3d):
-            m.running_mean.copy_(torch.randn(m.num_features, generator=g) * 0.1)
-            m.running_var.copy_(torch.rand(m.num_features, generator=g) + 0.5)
-
-
 def _whole_and_tiled(b, vol, tiling):
     net = network_on_device(b, torch.device("cpu"))
-    _perturb_batchnorm(net)
+    randomize_batchnorm(net)
     tiled = drain(iter_predict_volume(vol, [b], VOX, tiling, "cpu"))["dna"]
     with torch.no_grad():
         whole = net(torch.from_numpy(zscore(vol))[None, None])[0, 0].numpy()

@@ -1,8 +1,10 @@
 """Reading microscopy files into named axes with physical sizes, and writing OME-TIFF.
 
 Reading goes through bioio (CZI, OME-TIFF, TIFF and whatever other bioio readers are installed);
-where bioio is absent but aicsimageio is installed, the same adapter uses that. Frames are read
-lazily, one (T, C) at a time, so memory stays bounded by a frame, not by the file.
+where bioio is absent but aicsimageio is installed, the same adapter uses that. Plain single-image
+OME-TIFFs are read with tifffile alone (:mod:`.ome_tiff`), which spares every process bioio's
+start-up. Frames are read lazily, one (T, C) at a time, so memory stays bounded by a frame, not by
+the file.
 """
 
 from __future__ import annotations
@@ -10,7 +12,7 @@ from __future__ import annotations
 import os
 import tempfile
 import warnings
-from collections.abc import Iterable, Iterator, Sequence
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -30,7 +32,8 @@ class ImageSource:
     shape_tczyx: tuple[int, int, int, int, int]
     channel_names: list[str]
     physical_sizes: tuple[float | None, float | None, float | None]
-    _reader: Any = field(default=None, repr=False)
+    backend: str = "array"  # what reads the pixels: "tifffile", "bioio", "aicsimageio" or "array"
+    _read_frame: Callable[[int, int], np.ndarray] | None = field(default=None, repr=False)
     _array: np.ndarray | None = field(default=None, repr=False)
 
     @property
@@ -81,8 +84,7 @@ class ImageSource:
         """One ZYX volume (time point t, channel c), as float32."""
         if self._array is not None:
             return np.asarray(self._array[t, c], dtype=np.float32)
-        data = self._reader.get_image_dask_data("ZYX", T=t, C=c)
-        return np.asarray(data.compute(), dtype=np.float32)
+        return self._read_frame(t, c)
 
     def _label(self) -> str:
         return str(self.path) if self.path else "the image"
@@ -139,6 +141,12 @@ def open_image(path: str | Path) -> ImageSource:
         raise LabelFreeError(f"{path} does not exist; check the path")
     if path.is_dir() and not path.suffix == ".zarr":
         raise LabelFreeError(f"{path} is a folder; give an image file (CZI, OME-TIFF, TIFF)")
+    from .ome_tiff import read_ome_tiff_header
+
+    header = read_ome_tiff_header(path)
+    if header is not None:
+        shape, names, sizes, read_frame = header
+        return ImageSource(path, shape, names, sizes, "tifffile", read_frame)
     reader = _open_reader(path)
     dims = reader.dims
     shape = tuple(int(getattr(dims, a, 1)) for a in "TCZYX")
@@ -148,7 +156,13 @@ def open_image(path: str | Path) -> ImageSource:
     names = [str(n) if n else f"channel {i}" for i, n in enumerate(names)]
     pps = reader.physical_pixel_sizes
     sizes = tuple(_clean_size(getattr(pps, a, None)) for a in "ZYX")
-    return ImageSource(path, shape, names, sizes, _reader=reader)  # type: ignore[arg-type]
+    backend = "bioio" if type(reader).__module__.startswith("bioio") else "aicsimageio"
+
+    def read_frame(t: int, c: int) -> np.ndarray:
+        data = reader.get_image_dask_data("ZYX", T=t, C=c)
+        return np.asarray(data.compute(), dtype=np.float32)
+
+    return ImageSource(path, shape, names, sizes, backend, read_frame)  # type: ignore[arg-type]
 
 
 def _clean_size(v: Any) -> float | None:

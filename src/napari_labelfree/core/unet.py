@@ -78,3 +78,22 @@ def build_network(arch: Architecture) -> UNet3D:
 
 def count_parameters(net: nn.Module) -> int:
     return sum(p.numel() for p in net.parameters())
+
+
+def randomize_batchnorm(net: nn.Module, seed: int = 0) -> nn.Module:
+    """Give every BatchNorm layer non-trivial running statistics and affine terms, in place.
+
+    An untrained BatchNorm is the identity in eval mode, so a test or benchmark of BatchNorm
+    folding on an untrained network would prove nothing; this makes it act like a trained one.
+    Returns ``net`` in eval mode.
+    """
+    g = torch.Generator().manual_seed(seed)
+    with torch.no_grad():
+        for m in net.modules():
+            if isinstance(m, nn.BatchNorm3d):
+                n = m.num_features
+                m.running_mean.copy_(torch.randn(n, generator=g) * 0.2)
+                m.running_var.copy_(torch.rand(n, generator=g) + 0.3)
+                m.weight.copy_(torch.rand(n, generator=g) + 0.5)
+                m.bias.copy_(torch.randn(n, generator=g) * 0.1)
+    return net.eval()
