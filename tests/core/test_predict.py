@@ -161,3 +161,45 @@ def test_user_errors(make_tiny_model, rng):
                 two, [b], channel=0, device="cuda:7" if not torch.cuda.is_available() else "cuda:99"
             )
         )
+
+
+def test_out_of_memory_retries_with_smaller_tiles(make_tiny_model, rng, monkeypatch):
+    import napari_labelfree.core.predict as predict_mod
+
+    b = make_tiny_model(depth=2, width=4)
+    vol = rng.normal(size=(16, 64, 64)).astype(np.float32)
+    tiling = TilingConfig(tile_shape=(16, 64, 64), overlap=0.5, precision="fp32")
+    expected = drain(iter_predict_volume(vol, [b], VOX, tiling, "cpu"))["dna"]
+    real_make_predictor = predict_mod.make_predictor
+
+    def predictor_with_memory_limit(voxels):
+        def make(*args, **kwargs):
+            real = real_make_predictor(*args, **kwargs)
+
+            def predict(batch):
+                if batch[0, 0].numel() > voxels:  # what a GPU says when a tile does not fit
+                    raise RuntimeError("CUDA out of memory. Tried to allocate 2.00 GiB")
+                return real(batch)
+
+            return predict
+
+        return make
+
+    monkeypatch.setattr(predict_mod, "make_predictor", predictor_with_memory_limit(16 * 32 * 64))
+    gen = iter_predict_volume(vol, [b], VOX, tiling, "cpu")
+    events = []
+    while True:
+        try:
+            events.append(next(gen))
+        except StopIteration as stop:
+            out = stop.value["dna"]
+            break
+    notices = [e.text for e in events if isinstance(e, Notice)]
+    assert notices and all("out of memory" in n and "retrying" in n for n in notices)
+    assert out.shape == vol.shape
+    assert np.corrcoef(out.ravel(), expected.ravel())[0, 1] > 0.99  # only tile seams differ
+
+    # memory that no tile fits: a clear error after a bounded number of retries
+    monkeypatch.setattr(predict_mod, "make_predictor", predictor_with_memory_limit(0))
+    with pytest.raises(LabelFreeError, match="out of memory .* even with tiles"):
+        drain(iter_predict_volume(vol, [b], VOX, tiling, "cpu"))
