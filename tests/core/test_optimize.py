@@ -5,7 +5,7 @@ import pytest
 import torch
 
 from napari_labelfree.core.config import Architecture, TilingConfig
-from napari_labelfree.core.device import cpu_has_native_bf16, inference_dtype
+from napari_labelfree.core.device import compute_dtype, cpu_has_native_bf16
 from napari_labelfree.core.events import drain
 from napari_labelfree.core.optimize import (
     InferenceUNet,
@@ -140,14 +140,14 @@ def test_prediction_in_bf16_is_close_and_in_fp32_exact(make_tiny_model, rng):
     assert _pearson(bf16["dna"], whole) > 0.999
 
 
-def test_inference_dtype_choices():
+def test_compute_dtype_choices():
     cpu = torch.device("cpu")
     # auto takes bf16 only where the CPU computes it natively (faster); elsewhere fp32
     expected = torch.bfloat16 if cpu_has_native_bf16() else torch.float32
-    assert inference_dtype(cpu, "auto") == expected
-    assert inference_dtype(cpu, "fp32") == torch.float32
-    assert inference_dtype(cpu, "bf16") == torch.bfloat16
-    assert inference_dtype(cpu, "fp16") == torch.float16
+    assert compute_dtype(cpu, "auto") == expected
+    assert compute_dtype(cpu, "fp32") == torch.float32
+    assert compute_dtype(cpu, "bf16") == torch.bfloat16
+    assert compute_dtype(cpu, "fp16") == torch.float16
 
 
 def test_fit_tile_shape_keeps_tiles_large_and_work_small():

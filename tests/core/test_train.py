@@ -172,3 +172,8 @@ def test_patch_sampling_is_uniform_over_positions():
     sampler = PatchSampler([(4, 8, 8), (4, 8, 16)], (4, 8, 8), rng)
     picks = np.array([w[0] for w in sampler.sample(5000)])
     assert abs((picks == 1).mean() - 0.9) < 0.02
+
+
+def test_unknown_precision_is_refused():
+    with pytest.raises(LabelFreeError, match="precision must be one of"):
+        TrainConfig(precision="fp8")

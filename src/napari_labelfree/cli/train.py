@@ -6,7 +6,7 @@ import argparse
 import sys
 from typing import Any
 
-from ..core.config import PAPER_VOXEL_SIZE_UM
+from ..core.config import PAPER_VOXEL_SIZE_UM, PRECISIONS
 from . import _args
 
 _COLORMAPS = {"dna": "blue", "lamin-b1": "cyan", "fibrillarin": "magenta", "tom20": "green",
@@ -49,6 +49,10 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--checkpoint-every", type=int, default=d.checkpoint_every, help=f"[{d.checkpoint_every}]")
     p.add_argument("--validate-every", type=int, default=d.validate_every, help=f"[{d.validate_every}]")
     p.add_argument("--seed", type=int, default=d.seed, help=f"random seed [{d.seed}]")
+    p.add_argument("--precision", choices=PRECISIONS, default=d.precision,
+                   help="forward-pass precision: auto (bf16 autocast on CUDA, else fp16 there; fp32 "
+                   "on CPU and MPS), fp32, bf16 or fp16 (bf16 on a CPU is faster but can give NaN "
+                   "losses on small patches) [auto]")
     p.add_argument("--colormap", default=None, help="napari colormap of the overlay [by structure]")
     p.add_argument("--resume", action="store_true", help="continue the run in MODEL_DIR from its checkpoint")
     _args.add_device(p)
@@ -66,6 +70,7 @@ def run(args: argparse.Namespace) -> int:
     config = TrainConfig(
         iterations=args.iterations, batch_size=args.batch_size, patch_shape=args.patch_shape, lr=args.lr,
         checkpoint_every=args.checkpoint_every, validate_every=args.validate_every, seed=args.seed,
+        precision=args.precision,
     )
     specs = expand(args.data, args.signal_channel, args.target_channel)
     train, notices = load_pairs(specs, args.data_voxel_size)

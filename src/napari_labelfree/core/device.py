@@ -100,8 +100,11 @@ def cpu_has_native_bf16() -> bool:
     return False
 
 
-def inference_dtype(device: torch.device, precision: str = "auto") -> torch.dtype:
+def compute_dtype(device: torch.device, precision: str = "auto") -> torch.dtype:
     """The dtype the network computes in for ``precision`` ("auto", "fp32", "bf16", "fp16").
+
+    Prediction casts its inference twin to it; training runs the forward pass under autocast to it
+    (fp32 means no autocast).
 
     "auto" is bf16 on CUDA GPUs that support it (else fp16), bf16 on CPUs with native bf16
     (:func:`cpu_has_native_bf16`: 1.7-1.9x faster than fp32, half the activation memory, Pearson

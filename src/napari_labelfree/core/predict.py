@@ -19,7 +19,7 @@ from torch import nn
 
 from .bundle import WEIGHTS_NAME, ModelBundle, load_network
 from .config import TilingConfig
-from .device import inference_dtype, is_out_of_memory, resolve_device
+from .device import compute_dtype, is_out_of_memory, resolve_device
 from .errors import LabelFreeError
 from .events import FrameDone, FrameStarted, Notice, TileDone
 from .io import ImageSource, VoxelSize, check_3d, resolve_voxel_size
@@ -165,7 +165,7 @@ def iter_predict_volume(
         grid = normalized
         if needs_resampling(voxel_size, model_voxel):
             grid = resize(normalized, resampled_shape(normalized.shape, voxel_size, model_voxel))
-        dtype = inference_dtype(dev, tiling.precision)
+        dtype = compute_dtype(dev, tiling.precision)
         if dev.type == "cuda":
             # every tile has the same shape: cuDNN's autotuning is paid once, then pays per tile
             torch.backends.cudnn.benchmark = True
