@@ -35,7 +35,7 @@ from cpu_predict import make_bundle  # noqa: E402
 
 from napari_labelfree.core.bundle import load_network  # noqa: E402
 from napari_labelfree.core.config import TilingConfig  # noqa: E402
-from napari_labelfree.core.device import inference_dtype, resolve_device  # noqa: E402
+from napari_labelfree.core.device import compute_dtype, resolve_device  # noqa: E402
 from napari_labelfree.core.events import drain  # noqa: E402
 from napari_labelfree.core.optimize import optimize_for_inference  # noqa: E402
 from napari_labelfree.core.predict import iter_predict_volume  # noqa: E402
@@ -122,7 +122,7 @@ def main() -> None:
     if args.tile:
         tiling = TilingConfig(tile_shape=tuple(int(v) for v in args.tile.split(",")),
                               precision=args.precision)  # fmt: skip
-    dtype = inference_dtype(dev, args.precision)
+    dtype = compute_dtype(dev, args.precision)
 
     work = Path(tempfile.mkdtemp(prefix="labelfree-gpu-"))
     bundle_dir = make_bundle(work / "paper-dna")
