@@ -203,3 +203,32 @@ def test_2d_input_is_refused(tmp_path, rng):
         )
         == 2
     )
+
+
+def test_output_names_folders_and_permissions(tmp_path, rng, make_tiny_model, monkeypatch):
+    import os
+
+    from napari_labelfree.cli.predict import image_stem
+
+    assert image_stem("cell.1.ome.tif") == "cell.1" and image_stem("2024.05.01_x.czi") == "2024.05.01_x"
+    b = make_tiny_model()
+    data = rng.normal(size=(1, 1, 6, 16, 16)).astype(np.float32)
+    inputs = []
+    for name in ("cell.1.ome.tif", "cell.2.ome.tif"):
+        write_ome_tiff(tmp_path / name, data, channel_names=["bf"], physical_sizes=(0.29, 0.29, 0.29))
+        inputs.append(str(tmp_path / name))
+    out = tmp_path / "results"
+    old = os.umask(0o022)
+    try:
+        assert main(["predict", *inputs, "-m", str(b.path), "-o", str(out), "--device", "cpu"]) == 0
+    finally:
+        os.umask(old)
+    written = sorted(p.name for p in out.iterdir())
+    assert written == ["cell.1_predicted.ome.tif", "cell.2_predicted.ome.tif"]
+    # readable by colleagues on a shared server, as any file the user makes
+    assert (out / written[0]).stat().st_mode & 0o777 == 0o644
+    # one input, -o ending in a separator: a folder, not a file named "single"
+    single = f"{tmp_path / 'single'}{os.sep}"
+    assert main(["predict", inputs[0], "-m", str(b.path), "-o", single, "--device", "cpu"]) == 0
+    assert (tmp_path / "single" / "cell.1_predicted.ome.tif").is_file()
+

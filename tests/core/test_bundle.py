@@ -115,3 +115,18 @@ def test_folder_without_weights_is_not_a_model(tmp_path):
     (tmp_path / "m" / CONFIG_NAME).write_text(ModelSpec(structure="dna").to_json())
     with pytest.raises(LabelFreeError, match="is not a model"):
         open_bundle(tmp_path / "m")
+
+
+def test_saved_bundles_are_readable_by_others(tmp_path):
+    import os
+
+    from napari_labelfree.core.bundle import init_bundle
+
+    old = os.umask(0o022)
+    try:
+        b = init_bundle(tmp_path / "m", ModelSpec(structure="dna"))
+    finally:
+        os.umask(old)
+    assert b.path.stat().st_mode & 0o777 == 0o755
+    assert (b.path / WEIGHTS_NAME).stat().st_mode & 0o777 == 0o644
+

@@ -167,3 +167,13 @@ def test_what_the_tifffile_path_does_not_know_goes_to_bioio(tmp_path, rng):
     assert src.backend == "bioio"
     np.testing.assert_array_equal(src.frame(0, 0), plain)
 
+
+def test_a_missing_z_size_keeps_the_known_xy_sizes(tmp_path, rng):
+    data = rng.integers(0, 4000, size=(6, 16, 16)).astype(np.uint16)
+    tifffile.imwrite(tmp_path / "xy.ome.tif", data, ome=True, photometric="minisblack",
+                     metadata={"axes": "ZYX", "PhysicalSizeX": 0.1, "PhysicalSizeY": 0.1})
+    src = open_image(tmp_path / "xy.ome.tif")
+    vox, warning = resolve_voxel_size(src, None, (0.29, 0.29, 0.29))
+    assert vox == pytest.approx((0.29, 0.1, 0.1))
+    assert "no physical size for Z" in warning and "--voxel-size" in warning
+

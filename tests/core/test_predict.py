@@ -203,3 +203,22 @@ def test_out_of_memory_retries_with_smaller_tiles(make_tiny_model, rng, monkeypa
     monkeypatch.setattr(predict_mod, "make_predictor", predictor_with_memory_limit(0))
     with pytest.raises(LabelFreeError, match="out of memory .* even with tiles"):
         drain(iter_predict_volume(vol, [b], VOX, tiling, "cpu"))
+
+
+def test_models_sharing_structure_and_folder_name_keep_apart(tmp_path, rng):
+    from napari_labelfree.core.bundle import init_bundle
+    from napari_labelfree.core.config import Architecture, ModelSpec
+    from napari_labelfree.core.predict import output_names
+
+    spec = ModelSpec("dna", voxel_size_um=VOX, architecture=Architecture(depth=2, width=4))
+    a = init_bundle(tmp_path / "run1" / "model", spec, seed=1)
+    b = init_bundle(tmp_path / "run2" / "model", spec, seed=2)
+    names = output_names([a, b])
+    assert len(set(names)) == 2
+    vol = rng.normal(size=(8, 32, 32)).astype(np.float32)
+    tiling = TilingConfig(tile_shape=(8, 32, 32), precision="fp32")
+    out = drain(iter_predict_volume(vol, [a, b], VOX, tiling, "cpu"))
+    alone = drain(iter_predict_volume(vol, [a], VOX, tiling, "cpu"))["dna"]
+    np.testing.assert_allclose(out[names[0]], alone, rtol=1e-5, atol=1e-5)  # a's output is a's
+    assert not np.allclose(out[names[0]], out[names[1]])
+

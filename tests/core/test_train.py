@@ -177,3 +177,17 @@ def test_patch_sampling_is_uniform_over_positions():
 def test_unknown_precision_is_refused():
     with pytest.raises(LabelFreeError, match="precision must be one of"):
         TrainConfig(precision="fp8")
+
+
+def test_resume_uses_the_learning_rate_asked_for_now(tmp_path):
+    cfg = TrainConfig(iterations=4, batch_size=2, patch_shape=(4, 8, 8), checkpoint_every=2,
+                      validate_every=2, lr=1e-3)
+    _run(tmp_path / "m", cfg)
+    lower = TrainConfig(iterations=6, batch_size=2, patch_shape=(4, 8, 8), checkpoint_every=2,
+                        validate_every=2, lr=1e-4)
+    _, events = _run(tmp_path / "m", lower, resume=True)
+    assert any(isinstance(e, Notice) and "changed lr" in e.text for e in events)
+    with safe_open(str(tmp_path / "m" / CHECKPOINT_NAME), framework="pt") as f:
+        meta = json.loads(f.metadata()["napari_labelfree_checkpoint"])
+    assert meta["iteration"] == 6
+    assert all(g["lr"] == pytest.approx(1e-4) for g in meta["param_groups"])

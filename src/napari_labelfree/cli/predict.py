@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import os
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -36,7 +37,8 @@ def register(sub: argparse._SubParsersAction) -> None:
         help="model folder or name of a discovered model (repeat for several)",
     )
     p.add_argument(
-        "-o", "--output", required=True, help="output .ome.tif (a folder when several inputs)"
+        "-o", "--output", required=True,
+        help="output .ome.tif file, or a folder (several inputs, or a path without a .tif suffix)"
     )
     p.add_argument("--channel", default=None, help="transmitted-light channel, by name or index")
     p.add_argument(
@@ -72,13 +74,37 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.set_defaults(func=run)
 
 
-def output_paths(inputs: list[str], output: str) -> list[Path]:
+# suffixes stripped from an input's name to name its prediction (longest first)
+IMAGE_SUFFIXES = (".ome.tiff", ".ome.tif", ".ome.zarr", ".tiff", ".tif", ".czi", ".zarr")
+
+
+def image_stem(path: str | Path) -> str:
+    """``cell.1.ome.tif`` -> ``cell.1``: only a known image suffix goes, not every dotted part."""
+    name = Path(path).name
+    for suffix in IMAGE_SUFFIXES:
+        if name.lower().endswith(suffix) and len(name) > len(suffix):
+            return name[: -len(suffix)]
+    return Path(path).stem or name
+
+
+def _is_folder_target(output: str) -> bool:
+    """An existing folder, a path ending in a separator, or one without a TIFF suffix."""
     out = Path(output)
-    if len(inputs) == 1 and not out.is_dir():
+    return (
+        out.is_dir()
+        or output.endswith(("/", os.sep))
+        or not out.name.lower().endswith((".tif", ".tiff"))
+    )
+
+
+def output_paths(inputs: list[str], output: str) -> list[Path]:
+    """One output file per input: -o itself for one input and a .tif name, else files in -o."""
+    out = Path(output)
+    if len(inputs) == 1 and not _is_folder_target(output):
         return [out]
     if out.exists() and not out.is_dir():
         raise LabelFreeError(f"with several inputs, -o must be a folder; {out} is a file")
-    stems = [Path(i).name.split(".")[0] for i in inputs]
+    stems = [image_stem(i) for i in inputs]
     if len(set(stems)) != len(stems):
         raise LabelFreeError(
             "two inputs have the same file name; predict them into different folders"

@@ -10,7 +10,6 @@ from __future__ import annotations
 import functools
 import os
 import shutil
-import tempfile
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -20,6 +19,7 @@ from safetensors.torch import load_file, save_file
 
 from .config import ModelSpec
 from .errors import LabelFreeError
+from .files import give_usual_permissions, temp_dir_beside
 from .unet import UNet3D, build_network
 
 CONFIG_NAME = "config.json"
@@ -131,11 +131,12 @@ def save_bundle(
             f"{folder} already exists; choose a new folder (nothing was overwritten)"
         )
     folder.parent.mkdir(parents=True, exist_ok=True)
-    tmp = Path(tempfile.mkdtemp(prefix=f".{folder.name}.", dir=folder.parent))
+    tmp = temp_dir_beside(folder)
     try:
         (tmp / CONFIG_NAME).write_text(spec.to_json(), encoding="utf-8")
         tensors = {k: v.detach().to("cpu").contiguous() for k, v in state_dict.items()}
         save_file(tensors, str(tmp / WEIGHTS_NAME), metadata={"format": "pt"})
+        give_usual_permissions(tmp / WEIGHTS_NAME)
         if folder.exists():
             old = folder.with_name(f".{folder.name}.old")
             shutil.rmtree(old, ignore_errors=True)

@@ -10,7 +10,6 @@ the file.
 from __future__ import annotations
 
 import os
-import tempfile
 import warnings
 from collections.abc import Callable, Iterable, Iterator, Sequence
 from dataclasses import dataclass, field
@@ -20,6 +19,7 @@ from typing import Any
 import numpy as np
 
 from .errors import LabelFreeError
+from .files import temp_file_beside
 
 VoxelSize = tuple[float, float, float]
 
@@ -157,6 +157,10 @@ def open_image(path: str | Path) -> ImageSource:
     pps = reader.physical_pixel_sizes
     sizes = tuple(_clean_size(getattr(pps, a, None)) for a in "ZYX")
     backend = "bioio" if type(reader).__module__.startswith("bioio") else "aicsimageio"
+    if sizes[0] is None and sizes[1] == sizes[2] == 1.0:
+        # a TIFF without resolution tags reports tifffile's default of 1 unit per pixel in Y and X:
+        # that is no measurement, and keeping it would skip resampling at a made-up size
+        sizes = (None, None, None)
 
     def read_frame(t: int, c: int) -> np.ndarray:
         data = reader.get_image_dask_data("ZYX", T=t, C=c)
@@ -184,11 +188,19 @@ def resolve_voxel_size(
     known = source.known_voxel_size
     if known is not None:
         return known, None
+    sizes = [_clean_size(v) for v in source.physical_sizes]
+    missing = [a for a, v in zip("ZYX", sizes, strict=True) if v is None]
+    # keep what the file does say (often X and Y without Z); fill in only the missing axes
+    vox = tuple(float(f) if v is None else v for v, f in zip(sizes, fallback, strict=True))
+    if len(missing) == 3:
+        what = "has no physical pixel sizes; assuming it is already at the model's voxel size"
+    else:
+        what = (f"has no physical size for {', '.join(missing)}; assuming the model's for "
+                f"{'it' if len(missing) == 1 else 'them'}, which makes the voxel size")
     msg = (
-        f"{source._label()} has no physical pixel sizes; assuming it is already at the model's "
-        f"voxel size {fallback} um (Z, Y, X). Give --voxel-size if it is not."
+        f"{source._label()} {what} {vox} um (Z, Y, X). Give --voxel-size Z,Y,X if it is not."
     )
-    return tuple(fallback), msg  # type: ignore[return-value]
+    return vox, msg  # type: ignore[return-value]
 
 
 def check_3d(source: ImageSource) -> None:
@@ -255,8 +267,7 @@ def write_ome_tiff(
             raise ValueError(f"got {n} frames, expected {t}")
 
     path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp_name = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
-    os.close(fd)
+    tmp_name = str(temp_file_beside(path))
     try:
         with warnings.catch_warnings():
             warnings.simplefilter("ignore")

@@ -38,6 +38,8 @@ def read_ome_tiff_header(
             series = tf.series[0]
             axes, shape = series.axes, tuple(int(n) for n in series.shape)
             n_pages = len(series.pages)
+            if any(page is None for page in series.pages):
+                return None  # a multi-file set with a file missing: bioio, and its message
             xml = tf.ome_metadata
     except Exception:  # unreadable here: let bioio try and report the error
         return None

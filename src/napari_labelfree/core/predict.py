@@ -31,9 +31,20 @@ Event = TileDone | FrameStarted | FrameDone | Notice
 
 
 def output_names(bundles: Sequence[ModelBundle]) -> list[str]:
-    """One name per model: its structure, or its folder name where two share a structure."""
+    """One distinct name per model: its structure, with its folder name where two share a structure.
+
+    Names key the results, so two models may never share one (runs/a/model and runs/b/model both
+    named "dna (model)" would overwrite each other): a name still taken gets " #2", " #3", ...
+    """
     structures = [b.spec.structure for b in bundles]
-    return [s if structures.count(s) == 1 else f"{s} ({b.name})" for s, b in zip(structures, bundles, strict=True)]
+    names: list[str] = []
+    for s, b in zip(structures, bundles, strict=True):
+        name = s if structures.count(s) == 1 else f"{s} ({b.name})"
+        base, k = name, 2
+        while name in names:
+            name, k = f"{base} #{k}", k + 1
+        names.append(name)
+    return names
 
 
 @functools.lru_cache(maxsize=16)

@@ -33,7 +33,6 @@ import json
 import math
 import os
 import random
-import tempfile
 import time
 from collections import deque
 from collections.abc import Generator, Sequence
@@ -53,6 +52,7 @@ from .config import PRECISIONS, ModelSpec
 from .device import compute_dtype, resolve_device
 from .errors import LabelFreeError
 from .events import Notice
+from .files import give_usual_permissions, temp_file_beside
 from .metrics import nl2, pearson_r
 from .optimize import prefers_channels_last
 from .preprocess import needs_resampling, resampled_shape, resize, zscore
@@ -214,13 +214,7 @@ def _cut(images: Sequence[torch.Tensor], where: Sequence[tuple[int, int, int, in
 
 # ------------------------------------------------------------------------------------ file helpers
 def _atomic_path(path: Path) -> Path:
-    fd, name = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
-    os.close(fd)
-    # mkstemp makes the file private (0600); the final file gets the usual permissions instead
-    umask = os.umask(0)
-    os.umask(umask)
-    os.chmod(name, 0o666 & ~umask)
-    return Path(name)
+    return temp_file_beside(path)
 
 
 def _write_text_atomic(path: Path, text: str) -> None:
@@ -236,6 +230,7 @@ def _save_safetensors_atomic(path: Path, tensors: dict[str, torch.Tensor], metad
     tmp = _atomic_path(path)
     try:
         save_file({k: v.detach().to("cpu").contiguous() for k, v in tensors.items()}, str(tmp), metadata=metadata)
+        give_usual_permissions(tmp)  # safetensors may have made a new 0600 file
         os.replace(tmp, path)
     finally:
         tmp.unlink(missing_ok=True)
@@ -578,6 +573,8 @@ def iter_train(
         if ckpt_path.is_file():
             tensors, meta = read_checkpoint(ckpt_path)
             iteration = _restore(tensors, meta, net, optimizer, scaler, patch_rng, dev)
+            for group in optimizer.param_groups:
+                group["lr"] = config.lr  # the checkpoint's optimizer state, the learning rate asked for now
             elapsed_before = float(meta.get("train_time_s", 0.0))
             old = meta.get("config", {})
             changed = [k for k in ("batch_size", "patch_shape", "lr", "seed")
