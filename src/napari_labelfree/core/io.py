@@ -9,7 +9,6 @@ the file.
 
 from __future__ import annotations
 
-import os
 import warnings
 from collections.abc import Callable, Iterable, Iterator, Sequence
 from dataclasses import dataclass, field
@@ -19,7 +18,7 @@ from typing import Any
 import numpy as np
 
 from .errors import LabelFreeError
-from .files import temp_file_beside
+from .files import atomic_file
 
 VoxelSize = tuple[float, float, float]
 
@@ -267,24 +266,18 @@ def write_ome_tiff(
             raise ValueError(f"got {n} frames, expected {t}")
 
     path.parent.mkdir(parents=True, exist_ok=True)
-    tmp_name = str(temp_file_beside(path))
-    try:
-        with warnings.catch_warnings():
-            warnings.simplefilter("ignore")
-            tifffile.imwrite(
-                tmp_name,
-                data=pages(),
-                shape=(t, c, z, y, x),
-                dtype=dtype,
-                ome=True,
-                photometric="minisblack",
-                metadata=ome_metadata(names, physical_sizes),
-                bigtiff=t * c * z * y * x * np.dtype(dtype).itemsize > 2**31,
-            )
+    with atomic_file(path) as tmp, warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        tifffile.imwrite(
+            tmp,
+            data=pages(),
+            shape=(t, c, z, y, x),
+            dtype=dtype,
+            ome=True,
+            photometric="minisblack",
+            metadata=ome_metadata(names, physical_sizes),
+            bigtiff=t * c * z * y * x * np.dtype(dtype).itemsize > 2**31,
+        )
         if path.exists() and not overwrite:
             raise LabelFreeError(f"{path} appeared while writing; nothing was overwritten")
-        os.replace(tmp_name, path)
-    except BaseException:
-        Path(tmp_name).unlink(missing_ok=True)
-        raise
     return path

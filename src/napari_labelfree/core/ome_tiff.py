@@ -57,21 +57,14 @@ def read_ome_tiff_header(
     if len(names) != tczyx[1]:
         names = [f"channel {i}" for i in range(tczyx[1])]
 
+    def page_index(t: int, c: int, z: int) -> int:
+        """Index of the (t, c, z) plane among the series' pages, in the file's own plane order."""
+        at = {"T": t, "C": c, "Z": z}
+        return int(np.ravel_multi_index([at[a] for a in plane_axes], plane_shape)) if plane_axes else 0
+
     def read_frame(t: int, c: int) -> np.ndarray:
-        # page index of every z-plane of (t, c), in the file's own plane order
-        index = {"T": t, "C": c}
-        grids = [
-            np.arange(tczyx[2]) if a == "Z" else np.array([index.get(a, 0)]) for a in plane_axes
-        ]
-        mesh = np.meshgrid(*grids, indexing="ij") if grids else []
-        keys = (
-            np.ravel_multi_index([g.ravel() for g in mesh], plane_shape) if grids else np.array([0])
-        )
-        # order the pages by z whatever the file's axis order
-        z_axis = plane_axes.index("Z") if "Z" in plane_axes else None
-        if z_axis is not None:
-            keys = keys[np.argsort(mesh[z_axis].ravel(), kind="stable")]
-        data = tifffile.imread(path, series=0, key=[int(k) for k in keys])
+        keys = [page_index(t, c, z) for z in range(tczyx[2])]
+        data = tifffile.imread(path, series=0, key=keys)
         return np.asarray(data, dtype=np.float32).reshape(tczyx[2:])
 
     return tczyx, names, sizes, read_frame  # type: ignore[return-value]

@@ -31,7 +31,6 @@ import copy
 import csv
 import json
 import math
-import os
 import random
 import time
 from collections import deque
@@ -52,7 +51,7 @@ from .config import PRECISIONS, ModelSpec
 from .device import compute_dtype, resolve_device
 from .errors import LabelFreeError
 from .events import Notice
-from .files import give_usual_permissions, temp_file_beside
+from .files import atomic_file
 from .metrics import nl2, pearson_r
 from .optimize import prefers_channels_last
 from .preprocess import needs_resampling, resampled_shape, resize, zscore
@@ -213,27 +212,14 @@ def _cut(images: Sequence[torch.Tensor], where: Sequence[tuple[int, int, int, in
 
 
 # ------------------------------------------------------------------------------------ file helpers
-def _atomic_path(path: Path) -> Path:
-    return temp_file_beside(path)
-
-
 def _write_text_atomic(path: Path, text: str) -> None:
-    tmp = _atomic_path(path)
-    try:
+    with atomic_file(path) as tmp:
         tmp.write_text(text, encoding="utf-8")
-        os.replace(tmp, path)
-    finally:
-        tmp.unlink(missing_ok=True)
 
 
 def _save_safetensors_atomic(path: Path, tensors: dict[str, torch.Tensor], metadata: dict[str, str]) -> None:
-    tmp = _atomic_path(path)
-    try:
+    with atomic_file(path) as tmp:
         save_file({k: v.detach().to("cpu").contiguous() for k, v in tensors.items()}, str(tmp), metadata=metadata)
-        give_usual_permissions(tmp)  # safetensors may have made a new 0600 file
-        os.replace(tmp, path)
-    finally:
-        tmp.unlink(missing_ok=True)
 
 
 def write_bundle_files(out_dir: Path, spec: ModelSpec, state_dict: dict[str, torch.Tensor]) -> None:
@@ -402,12 +388,8 @@ def write_loss_curve(path: Path, rows: Sequence[dict[str, str]], title: str = ""
     if title:
         fig.suptitle(title, fontsize=10)
     fig.tight_layout()
-    tmp = _atomic_path(path)
-    try:
+    with atomic_file(path) as tmp:
         fig.savefig(tmp, format="png")
-        os.replace(tmp, path)
-    finally:
-        tmp.unlink(missing_ok=True)
 
 
 # ------------------------------------------------------------------------------------- evaluation
