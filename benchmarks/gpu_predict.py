@@ -49,17 +49,28 @@ def flops_per_voxel(net: UNet3D) -> float:
 
     def level(lv: Level, scale: float) -> float:
         e = lv.encode
-        total = scale * 2 * 27 * (
-            e.conv1.in_channels * e.conv1.out_channels + e.conv2.in_channels * e.conv2.out_channels
+        total = (
+            scale
+            * 2
+            * 27
+            * (
+                e.conv1.in_channels * e.conv1.out_channels
+                + e.conv2.in_channels * e.conv2.out_channels
+            )
         )
         if lv.depth > 0:
             c = lv.down.in_channels
             total += (scale / 8) * 2 * 8 * c * lv.down.out_channels  # 2x2x2 stride-2 conv
             total += (scale / 8) * 2 * 8 * lv.up.in_channels * lv.up.out_channels  # transposed
             d = lv.decode
-            total += scale * 2 * 27 * (
-                d.conv1.in_channels * d.conv1.out_channels
-                + d.conv2.in_channels * d.conv2.out_channels
+            total += (
+                scale
+                * 2
+                * 27
+                * (
+                    d.conv1.in_channels * d.conv1.out_channels
+                    + d.conv2.in_channels * d.conv2.out_channels
+                )
             )
             total += level(lv.below, scale / 8)
         return total
@@ -162,7 +173,9 @@ def main() -> None:
         low = twin(x.to(dtype)).float()
     r = float(torch.corrcoef(torch.stack([ref.flatten(), low.flatten()]))[0, 1])
     err = float((ref - low).abs().max())
-    print(f"numerics {args.precision} vs fp32 on a tile: Pearson r {r:.6f}, max abs error {err:.3e}")
+    print(
+        f"numerics {args.precision} vs fp32 on a tile: Pearson r {r:.6f}, max abs error {err:.3e}"
+    )
     del plain, twin32, twin, x, ref, low
 
     # end to end, as a user predicts (input on the host, result back on the host)

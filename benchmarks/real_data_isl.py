@@ -33,8 +33,10 @@ import numpy as np
 
 DATA = Path(__file__).resolve().parents[1].parent / "shared" / "data" / "isl-condition-b"
 TARGETS = ("DAPI", "MAP2", "NFH")
-CITATION = ("Data: google/in-silico-labeling test data (condition B, Apache-2.0, Copyright Google LLC); "
-            "Christiansen et al., Cell 173(3), 2018.")
+CITATION = (
+    "Data: google/in-silico-labeling test data (condition B, Apache-2.0, Copyright Google LLC); "
+    "Christiansen et al., Cell 173(3), 2018."
+)
 
 
 def load(data_dir: Path, bin_xy: int) -> tuple[np.ndarray, np.ndarray]:
@@ -49,10 +51,14 @@ def load(data_dir: Path, bin_xy: int) -> tuple[np.ndarray, np.ndarray]:
     else:  # a reader that maps the 3 planes to Z instead of C
         fl = fl_src.frame(0, 0)
     if bin_xy > 1:
+
         def binned(a: np.ndarray) -> np.ndarray:
             z, y, x = a.shape
             y, x = y // bin_xy * bin_xy, x // bin_xy * bin_xy
-            return a[:, :y, :x].reshape(z, y // bin_xy, bin_xy, x // bin_xy, bin_xy).mean(axis=(2, 4))
+            return (
+                a[:, :y, :x].reshape(z, y // bin_xy, bin_xy, x // bin_xy, bin_xy).mean(axis=(2, 4))
+            )
+
         phase, fl = binned(phase), binned(fl)
     return phase.astype(np.float32), fl.astype(np.float32)
 
@@ -66,7 +72,9 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--depth", type=int, default=2)
     ap.add_argument("--width", type=int, default=8)
     ap.add_argument("--bin", type=int, default=2, help="lateral binning for speed [2]")
-    ap.add_argument("--train-fraction", type=float, default=0.75, help="left part of the field [0.75]")
+    ap.add_argument(
+        "--train-fraction", type=float, default=0.75, help="left part of the field [0.75]"
+    )
     ap.add_argument("--gap", type=int, default=16, help="pixels between train and test parts [16]")
     ap.add_argument("--threads", type=int, default=1, help="CPU threads [1]")
     ap.add_argument("--device", default="auto")
@@ -75,7 +83,10 @@ def main(argv: list[str] | None = None) -> int:
     args = ap.parse_args(argv)
 
     if not (args.data / "phase_contrast_zstack.ome.tif").is_file():
-        print(f"skipped: the real data is not here ({args.data}); it lives in ../shared/data/", file=sys.stderr)
+        print(
+            f"skipped: the real data is not here ({args.data}); it lives in ../shared/data/",
+            file=sys.stderr,
+        )
         return 0
 
     import torch
@@ -92,38 +103,62 @@ def main(argv: list[str] | None = None) -> int:
     z, h, w = phase.shape
     split = int(round(w * args.train_fraction))
     test_x0 = split + args.gap
-    print(f"phase stack {phase.shape} (after {args.bin}x{args.bin} binning), targets {fl.shape}; "
-          f"train x < {split}, test x >= {test_x0} (a {args.gap}-pixel gap)")
+    print(
+        f"phase stack {phase.shape} (after {args.bin}x{args.bin} binning), targets {fl.shape}; "
+        f"train x < {split}, test x >= {test_x0} (a {args.gap}-pixel gap)"
+    )
     out = args.out or Path(tempfile.mkdtemp(prefix="labelfree-isl-"))
     vox = (1.0, 1.0, 1.0)  # unknown physical size: the model works on the data's own grid
     results = []
     for name in args.targets:
         c = TARGETS.index(name)
         target3d = np.broadcast_to(fl[c], phase.shape)
-        train = [ImagePair(phase[:, :, :split], np.ascontiguousarray(target3d[:, :, :split]), None,
-                           f"ISL condition B, train part, {name}")]
+        train = [
+            ImagePair(
+                phase[:, :, :split],
+                np.ascontiguousarray(target3d[:, :, :split]),
+                None,
+                f"ISL condition B, train part, {name}",
+            )
+        ]
         spec = ModelSpec(
-            structure=name.lower(), display_name=name, target=name, modality="phase contrast",
-            voxel_size_um=vox, architecture=Architecture(depth=args.depth, width=args.width),
+            structure=name.lower(),
+            display_name=name,
+            target=name,
+            modality="phase contrast",
+            voxel_size_um=vox,
+            architecture=Architecture(depth=args.depth, width=args.width),
             provenance={"data": CITATION, "note": "2D max-projection target repeated along z"},
         )
-        cfg = TrainConfig(iterations=args.iterations, batch_size=args.batch_size,
-                          patch_shape=tuple(args.patch_shape), checkpoint_every=args.iterations,
-                          validate_every=args.iterations, seed=0)
+        cfg = TrainConfig(
+            iterations=args.iterations,
+            batch_size=args.batch_size,
+            patch_shape=tuple(args.patch_shape),
+            checkpoint_every=args.iterations,
+            validate_every=args.iterations,
+            seed=0,
+        )
         t0 = time.time()
         bundle = drain(iter_train(train, spec, out / name, cfg, device=args.device))
         train_s = time.time() - t0
         test_phase = np.ascontiguousarray(phase[:, :, test_x0:])
-        pred = next(iter(drain(iter_predict_volume(test_phase, [bundle], vox, device=args.device)).values()))
+        pred = next(
+            iter(drain(iter_predict_volume(test_phase, [bundle], vox, device=args.device)).values())
+        )
         truth = fl[c][:, test_x0:]
         r_max = pearson_r(pred.max(axis=0), truth)
         r_mean = pearson_r(pred.mean(axis=0), truth)
         r_base = pearson_r(test_phase.mean(axis=0), truth)
         results.append((name, r_max, r_mean, r_base, train_s))
-        print(f"{name:5s}: test Pearson r {r_max:.3f} (max projection of the prediction), "
-              f"{r_mean:.3f} (mean projection); phase-only baseline {r_base:+.3f}; "
-              f"trained {args.iterations} it in {train_s:.0f} s", flush=True)
-    print("\n| target | test r (max proj.) | test r (mean proj.) | phase baseline r | train time (s) |")
+        print(
+            f"{name:5s}: test Pearson r {r_max:.3f} (max projection of the prediction), "
+            f"{r_mean:.3f} (mean projection); phase-only baseline {r_base:+.3f}; "
+            f"trained {args.iterations} it in {train_s:.0f} s",
+            flush=True,
+        )
+    print(
+        "\n| target | test r (max proj.) | test r (mean proj.) | phase baseline r | train time (s) |"
+    )
     print("|---|---|---|---|---|")
     for name, a, b, base, s in results:
         print(f"| {name} | {a:.3f} | {b:.3f} | {base:+.3f} | {s:.0f} |")

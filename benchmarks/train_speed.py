@@ -103,7 +103,11 @@ def main(default_device: str = "auto") -> None:
     if not 0 < args.warmup < args.iterations:
         p.error("need 0 < --warmup < --iterations")
     dev = resolve_device(args.device)
-    name = torch.cuda.get_device_name(dev) if dev.type == "cuda" else f"CPU, {torch.get_num_threads()} threads"
+    name = (
+        torch.cuda.get_device_name(dev)
+        if dev.type == "cuda"
+        else f"CPU, {torch.get_num_threads()} threads"
+    )
     print(f"# {name}, torch {torch.__version__}; batch {BATCH} x {'x'.join(map(str, PATCH))}, "
           f"{args.iterations} iterations ({args.warmup} warm-up)")  # fmt: skip
     pairs = make_pairs()

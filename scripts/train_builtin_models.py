@@ -55,7 +55,9 @@ def pairs(ims: list, structure: str, seeds: tuple[int, ...]) -> list[ImagePair]:
     out = []
     for im, seed in zip(ims, seeds, strict=True):
         c = im.channel_names.index(structure)
-        out.append(ImagePair(im.data[0, 0], im.data[0, c], tuple(im.voxel_size), f"simulated seed {seed}"))
+        out.append(
+            ImagePair(im.data[0, 0], im.data[0, c], tuple(im.voxel_size), f"simulated seed {seed}")
+        )
     return out
 
 
@@ -69,46 +71,82 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--width", type=int, default=8)
     ap.add_argument("--out", type=Path, default=BUILTIN_DIR, help="folder for the model folders")
     ap.add_argument("--work", type=Path, default=None, help="keep checkpoints and logs here")
-    ap.add_argument("--threads", type=int, default=1,
-                    help="CPU threads; 1 is fastest on a shared, busy machine (no spin-waiting) [1]")
+    ap.add_argument(
+        "--threads",
+        type=int,
+        default=1,
+        help="CPU threads; 1 is fastest on a shared, busy machine (no spin-waiting) [1]",
+    )
     args = ap.parse_args(argv)
     torch.set_num_threads(max(1, args.threads))
 
     t0 = time.time()
     train_ims, val_ims, test_ims = fields(TRAIN_SEEDS), fields((VAL_SEED,)), fields(TEST_SEEDS)
-    print(f"simulated {len(TRAIN_SEEDS)} training, 1 validation and {len(TEST_SEEDS)} test fields "
-          f"{SIM_SHAPE} at {SIM_VOXEL} um in {time.time() - t0:.0f} s", flush=True)
+    print(
+        f"simulated {len(TRAIN_SEEDS)} training, 1 validation and {len(TEST_SEEDS)} test fields "
+        f"{SIM_SHAPE} at {SIM_VOXEL} um in {time.time() - t0:.0f} s",
+        flush=True,
+    )
     work = args.work or Path(tempfile.mkdtemp(prefix="labelfree-builtin-"))
     rows = []
     for structure in args.structures:
         name, cmap, target = INFO[structure]
         spec = ModelSpec(
-            structure=structure, display_name=name, colormap=cmap, target=target,
-            modality="bright-field", voxel_size_um=PAPER_VOXEL_SIZE_UM,
+            structure=structure,
+            display_name=name,
+            colormap=cmap,
+            target=target,
+            modality="bright-field",
+            voxel_size_um=PAPER_VOXEL_SIZE_UM,
             architecture=Architecture(depth=args.depth, width=args.width),
-            provenance={"data": "simulated (napari_labelfree.core.synth.simulate)",
-                        "simulation": {"shape_zyx": list(SIM_SHAPE), "voxel_size_um": list(SIM_VOXEL),
-                                       "train_seeds": list(TRAIN_SEEDS), "val_seed": VAL_SEED,
-                                       "test_seeds": list(TEST_SEEDS)},
-                        "script": "scripts/train_builtin_models.py",
-                        "note": "demo model trained on simulated cells; retrain on real data for real use"},
+            provenance={
+                "data": "simulated (napari_labelfree.core.synth.simulate)",
+                "simulation": {
+                    "shape_zyx": list(SIM_SHAPE),
+                    "voxel_size_um": list(SIM_VOXEL),
+                    "train_seeds": list(TRAIN_SEEDS),
+                    "val_seed": VAL_SEED,
+                    "test_seeds": list(TEST_SEEDS),
+                },
+                "script": "scripts/train_builtin_models.py",
+                "note": "demo model trained on simulated cells; retrain on real data for real use",
+            },
         )
-        cfg = TrainConfig(iterations=args.iterations, batch_size=args.batch_size,
-                          patch_shape=tuple(args.patch_shape), checkpoint_every=args.iterations,
-                          validate_every=max(1, args.iterations // 4), seed=0)
+        cfg = TrainConfig(
+            iterations=args.iterations,
+            batch_size=args.batch_size,
+            patch_shape=tuple(args.patch_shape),
+            checkpoint_every=args.iterations,
+            validate_every=max(1, args.iterations // 4),
+            seed=0,
+        )
         run_dir = work / structure
         if run_dir.exists():
             shutil.rmtree(run_dir)
         t = time.time()
-        bundle = drain(iter_train(pairs(train_ims, structure, TRAIN_SEEDS), spec, run_dir, cfg,
-                                  val=pairs(val_ims, structure, (VAL_SEED,)), device="cpu"))
+        bundle = drain(
+            iter_train(
+                pairs(train_ims, structure, TRAIN_SEEDS),
+                spec,
+                run_dir,
+                cfg,
+                val=pairs(val_ims, structure, (VAL_SEED,)),
+                device="cpu",
+            )
+        )
         train_s = time.time() - t
         test = evaluate_model(bundle, pairs(test_ims, structure, TEST_SEEDS), "cpu")
         r = float(np.mean([s["pearson_r"] for s in test]))
         e = float(np.mean([s["nl2"] for s in test]))
         final = bundle.spec
-        final.metrics.update({"test_images": test, "test_pearson_r": r, "test_nl2": e,
-                              "test_set": f"held-out simulated fields, seeds {list(TEST_SEEDS)}"})
+        final.metrics.update(
+            {
+                "test_images": test,
+                "test_pearson_r": r,
+                "test_nl2": e,
+                "test_set": f"held-out simulated fields, seeds {list(TEST_SEEDS)}",
+            }
+        )
         final.metrics.pop("val_images", None)
         dest = args.out / structure
         tmp = args.out / f".{structure}.new"
@@ -121,8 +159,11 @@ def main(argv: list[str] | None = None) -> int:
         open_bundle(dest)  # it must load
         size_mb = (dest / WEIGHTS_NAME).stat().st_size / 1e6
         rows.append((structure, size_mb, args.iterations, train_s, r, e))
-        print(f"{structure:12s} {size_mb:5.1f} MB  {args.iterations} it  {train_s:6.0f} s  "
-              f"test r {r:.3f}  nl2 {e:.3f}", flush=True)
+        print(
+            f"{structure:12s} {size_mb:5.1f} MB  {args.iterations} it  {train_s:6.0f} s  "
+            f"test r {r:.3f}  nl2 {e:.3f}",
+            flush=True,
+        )
     print("\n| structure | size (MB) | iterations | time (s) | held-out Pearson r | held-out nl2 |")
     print("|---|---|---|---|---|---|")
     for s, mb, it, ts, r, e in rows:

@@ -43,7 +43,9 @@ def rng():
 
 def _write_czi(path, data, names, sizes_um):
     """A Zeiss CZI (TCZYX uint16) written with libCZI's writer, which bioio-czi itself builds on."""
-    pyczi = pytest.importorskip("pylibCZIrw.czi", reason="pylibCZIrw (a bioio-czi dependency) absent")
+    pyczi = pytest.importorskip(
+        "pylibCZIrw.czi", reason="pylibCZIrw (a bioio-czi dependency) absent"
+    )
     with pyczi.create_czi(str(path)) as w:
         for t in range(data.shape[0]):
             for c in range(data.shape[1]):

@@ -65,7 +65,20 @@ def test_predict_a_czi_by_channel_name(tmp_path, rng, write_czi, make_tiny_model
     czi = write_czi(tmp_path / "cells.czi", data, ["DNA", "Bright"], (0.29, 0.108, 0.108))
     b = make_tiny_model(structure="dna")
     out = tmp_path / "cells_predicted.ome.tif"
-    rc = main(["predict", str(czi), "-m", str(b.path), "--channel", "Bright", "-o", str(out), "--device", "cpu"])
+    rc = main(
+        [
+            "predict",
+            str(czi),
+            "-m",
+            str(b.path),
+            "--channel",
+            "Bright",
+            "-o",
+            str(out),
+            "--device",
+            "cpu",
+        ]
+    )
     assert rc == 0
     src = open_image(out)
     assert src.shape_tczyx == (1, 1, 6, 40, 44) and src.channel_names == ["dna"]
@@ -210,12 +223,17 @@ def test_output_names_folders_and_permissions(tmp_path, rng, make_tiny_model, mo
 
     from napari_labelfree.cli.predict import image_stem
 
-    assert image_stem("cell.1.ome.tif") == "cell.1" and image_stem("2024.05.01_x.czi") == "2024.05.01_x"
+    assert (
+        image_stem("cell.1.ome.tif") == "cell.1"
+        and image_stem("2024.05.01_x.czi") == "2024.05.01_x"
+    )
     b = make_tiny_model()
     data = rng.normal(size=(1, 1, 6, 16, 16)).astype(np.float32)
     inputs = []
     for name in ("cell.1.ome.tif", "cell.2.ome.tif"):
-        write_ome_tiff(tmp_path / name, data, channel_names=["bf"], physical_sizes=(0.29, 0.29, 0.29))
+        write_ome_tiff(
+            tmp_path / name, data, channel_names=["bf"], physical_sizes=(0.29, 0.29, 0.29)
+        )
         inputs.append(str(tmp_path / name))
     out = tmp_path / "results"
     old = os.umask(0o022)
@@ -231,4 +249,3 @@ def test_output_names_folders_and_permissions(tmp_path, rng, make_tiny_model, mo
     single = f"{tmp_path / 'single'}{os.sep}"
     assert main(["predict", inputs[0], "-m", str(b.path), "-o", single, "--device", "cpu"]) == 0
     assert (tmp_path / "single" / "cell.1_predicted.ome.tif").is_file()
-

@@ -13,8 +13,23 @@ def test_demo_end_to_end(tmp_path, make_tiny_model, capsys):
     dna = make_tiny_model("dna", "blue")
     tom = make_tiny_model("tom20", "green")
     out = tmp_path / "demo"
-    rc = main(["demo", "-o", str(out), "-m", str(dna.path), "-m", str(tom.path), "--timepoints", "2",
-               "--shape", "16,64,64", "--device", "cpu"])
+    rc = main(
+        [
+            "demo",
+            "-o",
+            str(out),
+            "-m",
+            str(dna.path),
+            "-m",
+            str(tom.path),
+            "--timepoints",
+            "2",
+            "--shape",
+            "16,64,64",
+            "--device",
+            "cpu",
+        ]
+    )
     assert rc == 0
     printed = capsys.readouterr().out
     assert "dna" in printed and "tom20" in printed and "Pearson r" in printed

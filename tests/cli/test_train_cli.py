@@ -16,7 +16,9 @@ from napari_labelfree.core.synth import simulate
 def sim_files(tmp_path):
     paths = []
     for seed in (1, 2):
-        im = simulate(shape=(16, 64, 64), voxel_size=(0.29, 0.108, 0.108), seed=seed, structures=("dna",))
+        im = simulate(
+            shape=(16, 64, 64), voxel_size=(0.29, 0.108, 0.108), seed=seed, structures=("dna",)
+        )
         p = tmp_path / f"field{seed}.ome.tif"
         write_ome_tiff(p, im.data, channel_names=im.channel_names, physical_sizes=im.voxel_size)
         paths.append(p)
@@ -25,10 +27,36 @@ def sim_files(tmp_path):
 
 def test_train_then_evaluate(tmp_path, sim_files, capsys):
     model = tmp_path / "dna-model"
-    rc = main(["train", str(sim_files[0]), "-o", str(model), "--signal-channel", "bright-field",
-               "--target-channel", "dna", "--iterations", "6", "--batch-size", "2",
-               "--patch-shape", "8,16,16", "--depth", "2", "--width", "4", "--val", str(sim_files[1]),
-               "--validate-every", "3", "--checkpoint-every", "3", "--device", "cpu"])
+    rc = main(
+        [
+            "train",
+            str(sim_files[0]),
+            "-o",
+            str(model),
+            "--signal-channel",
+            "bright-field",
+            "--target-channel",
+            "dna",
+            "--iterations",
+            "6",
+            "--batch-size",
+            "2",
+            "--patch-shape",
+            "8,16,16",
+            "--depth",
+            "2",
+            "--width",
+            "4",
+            "--val",
+            str(sim_files[1]),
+            "--validate-every",
+            "3",
+            "--checkpoint-every",
+            "3",
+            "--device",
+            "cpu",
+        ]
+    )
     assert rc == 0
     out = capsys.readouterr()
     assert "validation Pearson r" in out.out
@@ -38,17 +66,52 @@ def test_train_then_evaluate(tmp_path, sim_files, capsys):
     assert (model / "train_log.csv").is_file() and (model / "loss_curve.png").is_file()
 
     # resume to more iterations continues from the checkpoint
-    rc = main(["train", str(sim_files[0]), "-o", str(model), "--signal-channel", "0",
-               "--target-channel", "dna", "--iterations", "8", "--batch-size", "2",
-               "--patch-shape", "8,16,16", "--depth", "2", "--width", "4", "--resume", "--device", "cpu"])
+    rc = main(
+        [
+            "train",
+            str(sim_files[0]),
+            "-o",
+            str(model),
+            "--signal-channel",
+            "0",
+            "--target-channel",
+            "dna",
+            "--iterations",
+            "8",
+            "--batch-size",
+            "2",
+            "--patch-shape",
+            "8,16,16",
+            "--depth",
+            "2",
+            "--width",
+            "4",
+            "--resume",
+            "--device",
+            "cpu",
+        ]
+    )
     assert rc == 0
     assert json.loads((model / "config.json").read_text())["metrics"]["iterations"] == 8
     assert "resumed from iteration 6" in capsys.readouterr().err
 
     metrics, plot = tmp_path / "m.csv", tmp_path / "m.png"
-    rc = main(["evaluate", str(model), f"train={sim_files[0]}", f"test={sim_files[1]}",
-               "--signal-channel", "bright-field", "-o", str(metrics), "--plot", str(plot),
-               "--device", "cpu"])
+    rc = main(
+        [
+            "evaluate",
+            str(model),
+            f"train={sim_files[0]}",
+            f"test={sim_files[1]}",
+            "--signal-channel",
+            "bright-field",
+            "-o",
+            str(metrics),
+            "--plot",
+            str(plot),
+            "--device",
+            "cpu",
+        ]
+    )
     assert rc == 0
     with open(metrics, newline="") as f:
         rows = list(csv.DictReader(f))
@@ -59,13 +122,41 @@ def test_train_then_evaluate(tmp_path, sim_files, capsys):
 
 
 def test_train_errors_are_one_line(tmp_path, sim_files, capsys):
-    rc = main(["train", str(sim_files[0]), "-o", str(tmp_path / "m"), "--signal-channel", "bright-field",
-               "--target-channel", "tom20", "--iterations", "1"])
+    rc = main(
+        [
+            "train",
+            str(sim_files[0]),
+            "-o",
+            str(tmp_path / "m"),
+            "--signal-channel",
+            "bright-field",
+            "--target-channel",
+            "tom20",
+            "--iterations",
+            "1",
+        ]
+    )
     assert rc == 2
     err = capsys.readouterr().err
     assert "no channel named 'tom20'" in err and "Traceback" not in err
-    rc = main(["train", str(sim_files[0]), "-o", str(tmp_path / "m"), "--signal-channel", "bright-field",
-               "--target-channel", "dna", "--patch-shape", "12,16,16", "--depth", "3", "--iterations", "1"])
+    rc = main(
+        [
+            "train",
+            str(sim_files[0]),
+            "-o",
+            str(tmp_path / "m"),
+            "--signal-channel",
+            "bright-field",
+            "--target-channel",
+            "dna",
+            "--patch-shape",
+            "12,16,16",
+            "--depth",
+            "3",
+            "--iterations",
+            "1",
+        ]
+    )
     assert rc == 2 and "multiple of 8" in capsys.readouterr().err
 
 
@@ -86,9 +177,30 @@ def test_ctrl_c_keeps_the_weights_and_says_so(tmp_path, sim_files, capsys, monke
 
     monkeypatch.setattr(core_train, "iter_train", interrupted_after_three_steps)
     model = tmp_path / "dna-model"
-    rc = main(["train", str(sim_files[0]), "-o", str(model), "--signal-channel", "bright-field",
-               "--target-channel", "dna", "--iterations", "50", "--batch-size", "2",
-               "--patch-shape", "8,16,16", "--depth", "2", "--width", "4", "--device", "cpu"])
+    rc = main(
+        [
+            "train",
+            str(sim_files[0]),
+            "-o",
+            str(model),
+            "--signal-channel",
+            "bright-field",
+            "--target-channel",
+            "dna",
+            "--iterations",
+            "50",
+            "--batch-size",
+            "2",
+            "--patch-shape",
+            "8,16,16",
+            "--depth",
+            "2",
+            "--width",
+            "4",
+            "--device",
+            "cpu",
+        ]
+    )
     assert rc == 130
     err = capsys.readouterr().err
     assert "interrupted; the weights so far are saved" in err and "nothing half-written" not in err

@@ -129,4 +129,3 @@ def test_saved_bundles_are_readable_by_others(tmp_path):
         os.umask(old)
     assert b.path.stat().st_mode & 0o777 == 0o755
     assert (b.path / WEIGHTS_NAME).stat().st_mode & 0o777 == 0o644
-

@@ -159,7 +159,9 @@ def test_plain_ome_tiff_is_read_by_tifffile_as_bioio_reads_it(tmp_path, rng, mon
 
 def test_what_the_tifffile_path_does_not_know_goes_to_bioio(tmp_path, rng):
     rgb = rng.integers(0, 255, size=(4, 16, 16, 3)).astype(np.uint8)
-    tifffile.imwrite(tmp_path / "rgb.ome.tif", rgb, ome=True, photometric="rgb", metadata={"axes": "ZYXS"})
+    tifffile.imwrite(
+        tmp_path / "rgb.ome.tif", rgb, ome=True, photometric="rgb", metadata={"axes": "ZYXS"}
+    )
     assert open_image(tmp_path / "rgb.ome.tif").backend == "bioio"
     plain = rng.integers(0, 4000, size=(6, 16, 16)).astype(np.uint16)
     tifffile.imwrite(tmp_path / "plain.tif", plain, photometric="minisblack")
@@ -170,10 +172,14 @@ def test_what_the_tifffile_path_does_not_know_goes_to_bioio(tmp_path, rng):
 
 def test_a_missing_z_size_keeps_the_known_xy_sizes(tmp_path, rng):
     data = rng.integers(0, 4000, size=(6, 16, 16)).astype(np.uint16)
-    tifffile.imwrite(tmp_path / "xy.ome.tif", data, ome=True, photometric="minisblack",
-                     metadata={"axes": "ZYX", "PhysicalSizeX": 0.1, "PhysicalSizeY": 0.1})
+    tifffile.imwrite(
+        tmp_path / "xy.ome.tif",
+        data,
+        ome=True,
+        photometric="minisblack",
+        metadata={"axes": "ZYX", "PhysicalSizeX": 0.1, "PhysicalSizeY": 0.1},
+    )
     src = open_image(tmp_path / "xy.ome.tif")
     vox, warning = resolve_voxel_size(src, None, (0.29, 0.29, 0.29))
     assert vox == pytest.approx((0.29, 0.1, 0.1))
     assert "no physical size for Z" in warning and "--voxel-size" in warning
-

@@ -221,4 +221,3 @@ def test_models_sharing_structure_and_folder_name_keep_apart(tmp_path, rng):
     alone = drain(iter_predict_volume(vol, [a], VOX, tiling, "cpu"))["dna"]
     np.testing.assert_allclose(out[names[0]], alone, rtol=1e-5, atol=1e-5)  # a's output is a's
     assert not np.allclose(out[names[0]], out[names[1]])
-

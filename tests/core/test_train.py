@@ -40,8 +40,12 @@ def sim_pair(seed: int, shape=(24, 96, 96)) -> ImagePair:
 
 
 def tiny_spec(depth: int = 2, width: int = 8) -> ModelSpec:
-    return ModelSpec("dna", colormap="blue", voxel_size_um=MODEL_VOXEL,
-                     architecture=Architecture(depth=depth, width=width))
+    return ModelSpec(
+        "dna",
+        colormap="blue",
+        voxel_size_um=MODEL_VOXEL,
+        architecture=Architecture(depth=depth, width=width),
+    )
 
 
 def random_pairs(n: int = 2, shape=(8, 24, 24), seed: int = 0) -> list[ImagePair]:
@@ -58,9 +62,17 @@ def random_pairs(n: int = 2, shape=(8, 24, 24), seed: int = 0) -> list[ImagePair
 def test_tiny_network_learns_dna_from_bright_field(tmp_path):
     train = [sim_pair(11, (32, 128, 128)), sim_pair(12, (32, 128, 128))]
     held_out = sim_pair(13, (32, 128, 128))
-    cfg = TrainConfig(iterations=250, batch_size=4, patch_shape=(16, 32, 32), validate_every=125,
-                      checkpoint_every=250, seed=0)
-    bundle = drain(iter_train(train, tiny_spec(), tmp_path / "dna", cfg, val=[held_out], device="cpu"))
+    cfg = TrainConfig(
+        iterations=250,
+        batch_size=4,
+        patch_shape=(16, 32, 32),
+        validate_every=125,
+        checkpoint_every=250,
+        seed=0,
+    )
+    bundle = drain(
+        iter_train(train, tiny_spec(), tmp_path / "dna", cfg, val=[held_out], device="cpu")
+    )
     scores = evaluate_model(bundle, [held_out], "cpu")[0]
     assert scores["pearson_r"] >= 0.6, scores
     assert scores["nl2"] < 1.0
@@ -72,8 +84,15 @@ def test_tiny_network_learns_dna_from_bright_field(tmp_path):
 
 
 def _run(out, cfg, resume=False, stop_after=None):
-    gen = iter_train(random_pairs(), tiny_spec(), out, cfg, val=random_pairs(1, seed=5), device="cpu",
-                     resume=resume)
+    gen = iter_train(
+        random_pairs(),
+        tiny_spec(),
+        out,
+        cfg,
+        val=random_pairs(1, seed=5),
+        device="cpu",
+        resume=resume,
+    )
     events = []
     try:
         while True:
@@ -93,14 +112,22 @@ def _weights(bundle):
 
 
 def test_resume_equals_uninterrupted(tmp_path):
-    cfg = TrainConfig(iterations=12, batch_size=2, patch_shape=(4, 8, 8), checkpoint_every=5,
-                      validate_every=4, seed=3)
+    cfg = TrainConfig(
+        iterations=12,
+        batch_size=2,
+        patch_shape=(4, 8, 8),
+        checkpoint_every=5,
+        validate_every=4,
+        seed=3,
+    )
     full, _ = _run(tmp_path / "full", cfg)
     # stopped at iteration 7: between checkpoints, so close() must save its own checkpoint
     _, events = _run(tmp_path / "part", cfg, stop_after=7)
     assert any(isinstance(e, CheckpointSaved) for e in events)
     stopped = open_bundle(tmp_path / "part")
-    assert stopped.spec.provenance["interrupted"] is True and stopped.spec.metrics["iterations"] == 7
+    assert (
+        stopped.spec.provenance["interrupted"] is True and stopped.spec.metrics["iterations"] == 7
+    )
     resumed, events = _run(tmp_path / "part", cfg, resume=True)
     assert any(isinstance(e, Notice) and "resumed from iteration 7" in e.text for e in events)
     a, b = _weights(full), _weights(resumed)
@@ -113,8 +140,9 @@ def test_resume_equals_uninterrupted(tmp_path):
 
 
 def test_outputs_checkpoint_log_and_curve(tmp_path):
-    cfg = TrainConfig(iterations=6, batch_size=2, patch_shape=(4, 8, 8), checkpoint_every=3,
-                      validate_every=3)
+    cfg = TrainConfig(
+        iterations=6, batch_size=2, patch_shape=(4, 8, 8), checkpoint_every=3, validate_every=3
+    )
     bundle, events = _run(tmp_path / "m", cfg)
     assert is_bundle(bundle.path)
     steps = [e for e in events if isinstance(e, TrainStep)]
@@ -134,7 +162,9 @@ def test_outputs_checkpoint_log_and_curve(tmp_path):
         meta = json.loads(f.metadata()["napari_labelfree_checkpoint"])
     assert meta["iteration"] == 6 and "rng_python" in meta and "rng_patches" in meta
     assert "rng.torch" in keys and any(k.startswith("optim.") for k in keys)
-    assert not [p for p in (tmp_path / "m").iterdir() if p.name.startswith(".")]  # no temp files left
+    assert not [
+        p for p in (tmp_path / "m").iterdir() if p.name.startswith(".")
+    ]  # no temp files left
 
 
 def test_refuses_to_overwrite_a_run(tmp_path):
@@ -153,8 +183,15 @@ def test_bad_data_errors(tmp_path):
     with pytest.raises(LabelFreeError, match="flat: .*constant"):
         drain(iter_train([flat], tiny_spec(), tmp_path / "b", cfg, device="cpu"))
     with pytest.raises(LabelFreeError, match="multiple of 4"):
-        drain(iter_train(random_pairs(), tiny_spec(), tmp_path / "c",
-                         TrainConfig(iterations=1, patch_shape=(6, 8, 8)), device="cpu"))
+        drain(
+            iter_train(
+                random_pairs(),
+                tiny_spec(),
+                tmp_path / "c",
+                TrainConfig(iterations=1, patch_shape=(6, 8, 8)),
+                device="cpu",
+            )
+        )
     with pytest.raises(LabelFreeError, match="positive"):
         TrainConfig(iterations=0)
 
@@ -180,11 +217,23 @@ def test_unknown_precision_is_refused():
 
 
 def test_resume_uses_the_learning_rate_asked_for_now(tmp_path):
-    cfg = TrainConfig(iterations=4, batch_size=2, patch_shape=(4, 8, 8), checkpoint_every=2,
-                      validate_every=2, lr=1e-3)
+    cfg = TrainConfig(
+        iterations=4,
+        batch_size=2,
+        patch_shape=(4, 8, 8),
+        checkpoint_every=2,
+        validate_every=2,
+        lr=1e-3,
+    )
     _run(tmp_path / "m", cfg)
-    lower = TrainConfig(iterations=6, batch_size=2, patch_shape=(4, 8, 8), checkpoint_every=2,
-                        validate_every=2, lr=1e-4)
+    lower = TrainConfig(
+        iterations=6,
+        batch_size=2,
+        patch_shape=(4, 8, 8),
+        checkpoint_every=2,
+        validate_every=2,
+        lr=1e-4,
+    )
     _, events = _run(tmp_path / "m", lower, resume=True)
     assert any(isinstance(e, Notice) and "changed lr" in e.text for e in events)
     with safe_open(str(tmp_path / "m" / CHECKPOINT_NAME), framework="pt") as f:

@@ -19,12 +19,22 @@ import numpy as np
 from . import _args
 
 # the paper's time-lapse: 0.065 um/px laterally, models trained at 0.108 um/px resampled to 0.29 um
-DEMO = {"shape": (24, 256, 256), "voxel_size": (0.29, 0.065, 0.065), "seed": 3, "timepoints": 5,
-        "cell_height": 5.5}
+DEMO = {
+    "shape": (24, 256, 256),
+    "voxel_size": (0.29, 0.065, 0.065),
+    "seed": 3,
+    "timepoints": 5,
+    "cell_height": 5.5,
+}
 RGB = {
-    "blue": (0.15, 0.35, 1.0), "cyan": (0.0, 0.9, 0.9), "magenta": (1.0, 0.0, 1.0),
-    "green": (0.0, 1.0, 0.0), "yellow": (1.0, 0.85, 0.0), "red": (1.0, 0.1, 0.1),
-    "gray": (0.7, 0.7, 0.7), "gray_r": (0.7, 0.7, 0.7),
+    "blue": (0.15, 0.35, 1.0),
+    "cyan": (0.0, 0.9, 0.9),
+    "magenta": (1.0, 0.0, 1.0),
+    "green": (0.0, 1.0, 0.0),
+    "yellow": (1.0, 0.85, 0.0),
+    "red": (1.0, 0.1, 0.1),
+    "gray": (0.7, 0.7, 0.7),
+    "gray_r": (0.7, 0.7, 0.7),
 }
 
 
@@ -37,14 +47,33 @@ def register(sub: argparse._SubParsersAction) -> None:
         "predictions.ome.tif, simulated.ome.tif (input and true fluorescence), montage.png and "
         "scores.csv into OUT_DIR and prints each structure's Pearson r and nl2.",
     )
-    p.add_argument("-o", "--output", default="labelfree-demo", metavar="OUT_DIR",
-                   help="output folder [labelfree-demo]")
-    p.add_argument("--timepoints", type=int, default=DEMO["timepoints"], help=f"[{DEMO['timepoints']}]")
-    p.add_argument("--shape", type=_args.shape, default=DEMO["shape"], metavar="Z,Y,X",
-                   help=f"simulated stack, voxels [{','.join(map(str, DEMO['shape']))}]")
+    p.add_argument(
+        "-o",
+        "--output",
+        default="labelfree-demo",
+        metavar="OUT_DIR",
+        help="output folder [labelfree-demo]",
+    )
+    p.add_argument(
+        "--timepoints", type=int, default=DEMO["timepoints"], help=f"[{DEMO['timepoints']}]"
+    )
+    p.add_argument(
+        "--shape",
+        type=_args.shape,
+        default=DEMO["shape"],
+        metavar="Z,Y,X",
+        help=f"simulated stack, voxels [{','.join(map(str, DEMO['shape']))}]",
+    )
     p.add_argument("--seed", type=int, default=DEMO["seed"], help=f"[{DEMO['seed']}]")
-    p.add_argument("-m", "--model", action="append", dest="models", default=None, metavar="MODEL",
-                   help="use this model instead of the built-in ones (repeat for several)")
+    p.add_argument(
+        "-m",
+        "--model",
+        action="append",
+        dest="models",
+        default=None,
+        metavar="MODEL",
+        help="use this model instead of the built-in ones (repeat for several)",
+    )
     p.add_argument("--overwrite", action="store_true", help="replace files in OUT_DIR")
     _args.add_device(p)
     p.set_defaults(func=run)
@@ -60,67 +89,103 @@ def run(args: argparse.Namespace) -> int:
     from ._progress import drive_prediction
 
     out = Path(args.output)
-    files = {k: out / v for k, v in (("pred", "predictions.ome.tif"), ("sim", "simulated.ome.tif"),
-                                     ("montage", "montage.png"), ("scores", "scores.csv"))}
+    files = {
+        k: out / v
+        for k, v in (
+            ("pred", "predictions.ome.tif"),
+            ("sim", "simulated.ome.tif"),
+            ("montage", "montage.png"),
+            ("scores", "scores.csv"),
+        )
+    }
     existing = [str(p) for p in files.values() if p.exists()]
     if existing and not args.overwrite:
-        raise LabelFreeError(f"{', '.join(existing)} already exist; choose another -o or add --overwrite")
+        raise LabelFreeError(
+            f"{', '.join(existing)} already exist; choose another -o or add --overwrite"
+        )
     if args.timepoints < 1:
         raise LabelFreeError("--timepoints must be at least 1")
     if args.models:
         bundles = [resolve_model(m) for m in args.models]
         unknown = [b.spec.structure for b in bundles if b.spec.structure not in STRUCTURES]
         if unknown:
-            raise LabelFreeError(f"the simulator has no ground truth for {unknown}; use models of "
-                                 f"{', '.join(STRUCTURES)}")
+            raise LabelFreeError(
+                f"the simulator has no ground truth for {unknown}; use models of "
+                f"{', '.join(STRUCTURES)}"
+            )
     else:
         builtin = [m for m in discover_models() if m.source == "builtin"]
         by_structure = {m.spec.structure: m for m in builtin}
         bundles = [by_structure[s] for s in STRUCTURES if s in by_structure]
     if not bundles:
-        raise LabelFreeError("no built-in models found; reinstall napari-labelfree or run "
-                             "scripts/train_builtin_models.py")
+        raise LabelFreeError(
+            "no built-in models found; reinstall napari-labelfree or run "
+            "scripts/train_builtin_models.py"
+        )
     structures = [b.spec.structure for b in bundles]
     names = output_names(bundles)
 
     t0 = time.perf_counter()
     params = {**DEMO, "shape": args.shape, "seed": args.seed, "timepoints": args.timepoints}
-    print(f"simulating a bright-field time-lapse: {args.timepoints} frames of {tuple(args.shape)} voxels "
-          f"at {params['voxel_size']} um (Z, Y, X) ...", file=sys.stderr, flush=True)
+    print(
+        f"simulating a bright-field time-lapse: {args.timepoints} frames of {tuple(args.shape)} voxels "
+        f"at {params['voxel_size']} um (Z, Y, X) ...",
+        file=sys.stderr,
+        flush=True,
+    )
     im = simulate(structures=structures, **params)
     t_sim = time.perf_counter() - t0
     bf = im.data[:, 0]
     source = from_array(bf[:, None], "TCZYX", ["bright-field"], im.voxel_size)
-    print(f"predicting {', '.join(structures)} (models at {bundles[0].spec.voxel_size_um} um) ...",
-          file=sys.stderr, flush=True)
+    print(
+        f"predicting {', '.join(structures)} (models at {bundles[0].spec.voxel_size_um} um) ...",
+        file=sys.stderr,
+        flush=True,
+    )
     t1 = time.perf_counter()
     pred = drive_prediction(iter_predict(source, bundles, 0, device=args.device), "demo")
     t_pred = time.perf_counter() - t1
 
     out.mkdir(parents=True, exist_ok=True)
     stack = np.stack([pred[n] for n in names], axis=1)  # TCZYX
-    write_ome_tiff(files["pred"], stack, channel_names=names, physical_sizes=im.voxel_size,
-                   overwrite=args.overwrite)
-    write_ome_tiff(files["sim"], im.data, channel_names=im.channel_names, physical_sizes=im.voxel_size,
-                   overwrite=args.overwrite)
+    write_ome_tiff(
+        files["pred"],
+        stack,
+        channel_names=names,
+        physical_sizes=im.voxel_size,
+        overwrite=args.overwrite,
+    )
+    write_ome_tiff(
+        files["sim"],
+        im.data,
+        channel_names=im.channel_names,
+        physical_sizes=im.voxel_size,
+        overwrite=args.overwrite,
+    )
 
     rows = []
     for name, b in zip(names, bundles, strict=True):
         c = im.channel_names.index(b.spec.structure)
         rs = [pearson_r(pred[name][t], im.data[t, c]) for t in range(args.timepoints)]
         es = [nl2(pred[name][t], im.data[t, c]) for t in range(args.timepoints)]
-        rows.append((name, float(np.mean(rs)), float(np.mean(es)), b.spec.metrics.get("test_pearson_r")))
+        rows.append(
+            (name, float(np.mean(rs)), float(np.mean(es)), b.spec.metrics.get("test_pearson_r"))
+        )
     _write_scores(files["scores"], rows)
     montage(files["montage"], im, pred, bundles, names)
 
-    print(f"\n{'structure':>12s}  {'Pearson r':>9s}  {'nl2':>6s}  (mean over {args.timepoints} frames; "
-          "built-in test r in brackets)")
+    print(
+        f"\n{'structure':>12s}  {'Pearson r':>9s}  {'nl2':>6s}  (mean over {args.timepoints} frames; "
+        "built-in test r in brackets)"
+    )
     for name, r, e, test_r in rows:
         ref = f"  [{test_r:.2f}]" if isinstance(test_r, (int, float)) else ""
         print(f"{name:>12s}  {r:9.3f}  {e:6.3f}{ref}")
     print(f"\nwrote {files['pred']}, {files['sim']}, {files['montage']}, {files['scores']}")
-    print(f"simulation {t_sim:.0f} s, prediction {t_pred:.0f} s; open them in napari: "
-          f"napari {files['sim']} {files['pred']}")
+    print(
+        f"simulation {t_sim:.0f} s, prediction {t_pred:.0f} s; open them in napari: "
+        f"napari {files['sim']} {files['pred']}"
+    )
     return 0
 
 
@@ -145,8 +210,14 @@ def merge(channels: list[np.ndarray], colours: list[tuple[float, float, float]])
     return np.clip(rgb, 0.0, 1.0)
 
 
-def montage(path: Path, im: Any, pred: dict[str, np.ndarray], bundles: list, names: list[str],
-            n_rows: int = 4) -> None:
+def montage(
+    path: Path,
+    im: Any,
+    pred: dict[str, np.ndarray],
+    bundles: list,
+    names: list[str],
+    n_rows: int = 4,
+) -> None:
     """Rows: time points; columns: bright-field | merged prediction | merged ground truth (mid-slice)."""
     from matplotlib.backends.backend_agg import FigureCanvasAgg
     from matplotlib.figure import Figure
@@ -188,8 +259,11 @@ def montage(path: Path, im: Any, pred: dict[str, np.ndarray], bundles: list, nam
         y0 = extent_um[2] * 0.92
         ax.plot([x0, x0 + 5.0], [y0, y0], color="white", lw=3)
     legend = "   ".join(f"{b.spec.structure}: {b.spec.colormap}" for b in bundles)
-    fig.suptitle(f"label-free prediction of a simulated bright-field time-lapse, z-plane {z} "
-                 f"({z * im.voxel_size[0]:.1f} um); scale bar 5 um\n{legend}", fontsize=9)
+    fig.suptitle(
+        f"label-free prediction of a simulated bright-field time-lapse, z-plane {z} "
+        f"({z * im.voxel_size[0]:.1f} um); scale bar 5 um\n{legend}",
+        fontsize=9,
+    )
     fig.tight_layout(rect=(0, 0, 1, 0.97))
     tmp = path.with_name(f".{path.name}.tmp")
     fig.savefig(tmp, format="png")

@@ -29,15 +29,33 @@ def register(sub: argparse._SubParsersAction) -> None:
         "test=b.csv) to score several sets. The target channel defaults to each model's target label "
         "or structure name.",
     )
-    p.add_argument("items", nargs="+", metavar="MODEL_OR_DATA",
-                   help="MODEL [MODEL ...] then DATA [DATA ...] (existing files are data)")
-    p.add_argument("--signal-channel", default=None, help="transmitted-light channel (name or index)")
-    p.add_argument("--target-channel", default=None,
-                   help="fluorescence channel (name or index) [each model's target or structure name]")
-    p.add_argument("-o", "--output", default=None, metavar="CSV", help="write the scores to this CSV")
-    p.add_argument("--plot", default=None, metavar="PNG", help="bar plot of the scores per model and set")
-    p.add_argument("--data-voxel-size", type=_args.voxel_size, default=None, metavar="Z,Y,X",
-                   help="voxel size in um of the data, where the files lack it")
+    p.add_argument(
+        "items",
+        nargs="+",
+        metavar="MODEL_OR_DATA",
+        help="MODEL [MODEL ...] then DATA [DATA ...] (existing files are data)",
+    )
+    p.add_argument(
+        "--signal-channel", default=None, help="transmitted-light channel (name or index)"
+    )
+    p.add_argument(
+        "--target-channel",
+        default=None,
+        help="fluorescence channel (name or index) [each model's target or structure name]",
+    )
+    p.add_argument(
+        "-o", "--output", default=None, metavar="CSV", help="write the scores to this CSV"
+    )
+    p.add_argument(
+        "--plot", default=None, metavar="PNG", help="bar plot of the scores per model and set"
+    )
+    p.add_argument(
+        "--data-voxel-size",
+        type=_args.voxel_size,
+        default=None,
+        metavar="Z,Y,X",
+        help="voxel size in um of the data, where the files lack it",
+    )
     p.add_argument("--overwrite", action="store_true", help="replace existing output files")
     _args.add_device(p)
     p.set_defaults(func=run)
@@ -58,13 +76,17 @@ def split_items(items: list[str]) -> tuple[list[str], list[tuple[str, Path]]]:
         if path.is_file():
             data.append((set_name, path))
         elif data:
-            raise LabelFreeError(f"{item} is not a file; give the models first, then the data files")
+            raise LabelFreeError(
+                f"{item} is not a file; give the models first, then the data files"
+            )
         else:
             models.append(item)
     if not models:
         raise LabelFreeError("give at least one model (folder or name) before the data")
     if not data:
-        raise LabelFreeError("give at least one data file (image with both channels, or a CSV table)")
+        raise LabelFreeError(
+            "give at least one data file (image with both channels, or a CSV table)"
+        )
     return models, data
 
 
@@ -86,16 +108,30 @@ def run(args: argparse.Namespace) -> int:
     for bundle, name in zip(bundles, names, strict=True):
         target = args.target_channel or bundle.spec.target or bundle.spec.structure
         for set_name, path in data:
-            pairs, more = load_pairs(expand([path], args.signal_channel, target), args.data_voxel_size)
+            pairs, more = load_pairs(
+                expand([path], args.signal_channel, target), args.data_voxel_size
+            )
             for n in more:
                 if n not in notices:
                     print(f"labelfree evaluate: {n}", file=sys.stderr)
                     notices.add(n)
             for r in evaluate_model(bundle, pairs, args.device):
-                rows.append({"model": name, "structure": bundle.spec.structure, "set": set_name,
-                             "image": r["name"], "n_images": 1, "pearson_r": r["pearson_r"], "nl2": r["nl2"]})
-                print(f"{name:>16s}  {set_name:>6s}  {r['name']:30s}  r={r['pearson_r']:.3f}  "
-                      f"nl2={r['nl2']:.3f}", file=sys.stderr)
+                rows.append(
+                    {
+                        "model": name,
+                        "structure": bundle.spec.structure,
+                        "set": set_name,
+                        "image": r["name"],
+                        "n_images": 1,
+                        "pearson_r": r["pearson_r"],
+                        "nl2": r["nl2"],
+                    }
+                )
+                print(
+                    f"{name:>16s}  {set_name:>6s}  {r['name']:30s}  r={r['pearson_r']:.3f}  "
+                    f"nl2={r['nl2']:.3f}",
+                    file=sys.stderr,
+                )
     summary = summarize(rows)
     print_table(summary)
     if args.output:
@@ -114,10 +150,17 @@ def summarize(rows: list[dict[str, Any]]) -> list[dict[str, Any]]:
     for model, structure, set_name in keys:
         sel = [r for r in rows if (r["model"], r["set"]) == (model, set_name)]
         for stat, fn in (("mean", np.nanmean), ("std", np.nanstd)):
-            out.append({"model": model, "structure": structure, "set": set_name, "image": stat,
-                        "n_images": len(sel),
-                        "pearson_r": float(fn([r["pearson_r"] for r in sel])),
-                        "nl2": float(fn([r["nl2"] for r in sel]))})
+            out.append(
+                {
+                    "model": model,
+                    "structure": structure,
+                    "set": set_name,
+                    "image": stat,
+                    "n_images": len(sel),
+                    "pearson_r": float(fn([r["pearson_r"] for r in sel])),
+                    "nl2": float(fn([r["nl2"] for r in sel])),
+                }
+            )
     return out
 
 
@@ -127,8 +170,10 @@ def print_table(summary: list[dict[str, Any]]) -> None:
     stds = {(r["model"], r["set"]): r for r in summary if r["image"] == "std"}
     for m in means:
         s = stds[(m["model"], m["set"])]
-        print(f"{m['model']:>16s}  {m['set']:>6s}  {m['n_images']:>3d}  "
-              f"{m['pearson_r']:6.3f} ± {s['pearson_r']:5.3f}  {m['nl2']:6.3f} ± {s['nl2']:5.3f}")
+        print(
+            f"{m['model']:>16s}  {m['set']:>6s}  {m['n_images']:>3d}  "
+            f"{m['pearson_r']:6.3f} ± {s['pearson_r']:5.3f}  {m['nl2']:6.3f} ± {s['nl2']:5.3f}"
+        )
 
 
 def write_csv(path: Path, rows: list[dict[str, Any]]) -> None:
@@ -156,12 +201,18 @@ def plot_scores(path: Path, rows: list[dict[str, Any]]) -> None:
     FigureCanvasAgg(fig)
     axes = fig.subplots(1, 2)
     width = 0.8 / len(sets)
-    for ax, metric, label in ((axes[0], "pearson_r", "Pearson r"), (axes[1], "nl2", "normalized L2 error")):
+    for ax, metric, label in (
+        (axes[0], "pearson_r", "Pearson r"),
+        (axes[1], "nl2", "normalized L2 error"),
+    ):
         for k, set_name in enumerate(sets):
             xs, means = [], []
             for i, model in enumerate(models):
-                vals = [r[metric] for r in rows if r["model"] == model and r["set"] == set_name
-                        and math.isfinite(r[metric])]
+                vals = [
+                    r[metric]
+                    for r in rows
+                    if r["model"] == model and r["set"] == set_name and math.isfinite(r[metric])
+                ]
                 if not vals:
                     continue
                 x = i - 0.4 + width * (k + 0.5)

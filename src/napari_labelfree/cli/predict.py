@@ -37,8 +37,10 @@ def register(sub: argparse._SubParsersAction) -> None:
         help="model folder or name of a discovered model (repeat for several)",
     )
     p.add_argument(
-        "-o", "--output", required=True,
-        help="output .ome.tif file, or a folder (several inputs, or a path without a .tif suffix)"
+        "-o",
+        "--output",
+        required=True,
+        help="output .ome.tif file, or a folder (several inputs, or a path without a .tif suffix)",
     )
     p.add_argument("--channel", default=None, help="transmitted-light channel, by name or index")
     p.add_argument(

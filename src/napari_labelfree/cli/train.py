@@ -9,8 +9,14 @@ from typing import Any
 from ..core.config import PAPER_VOXEL_SIZE_UM, PRECISIONS
 from . import _args
 
-_COLORMAPS = {"dna": "blue", "lamin-b1": "cyan", "fibrillarin": "magenta", "tom20": "green",
-              "sec61b": "yellow", "cellmask": "red"}
+_COLORMAPS = {
+    "dna": "blue",
+    "lamin-b1": "cyan",
+    "fibrillarin": "magenta",
+    "tom20": "green",
+    "sec61b": "yellow",
+    "cellmask": "red",
+}
 
 
 def register(sub: argparse._SubParsersAction) -> None:
@@ -25,36 +31,75 @@ def register(sub: argparse._SubParsersAction) -> None:
         "columns signal,target (paths; optional signal_channel,target_channel). Writes a model "
         "folder with the bundle, checkpoint.safetensors, train_log.csv and loss_curve.png.",
     )
-    p.add_argument("data", nargs="+", metavar="DATA", help="image files (both channels) or CSV tables")
+    p.add_argument(
+        "data", nargs="+", metavar="DATA", help="image files (both channels) or CSV tables"
+    )
     p.add_argument("-o", "--output", required=True, metavar="MODEL_DIR", help="new model folder")
-    p.add_argument("--signal-channel", default=None, help="transmitted-light channel (name or index)")
+    p.add_argument(
+        "--signal-channel", default=None, help="transmitted-light channel (name or index)"
+    )
     p.add_argument("--target-channel", default=None, help="fluorescence channel (name or index)")
-    p.add_argument("--structure", default=None,
-                   help="structure name, e.g. dna, tom20 [the target channel's name]")
+    p.add_argument(
+        "--structure",
+        default=None,
+        help="structure name, e.g. dna, tom20 [the target channel's name]",
+    )
     p.add_argument("--iterations", type=int, default=d.iterations, help=f"[{d.iterations}]")
     p.add_argument("--batch-size", type=int, default=d.batch_size, help=f"[{d.batch_size}]")
-    p.add_argument("--patch-shape", type=_args.shape, default=d.patch_shape, metavar="Z,Y,X",
-                   help=f"patch shape in voxels [{','.join(map(str, d.patch_shape))}]")
+    p.add_argument(
+        "--patch-shape",
+        type=_args.shape,
+        default=d.patch_shape,
+        metavar="Z,Y,X",
+        help=f"patch shape in voxels [{','.join(map(str, d.patch_shape))}]",
+    )
     p.add_argument("--lr", type=float, default=d.lr, help=f"Adam learning rate [{d.lr}]")
     p.add_argument("--depth", type=int, default=4, help="U-Net depth (down-samplings) [4]")
     p.add_argument("--width", type=int, default=32, help="channels at the top level [32]")
-    p.add_argument("--voxel-size", type=_args.voxel_size, default=PAPER_VOXEL_SIZE_UM, metavar="Z,Y,X",
-                   help="voxel size in um the model works at; images are resampled to it [0.29,0.29,0.29]")
-    p.add_argument("--data-voxel-size", type=_args.voxel_size, default=None, metavar="Z,Y,X",
-                   help="voxel size in um of the data, where the files lack it or it is wrong")
+    p.add_argument(
+        "--voxel-size",
+        type=_args.voxel_size,
+        default=PAPER_VOXEL_SIZE_UM,
+        metavar="Z,Y,X",
+        help="voxel size in um the model works at; images are resampled to it [0.29,0.29,0.29]",
+    )
+    p.add_argument(
+        "--data-voxel-size",
+        type=_args.voxel_size,
+        default=None,
+        metavar="Z,Y,X",
+        help="voxel size in um of the data, where the files lack it or it is wrong",
+    )
     val = p.add_mutually_exclusive_group()
-    val.add_argument("--val", nargs="+", default=None, metavar="DATA", help="validation image pairs")
-    val.add_argument("--val-fraction", type=float, default=None, metavar="F",
-                     help="hold out this fraction of the DATA pairs for validation")
-    p.add_argument("--checkpoint-every", type=int, default=d.checkpoint_every, help=f"[{d.checkpoint_every}]")
-    p.add_argument("--validate-every", type=int, default=d.validate_every, help=f"[{d.validate_every}]")
+    val.add_argument(
+        "--val", nargs="+", default=None, metavar="DATA", help="validation image pairs"
+    )
+    val.add_argument(
+        "--val-fraction",
+        type=float,
+        default=None,
+        metavar="F",
+        help="hold out this fraction of the DATA pairs for validation",
+    )
+    p.add_argument(
+        "--checkpoint-every", type=int, default=d.checkpoint_every, help=f"[{d.checkpoint_every}]"
+    )
+    p.add_argument(
+        "--validate-every", type=int, default=d.validate_every, help=f"[{d.validate_every}]"
+    )
     p.add_argument("--seed", type=int, default=d.seed, help=f"random seed [{d.seed}]")
-    p.add_argument("--precision", choices=PRECISIONS, default=d.precision,
-                   help="forward-pass precision: auto (bf16 autocast on CUDA, else fp16 there; fp32 "
-                   "on CPU and MPS), fp32, bf16 or fp16 (bf16 on a CPU is faster but can give NaN "
-                   "losses on small patches) [auto]")
+    p.add_argument(
+        "--precision",
+        choices=PRECISIONS,
+        default=d.precision,
+        help="forward-pass precision: auto (bf16 autocast on CUDA, else fp16 there; fp32 "
+        "on CPU and MPS), fp32, bf16 or fp16 (bf16 on a CPU is faster but can give NaN "
+        "losses on small patches) [auto]",
+    )
     p.add_argument("--colormap", default=None, help="napari colormap of the overlay [by structure]")
-    p.add_argument("--resume", action="store_true", help="continue the run in MODEL_DIR from its checkpoint")
+    p.add_argument(
+        "--resume", action="store_true", help="continue the run in MODEL_DIR from its checkpoint"
+    )
     _args.add_device(p)
     p.set_defaults(func=run)
 
@@ -68,21 +113,30 @@ def run(args: argparse.Namespace) -> int:
     if args.depth < 1 or args.width < 1:
         raise LabelFreeError("--depth and --width must be positive integers")
     config = TrainConfig(
-        iterations=args.iterations, batch_size=args.batch_size, patch_shape=args.patch_shape, lr=args.lr,
-        checkpoint_every=args.checkpoint_every, validate_every=args.validate_every, seed=args.seed,
+        iterations=args.iterations,
+        batch_size=args.batch_size,
+        patch_shape=args.patch_shape,
+        lr=args.lr,
+        checkpoint_every=args.checkpoint_every,
+        validate_every=args.validate_every,
+        seed=args.seed,
         precision=args.precision,
     )
     specs = expand(args.data, args.signal_channel, args.target_channel)
     train, notices = load_pairs(specs, args.data_voxel_size)
     val = None
     if args.val:
-        val, more = load_pairs(expand(args.val, args.signal_channel, args.target_channel), args.data_voxel_size)
+        val, more = load_pairs(
+            expand(args.val, args.signal_channel, args.target_channel), args.data_voxel_size
+        )
         notices += more
     elif args.val_fraction is not None:
         train, val = split_validation(train, args.val_fraction, args.seed)
     for n in dict.fromkeys(notices):
         print(f"labelfree train: {n}", file=sys.stderr)
-    structure = args.structure or (str(args.target_channel) if args.target_channel is not None else "")
+    structure = args.structure or (
+        str(args.target_channel) if args.target_channel is not None else ""
+    )
     if not structure or structure.lstrip("-").isdigit():
         raise LabelFreeError("name the structure the model predicts: --structure NAME (e.g. dna)")
     spec = ModelSpec(
@@ -92,9 +146,14 @@ def run(args: argparse.Namespace) -> int:
         voxel_size_um=args.voxel_size,
         architecture=Architecture(depth=args.depth, width=args.width),
     )
-    print(f"training {structure}: {len(train)} training pair(s), {len(val or [])} validation pair(s), "
-          f"{config.iterations} iterations of {config.batch_size} x {config.patch_shape}", file=sys.stderr)
-    gen = iter_train(train, spec, args.output, config, val=val, device=args.device, resume=args.resume)
+    print(
+        f"training {structure}: {len(train)} training pair(s), {len(val or [])} validation pair(s), "
+        f"{config.iterations} iterations of {config.batch_size} x {config.patch_shape}",
+        file=sys.stderr,
+    )
+    gen = iter_train(
+        train, spec, args.output, config, val=val, device=args.device, resume=args.resume
+    )
     bundle = drive_training(gen)
     m = bundle.spec.metrics
     line = f"wrote {bundle.path} ({m.get('iterations')} iterations, {bundle.spec.provenance.get('train_time_s')} s"
@@ -121,10 +180,18 @@ def drive_training(gen: Any) -> Any:
                 return stop.value
             if isinstance(event, TrainStep):
                 if bar is None:
-                    bar = tqdm(total=event.total, initial=event.iteration - 1, unit="it", file=sys.stderr,
-                               dynamic_ncols=True, desc="training")
+                    bar = tqdm(
+                        total=event.total,
+                        initial=event.iteration - 1,
+                        unit="it",
+                        file=sys.stderr,
+                        dynamic_ncols=True,
+                        desc="training",
+                    )
                 bar.update(event.iteration - bar.n)
-                bar.set_postfix_str(f"loss {event.loss:.4f}, {event.its_per_s:.2f} it/s{last_val}", refresh=False)
+                bar.set_postfix_str(
+                    f"loss {event.loss:.4f}, {event.its_per_s:.2f} it/s{last_val}", refresh=False
+                )
             elif isinstance(event, Validated):
                 last_val = f", val loss {event.val_loss:.4f}, val r {event.val_pearson_r:.3f}"
             elif isinstance(event, Notice):
@@ -135,7 +202,9 @@ def drive_training(gen: Any) -> Any:
             bar = None
         gen.close()  # the generator saves a checkpoint and the weights so far as a usable bundle
         # the message replaces main()'s generic one, which would be wrong here
-        raise KeyboardInterrupt("the weights so far are saved as a model; continue with --resume") from None
+        raise KeyboardInterrupt(
+            "the weights so far are saved as a model; continue with --resume"
+        ) from None
     finally:
         if bar is not None:
             bar.close()

@@ -46,15 +46,20 @@ def _channel(source: ImageSource, channel: str | int | None, role: str) -> int:
         raise LabelFreeError(f"{role} channel: {e}") from e
 
 
-def read_table(csv_path: str | Path, signal_channel: str | int | None = None,
-               target_channel: str | int | None = None) -> list[PairSpec]:
+def read_table(
+    csv_path: str | Path,
+    signal_channel: str | int | None = None,
+    target_channel: str | int | None = None,
+) -> list[PairSpec]:
     """Rows of a CSV data table (columns signal, target; optional signal_channel, target_channel)."""
     csv_path = Path(csv_path)
     try:
         with open(csv_path, newline="", encoding="utf-8-sig") as f:
             reader = csv.DictReader(f)
             fields = [c.strip().lower() for c in (reader.fieldnames or [])]
-            rows = [{(k or "").strip().lower(): (v or "").strip() for k, v in r.items()} for r in reader]
+            rows = [
+                {(k or "").strip().lower(): (v or "").strip() for k, v in r.items()} for r in reader
+            ]
     except OSError as e:
         raise LabelFreeError(f"cannot read the data table {csv_path}: {e}") from e
     if "signal" not in fields or "target" not in fields:
@@ -78,8 +83,9 @@ def read_table(csv_path: str | Path, signal_channel: str | int | None = None,
     return out
 
 
-def expand(paths: Sequence[str | Path], signal_channel: str | int | None,
-           target_channel: str | int | None) -> list[PairSpec]:
+def expand(
+    paths: Sequence[str | Path], signal_channel: str | int | None, target_channel: str | int | None
+) -> list[PairSpec]:
     """DATA arguments (image files or CSV tables) as pair specs."""
     specs: list[PairSpec] = []
     for p in paths:
@@ -138,22 +144,31 @@ def load_pairs(
                 f"{spec.signal.name} has no physical pixel sizes; taking it to be at the model's voxel "
                 "size (give --data-voxel-size Z,Y,X if it is not)"
             )
-        label = spec.signal.name if spec.target == spec.signal else f"{spec.signal.name}|{spec.target.name}"
+        label = (
+            spec.signal.name
+            if spec.target == spec.signal
+            else f"{spec.signal.name}|{spec.target.name}"
+        )
         for t in range(sig_src.n_timepoints):
             name = label if sig_src.n_timepoints == 1 else f"{label} t={t}"
             pairs.append(ImagePair(sig_src.frame(t, cs), tgt_src.frame(t, ct), vox, name))
     return pairs, notices
 
 
-def split_validation(pairs: list[ImagePair], fraction: float, seed: int = 0
-                     ) -> tuple[list[ImagePair], list[ImagePair]]:
+def split_validation(
+    pairs: list[ImagePair], fraction: float, seed: int = 0
+) -> tuple[list[ImagePair], list[ImagePair]]:
     """Hold out ``fraction`` of the pairs (at least one, at most all but one) for validation."""
     if not 0.0 < fraction < 1.0:
         raise LabelFreeError(f"--val-fraction must be between 0 and 1, got {fraction}")
     if len(pairs) < 2:
-        raise LabelFreeError("--val-fraction needs at least two image pairs; give --val DATA instead")
+        raise LabelFreeError(
+            "--val-fraction needs at least two image pairs; give --val DATA instead"
+        )
     n_val = min(len(pairs) - 1, max(1, int(round(fraction * len(pairs)))))
     order = np.random.default_rng(seed).permutation(len(pairs))
     val_idx = set(order[:n_val].tolist())
-    return ([p for i, p in enumerate(pairs) if i not in val_idx],
-            [p for i, p in enumerate(pairs) if i in val_idx])
+    return (
+        [p for i, p in enumerate(pairs) if i not in val_idx],
+        [p for i, p in enumerate(pairs) if i in val_idx],
+    )

@@ -194,11 +194,11 @@ def resolve_voxel_size(
     if len(missing) == 3:
         what = "has no physical pixel sizes; assuming it is already at the model's voxel size"
     else:
-        what = (f"has no physical size for {', '.join(missing)}; assuming the model's for "
-                f"{'it' if len(missing) == 1 else 'them'}, which makes the voxel size")
-    msg = (
-        f"{source._label()} {what} {vox} um (Z, Y, X). Give --voxel-size Z,Y,X if it is not."
-    )
+        what = (
+            f"has no physical size for {', '.join(missing)}; assuming the model's for "
+            f"{'it' if len(missing) == 1 else 'them'}, which makes the voxel size"
+        )
+    msg = f"{source._label()} {what} {vox} um (Z, Y, X). Give --voxel-size Z,Y,X if it is not."
     return vox, msg  # type: ignore[return-value]
 
 

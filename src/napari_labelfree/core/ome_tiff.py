@@ -60,7 +60,9 @@ def read_ome_tiff_header(
     def page_index(t: int, c: int, z: int) -> int:
         """Index of the (t, c, z) plane among the series' pages, in the file's own plane order."""
         at = {"T": t, "C": c, "Z": z}
-        return int(np.ravel_multi_index([at[a] for a in plane_axes], plane_shape)) if plane_axes else 0
+        return (
+            int(np.ravel_multi_index([at[a] for a in plane_axes], plane_shape)) if plane_axes else 0
+        )
 
     def read_frame(t: int, c: int) -> np.ndarray:
         keys = [page_index(t, c, z) for z in range(tczyx[2])]

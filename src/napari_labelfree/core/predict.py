@@ -248,11 +248,15 @@ def iter_predict(
     order = list(range(source.n_timepoints)) if frames is None else list(frames)
     for t in order:
         if not 0 <= t < source.n_timepoints:
-            raise LabelFreeError(f"time point {t} does not exist (the image has {source.n_timepoints})")
+            raise LabelFreeError(
+                f"time point {t} does not exist (the image has {source.n_timepoints})"
+            )
     collected: dict[str, list[np.ndarray]] = {n: [] for n in output_names(bundles)}
     for t in order:
         yield FrameStarted(t, len(order))
-        arrays = yield from iter_predict_volume(source.frame(t, c), bundles, vox, tiling, device, frame=t)
+        arrays = yield from iter_predict_volume(
+            source.frame(t, c), bundles, vox, tiling, device, frame=t
+        )
         yield FrameDone(t, len(order), arrays)
         if collect:
             for name, arr in arrays.items():

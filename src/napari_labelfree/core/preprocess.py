@@ -20,9 +20,13 @@ def zscore(volume: np.ndarray) -> np.ndarray:
     mean = float(v.mean(dtype=np.float64))
     std = float(v.std(dtype=np.float64))
     if not np.isfinite(std):
-        raise LabelFreeError("the image contains NaN or infinite values; clean it before prediction")
+        raise LabelFreeError(
+            "the image contains NaN or infinite values; clean it before prediction"
+        )
     if std == 0.0:
-        raise LabelFreeError("the image is constant (all voxels equal); there is nothing to predict from")
+        raise LabelFreeError(
+            "the image is constant (all voxels equal); there is nothing to predict from"
+        )
     out = v - np.float32(mean)
     out /= np.float32(std)
     return out
@@ -33,12 +37,15 @@ def resampled_shape(
 ) -> tuple[int, int, int]:
     """Shape of a volume of ``shape_zyx`` at ``from_voxel`` um once resampled to ``to_voxel`` um."""
     return tuple(
-        max(1, int(round(n * f / t))) for n, f, t in zip(shape_zyx, from_voxel, to_voxel, strict=True)
+        max(1, int(round(n * f / t)))
+        for n, f, t in zip(shape_zyx, from_voxel, to_voxel, strict=True)
     )  # type: ignore[return-value]
 
 
 def needs_resampling(from_voxel: Sequence[float], to_voxel: Sequence[float]) -> bool:
-    return any(abs(f / t - 1.0) > VOXEL_SIZE_TOLERANCE for f, t in zip(from_voxel, to_voxel, strict=True))
+    return any(
+        abs(f / t - 1.0) > VOXEL_SIZE_TOLERANCE for f, t in zip(from_voxel, to_voxel, strict=True)
+    )
 
 
 def resize(volume: np.ndarray, shape_zyx: Sequence[int]) -> np.ndarray:

@@ -170,7 +170,9 @@ def iter_sliding_window(
         for ix, x in enumerate(plan.starts[2])
     ]
     # 1D weights on the compute device once; a tile's 3D weight is their outer product there
-    weights = [[torch.from_numpy(w.astype(np.float32)).to(device) for w in ws] for ws in plan.weights]
+    weights = [
+        [torch.from_numpy(w.astype(np.float32)).to(device) for w in ws] for ws in plan.weights
+    ]
     done = 0
     for b0 in range(0, len(grid), max(1, batch_size)):
         batch = grid[b0 : b0 + max(1, batch_size)]

@@ -95,12 +95,18 @@ class TrainConfig:
     def __post_init__(self) -> None:
         self.patch_shape = tuple(int(v) for v in self.patch_shape)  # type: ignore[assignment]
         if len(self.patch_shape) != 3 or min(self.patch_shape) < 1:
-            raise LabelFreeError(f"patch shape must be three positive integers Z,Y,X, got {self.patch_shape}")
+            raise LabelFreeError(
+                f"patch shape must be three positive integers Z,Y,X, got {self.patch_shape}"
+            )
         for name in ("iterations", "batch_size", "checkpoint_every", "validate_every"):
             if int(getattr(self, name)) < 1:
-                raise LabelFreeError(f"{name} must be a positive integer, got {getattr(self, name)}")
+                raise LabelFreeError(
+                    f"{name} must be a positive integer, got {getattr(self, name)}"
+                )
         if self.precision not in PRECISIONS:
-            raise LabelFreeError(f"precision must be one of {', '.join(PRECISIONS)}, got {self.precision!r}")
+            raise LabelFreeError(
+                f"precision must be one of {', '.join(PRECISIONS)}, got {self.precision!r}"
+            )
         if not (self.lr > 0 and math.isfinite(self.lr)):
             raise LabelFreeError(f"the learning rate must be a positive number, got {self.lr}")
 
@@ -187,10 +193,13 @@ class PatchSampler:
     image is not under-sampled relative to a small one.
     """
 
-    def __init__(self, shapes: Sequence[Sequence[int]], patch_shape: Sequence[int],
-                 rng: np.random.Generator) -> None:
+    def __init__(
+        self, shapes: Sequence[Sequence[int]], patch_shape: Sequence[int], rng: np.random.Generator
+    ) -> None:
         self.patch = tuple(int(p) for p in patch_shape)
-        self.ranges = [tuple(int(n) - p + 1 for n, p in zip(s, self.patch, strict=True)) for s in shapes]
+        self.ranges = [
+            tuple(int(n) - p + 1 for n, p in zip(s, self.patch, strict=True)) for s in shapes
+        ]
         counts = np.array([float(np.prod(r)) for r in self.ranges])
         self.p = counts / counts.sum()
         self.rng = rng
@@ -204,11 +213,14 @@ class PatchSampler:
         return out
 
 
-def _cut(images: Sequence[torch.Tensor], where: Sequence[tuple[int, int, int, int]],
-         patch: Sequence[int]) -> torch.Tensor:
+def _cut(
+    images: Sequence[torch.Tensor], where: Sequence[tuple[int, int, int, int]], patch: Sequence[int]
+) -> torch.Tensor:
     """A (N, 1, Z, Y, X) batch of patches cut from images on whatever device they live on."""
     pz, py, px = patch
-    return torch.stack([images[i][z:z + pz, y:y + py, x:x + px] for i, z, y, x in where])[:, None]
+    return torch.stack([images[i][z : z + pz, y : y + py, x : x + px] for i, z, y, x in where])[
+        :, None
+    ]
 
 
 # ------------------------------------------------------------------------------------ file helpers
@@ -217,9 +229,15 @@ def _write_text_atomic(path: Path, text: str) -> None:
         tmp.write_text(text, encoding="utf-8")
 
 
-def _save_safetensors_atomic(path: Path, tensors: dict[str, torch.Tensor], metadata: dict[str, str]) -> None:
+def _save_safetensors_atomic(
+    path: Path, tensors: dict[str, torch.Tensor], metadata: dict[str, str]
+) -> None:
     with atomic_file(path) as tmp:
-        save_file({k: v.detach().to("cpu").contiguous() for k, v in tensors.items()}, str(tmp), metadata=metadata)
+        save_file(
+            {k: v.detach().to("cpu").contiguous() for k, v in tensors.items()},
+            str(tmp),
+            metadata=metadata,
+        )
 
 
 def write_bundle_files(out_dir: Path, spec: ModelSpec, state_dict: dict[str, torch.Tensor]) -> None:
@@ -285,7 +303,9 @@ def save_checkpoint(
         "rng_python": [py_state[0], list(py_state[1]), py_state[2]],
         **extra,
     }
-    _save_safetensors_atomic(path, tensors, {"format": "pt", _META_KEY: json.dumps(_json_safe(meta))})
+    _save_safetensors_atomic(
+        path, tensors, {"format": "pt", _META_KEY: json.dumps(_json_safe(meta))}
+    )
 
 
 def read_checkpoint(path: Path) -> tuple[dict[str, torch.Tensor], dict[str, Any]]:
@@ -295,7 +315,9 @@ def read_checkpoint(path: Path) -> tuple[dict[str, torch.Tensor], dict[str, Any]
             meta_text = (f.metadata() or {}).get(_META_KEY)
             tensors = {k: f.get_tensor(k) for k in f.keys()}  # noqa: SIM118 (safe_open has no __iter__)
     except (SafetensorError, OSError) as e:
-        raise LabelFreeError(f"cannot read the checkpoint {path} ({e}); it is corrupt, start afresh") from e
+        raise LabelFreeError(
+            f"cannot read the checkpoint {path} ({e}); it is corrupt, start afresh"
+        ) from e
     if meta_text is None:
         raise LabelFreeError(f"{path} is not a napari-labelfree training checkpoint")
     return tensors, json.loads(meta_text)
@@ -310,7 +332,7 @@ def _restore(
     patch_rng: np.random.Generator,
     device: torch.device,
 ) -> int:
-    model_sd = {k[len("model."):]: v for k, v in tensors.items() if k.startswith("model.")}
+    model_sd = {k[len("model.") :]: v for k, v in tensors.items() if k.startswith("model.")}
     try:
         net.load_state_dict(model_sd)
     except RuntimeError as e:
@@ -364,8 +386,11 @@ def write_loss_curve(path: Path, rows: Sequence[dict[str, str]], title: str = ""
 
     it = np.array([int(r["iteration"]) for r in rows])
     loss = np.array([float(r["train_loss"]) for r in rows])
-    val = [(int(r["iteration"]), float(r["val_loss"]), float(r["val_pearson_r"] or "nan"))
-           for r in rows if r.get("val_loss")]
+    val = [
+        (int(r["iteration"]), float(r["val_loss"]), float(r["val_pearson_r"] or "nan"))
+        for r in rows
+        if r.get("val_loss")
+    ]
     fig = Figure(figsize=(8, 3.4), dpi=100)
     FigureCanvasAgg(fig)
     ax, ax_r = fig.subplots(1, 2)
@@ -373,9 +398,11 @@ def write_loss_curve(path: Path, rows: Sequence[dict[str, str]], title: str = ""
         ax.plot(it, loss, color="0.75", lw=0.6, label="train (batch)")
         k = max(1, min(50, len(loss) // 10))
         smooth = np.convolve(loss, np.ones(k) / k, mode="valid")
-        ax.plot(it[k - 1:], smooth, color="C0", lw=1.5, label=f"train (mean of {k})")
+        ax.plot(it[k - 1 :], smooth, color="C0", lw=1.5, label=f"train (mean of {k})")
     if val:
-        ax.plot([v[0] for v in val], [v[1] for v in val], "o-", color="C1", ms=3, label="validation")
+        ax.plot(
+            [v[0] for v in val], [v[1] for v in val], "o-", color="C1", ms=3, label="validation"
+        )
         ax_r.plot([v[0] for v in val], [v[2] for v in val], "o-", color="C2", ms=3)
     ax.set_yscale("log")
     ax.set_xlabel("iteration")
@@ -420,7 +447,9 @@ def evaluate_model(
         vox = pair.voxel_size or bundle.spec.voxel_size_um
         pred = drain(iter_predict_volume(np.asarray(pair.signal), [bundle], vox, device=device))
         p = next(iter(pred.values()))
-        out.append({"name": pair.name, "pearson_r": pearson_r(p, pair.target), "nl2": nl2(p, pair.target)})
+        out.append(
+            {"name": pair.name, "pearson_r": pearson_r(p, pair.target), "nl2": nl2(p, pair.target)}
+        )
     return out
 
 
@@ -482,8 +511,10 @@ def iter_train(
         )
     ckpt_path = out / CHECKPOINT_NAME
     log_path = out / LOG_NAME
-    if not resume and out.exists() and any(
-        (out / n).exists() for n in (CONFIG_NAME, WEIGHTS_NAME, CHECKPOINT_NAME, LOG_NAME)
+    if (
+        not resume
+        and out.exists()
+        and any((out / n).exists() for n in (CONFIG_NAME, WEIGHTS_NAME, CHECKPOINT_NAME, LOG_NAME))
     ):
         raise LabelFreeError(
             f"{out} already holds a model or a training run; choose a new folder, or resume it "
@@ -491,7 +522,9 @@ def iter_train(
         )
     out.mkdir(parents=True, exist_ok=True)
     dev = resolve_device(device)
-    spec = copy.deepcopy(spec)  # provenance and metrics are filled in; the caller's spec stays as is
+    spec = copy.deepcopy(
+        spec
+    )  # provenance and metrics are filled in; the caller's spec stays as is
 
     # ---- preprocess once
     model_voxel = spec.voxel_size_um
@@ -524,7 +557,9 @@ def iter_train(
     dtype = compute_dtype(dev, precision)
     amp_dtype = None if dtype == torch.float32 else dtype
     if dev.type == "cuda":
-        torch.backends.cudnn.benchmark = True  # fixed patch shape: let cuDNN pick its fastest kernels
+        torch.backends.cudnn.benchmark = (
+            True  # fixed patch shape: let cuDNN pick its fastest kernels
+        )
     scaler = torch.amp.GradScaler(dev.type, enabled=amp_dtype == torch.float16)
     autocast = (lambda: torch.autocast(dev.type, dtype=amp_dtype)) if amp_dtype else nullcontext
 
@@ -544,9 +579,13 @@ def iter_train(
         vs = [torch.from_numpy(s) for s, _, _ in val_arrays]
         vt = [torch.from_numpy(t) for _, t, _ in val_arrays]
         for k in range(0, len(where), config.batch_size):
-            chunk = where[k:k + config.batch_size]
-            val_batches.append((layout(_cut(vs, chunk, config.patch_shape).to(dev)),
-                                _cut(vt, chunk, config.patch_shape).to(dev)))
+            chunk = where[k : k + config.batch_size]
+            val_batches.append(
+                (
+                    layout(_cut(vs, chunk, config.patch_shape).to(dev)),
+                    _cut(vt, chunk, config.patch_shape).to(dev),
+                )
+            )
 
     # ---- resume
     iteration = 0
@@ -556,14 +595,21 @@ def iter_train(
             tensors, meta = read_checkpoint(ckpt_path)
             iteration = _restore(tensors, meta, net, optimizer, scaler, patch_rng, dev)
             for group in optimizer.param_groups:
-                group["lr"] = config.lr  # the checkpoint's optimizer state, the learning rate asked for now
+                group["lr"] = (
+                    config.lr
+                )  # the checkpoint's optimizer state, the learning rate asked for now
             elapsed_before = float(meta.get("train_time_s", 0.0))
             old = meta.get("config", {})
-            changed = [k for k in ("batch_size", "patch_shape", "lr", "seed")
-                       if k in old and _json_safe(old[k]) != _json_safe(asdict(config)[k])]
+            changed = [
+                k
+                for k in ("batch_size", "patch_shape", "lr", "seed")
+                if k in old and _json_safe(old[k]) != _json_safe(asdict(config)[k])
+            ]
             if changed:
-                yield Notice(f"resuming with changed {', '.join(changed)}; the run will differ from "
-                             "one that was never interrupted")
+                yield Notice(
+                    f"resuming with changed {', '.join(changed)}; the run will differ from "
+                    "one that was never interrupted"
+                )
             yield Notice(f"resumed from iteration {iteration} ({ckpt_path})")
         else:
             yield Notice(f"no checkpoint in {out}; starting from scratch")
@@ -573,16 +619,23 @@ def iter_train(
         w.writeheader()
         w.writerows(rows)
 
-    names = {"train_images": [n for _, _, n in train_arrays][:100],
-             "val_images": [n for _, _, n in val_arrays][:100]}
+    names = {
+        "train_images": [n for _, _, n in train_arrays][:100],
+        "val_images": [n for _, _, n in val_arrays][:100],
+    }
     last_val: dict[str, float] = {}
     recent_loss: deque[float] = deque(maxlen=100)
     times: deque[float] = deque(maxlen=21)
     t_start = time.perf_counter()
 
     def extra() -> dict[str, Any]:
-        return {"config": asdict(config), "spec": spec.to_dict(), "device": str(dev),
-                "train_time_s": elapsed_before + time.perf_counter() - t_start, **names}
+        return {
+            "config": asdict(config),
+            "spec": spec.to_dict(),
+            "device": str(dev),
+            "train_time_s": elapsed_before + time.perf_counter() - t_start,
+            **names,
+        }
 
     def checkpoint() -> Path:
         save_checkpoint(ckpt_path, net, optimizer, scaler, iteration, patch_rng, extra())
@@ -590,13 +643,21 @@ def iter_train(
 
     def finish(final_metrics: dict[str, Any] | None, interrupted: bool) -> None:
         spec.provenance.update(
-            {"created_by": "napari-labelfree iter_train", "trained": iteration > 0,
-             "iterations": iteration, "interrupted": interrupted, "training": _json_safe(asdict(config)),
-             "device": str(dev), "train_time_s": round(elapsed_before + time.perf_counter() - t_start, 1),
-             "n_train_images": len(train_arrays), "n_val_images": len(val_arrays)}
+            {
+                "created_by": "napari-labelfree iter_train",
+                "trained": iteration > 0,
+                "iterations": iteration,
+                "interrupted": interrupted,
+                "training": _json_safe(asdict(config)),
+                "device": str(dev),
+                "train_time_s": round(elapsed_before + time.perf_counter() - t_start, 1),
+                "n_train_images": len(train_arrays),
+                "n_val_images": len(val_arrays),
+            }
         )
-        spec.metrics.update({"iterations": iteration,
-                             "final_train_loss": _mean(list(recent_loss)), **last_val})
+        spec.metrics.update(
+            {"iterations": iteration, "final_train_loss": _mean(list(recent_loss)), **last_val}
+        )
         if final_metrics:
             spec.metrics.update(final_metrics)
         write_bundle_files(out, spec, net.state_dict())
@@ -629,9 +690,16 @@ def iter_train(
             recent_loss.append(loss_value)
             times.append(time.perf_counter())
             its = (len(times) - 1) / (times[-1] - times[0]) if len(times) > 1 else 0.0
-            row = {"iteration": iteration, "train_loss": _fmt(loss_value), "val_loss": "", "val_pearson_r": ""}
+            row = {
+                "iteration": iteration,
+                "train_loss": _fmt(loss_value),
+                "val_loss": "",
+                "val_pearson_r": "",
+            }
             validated = None
-            if val_batches and (iteration % config.validate_every == 0 or iteration == config.iterations):
+            if val_batches and (
+                iteration % config.validate_every == 0 or iteration == config.iterations
+            ):
                 vl, vr = _validate(net, val_batches, autocast)
                 last_val = {"val_loss": vl, "val_pearson_r": vr}
                 row.update(val_loss=_fmt(vl), val_pearson_r=_fmt(vr))
@@ -642,7 +710,9 @@ def iter_train(
             saved = None
             if iteration % config.checkpoint_every == 0 or iteration == config.iterations:
                 saved = checkpoint()
-                write_loss_curve(out / CURVE_NAME, rows, f"{spec.structure}: {iteration} iterations")
+                write_loss_curve(
+                    out / CURVE_NAME, rows, f"{spec.structure}: {iteration} iterations"
+                )
             # Every yield sits at an iteration boundary, so a close() there leaves a consistent state.
             yield TrainStep(iteration, config.iterations, loss_value, its)
             if validated is not None:
@@ -669,10 +739,14 @@ def iter_train(
     if val_arrays:
         # Whole-image scores through the same tiled prediction a user runs.
         finish(None, interrupted=False)
-        per_image = evaluate_model(open_bundle(out), [ImagePair(s, t, None, n) for s, t, n in val_arrays], dev)
-        final = {"val_images": per_image,
-                 "val_pearson_r_mean": _mean([r["pearson_r"] for r in per_image]),
-                 "val_nl2_mean": _mean([r["nl2"] for r in per_image])}
+        per_image = evaluate_model(
+            open_bundle(out), [ImagePair(s, t, None, n) for s, t, n in val_arrays], dev
+        )
+        final = {
+            "val_images": per_image,
+            "val_pearson_r_mean": _mean([r["pearson_r"] for r in per_image]),
+            "val_nl2_mean": _mean([r["nl2"] for r in per_image]),
+        }
     finish(final, interrupted=False)
     return open_bundle(out)
 
@@ -685,8 +759,9 @@ def _build(spec: ModelSpec) -> torch.nn.Module:
     return build_network(spec.architecture)
 
 
-def _validate(net: torch.nn.Module, batches: Sequence[tuple[torch.Tensor, torch.Tensor]],
-              autocast: Any) -> tuple[float, float]:
+def _validate(
+    net: torch.nn.Module, batches: Sequence[tuple[torch.Tensor, torch.Tensor]], autocast: Any
+) -> tuple[float, float]:
     net.eval()
     preds, targets = [], []
     try:
