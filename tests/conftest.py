@@ -13,6 +13,19 @@ from napari_labelfree.core.config import Architecture, ModelSpec
 SHARED_DATA = Path(__file__).resolve().parents[1].parent / "shared" / "data"
 
 
+@pytest.fixture(autouse=True)
+def same_code_path_on_every_cpu(monkeypatch):
+    """Precision "auto" computes in fp32 in every test, whatever this CPU has.
+
+    "auto" picks bf16 on CPUs with native bf16 and fp32 elsewhere, so without this the suite would
+    run other code on other machines. Tests of the choice itself (tests/core/test_optimize.py)
+    monkeypatch each kind of CPU in turn; tests that want bf16 ask for it.
+    """
+    from napari_labelfree.core import device
+
+    monkeypatch.setattr(device, "cpu_has_native_bf16", lambda: False)
+
+
 @pytest.fixture
 def make_tiny_model(tmp_path):
     """Factory: an untrained tiny bundle with random-but-nontrivial weights in tmp_path."""

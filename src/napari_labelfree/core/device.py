@@ -82,42 +82,100 @@ def release_memory() -> None:
 
 
 @functools.lru_cache(maxsize=1)
-def cpu_has_native_bf16() -> bool:
-    """Whether this CPU has bf16 dot-product instructions (AVX512-BF16 or AMX-BF16).
+def cpu_runs_bf16() -> bool:
+    """Whether oneDNN can run bf16 convolutions on this CPU at all.
 
-    Only then does bf16 inference run faster than fp32 on the CPU (1.7-1.9x measured on an AMD
-    EPYC with AVX512-BF16); elsewhere oneDNN emulates it and fp32 is the better choice. Read from
-    /proc/cpuinfo, so other systems answer False and stay in fp32.
+    It needs AVX-512 (BW, VL, DQ) or AVX-NE-CONVERT on x86, or bf16 on Arm; on other CPUs (AVX2-only
+    laptops and servers) ``torch.mkldnn_convolution`` refuses bf16 with a RuntimeError. PyTorch's
+    own check reads the CPU through cpuinfo, so it answers on every operating system.
     """
+    try:
+        return bool(
+            torch.backends.mkldnn.is_available() and torch.ops.mkldnn._is_mkldnn_bf16_supported()
+        )
+    except (AttributeError, RuntimeError):  # an older or a stripped build: stay in fp32
+        return False
+
+
+def _cpu_flags() -> set[str]:
+    """The CPU's feature flags from /proc/cpuinfo (Linux); empty elsewhere."""
     try:
         with open("/proc/cpuinfo", encoding="utf-8") as f:
             for line in f:
-                if line.startswith("flags"):
-                    flags = set(line.split(":", 1)[1].split())
-                    return bool(flags & {"avx512_bf16", "amx_bf16"})
+                if line.startswith(("flags", "Features")):
+                    return set(line.split(":", 1)[1].split())
     except OSError:
         pass
-    return False
+    return set()
 
 
-def compute_dtype(device: torch.device, precision: str = "auto") -> torch.dtype:
-    """The dtype the network computes in for ``precision`` ("auto", "fp32", "bf16", "fp16").
+def _cpu_has_amx() -> bool:
+    """AMX tiles (bf16 matrix units), asked through PyTorch: works off Linux too."""
+    init_amx = getattr(getattr(torch._C, "_cpu", None), "_init_amx", None)
+    try:
+        return bool(init_amx()) if init_amx is not None else False
+    except RuntimeError:
+        return False
 
-    Prediction casts its inference twin to it; training runs the forward pass under autocast to it
-    (fp32 means no autocast).
+
+@functools.lru_cache(maxsize=1)
+def cpu_has_native_bf16() -> bool:
+    """Whether this CPU computes bf16 dot products natively (AVX512-BF16, AMX-BF16, Arm BF16).
+
+    Only then does bf16 inference run faster than fp32 on the CPU (1.7-1.9x measured on an AMD
+    EPYC with AVX512-BF16); elsewhere oneDNN emulates it, or cannot run it at all
+    (:func:`cpu_runs_bf16`), and fp32 is the better choice.
+    """
+    if not cpu_runs_bf16():
+        return False
+    flags = _cpu_flags()
+    return bool(flags & {"avx512_bf16", "amx_bf16", "bf16"}) or _cpu_has_amx()
+
+
+def resolve_precision(device: torch.device, precision: str = "auto") -> tuple[torch.dtype, str]:
+    """The dtype the network computes in for ``precision``, and a notice when the request is changed.
+
+    ``precision`` is "auto", "fp32", "bf16" or "fp16". Prediction casts its inference twin to the
+    dtype; training runs the forward pass under autocast to it (fp32 means no autocast).
 
     "auto" is bf16 on CUDA GPUs that support it (else fp16), bf16 on CPUs with native bf16
     (:func:`cpu_has_native_bf16`: 1.7-1.9x faster than fp32, half the activation memory, Pearson
     r >= 0.9999 against fp32 on the paper network and >= 0.99997 on the built-in models), and
     fp32 elsewhere (CPUs that would emulate bf16, MPS). Ask for "fp32" for float-exact results.
+    A reduced precision the CPU cannot run (bf16 without AVX-512, fp16 on most CPUs) becomes fp32,
+    and the notice says so.
     """
     named = {"fp32": torch.float32, "bf16": torch.bfloat16, "fp16": torch.float16}
-    if precision in named:
-        return named[precision]
-    if precision != "auto":
+    if precision not in named and precision != "auto":
         raise LabelFreeError(f"precision must be auto, fp32, bf16 or fp16, got {precision!r}")
     if device.type == "cuda":
-        return autocast_dtype(device) or torch.float32
-    if device.type == "cpu" and cpu_has_native_bf16():
-        return torch.bfloat16
-    return torch.float32
+        if precision == "auto":
+            return autocast_dtype(device) or torch.float32, ""
+        return named[precision], ""
+    if device.type != "cpu":
+        return (torch.float32 if precision == "auto" else named[precision]), ""
+    if precision == "auto":
+        return (torch.bfloat16 if cpu_has_native_bf16() else torch.float32), ""
+    if precision == "bf16" and not cpu_runs_bf16():
+        return torch.float32, (
+            "this CPU cannot compute in bf16 (it needs AVX-512 or AVX-NE-CONVERT); computing in fp32"
+        )
+    if precision == "fp16" and not cpu_runs_fp16():
+        return torch.float32, "this CPU cannot compute in fp16; computing in fp32"
+    return named[precision], ""
+
+
+@functools.lru_cache(maxsize=1)
+def cpu_runs_fp16() -> bool:
+    """Whether oneDNN can run fp16 convolutions on this CPU (AVX512-FP16, AMX-FP16, Arm fp16)."""
+    try:
+        return bool(
+            torch.backends.mkldnn.is_available() and torch.ops.mkldnn._is_mkldnn_fp16_supported()
+        )
+    except (AttributeError, RuntimeError):
+        return False
+
+
+def compute_dtype(device: torch.device, precision: str = "auto") -> torch.dtype:
+    """The dtype of :func:`resolve_precision` alone (for callers that show no notices)."""
+    return resolve_precision(device, precision)[0]

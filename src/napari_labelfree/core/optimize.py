@@ -28,6 +28,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from .device import cpu_runs_bf16
 from .unet import DoubleConv, Level, UNet3D
 
 
@@ -123,23 +124,30 @@ class _LevelWeights(nn.Module):
         self.register_buffer(f"{name}_b", b)
 
 
-_MKLDNN_DTYPES = (torch.float32, torch.bfloat16)
+def _mkldnn_runs(dtype: torch.dtype) -> bool:
+    """Whether ``torch.mkldnn_convolution`` runs ``dtype`` on this CPU (bf16 needs AVX-512)."""
+    if not torch.backends.mkldnn.is_available():
+        return False
+    if dtype == torch.float32:
+        return True
+    return dtype == torch.bfloat16 and cpu_runs_bf16()
 
 
 def _conv(
     x: torch.Tensor, w: torch.Tensor, b: torch.Tensor | None, stride: int = 1, padding: int = 1
 ) -> torch.Tensor:
-    """conv3d; on the CPU always through oneDNN.
+    """conv3d; on the CPU through oneDNN wherever oneDNN runs the dtype.
 
     ATen sends batch-1 convolutions with few channels x depth x height (the deep, small levels
     and the one-channel input) to its slow im2col path; oneDNN runs those 2-3x faster (measured
-    on the paper network). Under CPU autocast the generic op is kept, since only it is autocast.
+    on the paper network). oneDNN refuses bf16 on CPUs without AVX-512 (it raises instead of
+    falling back), so there bf16 goes through ATen, which works on every CPU. Under CPU autocast
+    the generic op is kept, since only it is autocast.
     """
     if (
         x.device.type == "cpu"
-        and x.dtype in _MKLDNN_DTYPES
         and x.dtype == w.dtype
-        and torch.backends.mkldnn.is_available()
+        and _mkldnn_runs(x.dtype)
         and not torch.is_autocast_enabled("cpu")
     ):
         s, p = [stride] * 3, [padding] * 3
