@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import dataclasses
 import json
+import math
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -12,6 +13,10 @@ from .errors import LabelFreeError
 SCHEMA_VERSION = 1
 # The paper resamples every image so that a voxel is a ~0.29 um cube.
 PAPER_VOXEL_SIZE_UM: tuple[float, float, float] = (0.29, 0.29, 0.29)
+# Bounds that keep a typo from allocating gigabytes: depth 6 already needs 64-voxel multiples, and
+# 500 M parameters (2 GB of fp32 weights) is 20x the paper's network.
+MAX_DEPTH = 6
+MAX_PARAMETERS = 500_000_000
 
 
 @dataclass
@@ -24,10 +29,46 @@ class Architecture:
     in_channels: int = 1
     out_channels: int = 1
 
+    def __post_init__(self) -> None:
+        for name in ("depth", "width", "in_channels", "out_channels"):
+            value = getattr(self, name)
+            if isinstance(value, bool) or not isinstance(value, int):
+                raise LabelFreeError(f"architecture {name} must be a whole number, got {value!r}")
+        if not 0 <= self.depth <= MAX_DEPTH:
+            raise LabelFreeError(
+                f"network depth must be 0 to {MAX_DEPTH} (the paper uses 4), got {self.depth}"
+            )
+        if min(self.width, self.in_channels, self.out_channels) < 1:
+            raise LabelFreeError("network width and channel counts must be at least 1")
+        if self.n_parameters() > MAX_PARAMETERS:
+            raise LabelFreeError(
+                f"a network of depth {self.depth} and width {self.width} would have "
+                f"{self.n_parameters() / 1e6:,.0f} M parameters (the paper's has 23 M); "
+                f"at most {MAX_PARAMETERS / 1e6:,.0f} M are allowed: use a smaller width or depth"
+            )
+
     @property
     def multiple(self) -> int:
         """Every spatial size fed to the network must be a multiple of this."""
         return 2**self.depth
+
+    def n_parameters(self) -> int:
+        """Parameters of the U-Net this describes, counted without building it (see core.unet)."""
+
+        def double_conv(n_in: int, n_out: int) -> int:
+            return 27 * n_in * n_out + 27 * n_out * n_out + 6 * n_out  # 2 convs + 2 BatchNorms
+
+        def level(n_in: int, n_out: int, depth: int) -> int:
+            n = double_conv(n_in, n_out)
+            if depth > 0:
+                n += 8 * n_out * n_out + 3 * n_out  # 2x2x2 down conv + BatchNorm
+                n += level(n_out, 2 * n_out, depth - 1)
+                n += 16 * n_out * n_out + 3 * n_out  # 2x2x2 transposed conv + BatchNorm
+                n += double_conv(2 * n_out, n_out)
+            return n
+
+        head = 27 * self.width * self.out_channels + self.out_channels
+        return level(self.in_channels, self.width, self.depth) + head
 
 
 @dataclass
@@ -58,7 +99,10 @@ class ModelSpec:
         if not self.display_name:
             self.display_name = self.structure
         self.voxel_size_um = tuple(float(v) for v in self.voxel_size_um)  # type: ignore[assignment]
-        if len(self.voxel_size_um) != 3 or min(self.voxel_size_um) <= 0:
+        self.unknown_keys: list[str] = []  # not a field: never written back
+        if len(self.voxel_size_um) != 3 or not all(
+            math.isfinite(v) and v > 0 for v in self.voxel_size_um
+        ):
             raise LabelFreeError(
                 f"voxel_size_um must be three positive numbers (Z, Y, X in um), "
                 f"got {self.voxel_size_um}"
@@ -73,8 +117,22 @@ class ModelSpec:
         return json.dumps(self.to_dict(), indent=2, sort_keys=False)
 
     @classmethod
-    def from_dict(cls, d: dict[str, Any]) -> ModelSpec:
-        version = int(d.get("schema_version", 0))
+    def from_dict(cls, d: Any) -> ModelSpec:
+        """The spec stored in ``d`` (a parsed config.json); any malformation is a LabelFreeError.
+
+        Keys this version does not know (written by a newer napari-labelfree within the same schema)
+        are ignored and listed in ``spec.unknown_keys`` so callers can say so.
+        """
+        if not isinstance(d, dict):
+            raise LabelFreeError(
+                f"config.json holds a {type(d).__name__}, not an object: it is not a model config"
+            )
+        try:
+            version = int(d.get("schema_version", 0))
+        except (TypeError, ValueError):
+            raise LabelFreeError(
+                f"config.json has schema_version {d.get('schema_version')!r}; it must be a number"
+            ) from None
         if version > SCHEMA_VERSION:
             raise LabelFreeError(
                 f"this model uses config schema version {version}, newer than the {SCHEMA_VERSION} "
@@ -86,11 +144,22 @@ class ModelSpec:
             )
         known = {f.name for f in dataclasses.fields(cls)}
         kwargs = {k: v for k, v in d.items() if k in known}
-        kwargs["normalization"] = Normalization(**d.get("normalization", {}))
-        kwargs["architecture"] = Architecture(**d.get("architecture", {}))
-        kwargs["voxel_size_um"] = tuple(d.get("voxel_size_um", PAPER_VOXEL_SIZE_UM))
-        kwargs["schema_version"] = SCHEMA_VERSION
-        return cls(**kwargs)
+        try:
+            kwargs["normalization"] = _sub(Normalization, d.get("normalization", {}))
+            kwargs["architecture"] = _sub(Architecture, d.get("architecture", {}))
+            kwargs["voxel_size_um"] = tuple(d.get("voxel_size_um", PAPER_VOXEL_SIZE_UM))
+            for name in ("structure", "display_name", "colormap", "target", "modality"):
+                if name in kwargs and not isinstance(kwargs[name], str):
+                    raise TypeError(f"{name} must be text, got {kwargs[name]!r}")
+            for name in ("provenance", "metrics"):
+                if name in kwargs and not isinstance(kwargs[name], dict):
+                    raise TypeError(f"{name} must be an object, got {kwargs[name]!r}")
+            kwargs["schema_version"] = SCHEMA_VERSION
+            spec = cls(**kwargs)
+        except (TypeError, ValueError) as e:
+            raise LabelFreeError(f"config.json is malformed: {e}") from None
+        spec.unknown_keys = sorted(set(d) - known)
+        return spec
 
     @classmethod
     def from_json(cls, text: str) -> ModelSpec:
@@ -101,6 +170,14 @@ class ModelSpec:
                 f"config.json is not valid JSON ({e}); restore it or re-export the model"
             ) from e
         return cls.from_dict(d)
+
+
+def _sub(kind: type, value: Any) -> Any:
+    """A nested settings dataclass from its JSON object, ignoring keys this version lacks."""
+    if not isinstance(value, dict):
+        raise TypeError(f"{kind.__name__.lower()} must be an object, got {value!r}")
+    known = {f.name for f in dataclasses.fields(kind)}
+    return kind(**{k: v for k, v in value.items() if k in known})
 
 
 PRECISIONS = ("auto", "fp32", "bf16", "fp16")

@@ -8,11 +8,71 @@ the user's umask.
 
 from __future__ import annotations
 
+import errno
 import os
+import shutil
+import socket
 import tempfile
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
+
+from .errors import LabelFreeError
+
+# errors of the place written to, not of the program: said in one line, with what to do
+_WHY = {
+    errno.ENOENT: "its folder does not exist",
+    errno.ENOTDIR: "a part of its folder path is a file",
+    errno.EACCES: "permission denied",
+    errno.EPERM: "permission denied",
+    errno.EROFS: "the file system is read-only",
+    errno.ENOSPC: "the disk is full",
+    errno.EDQUOT: "the disk quota is exhausted",
+    errno.EISDIR: "it is a folder",
+}
+
+
+def write_error(path: Path, err: OSError) -> LabelFreeError:
+    """The one-line error for failing to write ``path`` (missing folder, no permission, full disk)."""
+    why = _WHY.get(err.errno or -1, err.strerror or str(err))
+    return LabelFreeError(f"cannot write {path}: {why}; choose another output location")
+
+
+def _temp_prefix(path: Path) -> str:
+    # host and process in the name, so a later run can tell a dead run's leftovers from a live one
+    return f".{path.name}.{socket.gethostname()}-{os.getpid()}."
+
+
+def remove_stale_temporaries(path: Path) -> None:
+    """Remove temporaries of ``path`` left by killed runs on this host (their process is gone)."""
+    host = socket.gethostname()
+    try:
+        siblings = list(path.parent.glob(f".{path.name}.{host}-*.*tmp"))
+    except OSError:
+        return
+    for tmp in siblings:
+        pid_text = tmp.name[len(f".{path.name}.{host}-") :].split(".", 1)[0]
+        if not pid_text.isdigit() or _process_alive(int(pid_text)):
+            continue
+        try:
+            if tmp.is_dir():
+                shutil.rmtree(tmp)
+            else:
+                tmp.unlink()
+        except OSError:
+            pass  # someone else's, or already gone: not ours to insist on
+
+
+def _process_alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True  # exists, owned by another user
+    except OSError:
+        return True
+    return True
 
 
 def _umask() -> int:
@@ -31,21 +91,36 @@ def atomic_file(path: Path) -> Iterator[Path]:
     """Yield a temporary sibling of ``path`` to write; on success it replaces ``path``.
 
     Whatever the body raises (a failed write, Ctrl-C, a check before committing), the temporary
-    file is removed and ``path`` stays as it was: never half-written.
+    file is removed and ``path`` stays as it was: never half-written. A missing or read-only
+    folder and a full disk become one-line :class:`LabelFreeError` s. Temporaries left by a killed
+    run into the same place are removed first.
     """
-    fd, name = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    remove_stale_temporaries(path)
+    try:
+        fd, name = tempfile.mkstemp(prefix=_temp_prefix(path), suffix=".tmp", dir=path.parent)
+    except OSError as e:
+        raise write_error(path, e) from None
     os.close(fd)
     tmp = Path(name)
     try:
-        yield tmp
-        give_usual_permissions(tmp)  # after writing: a writer may have recreated the file 0600
-        os.replace(tmp, path)
+        try:
+            yield tmp
+            give_usual_permissions(tmp)  # after writing: a writer may have recreated the file 0600
+            os.replace(tmp, path)
+        except OSError as e:
+            if e.errno in (errno.ENOSPC, errno.EDQUOT) or e.filename in (str(tmp), str(path)):
+                raise write_error(path, e) from None
+            raise
     finally:
         tmp.unlink(missing_ok=True)
 
 
 def temp_dir_beside(folder: Path) -> Path:
     """An empty temporary folder beside ``folder`` (hidden, named after it), usual permissions."""
-    tmp = Path(tempfile.mkdtemp(prefix=f".{folder.name}.", dir=folder.parent))
+    remove_stale_temporaries(folder)
+    try:
+        tmp = Path(tempfile.mkdtemp(prefix=_temp_prefix(folder), suffix=".tmp", dir=folder.parent))
+    except OSError as e:
+        raise write_error(folder, e) from None
     os.chmod(tmp, 0o777 & ~_umask())
     return tmp
