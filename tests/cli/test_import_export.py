@@ -71,3 +71,25 @@ def test_import_master_needs_data_voxel_size_then_predicts(tmp_path, capsys):
     assert _r(_tif(out), _tif(FNET / "master" / "prediction_fnet.tif")) >= 0.99
     assert main(["import", folder, "-o", str(model), "--data-voxel-size", "0.29,0.29,0.29"]) == 2
     assert "already exists" in capsys.readouterr().err
+
+
+def test_export_then_import_from_the_command_line(tmp_path, capsys):
+    pytest.importorskip("bioimageio.spec", reason="bioimageio.spec absent (extra 'bioimageio')")
+    from napari_labelfree.core.bundle import save_bundle
+    from napari_labelfree.core.config import Architecture, ModelSpec
+    from napari_labelfree.core.unet import UNet3D, randomize_batchnorm
+
+    arch = Architecture(depth=2, width=4)
+    net = randomize_batchnorm(UNet3D(arch), seed=1)  # acts like a trained one
+    model = save_bundle(tmp_path / "dna", ModelSpec("dna", architecture=arch), net.state_dict())
+    package = tmp_path / "dna.zip"
+    assert main(["export", str(model), "-o", str(package)]) == 0
+    assert main(["export", str(model), "-o", str(package)]) == 2  # never overwritten unasked
+    assert "already exists" in capsys.readouterr().err
+    back = tmp_path / "back"
+    assert main(["import", str(package), "-o", str(back), "--structure", "nucleus"]) == 0
+    assert "nucleus (blue)" in capsys.readouterr().out
+    assert (
+        main(["import", str(package), "-o", str(tmp_path / "x"), "--data-voxel-size", "1,1,1"]) == 2
+    )
+    assert "--data-voxel-size is for pytorch_fnet" in capsys.readouterr().err

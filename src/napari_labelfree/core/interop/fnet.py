@@ -21,7 +21,7 @@ from typing import TYPE_CHECKING, Any
 
 from ..config import Architecture, ModelSpec, Normalization, colormap_for
 from ..errors import LabelFreeError
-from .safe_load import sha256, torch_load_data
+from .safe_load import check_state_dict, sha256, torch_load_data
 
 if TYPE_CHECKING:
     from ..bundle import ModelBundle
@@ -173,30 +173,16 @@ def _our_name(key: str) -> str | None:
 
 def _rename_state(state: dict[str, Any], arch: Architecture, model_file: Path) -> dict[str, Any]:
     """fnet's state dict under UNet3D's names, checked name by name and shape by shape."""
-    import torch
-
-    from ..unet import build_network
-
-    with torch.device("meta"):
-        expected = build_network(arch).state_dict()
     renamed = {}
     for key, value in state.items():
         name = _our_name(key)
-        if name is None or name not in expected or not isinstance(value, torch.Tensor):
+        if name is None:
             raise LabelFreeError(
                 f"{model_file}: {key!r} is not a layer of pytorch_fnet's 3D U-Net; "
                 "this network cannot be imported"
             )
-        if tuple(value.shape) != tuple(expected[name].shape):
-            raise LabelFreeError(
-                f"{model_file}: {key!r} has shape {tuple(value.shape)}, expected "
-                f"{tuple(expected[name].shape)}; the file is inconsistent"
-            )
         renamed[name] = value
-    missing = sorted(set(expected) - set(renamed))
-    if missing:
-        raise LabelFreeError(f"{model_file}: layers missing from the weights: {missing[:3]}")
-    return renamed
+    return check_state_dict(renamed, arch, model_file)
 
 
 def _read_options(folder: Path) -> dict[str, Any]:

@@ -6,9 +6,12 @@ import hashlib
 import pickle
 import re
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from ..errors import LabelFreeError
+
+if TYPE_CHECKING:
+    from ..config import Architecture
 
 
 def torch_load_data(path: Path) -> Any:
@@ -43,3 +46,29 @@ def sha256(path: Path) -> str:
         for chunk in iter(lambda: f.read(1 << 20), b""):
             h.update(chunk)
     return h.hexdigest()
+
+
+def check_state_dict(state: Any, arch: Architecture, source: Path) -> dict[str, Any]:
+    """``state`` if it is exactly UNet3D(arch)'s state dict (names and shapes), else refused."""
+    import torch
+
+    from ..unet import build_network
+
+    if not isinstance(state, dict) or not all(isinstance(v, torch.Tensor) for v in state.values()):
+        raise LabelFreeError(f"{source}: the weights are not a state dict (names -> tensors)")
+    with torch.device("meta"):
+        expected = build_network(arch).state_dict()
+    unknown = sorted(set(state) - set(expected))
+    missing = sorted(set(expected) - set(state))
+    wrong = sorted(k for k in set(state) & set(expected) if state[k].shape != expected[k].shape)
+    if unknown or missing or wrong:
+        detail = "; ".join(
+            f"{what} {names[:3]}"
+            for what, names in (("unknown", unknown), ("missing", missing), ("wrong shape", wrong))
+            if names
+        )
+        raise LabelFreeError(
+            f"{source}: the weights are not those of napari-labelfree's 3D U-Net (depth "
+            f"{arch.depth}, width {arch.width}): {detail}; this network cannot be imported"
+        )
+    return state
