@@ -16,7 +16,17 @@ from collections.abc import Sequence
 from ..core.errors import LabelFreeError
 
 # sub-command modules, in the order `labelfree --help` lists them
-COMMANDS = ["predict", "models", "init_model", "synth", "train", "evaluate", "demo"]
+COMMANDS = [
+    "predict",
+    "models",
+    "init_model",
+    "import_model",
+    "export",
+    "synth",
+    "train",
+    "evaluate",
+    "demo",
+]
 
 
 def build_parser() -> argparse.ArgumentParser:

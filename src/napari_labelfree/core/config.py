@@ -71,12 +71,77 @@ class Architecture:
         return level(self.in_channels, self.width, self.depth) + head
 
 
+NORMALIZATION_SCOPES = ("per-image", "center-slices")
+
+
 @dataclass
 class Normalization:
-    """How an image is normalized before it enters the network (the paper z-scores each image)."""
+    """How an image is normalized before it enters the network: (x - mean) / std.
+
+    ``scope`` says which voxels give the mean and standard deviation: "per-image" is the whole
+    image (the paper; pytorch_fnet's ``normalize``); "center-slices" is the ``center_slices``
+    z-slices around the middle of the stack, counted at the model's voxel size (pytorch_fnet
+    0.2's ``norm_around_center``, which keeps out-of-focus slices at the ends of deep stacks
+    from shifting the statistics).
+    """
 
     method: str = "zscore"
     scope: str = "per-image"
+    center_slices: int = 32
+
+    def __post_init__(self) -> None:
+        if self.method != "zscore" or self.scope not in NORMALIZATION_SCOPES:
+            raise LabelFreeError(
+                f"unknown normalization {self.method!r} over {self.scope!r}; this version knows "
+                f"'zscore' over {', '.join(map(repr, NORMALIZATION_SCOPES))}: upgrade "
+                "napari-labelfree to use this model"
+            )
+        self.center_slices = int(self.center_slices)
+        if self.center_slices < 1:
+            raise LabelFreeError(
+                f"center_slices must be a positive number of z-slices, got {self.center_slices}"
+            )
+
+    @classmethod
+    def from_dict(cls, d: dict[str, Any]) -> Normalization:
+        # an unknown setting would change what the network sees: refuse rather than ignore it
+        unknown = sorted(set(d) - {f.name for f in dataclasses.fields(cls)})
+        if unknown:
+            raise LabelFreeError(
+                f"unknown normalization setting(s) {', '.join(unknown)}: upgrade "
+                "napari-labelfree to use this model"
+            )
+        return cls(**d)
+
+
+# Colour of each structure's overlay; names as in the paper and pytorch_fnet's model folders.
+STRUCTURE_COLORMAPS: dict[str, str] = {
+    "dna": "blue",
+    "nucleus": "blue",
+    "lamin-b1": "cyan",
+    "fibrillarin": "magenta",
+    "nucleoli": "magenta",
+    "tom20": "green",
+    "mitochondria": "green",
+    "sec61b": "yellow",
+    "sec61-beta": "yellow",
+    "er": "yellow",
+    "cellmask": "red",
+    "membrane": "red",
+    "membrane-caax": "red",
+    "alpha-tubulin": "green",
+    "beta-actin": "red",
+    "desmoplakin": "magenta",
+    "myosin-iib": "red",
+    "st6gal1": "yellow",
+    "zo1": "cyan",
+}
+
+
+def colormap_for(structure: str, default: str = "green") -> str:
+    """The usual overlay colour of ``structure`` ("lamin_b1", "Lamin-B1" and "lamin-b1" alike)."""
+    key = structure.strip().lower().replace("_", "-").replace(" ", "-")
+    return STRUCTURE_COLORMAPS.get(key, default)
 
 
 @dataclass
@@ -145,7 +210,11 @@ class ModelSpec:
         known = {f.name for f in dataclasses.fields(cls)}
         kwargs = {k: v for k, v in d.items() if k in known}
         try:
-            kwargs["normalization"] = _sub(Normalization, d.get("normalization", {}))
+            normalization = d.get("normalization", {})
+            if not isinstance(normalization, dict):
+                raise TypeError(f"normalization must be an object, got {normalization!r}")
+            # an unknown normalization setting would change what the network sees: refused
+            kwargs["normalization"] = Normalization.from_dict(normalization)
             kwargs["architecture"] = _sub(Architecture, d.get("architecture", {}))
             kwargs["voxel_size_um"] = tuple(d.get("voxel_size_um", PAPER_VOXEL_SIZE_UM))
             for name in ("structure", "display_name", "colormap", "target", "modality"):

@@ -24,7 +24,7 @@ from .errors import LabelFreeError
 from .events import FrameDone, FrameStarted, Notice, TileDone
 from .io import ImageSource, VoxelSize, check_3d, resolve_voxel_size
 from .optimize import optimize_for_inference
-from .preprocess import needs_resampling, resampled_shape, resize, zscore
+from .preprocess import needs_resampling, normalize, resampled_shape, resize
 from .tiling import fit_tile_shape, iter_sliding_window
 
 Event = TileDone | FrameStarted | FrameDone | Notice
@@ -124,9 +124,9 @@ def make_predictor(
 
 
 def _group_by_voxel_size(bundles: Sequence[ModelBundle]) -> list[list[int]]:
-    groups: dict[tuple[float, ...], list[int]] = {}
+    groups: dict[tuple, list[int]] = {}
     for i, b in enumerate(bundles):
-        groups.setdefault(tuple(b.spec.voxel_size_um), []).append(i)
+        groups.setdefault((b.spec.voxel_size_um, repr(b.spec.normalization)), []).append(i)
     return list(groups.values())
 
 
@@ -168,11 +168,13 @@ def iter_predict_volume(
     tiling = tiling or TilingConfig()
     dev = resolve_device(device)
     names = output_names(bundles)
-    normalized = zscore(volume)
     results: dict[str, np.ndarray] = {}
     for group in _group_by_voxel_size(bundles):
         model_voxel = bundles[group[0]].spec.voxel_size_um
         multiple = max(bundles[i].spec.architecture.multiple for i in group)
+        normalized = normalize(
+            volume, bundles[group[0]].spec.normalization, voxel_size, model_voxel
+        )
         grid = normalized
         if needs_resampling(voxel_size, model_voxel):
             grid = resize(normalized, resampled_shape(normalized.shape, voxel_size, model_voxel))

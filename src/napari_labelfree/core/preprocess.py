@@ -8,17 +8,23 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
+from .config import Normalization
 from .errors import LabelFreeError
 
 # Voxel sizes closer than this (relative) are treated as equal: resampling would only blur.
 VOXEL_SIZE_TOLERANCE = 0.02
 
 
-def zscore(volume: np.ndarray) -> np.ndarray:
-    """(x - mean) / std over the whole volume, as the paper normalizes each image; float32."""
+def zscore(volume: np.ndarray, region: np.ndarray | None = None) -> np.ndarray:
+    """(x - mean) / std, as the paper normalizes each image; float32.
+
+    The mean and standard deviation are those of ``region`` (a part of ``volume``), or of the
+    whole volume when it is None.
+    """
     v = np.asarray(volume, dtype=np.float32)
-    mean = float(v.mean(dtype=np.float64))
-    std = float(v.std(dtype=np.float64))
+    r = v if region is None else np.asarray(region, dtype=np.float32)
+    mean = float(r.mean(dtype=np.float64))
+    std = float(r.std(dtype=np.float64))
     if not np.isfinite(std):
         raise LabelFreeError(
             "the image contains NaN or infinite values; clean it before prediction"
@@ -30,6 +36,38 @@ def zscore(volume: np.ndarray) -> np.ndarray:
     out = v - np.float32(mean)
     out /= np.float32(std)
     return out
+
+
+def center_slices(n_z: int, n_slices: int) -> slice:
+    """The ``n_slices`` z-slices around the middle of a stack of ``n_z`` (all when fewer).
+
+    Starts at n_z // 2 - n_slices // 2, moved inside the stack, as pytorch_fnet's
+    ``norm_around_center`` does.
+    """
+    n = min(max(1, int(n_slices)), n_z)
+    start = min(max(0, n_z // 2 - n // 2), n_z - n)
+    return slice(start, start + n)
+
+
+def normalize(
+    volume: np.ndarray,
+    normalization: Normalization | None = None,
+    voxel_size: Sequence[float] | None = None,
+    model_voxel_size: Sequence[float] | None = None,
+) -> np.ndarray:
+    """Normalize a ZYX volume as a model expects (``ModelSpec.normalization``); float32.
+
+    "per-image" z-scores over the whole volume. "center-slices" z-scores with the statistics of
+    the middle ``center_slices`` slices counted at the model's voxel size: with both voxel sizes
+    given, the window is rescaled to the volume's Z spacing so it covers the same depth in um.
+    """
+    norm = normalization or Normalization()
+    if norm.scope == "per-image":
+        return zscore(volume)
+    n = norm.center_slices
+    if voxel_size is not None and model_voxel_size is not None:
+        n = int(round(n * float(model_voxel_size[0]) / float(voxel_size[0])))
+    return zscore(volume, volume[center_slices(volume.shape[0], n)])
 
 
 def resampled_shape(

@@ -8,10 +8,14 @@ with no activation. Depth 4 / width 32 is the paper's network (23.28 M parameter
 
 from __future__ import annotations
 
+from types import SimpleNamespace
+from typing import TYPE_CHECKING
+
 import torch
 from torch import nn
 
-from .config import Architecture
+if TYPE_CHECKING:  # this file also runs alone, outside the package: see ``unet3d``
+    from .config import Architecture
 
 
 class DoubleConv(nn.Module):
@@ -59,12 +63,28 @@ class UNet3D(nn.Module):
 
     def __init__(self, arch: Architecture | None = None) -> None:
         super().__init__()
-        self.arch = arch or Architecture()
+        if arch is None:
+            from .config import Architecture
+
+            arch = Architecture()
+        self.arch = arch
         self.body = Level(self.arch.in_channels, self.arch.width, self.arch.depth)
         self.head = nn.Conv3d(self.arch.width, self.arch.out_channels, kernel_size=3, padding=1)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         return self.head(self.body(x))
+
+
+def unet3d(depth: int = 4, width: int = 32, in_channels: int = 1, out_channels: int = 1) -> UNet3D:
+    """The network from plain numbers, fresh weights.
+
+    bioimage.io packages name this function with this file as their architecture: consumers
+    load the file alone (no package around it), so nothing here may import the package.
+    """
+    dims = SimpleNamespace(
+        name="unet3d", depth=depth, width=width, in_channels=in_channels, out_channels=out_channels
+    )
+    return UNet3D(dims)  # type: ignore[arg-type]
 
 
 def build_network(arch: Architecture) -> UNet3D:

@@ -1,0 +1,177 @@
+"""bioimage.io model packages (spec 0.5): shared facts, and importing a package as a bundle.
+
+Import reads only data: the YAML (checked by ``bioimageio.spec``, file hashes included) and the
+state dict with ``torch.load(weights_only=True)``. A torchscript file is a program (loading it
+runs its code), so a package with torchscript weights alone is refused. Export is in
+:mod:`.bioimageio_export`.
+"""
+
+from __future__ import annotations
+
+import tempfile
+import zipfile
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+from ..config import ModelSpec, Normalization, colormap_for
+from ..errors import LabelFreeError
+from .safe_load import check_state_dict, sha256, torch_load_data
+
+if TYPE_CHECKING:
+    from ..bundle import ModelBundle
+
+PAPER_DOI = "10.1038/s41592-018-0111-2"
+PAPER = (
+    "Ounkomol C, Seshamani S, Maleckar MM, Collman F, Johnson GR. Label-free prediction of "
+    "three-dimensional fluorescence images from transmitted-light microscopy. Nature Methods "
+    "15, 917-920 (2018)."
+)
+LICENSE = "BSD-3-Clause"
+CONFIG_KEY = "napari-labelfree"  # our block in the package's config: the full ModelSpec
+EPS = 1e-6  # bioimage.io's (x - mean) / (std + eps); z-scoring here has no eps (std >> 1e-6)
+ARCH_FILE = "unet.py"
+ARCH_CALLABLE = "unet3d"
+
+
+_UNITS_UM = {"micrometer": 1.0, "nanometer": 1e-3, "millimeter": 1e3}
+
+
+def bioimageio_spec():
+    try:
+        import bioimageio.spec as spec
+    except ImportError:
+        raise LabelFreeError(
+            "bioimage.io packages need the bioimageio.spec package: install "
+            "napari-labelfree[bioimageio]"
+        ) from None
+    return spec
+
+
+def read_package(path: str | Path) -> tuple[ModelSpec, dict[str, Any]]:
+    """The spec and state dict of a bioimage.io package of this package's 3D U-Net.
+
+    Checked by ``bioimageio.spec`` (file hashes included); the state dict is read with
+    ``torch.load(weights_only=True)``; nothing from the package is executed.
+    """
+    from bioimageio.spec.model import v0_5 as bm
+
+    path = Path(path).expanduser()
+    if not path.is_file() or not zipfile.is_zipfile(path):
+        raise LabelFreeError(f"{path} is not a zip file; give a bioimage.io model package (.zip)")
+    spec_lib = bioimageio_spec()
+    descr = spec_lib.load_description(path, perform_io_checks=True, format_version="latest")
+    if not isinstance(descr, bm.ModelDescr):
+        errors = "; ".join(f"{e.loc}: {e.msg}" for e in descr.validation_summary.errors[:3])
+        raise LabelFreeError(
+            f"{path} is not a valid bioimage.io model package (spec 0.5){': ' + errors if errors else ''}"
+        )
+    weights = descr.weights.pytorch_state_dict
+    if weights is None:
+        if descr.weights.torchscript is not None:
+            raise LabelFreeError(
+                f"{path} has TorchScript weights only: loading TorchScript runs the program "
+                "stored in the file, and napari-labelfree loads model files as data only. Ask for "
+                "the package with pytorch_state_dict weights"
+            )
+        raise LabelFreeError(f"{path} has no PyTorch weights; only PyTorch models can be imported")
+    arch = _package_architecture(weights, path)
+    if len(descr.inputs) != 1 or len(descr.outputs) != 1:
+        raise LabelFreeError(f"{path}: the model must have one input and one output")
+    voxel = _voxel_size(descr.inputs[0], path)
+    _check_preprocessing(descr.inputs[0], path)
+    with zipfile.ZipFile(path) as z, tempfile.TemporaryDirectory() as tmp:
+        name = str(weights.source.path)
+        z.extract(name, tmp)
+        state = check_state_dict(torch_load_data(Path(tmp) / name), arch, path)
+    ours = (descr.config.model_extra or {}).get(CONFIG_KEY) or {}
+    saved = ModelSpec.from_dict(ours["spec"]) if isinstance(ours.get("spec"), dict) else None
+    structure = saved.structure if saved else str(descr.outputs[0].id)
+    spec = ModelSpec(
+        structure=structure,
+        display_name=saved.display_name if saved else descr.name,
+        colormap=saved.colormap if saved else colormap_for(structure),
+        target=saved.target if saved else "",
+        modality=saved.modality if saved else "bright-field",
+        voxel_size_um=voxel,
+        normalization=Normalization(scope="per-image"),
+        architecture=arch,
+        provenance={
+            **(saved.provenance if saved else {}),
+            "imported_from": f"bioimage.io package {descr.name!r}",
+            "package": str(path.resolve()),
+            "package_sha256": sha256(path),
+        },
+        metrics=saved.metrics if saved else {},
+    )
+    return spec, state
+
+
+def _package_architecture(weights, path: Path):
+    from bioimageio.spec.model import v0_5 as bm
+
+    from ..config import Architecture
+
+    a = weights.architecture
+    keys = {"depth", "width", "in_channels", "out_channels"}
+    if (
+        not isinstance(a, bm.ArchitectureFromFileDescr)
+        or str(a.callable) != ARCH_CALLABLE
+        or not set(a.kwargs) <= keys
+    ):
+        raise LabelFreeError(
+            f"{path}: its network ({a.callable}) is not napari-labelfree's 3D U-Net; only "
+            "packages exported by napari-labelfree (or with the same network) can be imported"
+        )
+    try:
+        return Architecture(**{k: int(v) for k, v in a.kwargs.items()})
+    except (TypeError, ValueError):
+        raise LabelFreeError(f"{path}: unreadable network settings {a.kwargs}") from None
+
+
+def _voxel_size(tensor, path: Path) -> tuple[float, float, float]:
+    axes = {str(ax.id): ax for ax in tensor.axes}
+    if [str(ax.id) for ax in tensor.axes if str(ax.id) in ("z", "y", "x")] != ["z", "y", "x"]:
+        raise LabelFreeError(f"{path}: the input must be a 3D z, y, x image")
+    sizes = []
+    for name in ("z", "y", "x"):
+        unit = getattr(axes[name], "unit", None)
+        if str(unit) not in _UNITS_UM:
+            raise LabelFreeError(
+                f"{path}: axis {name} has no length unit ({unit}); the voxel size is unknown"
+            )
+        sizes.append(float(axes[name].scale) * _UNITS_UM[str(unit)])
+    return tuple(sizes)  # type: ignore[return-value]
+
+
+def _check_preprocessing(tensor, path: Path) -> None:
+    """Only z-scoring over the whole image (what prediction here does) is accepted."""
+    steps = [p for p in tensor.preprocessing if p.id != "ensure_dtype"]
+    ok = len(steps) == 1 and steps[0].id == "zero_mean_unit_variance"
+    if ok:
+        axes = steps[0].kwargs.axes
+        ok = axes is None or {"z", "y", "x"} <= {str(a) for a in axes}
+    if not ok:
+        raise LabelFreeError(
+            f"{path}: its preprocessing ({', '.join(p.id for p in steps) or 'none'}) is not a "
+            "z-score over the whole image, which is the only normalization that can be imported"
+        )
+
+
+def import_package(
+    path: str | Path,
+    out_dir: str | Path,
+    structure: str | None = None,
+    colormap: str | None = None,
+    overwrite: bool = False,
+) -> ModelBundle:
+    """Write a bioimage.io package of this package's 3D U-Net as a bundle in ``out_dir``."""
+    from ..bundle import open_bundle, save_bundle
+
+    spec, state = read_package(path)
+    if structure:
+        spec.structure = spec.display_name = structure
+        spec.colormap = colormap_for(structure, spec.colormap)
+    if colormap:
+        spec.colormap = colormap
+    save_bundle(out_dir, spec, state, overwrite=overwrite)
+    return open_bundle(out_dir)

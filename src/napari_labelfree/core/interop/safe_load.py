@@ -1,0 +1,74 @@
+"""Reading torch pickles without running code in them, and hashing the files imported."""
+
+from __future__ import annotations
+
+import hashlib
+import pickle
+import re
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+from ..errors import LabelFreeError
+
+if TYPE_CHECKING:
+    from ..config import Architecture
+
+
+def torch_load_data(path: Path) -> Any:
+    """``torch.load(path, weights_only=True)``: tensors, dicts, lists, strings and numbers only.
+
+    A file whose pickle names any other class or function would run that code when loaded
+    (a model file can carry a program); it is refused with the reason, never executed.
+    """
+    import torch
+
+    try:
+        return torch.load(path, map_location="cpu", weights_only=True)
+    except pickle.UnpicklingError as e:
+        found = re.search(r"Unsupported (?:global|operand)[^\n.]*", str(e))
+        detail = f" ({found.group(0).strip()})" if found else ""
+        raise LabelFreeError(
+            f"{path} cannot be read without running code stored in it{detail}: model files are "
+            "read as data only (tensors, numbers, text), so it was not loaded. Save the "
+            "network's state_dict (a dict of tensors) from the software that made it and import that"
+        ) from None
+    except (RuntimeError, EOFError, OSError, ValueError) as e:
+        raise LabelFreeError(
+            f"{path} is not a readable torch file ({str(e).splitlines()[0] if str(e) else e!r}); "
+            "it may be truncated or of another kind"
+        ) from None
+
+
+def sha256(path: Path) -> str:
+    """Hex SHA-256 of a file (recorded so an imported model can be traced to its source)."""
+    h = hashlib.sha256()
+    with open(path, "rb") as f:
+        for chunk in iter(lambda: f.read(1 << 20), b""):
+            h.update(chunk)
+    return h.hexdigest()
+
+
+def check_state_dict(state: Any, arch: Architecture, source: Path) -> dict[str, Any]:
+    """``state`` if it is exactly UNet3D(arch)'s state dict (names and shapes), else refused."""
+    import torch
+
+    from ..unet import build_network
+
+    if not isinstance(state, dict) or not all(isinstance(v, torch.Tensor) for v in state.values()):
+        raise LabelFreeError(f"{source}: the weights are not a state dict (names -> tensors)")
+    with torch.device("meta"):
+        expected = build_network(arch).state_dict()
+    unknown = sorted(set(state) - set(expected))
+    missing = sorted(set(expected) - set(state))
+    wrong = sorted(k for k in set(state) & set(expected) if state[k].shape != expected[k].shape)
+    if unknown or missing or wrong:
+        detail = "; ".join(
+            f"{what} {names[:3]}"
+            for what, names in (("unknown", unknown), ("missing", missing), ("wrong shape", wrong))
+            if names
+        )
+        raise LabelFreeError(
+            f"{source}: the weights are not those of napari-labelfree's 3D U-Net (depth "
+            f"{arch.depth}, width {arch.width}): {detail}; this network cannot be imported"
+        )
+    return state
