@@ -164,7 +164,7 @@ def test_user_errors(make_tiny_model, rng):
 
 
 def test_out_of_memory_retries_with_smaller_tiles(make_tiny_model, rng, monkeypatch):
-    import napari_labelfree.core.predict as predict_mod
+    import napari_labelfree.core.predict_volume as predict_mod
 
     b = make_tiny_model(depth=2, width=4)
     vol = rng.normal(size=(16, 64, 64)).astype(np.float32)

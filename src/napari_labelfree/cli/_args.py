@@ -24,6 +24,30 @@ def triple(kind: type):
 voxel_size = triple(float)
 shape = triple(int)
 
+# core errors and notices name the setting to change (LabelFreeError.fields, Notice.field) in
+# words every front end shares; a command lists the ones it has a flag for, and the flag is added
+FLAGS = {
+    "voxel_size": "--voxel-size Z,Y,X",
+    "channel": "--channel",
+    "force": "--force",
+    "device": "--device",
+    "tile_shape": "--tile Z,Y,X",
+    "models": "-m MODEL",
+}
+
+
+def flag_hints(*fields: str) -> dict[str, str]:
+    """The flags of ``fields`` (for ``parser.set_defaults(flag_hints=...)``)."""
+    return {f: FLAGS[f] for f in fields}
+
+
+def with_hint(text: str, fields: tuple[str, ...] | str | None, hints: dict[str, str]) -> str:
+    """``text`` with the command's flags for ``fields`` appended, e.g. "... (--voxel-size Z,Y,X)"."""
+    if isinstance(fields, str):
+        fields = (fields,)
+    flags = [hints[f] for f in fields or () if f in hints]
+    return f"{text} ({', '.join(flags)})" if flags else text
+
 
 def add_device(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(
