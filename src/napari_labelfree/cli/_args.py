@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import math
 
 
 def triple(kind: type):
@@ -14,7 +15,7 @@ def triple(kind: type):
             values = tuple(kind(p) for p in parts)
         except ValueError:
             values = ()
-        if len(values) != 3 or min(values) <= 0:
+        if len(values) != 3 or not all(math.isfinite(v) and v > 0 for v in values):
             raise argparse.ArgumentTypeError(f"expected three positive numbers Z,Y,X, got {text!r}")
         return values
 
@@ -32,6 +33,7 @@ FLAGS = {
     "force": "--force",
     "device": "--device",
     "tile_shape": "--tile Z,Y,X",
+    "precision": "--precision",
     "models": "-m MODEL",
 }
 

@@ -83,7 +83,7 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.set_defaults(
         func=run,
         flag_hints=_args.flag_hints(
-            "voxel_size", "channel", "force", "device", "tile_shape", "models"
+            "voxel_size", "channel", "force", "device", "tile_shape", "models", "precision"
         ),
     )
 

@@ -23,7 +23,7 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 
 from .bundle import ModelBundle, resolve_model
-from .config import TilingConfig
+from .config import Normalization, TilingConfig
 from .errors import LabelFreeError
 from .events import FrameDone, FrameStarted, Notice, TileDone
 from .io import ImageSource, VoxelSize, check_3d, from_array, resolve_voxel_size
@@ -82,6 +82,7 @@ class ModelGroup:
     multiple: int  # tile sides are multiples of this (the deepest network's stride)
     grid_shape: tuple[int, int, int]  # one frame resampled to the models' voxel size
     resample: bool  # whether the frame needs resampling at all
+    normalization: Normalization = field(default_factory=Normalization)  # the models'
 
 
 @dataclass
@@ -209,17 +210,13 @@ def _check_resampling(
     """Refuse a resampling that is almost surely a wrong voxel size, or cannot fit in memory."""
     factors = [v / m for v, m in zip(vox, group_vox, strict=True)]
     growth = math.prod(factors)
-    wild = [
-        f"{a} {f:.3g}x"
-        for a, f in zip("ZYX", factors, strict=True)
-        if f > MAX_AXIS_FACTOR or f < 1 / MAX_AXIS_FACTOR
-    ]
+    wild = any(f > MAX_AXIS_FACTOR or f < 1 / MAX_AXIS_FACTOR for f in factors)
     why = ""
     if wild or growth > MAX_VOXEL_GROWTH:
+        by = ", ".join(f"{a} {f:.3g}x" for a, f in zip("ZYX", factors, strict=True))
         why = (
             f"the image's voxel size {tuple(vox)} um against the model {bundle.name}'s "
-            f"{tuple(group_vox)} um means resampling by {', '.join(wild) or 'a factor'} "
-            f"({growth:.3g}x the voxels)"
+            f"{tuple(group_vox)} um means resampling by {by} ({growth:.3g}x the voxels)"
         )
     else:
         need = int(np.prod(grid, dtype=np.int64)) * 4 * (2 + n_out)  # grid input, outputs, blend
@@ -275,7 +272,7 @@ def plan_prediction(
         Go ahead with a resampling that looks like a wrong voxel size (more than 64x the voxels,
         or more than 20x on one axis) or needs more memory than the machine has.
     """
-    from .device import compute_dtype, resolve_device
+    from .device import resolve_device, resolve_precision
     from .preprocess import needs_resampling, resampled_shape
     from .tiling import fit_tile_shape
 
@@ -290,20 +287,23 @@ def plan_prediction(
     tiling = tiling or TilingConfig()
     vox, assumed, notices = _checked_voxel_size(source, voxel_size, bundles[0].spec.voxel_size_um)
     dev = resolve_device(device)
-    dtype = compute_dtype(dev, tiling.precision)
+    dtype, changed = resolve_precision(dev, tiling.precision)
+    if changed:
+        notices += (Notice(changed, field="precision"),)
 
-    by_voxel: dict[tuple[float, ...], list[int]] = {}
+    # models that see the same input (voxel size and normalization) share each tile
+    shared: dict[tuple, list[int]] = {}
     for i, b in enumerate(bundles):
-        by_voxel.setdefault(tuple(b.spec.voxel_size_um), []).append(i)
+        key = (tuple(b.spec.voxel_size_um), repr(b.spec.normalization))
+        shared.setdefault(key, []).append(i)
     groups = []
-    for key, indices in by_voxel.items():
+    for (group_vox, _), indices in shared.items():
         first = bundles[indices[0]]
-        if not all(math.isfinite(v) and v > 0 for v in key):
+        if not all(math.isfinite(v) and v > 0 for v in group_vox):
             raise LabelFreeError(
-                f"the model {first.path} has voxel size {key} in its config.json; "
+                f"the model {first.path} has voxel size {group_vox} in its config.json; "
                 "fix it to three positive numbers Z, Y, X in um"
             )
-        group_vox: VoxelSize = key  # type: ignore[assignment]
         resample = needs_resampling(vox, group_vox)
         grid = resampled_shape(source.shape_zyx, vox, group_vox) if resample else source.shape_zyx
         if not force:
@@ -315,6 +315,7 @@ def plan_prediction(
                 multiple=max(bundles[i].spec.architecture.multiple for i in indices),
                 grid_shape=tuple(grid),  # type: ignore[arg-type]
                 resample=resample,
+                normalization=first.spec.normalization,
             )
         )
     return PredictionPlan(
