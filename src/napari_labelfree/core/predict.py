@@ -15,7 +15,7 @@ from __future__ import annotations
 
 import math
 import os
-from collections.abc import Generator, Iterable, Sequence, Sized
+from collections.abc import Generator, Iterable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -162,7 +162,7 @@ class PredictionPlan:
             for t in frames:
                 if not 0 <= t < n_all:
                     raise LabelFreeError(f"time point {t} does not exist (the image has {n_all})")
-        n = len(frames) if isinstance(frames, Sized) else n_all
+        n = len(frames)
         yield from self.notices
         done: list[int] = []
         for t in frames:
