@@ -129,3 +129,24 @@ def test_saved_bundles_are_readable_by_others(tmp_path):
         os.umask(old)
     assert b.path.stat().st_mode & 0o777 == 0o755
     assert (b.path / WEIGHTS_NAME).stat().st_mode & 0o777 == 0o644
+
+
+def test_one_network_cache_per_weights_file_device_and_dtype(make_tiny_model):
+    import os
+
+    from napari_labelfree.core.weights import inference_network
+
+    b = make_tiny_model()
+    fp32 = inference_network(b, "cpu", torch.float32)
+    bf16 = inference_network(b, "cpu", torch.bfloat16)
+    assert bf16 is not fp32
+    assert inference_network(b, "cpu", torch.float32) is fp32
+    assert inference_network(b, torch.device("cpu"), torch.bfloat16) is bf16
+    # retrained in place: a new weights file is read again and its networks rebuilt
+    net = load_network(b)
+    state = {k: v + 1 if v.is_floating_point() else v for k, v in net.state_dict().items()}
+    save_file({k: v.contiguous() for k, v in state.items()}, str(b.path / WEIGHTS_NAME))
+    st = (b.path / WEIGHTS_NAME).stat()
+    os.utime(b.path / WEIGHTS_NAME, ns=(st.st_atime_ns, st.st_mtime_ns + 10_000_000))
+    fresh = inference_network(b, "cpu", torch.float32)
+    assert fresh is not fp32 and load_network(b) is not net

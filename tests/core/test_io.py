@@ -182,4 +182,4 @@ def test_a_missing_z_size_keeps_the_known_xy_sizes(tmp_path, rng):
     src = open_image(tmp_path / "xy.ome.tif")
     vox, warning = resolve_voxel_size(src, None, (0.29, 0.29, 0.29))
     assert vox == pytest.approx((0.29, 0.1, 0.1))
-    assert "no physical size for Z" in warning and "--voxel-size" in warning
+    assert "no physical size for Z" in warning and "Give the voxel size" in warning

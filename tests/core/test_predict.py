@@ -2,11 +2,17 @@ import numpy as np
 import pytest
 import torch
 
+from napari_labelfree.core.bundle import open_bundle
 from napari_labelfree.core.config import TilingConfig
 from napari_labelfree.core.errors import LabelFreeError
 from napari_labelfree.core.events import FrameDone, FrameStarted, Notice, TileDone, drain
 from napari_labelfree.core.io import from_array
-from napari_labelfree.core.predict import iter_predict, iter_predict_volume, network_on_device
+from napari_labelfree.core.predict import (
+    iter_predict,
+    iter_predict_volume,
+    network_on_device,
+    plan_prediction,
+)
 from napari_labelfree.core.preprocess import zscore
 from napari_labelfree.core.unet import randomize_batchnorm
 
@@ -164,7 +170,7 @@ def test_user_errors(make_tiny_model, rng):
 
 
 def test_out_of_memory_retries_with_smaller_tiles(make_tiny_model, rng, monkeypatch):
-    import napari_labelfree.core.predict as predict_mod
+    import napari_labelfree.core.predict_volume as predict_mod
 
     b = make_tiny_model(depth=2, width=4)
     vol = rng.normal(size=(16, 64, 64)).astype(np.float32)
@@ -221,3 +227,129 @@ def test_models_sharing_structure_and_folder_name_keep_apart(tmp_path, rng):
     alone = drain(iter_predict_volume(vol, [a], VOX, tiling, "cpu"))["dna"]
     np.testing.assert_allclose(out[names[0]], alone, rtol=1e-5, atol=1e-5)  # a's output is a's
     assert not np.allclose(out[names[0]], out[names[1]])
+
+
+def test_plan_resolves_everything_once(make_tiny_model, rng):
+    a = make_tiny_model("dna", seed=1)
+    b = make_tiny_model("tom20", voxel_size=(0.29, 0.145, 0.145), seed=2)
+    data = rng.normal(size=(2, 2, 8, 32, 32)).astype(np.float32)
+    src = from_array(data, "TCZYX", ["gfp", "Bright"], (0.29, 0.29, 0.29))
+    tiling = TilingConfig(tile_shape=(16, 32, 32), precision="fp32")
+    plan = plan_prediction(src, [a, str(b.path)], "bright", tiling=tiling, device="cpu")
+    assert plan.names == ("dna", "tom20") and plan.channel == 1
+    assert plan.bundles[1].path == b.path  # a folder is resolved into its bundle
+    assert plan.voxel_size == (0.29, 0.29, 0.29) and plan.voxel_size_assumed == (False,) * 3
+    assert plan.output_physical_sizes == (0.29, 0.29, 0.29)
+    assert plan.device == torch.device("cpu") and plan.dtype == torch.float32
+    # two voxel sizes: two groups, the second on a grid twice as fine in Y and X
+    assert [g.indices for g in plan.groups] == [(0,), (1,)]
+    assert [g.grid_shape for g in plan.groups] == [(8, 32, 32), (8, 64, 64)]
+    assert not plan.groups[0].resample and plan.groups[1].resample
+    assert all(t % g.multiple == 0 for g in plan.groups for t in plan.tile_shapes[0])
+
+
+def test_plan_predicts_any_iterable_of_frames(make_tiny_model, rng):
+    b = make_tiny_model()
+    data = rng.normal(size=(4, 8, 32, 32)).astype(np.float32)
+    src = from_array(data, "TZYX", physical_sizes=VOX)
+    plan = plan_prediction(src, b, tiling=TilingConfig((8, 32, 32), precision="fp32"), device="cpu")
+    events = list(plan.iter_frames([3, 1]))
+    assert [e.frame for e in events if isinstance(e, FrameStarted)] == [3, 1]
+    done = [e for e in events if isinstance(e, FrameDone)]
+    assert [e.n_frames for e in done] == [2, 2]
+    again = drain(plan.predict_volume(data[1], frame=1))["dna"]
+    np.testing.assert_array_equal(done[1].arrays["dna"], again)
+    with pytest.raises(LabelFreeError, match="time point 4 does not exist"):
+        next(plan.iter_frames([0, 4]))  # checked before any work
+
+
+def test_networks_are_fetched_once_per_plan_not_per_frame(make_tiny_model, rng, monkeypatch):
+    import napari_labelfree.core.predict_volume as engine
+
+    calls = []
+    real = engine.inference_network
+    monkeypatch.setattr(engine, "inference_network", lambda *a: calls.append(a) or real(*a))
+    b = make_tiny_model()
+    src = from_array(rng.normal(size=(3, 8, 16, 16)).astype(np.float32), "TZYX", None, VOX)
+    drain(iter_predict(src, [b], tiling=TilingConfig((8, 16, 16)), device="cpu"))
+    assert len(calls) == 1
+
+
+def test_missing_voxel_size_is_assumed_and_marked(make_tiny_model, rng):
+    b = make_tiny_model()
+    src = from_array(rng.normal(size=(4, 16, 16)).astype(np.float32), "ZYX", None, (None, 0.2, 0.2))
+    plan = plan_prediction(src, [b], device="cpu")
+    assert plan.voxel_size == (0.29, 0.2, 0.2)
+    assert plan.voxel_size_assumed == (True, False, False)
+    assert plan.output_physical_sizes == (None, 0.2, 0.2)  # not recorded as if measured
+    (notice,) = plan.notices
+    assert notice.field == "voxel_size" and "assuming" in notice.text and "--" not in notice.text
+
+
+@pytest.mark.parametrize(
+    ("voxel_size", "message"),
+    [
+        ((float("nan"), 0.29, 0.29), "three positive numbers"),
+        ((0.29, float("inf"), 0.29), "three positive numbers"),
+        ((0.29, 0.29, 0.0), "three positive numbers"),
+        ((100.0, 100.0, 100.0), "Z 345x, Y 345x, X 345x"),  # um taken for nm, say
+        ((1e-9, 0.29, 0.29), "Z 3.45e-09x, Y 1x, X 1x"),
+        ((0.29, 6.0, 0.29), "Y 20.7x"),  # one axis alone
+        ((1.2, 1.2, 1.2), "70.9x the voxels"),  # 4.1x per axis
+    ],
+)
+def test_absurd_voxel_sizes_are_refused(make_tiny_model, rng, voxel_size, message):
+    b = make_tiny_model()
+    src = from_array(rng.normal(size=(4, 16, 16)).astype(np.float32), "ZYX")
+    with pytest.raises(LabelFreeError, match=message) as err:
+        plan_prediction(src, [b], voxel_size=voxel_size, device="cpu")
+    assert "voxel_size" in err.value.fields and "--" not in str(err.value)
+
+
+def test_sane_resampling_is_accepted(make_tiny_model, rng):
+    b = make_tiny_model()
+    src = from_array(rng.normal(size=(4, 16, 16)).astype(np.float32), "ZYX")
+    for vox in [(1.16, 1.16, 1.16), (0.29, 0.065, 0.065), (0.29, 5.8, 0.29)]:  # 64x, 1/20
+        plan = plan_prediction(src, [b], voxel_size=vox, device="cpu")
+        assert plan.voxel_size == vox
+
+
+def test_force_goes_ahead_with_a_large_resampling(make_tiny_model, rng):
+    b = make_tiny_model()
+    src = from_array(rng.normal(size=(4, 8, 8)).astype(np.float32), "ZYX", None, (1.45,) * 3)
+    with pytest.raises(LabelFreeError, match="confirm") as err:
+        plan_prediction(src, [b], device="cpu")
+    assert set(err.value.fields) == {"voxel_size", "force"}
+    plan = plan_prediction(src, [b], device="cpu", force=True)
+    assert plan.groups[0].grid_shape == (20, 40, 40)  # 5x per axis
+
+
+def test_resampling_beyond_the_machines_memory_is_refused(make_tiny_model, rng, monkeypatch):
+    import napari_labelfree.core.predict as predict_mod
+
+    monkeypatch.setattr(predict_mod, "_physical_memory", lambda: 2**16)  # a 64 KiB machine
+    b = make_tiny_model()
+    src = from_array(rng.normal(size=(16, 64, 64)).astype(np.float32), "ZYX", None, VOX)
+    with pytest.raises(LabelFreeError, match="more than this machine's"):
+        plan_prediction(src, [b], device="cpu")
+
+
+def test_complex_input_is_refused(make_tiny_model):
+    src = from_array(np.ones((4, 16, 16), np.complex64), "ZYX", None, VOX)
+    with pytest.raises(LabelFreeError, match="complex"):
+        plan_prediction(src, [make_tiny_model()], device="cpu")
+
+
+def test_nan_in_a_prediction_is_an_error(make_tiny_model, rng):
+    from napari_labelfree.core.bundle import save_bundle
+    from napari_labelfree.core.weights import load_network
+
+    b = make_tiny_model()
+    state = {k: v.clone() for k, v in load_network(b).state_dict().items()}
+    state["head.bias"].fill_(float("nan"))
+    broken = save_bundle(b.path.with_name("broken"), b.spec, state)
+    vol = rng.normal(size=(8, 16, 16)).astype(np.float32)
+    with pytest.raises(LabelFreeError, match="NaN or infinite"):
+        drain(
+            iter_predict_volume(vol, [open_bundle(broken)], VOX, TilingConfig((8, 16, 16)), "cpu")
+        )

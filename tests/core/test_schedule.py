@@ -11,6 +11,7 @@ from napari_labelfree.core.config import TilingConfig
 from napari_labelfree.core.errors import LabelFreeError
 from napari_labelfree.core.events import FrameDone, FrameStarted, TileDone
 from napari_labelfree.core.io import from_array
+from napari_labelfree.core.predict import plan_prediction
 from napari_labelfree.core.schedule import FrameScheduler, iter_predict_scheduled, outward_order
 
 
@@ -38,6 +39,17 @@ def test_scheduler_hands_out_outward_order():
     assert got == outward_order(2, 6)
     assert s.done == got
     assert s.pending == []
+
+
+def test_scheduler_is_an_iterable_of_frames():
+    s = FrameScheduler(5, current=2, frames=[0, 1, 2, 4])
+    assert len(s) == 4
+    it = iter(s)
+    assert next(it) == 2 and s.done == []  # handed out, not yet done
+    s.set_current(4)  # the slider moves while frame 2 is predicted
+    assert next(it) == 4 and s.done == [2]  # asking for the next frame marks the last done
+    assert list(it) == [1, 0]
+    assert s.done == [2, 4, 1, 0] and s.pending == []
 
 
 def test_moving_the_slider_reprioritizes_pending_frames():
@@ -78,14 +90,17 @@ def test_scheduler_is_thread_safe():
     assert sorted(taken) == list(range(200))
 
 
-def test_iter_predict_scheduled_streams_frames(make_tiny_model, rng):
+@pytest.mark.parametrize("through", ["plan", "iter_predict_scheduled"])
+def test_a_plan_predicts_the_scheduled_frames(make_tiny_model, rng, through):
     bundles = [make_tiny_model("dna"), make_tiny_model("lamin", colormap="red", seed=1)]
     data = rng.normal(size=(3, 4, 16, 16)).astype(np.float32)  # TZYX
     source = from_array(data, "TZYX", physical_sizes=(0.29, 0.29, 0.29))
     sched = FrameScheduler(3, current=1)
-    gen = iter_predict_scheduled(
-        source, bundles, sched, tiling=TilingConfig((4, 16, 16)), device="cpu"
-    )
+    tiling = TilingConfig((4, 16, 16))
+    if through == "plan":
+        gen = plan_prediction(source, bundles, tiling=tiling, device="cpu").iter_frames(sched)
+    else:
+        gen = iter_predict_scheduled(source, bundles, sched, tiling=tiling, device="cpu")
     started, done = [], []
     tiles = 0
     while True:
@@ -107,6 +122,13 @@ def test_iter_predict_scheduled_streams_frames(make_tiny_model, rng):
     assert started == [1, 0, 2]
     assert done == result == [1, 0, 2]
     assert tiles >= 3
+
+
+def test_a_scheduler_for_another_image_is_refused(make_tiny_model, rng):
+    source = from_array(rng.normal(size=(2, 4, 16, 16)).astype(np.float32), "TZYX")
+    plan = plan_prediction(source, [make_tiny_model()], device="cpu")
+    with pytest.raises(LabelFreeError, match="the scheduler has 5 frames, the image 2"):
+        next(plan.iter_frames(FrameScheduler(5)))
 
 
 def test_iter_predict_scheduled_refuses_2d(make_tiny_model):

@@ -1,8 +1,8 @@
 """The "Label-free prediction" dock widget: choose an image and models, predict coloured overlays.
 
-Thin on purpose: the core does the compute (:func:`~napari_labelfree.core.schedule.
-iter_predict_scheduled` in a napari worker thread); this module turns its events into progress
-bars, notifications and layer updates.
+Thin on purpose: the core checks and plans the job (:func:`~napari_labelfree.core.predict.
+plan_prediction`) and computes it (``plan.iter_frames(scheduler)`` in a napari worker thread); this
+module turns its events into progress bars, notifications and layer updates.
 """
 
 from __future__ import annotations
@@ -35,14 +35,13 @@ from qtpy.QtWidgets import (
     QWidget,
 )
 
-from ..core.bundle import ModelBundle, open_bundle
+from ..core.bundle import ModelBundle
 from ..core.config import TilingConfig
 from ..core.device import available_devices
 from ..core.errors import LabelFreeError
 from ..core.events import FrameDone, FrameStarted, Notice, TileDone
-from ..core.io import check_3d
-from ..core.predict import output_names
-from ..core.schedule import FrameScheduler, iter_predict_scheduled
+from ..core.predict import PredictionPlan, plan_prediction
+from ..core.schedule import FrameScheduler
 from ._layers import (
     META_KEY,
     current_frame,
@@ -93,13 +92,9 @@ class PredictRun:
     cancelled: bool = False
 
 
-def _predict_job(source, bundles, scheduler, channel, voxel_size, tiling, device):
+def _predict_job(plan: PredictionPlan, scheduler: FrameScheduler):
     """Worker body (a generator function, so napari runs it as a GeneratorWorker)."""
-    return (
-        yield from guarded(
-            iter_predict_scheduled(source, bundles, scheduler, channel, voxel_size, tiling, device)
-        )
-    )
+    return (yield from guarded(plan.iter_frames(scheduler)))
 
 
 def parse_voxel_size(text: str) -> tuple[float, float, float] | None:
@@ -399,13 +394,11 @@ class PredictWidget(QWidget):
         layer = self.viewer.layers[s.layer_name]
         info = layer_info(layer)
         source = layer_source(layer, info)
-        check_3d(source)  # a single plane: say so now, not from the worker
         channel = s.channel if info.has_channels else None
-        if channel is not None:
-            source.channel_index(channel)
-        bundles = [open_bundle(p) for p in s.model_paths]
         tiling = TilingConfig(tile_shape=s.tile_shape, overlap=s.overlap)
-        names = output_names(bundles)
+        # every check runs here, before any layer changes; the weights load in the worker
+        plan = plan_prediction(source, s.model_paths, channel, s.voxel_size, tiling, s.device)
+        bundles, names = plan.bundles, plan.names
 
         for old in find_prediction_layers(self.viewer, layer.name, [str(b.path) for b in bundles]):
             self.viewer.layers.remove(old)
@@ -418,9 +411,7 @@ class PredictWidget(QWidget):
             )
         self.viewer.layers.selection.active = layer  # keep the source the active layer
 
-        scheduler = FrameScheduler(
-            source.n_timepoints, current=current_frame(self.viewer, layer, info)
-        )
+        scheduler = FrameScheduler(plan.n_frames, current=current_frame(self.viewer, layer, info))
         run = PredictRun(layer.name, scheduler, outputs, info.has_time)
         if info.has_time:
             # Two bars, frames above tiles. Not ``nest_under``: in napari 0.9.2 (PyQt6) deleting a
@@ -429,17 +420,7 @@ class PredictWidget(QWidget):
             run.tile_bar = progress(total=0, desc="tiles")
         else:
             run.tile_bar = progress(total=0, desc="Predicting tiles")
-        worker = create_worker(
-            _predict_job,
-            source,
-            bundles,
-            scheduler,
-            channel,
-            s.voxel_size,
-            tiling,
-            s.device,
-            _ignore_errors=True,
-        )
+        worker = create_worker(_predict_job, plan, scheduler, _ignore_errors=True)
         run.worker = worker
         worker.yielded.connect(self._on_event)
         worker.errored.connect(self._on_error)

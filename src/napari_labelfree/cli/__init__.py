@@ -1,7 +1,8 @@
 """The `labelfree` command: batch work on the same core functions the napari widgets use.
 
-Each sub-command lives in its own module with ``register(subparsers)``; the module is imported
-only when the command line is parsed, so ``labelfree --help`` stays quick.
+Each sub-command lives in its own module with ``register(subparsers)``. Building the parser imports
+every one of them, so they import torch-backed core modules inside their ``run`` functions only:
+``labelfree --help`` and ``labelfree models`` never load torch.
 """
 
 from __future__ import annotations
@@ -14,6 +15,7 @@ import warnings
 from collections.abc import Sequence
 
 from ..core.errors import LabelFreeError
+from ._args import with_hint
 
 # sub-command modules, in the order `labelfree --help` lists them
 COMMANDS = [
@@ -60,7 +62,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     try:
         return int(args.func(args) or 0)
     except LabelFreeError as e:
-        print(f"labelfree {args.command}: error: {e}", file=sys.stderr)
+        message = with_hint(str(e), e.fields, getattr(args, "flag_hints", {}))
+        print(f"labelfree {args.command}: error: {message}", file=sys.stderr)
         return 2
     except KeyboardInterrupt as e:
         # a command that keeps something on Ctrl-C (train saves its weights) says so in the message

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import math
 
 
 def triple(kind: type):
@@ -14,7 +15,7 @@ def triple(kind: type):
             values = tuple(kind(p) for p in parts)
         except ValueError:
             values = ()
-        if len(values) != 3 or min(values) <= 0:
+        if len(values) != 3 or not all(math.isfinite(v) and v > 0 for v in values):
             raise argparse.ArgumentTypeError(f"expected three positive numbers Z,Y,X, got {text!r}")
         return values
 
@@ -23,6 +24,31 @@ def triple(kind: type):
 
 voxel_size = triple(float)
 shape = triple(int)
+
+# core errors and notices name the setting to change (LabelFreeError.fields, Notice.field) in
+# words every front end shares; a command lists the ones it has a flag for, and the flag is added
+FLAGS = {
+    "voxel_size": "--voxel-size Z,Y,X",
+    "channel": "--channel",
+    "force": "--force",
+    "device": "--device",
+    "tile_shape": "--tile Z,Y,X",
+    "precision": "--precision",
+    "models": "-m MODEL",
+}
+
+
+def flag_hints(*fields: str) -> dict[str, str]:
+    """The flags of ``fields`` (for ``parser.set_defaults(flag_hints=...)``)."""
+    return {f: FLAGS[f] for f in fields}
+
+
+def with_hint(text: str, fields: tuple[str, ...] | str | None, hints: dict[str, str]) -> str:
+    """``text`` with the command's flags for ``fields`` appended, e.g. "... (--voxel-size Z,Y,X)"."""
+    if isinstance(fields, str):
+        fields = (fields,)
+    flags = [hints[f] for f in fields or () if f in hints]
+    return f"{text} ({', '.join(flags)})" if flags else text
 
 
 def add_device(parser: argparse.ArgumentParser) -> None:

@@ -9,10 +9,16 @@ from typing import Any
 from tqdm import tqdm
 
 from ..core.events import FrameDone, FrameStarted, Notice, TileDone
+from ._args import with_hint
 
 
-def drive_prediction(gen: Generator, label: str, on_frame=None) -> Any:
-    """Drain a prediction generator into a tqdm bar over tiles; hand FrameDone to ``on_frame``."""
+def drive_prediction(
+    gen: Generator, label: str, on_frame=None, hints: dict[str, str] | None = None
+) -> Any:
+    """Drain a prediction generator into a tqdm bar over tiles; hand FrameDone to ``on_frame``.
+
+    ``hints`` maps a notice's field to the command's flag for it (see ``_args.flag_hints``).
+    """
     bar = None
     try:
         while True:
@@ -21,7 +27,8 @@ def drive_prediction(gen: Generator, label: str, on_frame=None) -> Any:
             except StopIteration as stop:
                 return stop.value
             if isinstance(event, Notice):
-                tqdm.write(f"labelfree: {event.text}", file=sys.stderr)
+                text = with_hint(event.text, event.field, hints or {})
+                tqdm.write(f"labelfree: {text}", file=sys.stderr)
             elif isinstance(event, FrameStarted):
                 if bar is not None:
                     bar.close()

@@ -6,17 +6,18 @@ import argparse
 import os
 from collections.abc import Iterator
 from pathlib import Path
+from typing import TYPE_CHECKING
 
-import numpy as np
-
-from ..core.bundle import resolve_model
 from ..core.config import PRECISIONS, TilingConfig
 from ..core.errors import LabelFreeError
 from ..core.events import FrameDone
-from ..core.io import check_3d, open_image, resolve_voxel_size, write_ome_tiff
-from ..core.predict import iter_predict, output_names
 from . import _args
 from ._progress import drive_prediction
+
+if TYPE_CHECKING:
+    import numpy as np
+
+    from ..core.predict import PredictionPlan
 
 
 def register(sub: argparse._SubParsersAction) -> None:
@@ -72,8 +73,19 @@ def register(sub: argparse._SubParsersAction) -> None:
         "r >= 0.9999; fp32 for float-exact output [auto]",
     )
     p.add_argument("--overwrite", action="store_true", help="replace existing output files")
+    p.add_argument(
+        "--force",
+        action="store_true",
+        help="go ahead with a resampling that looks like a wrong voxel size (more than 64x the "
+        "voxels or 20x on one axis) or needs more memory than the machine has",
+    )
     _args.add_device(p)
-    p.set_defaults(func=run)
+    p.set_defaults(
+        func=run,
+        flag_hints=_args.flag_hints(
+            "voxel_size", "channel", "force", "device", "tile_shape", "models", "precision"
+        ),
+    )
 
 
 # suffixes stripped from an input's name to name its prediction (longest first)
@@ -115,8 +127,9 @@ def output_paths(inputs: list[str], output: str) -> list[Path]:
 
 
 def run(args: argparse.Namespace) -> int:
-    bundles = [resolve_model(m) for m in args.models]
-    names = output_names(bundles)
+    from ..core.io import open_image, write_ome_tiff
+    from ..core.predict import plan_prediction
+
     defaults = TilingConfig()
     tiling = TilingConfig(
         tile_shape=args.tile or defaults.tile_shape,
@@ -129,33 +142,47 @@ def run(args: argparse.Namespace) -> int:
             raise LabelFreeError(
                 f"{target} already exists; choose another output or add --overwrite"
             )
-    for src_path, target in zip(args.inputs, targets, strict=True):
-        source = open_image(src_path)
-        check_3d(source)
-        source.channel_index(args.channel)  # fail on a wrong channel before any work
-        vox, _ = resolve_voxel_size(source, args.voxel_size, bundles[0].spec.voxel_size_um)
-        gen = iter_predict(
-            source, bundles, args.channel, args.voxel_size, tiling, args.device, collect=False
+    # every input is checked before the first is predicted: a mistake in the last file must not
+    # surface after an hour of work on the others
+    plans: list[PredictionPlan] = []
+    models = args.models
+    for src_path in args.inputs:
+        plan = plan_prediction(
+            open_image(src_path),
+            models,
+            args.channel,
+            args.voxel_size,
+            tiling,
+            args.device,
+            force=args.force,
         )
-
-        z, y, x = source.shape_zyx
+        models = plan.bundles  # resolved once
+        plans.append(plan)
+    for src_path, target, plan in zip(args.inputs, targets, plans, strict=True):
+        names = list(plan.names)
+        label = Path(src_path).name
         write_ome_tiff(
             target,
-            _predicted_frames(gen, names, Path(src_path).name),
-            shape_tczyx=(source.n_timepoints, len(names), z, y, x),
+            _predicted_frames(plan.iter_frames(), names, label, args.flag_hints),
+            shape_tczyx=(plan.n_frames, len(names), *plan.shape_zyx),
             channel_names=names,
-            physical_sizes=vox,
+            # an assumed voxel size is not recorded as if it had been measured
+            physical_sizes=plan.output_physical_sizes,
             overwrite=args.overwrite,
         )
-        print(f"{target}: {source.n_timepoints} time point(s) x {', '.join(names)}")
+        print(f"{target}: {plan.n_frames} time point(s) x {', '.join(names)}")
     return 0
 
 
-def _predicted_frames(gen, names: list[str], label: str) -> Iterator[np.ndarray]:
+def _predicted_frames(
+    gen, names: list[str], label: str, hints: dict[str, str]
+) -> Iterator[np.ndarray]:
     """CZYX frames from a prediction generator, in order, for the streaming writer."""
+    import numpy as np
+
     done: list[FrameDone] = []
     while True:
-        drive_prediction(_until_frame(gen, done), label)
+        drive_prediction(_until_frame(gen, done), label, hints=hints)
         if not done:
             return
         event = done.pop()

@@ -2,28 +2,27 @@
 
 Loading never executes code: the config is JSON and the weights are safetensors. Models are
 discovered in the package's built-in folder, a per-user folder and the folders listed in the
-NAPARI_LABELFREE_MODELS environment variable.
+NAPARI_LABELFREE_MODELS environment variable. This module never imports torch (discovery, model
+lists and `labelfree models` stay quick); the weights are read and written by :mod:`.weights`.
 """
 
 from __future__ import annotations
 
-import functools
 import os
 import shutil
 from dataclasses import dataclass
 from pathlib import Path
-
-import torch
-from safetensors import SafetensorError
-from safetensors.torch import load_file, save_file
+from typing import TYPE_CHECKING, Any
 
 from .config import ModelSpec
 from .errors import LabelFreeError
-from .files import give_usual_permissions, temp_dir_beside
-from .unet import UNet3D, build_network
+from .files import temp_dir_beside
+
+if TYPE_CHECKING:
+    from .unet import UNet3D
 
 CONFIG_NAME = "config.json"
-WEIGHTS_NAME = "weights.safetensors"
+WEIGHTS_NAME = "weights.safetensors"  # also weights.WEIGHTS_NAME (that module imports torch)
 ENV_VAR = "NAPARI_LABELFREE_MODELS"
 BUILTIN_DIR = Path(__file__).resolve().parent.parent / "models"
 
@@ -121,10 +120,15 @@ def resolve_model(name_or_path: str | Path) -> ModelBundle:
 def save_bundle(
     folder: str | Path,
     spec: ModelSpec,
-    state_dict: dict[str, torch.Tensor],
+    state_dict: dict[str, Any],
     overwrite: bool = False,
 ) -> Path:
-    """Write a bundle atomically: into a temporary sibling folder, then renamed into place."""
+    """Write a bundle atomically: into a temporary sibling folder, then renamed into place.
+
+    ``state_dict`` maps parameter names to torch tensors (written as safetensors).
+    """
+    from .weights import save_weights
+
     folder = Path(folder)
     if folder.exists() and not overwrite:
         raise LabelFreeError(
@@ -134,9 +138,7 @@ def save_bundle(
     tmp = temp_dir_beside(folder)
     try:
         (tmp / CONFIG_NAME).write_text(spec.to_json(), encoding="utf-8")
-        tensors = {k: v.detach().to("cpu").contiguous() for k, v in state_dict.items()}
-        save_file(tensors, str(tmp / WEIGHTS_NAME), metadata={"format": "pt"})
-        give_usual_permissions(tmp / WEIGHTS_NAME)
+        save_weights(tmp / WEIGHTS_NAME, state_dict)
         if folder.exists():
             old = folder.with_name(f".{folder.name}.old")
             shutil.rmtree(old, ignore_errors=True)
@@ -151,52 +153,20 @@ def save_bundle(
 
 
 def load_network(bundle: ModelBundle) -> UNet3D:
-    """The bundle's network in eval mode on the CPU (cached; refreshed when the weights change)."""
-    weights = bundle.path / WEIGHTS_NAME
-    stamp = weights.stat().st_mtime_ns
-    return _load_network_cached(str(bundle.path), stamp)
+    """The bundle's network in eval mode on the CPU (see :func:`.weights.load_network`: cached)."""
+    from .weights import load_network as load
 
-
-@functools.lru_cache(maxsize=16)
-def _load_network_cached(folder: str, stamp: int) -> UNet3D:
-    spec = read_spec(folder)
-    # built without memory or random init (the weights replace them): 0.1 s less per model
-    with torch.device("meta"):
-        net = build_network(spec.architecture)
-    try:
-        state = load_file(str(Path(folder) / WEIGHTS_NAME), device="cpu")
-    except (SafetensorError, OSError) as e:
-        raise LabelFreeError(
-            f"cannot read the weights of {folder} ({e}); the file is corrupt, re-export it"
-        ) from e
-    expected = net.state_dict()
-    missing = sorted(set(expected) - set(state))
-    unexpected = sorted(set(state) - set(expected))
-    wrong = sorted(k for k in set(expected) & set(state) if expected[k].shape != state[k].shape)
-    if missing or unexpected or wrong:
-        detail = "; ".join(
-            s
-            for s in (
-                f"missing {missing[:3]}" if missing else "",
-                f"unexpected {unexpected[:3]}" if unexpected else "",
-                f"wrong shape {wrong[:3]}" if wrong else "",
-            )
-            if s
-        )
-        raise LabelFreeError(
-            f"the weights in {folder} do not fit its config.json architecture "
-            f"(depth {spec.architecture.depth}, width {spec.architecture.width}): {detail}. "
-            "Fix config.json or re-export the model"
-        )
-    net.load_state_dict(state, assign=True)
-    net.eval()
-    return net
+    return load(bundle)
 
 
 def init_bundle(
     folder: str | Path, spec: ModelSpec, seed: int = 0, overwrite: bool = False
 ) -> ModelBundle:
     """An untrained bundle (random weights): the start of training, and handy for tests."""
+    import torch
+
+    from .unet import build_network
+
     torch.manual_seed(seed)
     net = build_network(spec.architecture)
     spec.provenance.setdefault("trained", False)

@@ -35,9 +35,14 @@ class FrameDone:
 
 @dataclass(frozen=True)
 class Notice:
-    """Something the user should know (an assumed voxel size, a tile shrunk after out-of-memory)."""
+    """Something the user should know (an assumed voxel size, a tile shrunk after out-of-memory).
+
+    ``field`` names the setting it is about (as :class:`~.errors.LabelFreeError` does), so a front
+    end can add its own hint.
+    """
 
     text: str
+    field: str | None = None
 
 
 def drain(gen: Generator[Any, Any, Any]) -> Any:

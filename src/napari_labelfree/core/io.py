@@ -34,6 +34,9 @@ class ImageSource:
     backend: str = "array"  # what reads the pixels: "tifffile", "bioio", "aicsimageio" or "array"
     _read_frame: Callable[[int, int], np.ndarray] | None = field(default=None, repr=False)
     _array: np.ndarray | None = field(default=None, repr=False)
+    dtype: np.dtype | None = (
+        None  # of the stored pixels, where the reader says (frames are float32)
+    )
 
     @property
     def n_timepoints(self) -> int:
@@ -62,7 +65,8 @@ class ImageSource:
                 return 0
             raise LabelFreeError(
                 f"{self._label()} has {self.n_channels} channels ({names}); "
-                "choose the transmitted-light one by name or index (--channel)"
+                "choose the transmitted-light one by name or index",
+                field="channel",
             )
         if isinstance(channel, str) and channel.strip().lstrip("-").isdigit():
             channel = int(channel)
@@ -70,13 +74,15 @@ class ImageSource:
             if -self.n_channels <= channel < self.n_channels:
                 return channel % self.n_channels
             raise LabelFreeError(
-                f"{self._label()} has no channel {channel}; its channels are {names}"
+                f"{self._label()} has no channel {channel}; its channels are {names}",
+                field="channel",
             )
         lowered = [n.lower() for n in self.channel_names]
         if channel.lower() in lowered:
             return lowered.index(channel.lower())
         raise LabelFreeError(
-            f"{self._label()} has no channel named {channel!r}; its channels are {names}"
+            f"{self._label()} has no channel named {channel!r}; its channels are {names}",
+            field="channel",
         )
 
     def frame(self, t: int, c: int) -> np.ndarray:
@@ -107,7 +113,14 @@ def from_array(
     n_c = arr.shape[1]
     names = list(channel_names) if channel_names else [f"channel {i}" for i in range(n_c)]
     sizes = tuple(physical_sizes) if physical_sizes is not None else (None, None, None)
-    return ImageSource(None, tuple(arr.shape), names, sizes, _array=arr)  # type: ignore[arg-type]
+    return ImageSource(
+        None,
+        tuple(arr.shape),  # type: ignore[arg-type]
+        names,
+        sizes,  # type: ignore[arg-type]
+        dtype=arr.dtype,
+        _array=arr,
+    )
 
 
 def _open_reader(path: Path) -> Any:
@@ -165,7 +178,8 @@ def open_image(path: str | Path) -> ImageSource:
         data = reader.get_image_dask_data("ZYX", T=t, C=c)
         return np.asarray(data.compute(), dtype=np.float32)
 
-    return ImageSource(path, shape, names, sizes, backend, read_frame)  # type: ignore[arg-type]
+    dtype = np.dtype(reader.dtype) if getattr(reader, "dtype", None) is not None else None
+    return ImageSource(path, shape, names, sizes, backend, read_frame, dtype=dtype)  # type: ignore[arg-type]
 
 
 def _clean_size(v: Any) -> float | None:
@@ -198,7 +212,7 @@ def resolve_voxel_size(
             f"has no physical size for {', '.join(missing)}; assuming the model's for "
             f"{'it' if len(missing) == 1 else 'them'}, which makes the voxel size"
         )
-    msg = f"{source._label()} {what} {vox} um (Z, Y, X). Give --voxel-size Z,Y,X if it is not."
+    msg = f"{source._label()} {what} {vox} um (Z, Y, X). Give the voxel size if it is not."
     return vox, msg  # type: ignore[return-value]
 
 

@@ -1,33 +1,59 @@
-"""Prediction as generators: yield typed progress, return arrays.
+"""The prediction job: validate once, plan, predict any iterable of frames, yield events.
 
-Per frame: z-score (as the paper), resample to the model's voxel size, predict tile by tile with a
-blending window, resample back so the output has the input's Z, Y, X shape. Models that share a
-voxel size share the tile loop: each input tile is read and moved to the device once.
+:func:`plan_prediction` checks everything a prediction needs (a z-stack, the channel, the models,
+a sane voxel size, the device and precision) and resolves it into a :class:`PredictionPlan`: the
+names of the outputs, each model group's grid and tile shape, the device and dtype. The plan then
+predicts any iterable of time points (a list, a range, or a
+:class:`~napari_labelfree.core.schedule.FrameScheduler` that the time slider re-orders), yielding
+FrameStarted / TileDone / FrameDone / Notice. The CLI and the widget both build a plan and drain it;
+the per-volume work runs in :mod:`.predict_volume`.
+
+This module imports torch only when a plan is made, so importing it stays cheap.
 """
 
 from __future__ import annotations
 
-import copy
-import functools
-import weakref
-from collections import OrderedDict
+import math
+import os
 from collections.abc import Generator, Iterable, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
-import torch
-from torch import nn
 
-from .bundle import WEIGHTS_NAME, ModelBundle, load_network
-from .config import TilingConfig
-from .device import compute_dtype, is_out_of_memory, resolve_device
+from .bundle import ModelBundle, resolve_model
+from .config import Normalization, TilingConfig
 from .errors import LabelFreeError
 from .events import FrameDone, FrameStarted, Notice, TileDone
-from .io import ImageSource, VoxelSize, check_3d, resolve_voxel_size
-from .optimize import optimize_for_inference
-from .preprocess import needs_resampling, normalize, resampled_shape, resize
-from .tiling import fit_tile_shape, iter_sliding_window
+from .io import ImageSource, VoxelSize, check_3d, from_array, resolve_voxel_size
+
+if TYPE_CHECKING:
+    import torch
 
 Event = TileDone | FrameStarted | FrameDone | Notice
+ModelRef = ModelBundle | str | Path
+
+# Resampling to a model's voxel size beyond these is almost always a wrong voxel size (a unit
+# mix-up, a missing calibration), and would allocate far more memory than the image holds.
+MAX_VOXEL_GROWTH = 64.0  # model-grid voxels per image voxel
+MAX_AXIS_FACTOR = 20.0  # per-axis image/model voxel size ratio (and 1/20 the other way)
+
+# names other modules import from here (their home is .weights or .predict_volume)
+_ELSEWHERE = {
+    "inference_network": "weights",
+    "network_on_device": "weights",
+    "load_network": "weights",
+    "make_predictor": "predict_volume",
+}
+
+
+def __getattr__(name: str) -> Any:
+    if name in _ELSEWHERE:
+        import importlib
+
+        return getattr(importlib.import_module(f".{_ELSEWHERE[name]}", __package__), name)
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
 
 
 def output_names(bundles: Sequence[ModelBundle]) -> list[str]:
@@ -47,107 +73,268 @@ def output_names(bundles: Sequence[ModelBundle]) -> list[str]:
     return names
 
 
-@functools.lru_cache(maxsize=16)
-def _network_on(folder: str, stamp: int, device: str) -> nn.Module:
-    from .bundle import open_bundle
+@dataclass(frozen=True)
+class ModelGroup:
+    """Models sharing a voxel size: each input tile is read and moved to the device once for all."""
 
-    net = load_network(open_bundle(folder))
-    if torch.device(device).type != "cpu":
-        net = copy.deepcopy(net).to(device)
-    return net.eval()
-
-
-def network_on_device(bundle: ModelBundle, device: torch.device) -> nn.Module:
-    """The bundle's network in eval mode on ``device`` (cached per device)."""
-    stamp = (bundle.path / WEIGHTS_NAME).stat().st_mtime_ns
-    return _network_on(str(bundle.path), stamp, str(device))
+    indices: tuple[int, ...]  # into PredictionPlan.bundles
+    voxel_size: VoxelSize  # the models' (um, Z, Y, X)
+    multiple: int  # tile sides are multiples of this (the deepest network's stride)
+    grid_shape: tuple[int, int, int]  # one frame resampled to the models' voxel size
+    resample: bool  # whether the frame needs resampling at all
+    normalization: Normalization = field(default_factory=Normalization)  # the models'
 
 
-# (id of the source network, device, dtype) -> (weak reference to it, its state, the twin)
-_TwinKey = tuple[int, str, torch.dtype]
-_TWINS: OrderedDict[_TwinKey, tuple[weakref.ref, tuple, nn.Module]] = OrderedDict()
-_MAX_TWINS = 8
+@dataclass
+class PredictionPlan:
+    """Everything one prediction needs, validated once (made by :func:`plan_prediction`)."""
+
+    source: ImageSource
+    bundles: tuple[ModelBundle, ...]
+    names: tuple[str, ...]  # one output per model, in model order
+    channel: int
+    voxel_size: VoxelSize  # um, Z, Y, X: what the image is resampled from
+    voxel_size_assumed: tuple[bool, bool, bool]  # per axis: the model's, taken for lack of one
+    tiling: TilingConfig
+    device: torch.device
+    dtype: torch.dtype
+    groups: tuple[ModelGroup, ...]
+    tile_shapes: list[tuple[int, int, int]]  # per group; shrunk for good after an out-of-memory
+    notices: tuple[Notice, ...] = ()  # told once, when frames start
+    _networks: list | None = field(default=None, repr=False)
+
+    @property
+    def n_frames(self) -> int:
+        return self.source.n_timepoints
+
+    @property
+    def shape_zyx(self) -> tuple[int, int, int]:
+        return self.source.shape_zyx
+
+    @property
+    def output_physical_sizes(self) -> tuple[float | None, float | None, float | None]:
+        """Voxel size to record with the output: None on axes where it was only assumed."""
+        return tuple(  # type: ignore[return-value]
+            None if assumed else v
+            for v, assumed in zip(self.voxel_size, self.voxel_size_assumed, strict=True)
+        )
+
+    def networks(self) -> list:
+        """The inference networks per model group, loaded on first use (in the worker thread)."""
+        if self._networks is None:
+            from .predict_volume import plan_networks
+
+            self._networks = plan_networks(self)
+        return self._networks
+
+    def predict_volume(
+        self, volume: np.ndarray, frame: int = 0
+    ) -> Generator[TileDone | Notice, None, dict[str, np.ndarray]]:
+        """Predict one ZYX volume of the plan's shape; returns {name: ZYX float32 array}."""
+        from .predict_volume import run_volume
+
+        if tuple(volume.shape) != tuple(self.shape_zyx):
+            raise ValueError(f"volume of shape {volume.shape}, the plan is for {self.shape_zyx}")
+        return (yield from run_volume(self, volume, self.networks(), frame))
+
+    def iter_frames(self, frames: Iterable[int] | None = None) -> Generator[Event, None, list[int]]:
+        """Predict the given time points (default all) in the order the iterable gives them.
+
+        Yields the plan's notices, then per frame FrameStarted, TileDone..., FrameDone (its ZYX
+        arrays are not kept: the caller stores or writes them). Returns the frames in the order
+        they finished. A list is checked whole before any work; a
+        :class:`~napari_labelfree.core.schedule.FrameScheduler` is consumed lazily, so moving the
+        slider re-orders what is still pending. Closing the generator stops after the current
+        tile; every FrameDone already yielded stays valid.
+        """
+        from .schedule import FrameScheduler
+
+        n_all = self.n_frames
+        if frames is None:
+            frames = range(n_all)
+        if isinstance(frames, FrameScheduler):
+            if frames.n_frames != n_all:
+                raise LabelFreeError(
+                    f"the scheduler has {frames.n_frames} frames, the image {n_all}"
+                )
+        else:
+            frames = [int(t) for t in frames]
+            for t in frames:
+                if not 0 <= t < n_all:
+                    raise LabelFreeError(f"time point {t} does not exist (the image has {n_all})")
+        n = len(frames)
+        yield from self.notices
+        done: list[int] = []
+        for t in frames:
+            yield FrameStarted(t, n)
+            arrays = yield from self.predict_volume(self.source.frame(t, self.channel), frame=t)
+            done.append(t)
+            yield FrameDone(t, n, arrays)
+        return done
 
 
-def _state_stamp(net: nn.Module) -> tuple:
-    # in-place edits (load_state_dict, copy_, an optimizer step) bump a tensor's version counter;
-    # edits through ``.data`` do not, so a checksum of every tensor is part of the stamp too
-    # (one pass over the weights, ~10 ms for the paper network, against seconds per volume)
-    with torch.no_grad():
-        tensors = list(net.state_dict().values())
-        sums = torch.stack([t.double().sum() for t in tensors]).tolist()
-    return tuple((t.data_ptr(), t._version) for t in tensors), tuple(sums)
+def _resolve_bundles(models: ModelRef | Sequence[ModelRef]) -> tuple[ModelBundle, ...]:
+    if isinstance(models, ModelBundle | str | Path):
+        models = [models]
+    bundles = tuple(m if isinstance(m, ModelBundle) else resolve_model(m) for m in models)
+    if not bundles:
+        raise LabelFreeError("choose at least one model", field="models")
+    return bundles
 
 
-def inference_network(
-    bundle: ModelBundle, device: torch.device, dtype: torch.dtype = torch.float32
-) -> nn.Module:
-    """The network prediction runs: the bundle's, BatchNorm folded and lean (core.optimize).
+def _checked_voxel_size(
+    source: ImageSource, given: Sequence[float] | None, fallback: VoxelSize
+) -> tuple[VoxelSize, tuple[bool, bool, bool], tuple[Notice, ...]]:
+    """(voxel size, assumed per axis, notices): the one given, else the file's, else the model's."""
+    if given is not None:
+        try:
+            vox = tuple(float(v) for v in given)
+        except (TypeError, ValueError):
+            vox = ()
+        if len(vox) != 3 or not all(math.isfinite(v) and v > 0 for v in vox):
+            raise LabelFreeError(
+                f"the voxel size must be three positive numbers Z, Y, X in um, got {given}",
+                field="voxel_size",
+            )
+        return vox, (False, False, False), ()  # type: ignore[return-value]
+    vox, warning = resolve_voxel_size(source, None, fallback)
+    sizes = source.physical_sizes
+    assumed = tuple(v is None or not math.isfinite(v) or v <= 0 for v in sizes)
+    notices = (Notice(warning, field="voxel_size"),) if warning else ()
+    return vox, assumed, notices  # type: ignore[return-value]
 
-    Built from :func:`network_on_device` (CPU) and cached; rebuilt when that network's weights or
-    statistics change. Hooks on that network fire on this one too.
+
+def _check_resampling(
+    vox: VoxelSize, group_vox: VoxelSize, bundle: ModelBundle, grid: Sequence[int], n_out: int
+) -> None:
+    """Refuse a resampling that is almost surely a wrong voxel size, or cannot fit in memory."""
+    factors = [v / m for v, m in zip(vox, group_vox, strict=True)]
+    growth = math.prod(factors)
+    wild = any(f > MAX_AXIS_FACTOR or f < 1 / MAX_AXIS_FACTOR for f in factors)
+    why = ""
+    if wild or growth > MAX_VOXEL_GROWTH:
+        by = ", ".join(f"{a} {f:.3g}x" for a, f in zip("ZYX", factors, strict=True))
+        why = (
+            f"the image's voxel size {tuple(vox)} um against the model {bundle.name}'s "
+            f"{tuple(group_vox)} um means resampling by {by} ({growth:.3g}x the voxels)"
+        )
+    else:
+        need = int(np.prod(grid, dtype=np.int64)) * 4 * (2 + n_out)  # grid input, outputs, blend
+        total = _physical_memory()
+        if total and need > total:
+            why = (
+                f"resampled to the model {bundle.name}'s voxel size {tuple(group_vox)} um, one "
+                f"frame becomes {'x'.join(map(str, grid))} voxels, {need / 2**30:.1f} GiB, more "
+                f"than this machine's {total / 2**30:.1f} GiB of memory"
+            )
+    if why:
+        raise LabelFreeError(
+            f"{why}; check the voxel size (the image's, or the one given); "
+            "if it is right, confirm to go ahead anyway",
+            field=("voxel_size", "force"),
+        )
+
+
+def _physical_memory() -> int | None:
+    try:
+        return os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES")
+    except (ValueError, OSError, AttributeError):
+        return None  # not on this system: no memory check
+
+
+def plan_prediction(
+    source: ImageSource,
+    models: ModelRef | Sequence[ModelRef],
+    channel: str | int | None = None,
+    voxel_size: Sequence[float] | None = None,
+    tiling: TilingConfig | None = None,
+    device: str | torch.device = "auto",
+    force: bool = False,
+) -> PredictionPlan:
+    """Check a prediction once and resolve it into a plan (raises LabelFreeError otherwise).
+
+    Parameters
+    ----------
+    source
+        The image (TCZYX, lazily read).
+    models
+        Model bundles, model folders or names of discovered models (one or several).
+    channel
+        The transmitted-light channel by name or index; None when the image has one channel.
+    voxel_size
+        Z, Y, X in um; None takes the file's, and the first model's for the axes the file lacks
+        (recorded in ``voxel_size_assumed`` and told in a Notice).
+    tiling
+        Tile shape, overlap, blending, precision; defaults to :class:`TilingConfig`.
+    device
+        "auto", "cpu", "cuda", "cuda:N" or "mps".
+    force
+        Go ahead with a resampling that looks like a wrong voxel size (more than 64x the voxels,
+        or more than 20x on one axis) or needs more memory than the machine has.
     """
-    base = network_on_device(bundle, torch.device("cpu"))
-    key = (id(base), str(device), dtype)
-    stamp = _state_stamp(base)
-    hit = _TWINS.get(key)
-    if hit is not None and hit[0]() is base and hit[1] == stamp:
-        _TWINS.move_to_end(key)
-        return hit[2]
-    twin = optimize_for_inference(base, device)
-    if dtype != torch.float32:
-        twin.to_precision(dtype)
-    _TWINS[key] = (weakref.ref(base), stamp, twin)
-    while len(_TWINS) > _MAX_TWINS:
-        _TWINS.popitem(last=False)
-    return twin
+    from .device import resolve_device, resolve_precision
+    from .preprocess import needs_resampling, resampled_shape
+    from .tiling import fit_tile_shape
 
+    check_3d(source)
+    if source.dtype is not None and np.dtype(source.dtype).kind == "c":
+        raise LabelFreeError(
+            f"{source._label()} holds complex numbers ({source.dtype}); give its magnitude or "
+            "real part as a real-valued image"
+        )
+    bundles = _resolve_bundles(models)
+    c = source.channel_index(channel)
+    tiling = tiling or TilingConfig()
+    vox, assumed, notices = _checked_voxel_size(source, voxel_size, bundles[0].spec.voxel_size_um)
+    dev = resolve_device(device)
+    dtype, changed = resolve_precision(dev, tiling.precision)
+    if changed:
+        notices += (Notice(changed, field="precision"),)
 
-def make_predictor(
-    nets: Sequence[nn.Module], device: torch.device, dtype: torch.dtype | None = None
-):
-    """A tile predictor running every network on the same input tile; outputs stacked as channels.
-
-    ``dtype`` is the dtype the networks hold (see :func:`inference_network`); the tile is cast to
-    it and the outputs come back as float32. None keeps the tile's dtype.
-    """
-
-    def predict(batch: torch.Tensor) -> torch.Tensor:
-        with torch.inference_mode():
-            x = batch if dtype is None or batch.dtype == dtype else batch.type(dtype)
-            outs = [net(x) for net in nets]
-            if len(outs) == 1:
-                return outs[0].float()
-            return torch.cat(outs, dim=1).float()
-
-    return predict
-
-
-def _group_by_voxel_size(bundles: Sequence[ModelBundle]) -> list[list[int]]:
-    groups: dict[tuple, list[int]] = {}
+    # models that see the same input (voxel size and normalization) share each tile
+    shared: dict[tuple, list[int]] = {}
     for i, b in enumerate(bundles):
-        groups.setdefault((b.spec.voxel_size_um, repr(b.spec.normalization)), []).append(i)
-    return list(groups.values())
-
-
-def _shrink(tile: tuple[int, int, int], multiple: int) -> tuple[int, int, int]:
-    """Halve the largest axis that can still shrink (keeps multiples of the network's stride)."""
-    order = sorted(range(3), key=lambda a: -tile[a])
-    for a in order:
-        if tile[a] // 2 >= multiple:
-            t = list(tile)
-            t[a] = max(multiple, (tile[a] // 2) // multiple * multiple)
-            return tuple(t)  # type: ignore[return-value]
-    return tile
-
-
-def _output_device(dev: torch.device, n_bytes: int) -> torch.device:
-    """Where to stitch: the GPU when the output takes at most a quarter of its free memory."""
-    if dev.type == "cuda":
-        free, _ = torch.cuda.mem_get_info(dev)
-        if n_bytes <= free // 4:
-            return dev
-    return torch.device("cpu")
+        key = (tuple(b.spec.voxel_size_um), repr(b.spec.normalization))
+        shared.setdefault(key, []).append(i)
+    groups = []
+    for (group_vox, _), indices in shared.items():
+        first = bundles[indices[0]]
+        if not all(math.isfinite(v) and v > 0 for v in group_vox):
+            raise LabelFreeError(
+                f"the model {first.path} has voxel size {group_vox} in its config.json; "
+                "fix it to three positive numbers Z, Y, X in um"
+            )
+        resample = needs_resampling(vox, group_vox)
+        grid = resampled_shape(source.shape_zyx, vox, group_vox) if resample else source.shape_zyx
+        if not force:
+            _check_resampling(vox, group_vox, first, grid, len(indices))
+        groups.append(
+            ModelGroup(
+                indices=tuple(indices),
+                voxel_size=group_vox,
+                multiple=max(bundles[i].spec.architecture.multiple for i in indices),
+                grid_shape=tuple(grid),  # type: ignore[arg-type]
+                resample=resample,
+                normalization=first.spec.normalization,
+            )
+        )
+    return PredictionPlan(
+        source=source,
+        bundles=bundles,
+        names=tuple(output_names(bundles)),
+        channel=c,
+        voxel_size=vox,
+        voxel_size_assumed=assumed,
+        tiling=tiling,
+        device=dev,
+        dtype=dtype,
+        groups=tuple(groups),
+        tile_shapes=[
+            fit_tile_shape(g.grid_shape, tiling.tile_shape, tiling.overlap, g.multiple)
+            for g in groups
+        ],
+        notices=notices,
+    )
 
 
 def iter_predict_volume(
@@ -157,111 +344,51 @@ def iter_predict_volume(
     tiling: TilingConfig | None = None,
     device: str | torch.device = "auto",
     frame: int = 0,
+    force: bool = False,
 ) -> Generator[TileDone | Notice, None, dict[str, np.ndarray]]:
-    """Predict one ZYX volume with several models; returns {name: ZYX float32 array of the input's shape}."""
+    """Predict one ZYX volume with several models; returns {name: ZYX float32 array of its shape}.
+
+    A plan for this one volume (:func:`plan_prediction`); to predict many volumes of one image,
+    make the plan once and call :meth:`PredictionPlan.predict_volume` or ``iter_frames``.
+    """
+    volume = np.asarray(volume)
     if volume.ndim != 3:
         raise LabelFreeError(f"expected a 3D (Z, Y, X) volume, got shape {volume.shape}")
-    if volume.shape[0] < 2:
-        raise LabelFreeError("the image is 2D (one z-plane); label-free models need a z-stack")
-    if not bundles:
-        raise LabelFreeError("choose at least one model")
-    tiling = tiling or TilingConfig()
-    dev = resolve_device(device)
-    names = output_names(bundles)
-    results: dict[str, np.ndarray] = {}
-    for group in _group_by_voxel_size(bundles):
-        model_voxel = bundles[group[0]].spec.voxel_size_um
-        multiple = max(bundles[i].spec.architecture.multiple for i in group)
-        normalized = normalize(
-            volume, bundles[group[0]].spec.normalization, voxel_size, model_voxel
-        )
-        grid = normalized
-        if needs_resampling(voxel_size, model_voxel):
-            grid = resize(normalized, resampled_shape(normalized.shape, voxel_size, model_voxel))
-        dtype = compute_dtype(dev, tiling.precision)
-        if dev.type == "cuda":
-            # every tile has the same shape: cuDNN's autotuning is paid once, then pays per tile
-            torch.backends.cudnn.benchmark = True
-        nets = [inference_network(bundles[i], dev, dtype) for i in group]
-        predictor = make_predictor(nets, dev, dtype)
-        tile = fit_tile_shape(grid.shape, tiling.tile_shape, tiling.overlap, multiple)
-        # on a GPU the stitched output stays there when it fits: blending runs on the GPU and the
-        # result crosses to the host once, not tile by tile
-        out_dev = _output_device(dev, len(group) * int(np.prod(grid.shape)) * 4)
-        for attempt in range(tiling.max_oom_retries + 1):
-            try:
-                out = yield from iter_sliding_window(
-                    grid,
-                    predictor,
-                    tile,
-                    n_out=len(group),
-                    overlap=tiling.overlap,
-                    blend=tiling.blend,
-                    batch_size=tiling.batch_size,
-                    multiple=multiple,
-                    device=dev,
-                    output_device=out_dev,
-                    frame=frame,
-                )
-                break
-            except (RuntimeError, torch.cuda.OutOfMemoryError) as e:
-                if not is_out_of_memory(e):
-                    raise
-                smaller = _shrink(tile, multiple)
-                if attempt == tiling.max_oom_retries or smaller == tile:
-                    raise LabelFreeError(
-                        f"out of memory on {dev} even with tiles of {tile} voxels; "
-                        "use smaller tiles, close other programs, or predict on the CPU (--device cpu)"
-                    ) from e
-                if dev.type == "cuda":
-                    torch.cuda.empty_cache()
-                yield Notice(f"out of memory with tiles of {tile} voxels; retrying with {smaller}")
-                tile = smaller
-        out = out.cpu()
-        for k, i in enumerate(group):
-            arr = out[k].numpy()
-            results[names[i]] = resize(arr, volume.shape) if arr.shape != volume.shape else arr
-    return {n: results[n] for n in names}
+    plan = plan_prediction(
+        from_array(volume, "ZYX", physical_sizes=voxel_size),
+        bundles,
+        voxel_size=voxel_size,
+        tiling=tiling,
+        device=device,
+        force=force,
+    )
+    return (yield from plan.predict_volume(volume, frame))
 
 
 def iter_predict(
     source: ImageSource,
-    bundles: Sequence[ModelBundle],
+    bundles: ModelRef | Sequence[ModelRef],
     channel: str | int | None = None,
     voxel_size: VoxelSize | None = None,
     tiling: TilingConfig | None = None,
     device: str | torch.device = "auto",
     frames: Iterable[int] | None = None,
     collect: bool = True,
+    force: bool = False,
 ) -> Generator[Event, None, dict[str, np.ndarray] | None]:
-    """Predict every (or the given) time point of one channel of an image.
+    """Plan and predict every (or the given) time point of one channel of an image.
 
     Yields FrameStarted / TileDone / FrameDone / Notice. Returns {name: TZYX array} for the
     predicted frames in the order given when ``collect`` is true, else None (for callers that
     stream each FrameDone to disk).
     """
-    check_3d(source)
-    if not bundles:
-        raise LabelFreeError("choose at least one model")
-    c = source.channel_index(channel)
-    vox, warning = resolve_voxel_size(source, voxel_size, bundles[0].spec.voxel_size_um)
-    if warning:
-        yield Notice(warning)
-    order = list(range(source.n_timepoints)) if frames is None else list(frames)
-    for t in order:
-        if not 0 <= t < source.n_timepoints:
-            raise LabelFreeError(
-                f"time point {t} does not exist (the image has {source.n_timepoints})"
-            )
-    collected: dict[str, list[np.ndarray]] = {n: [] for n in output_names(bundles)}
-    for t in order:
-        yield FrameStarted(t, len(order))
-        arrays = yield from iter_predict_volume(
-            source.frame(t, c), bundles, vox, tiling, device, frame=t
-        )
-        yield FrameDone(t, len(order), arrays)
-        if collect:
-            for name, arr in arrays.items():
+    plan = plan_prediction(source, bundles, channel, voxel_size, tiling, device, force)
+    collected: dict[str, list[np.ndarray]] = {n: [] for n in plan.names}
+    gen = plan.iter_frames(frames)
+    for event in gen:
+        yield event
+        if collect and isinstance(event, FrameDone):
+            for name, arr in event.arrays.items():
                 collected[name].append(arr)
     if not collect:
         return None

@@ -1,24 +1,25 @@
 """Which time point to predict next: the one the user looks at first, then outward from it.
 
 Qt-free, so the order and its re-prioritization are tested without a viewer. A
-:class:`FrameScheduler` is shared by two threads: the worker asks it for the next frame, the
-viewer tells it where the time slider now is. :func:`iter_predict_scheduled` is the prediction
-generator the napari widget runs: like :func:`~napari_labelfree.core.predict.iter_predict`, but
-frames come from the scheduler, so moving the slider re-prioritizes the frames still pending.
+:class:`FrameScheduler` is shared by two threads: the worker iterates it for the next frame, the
+viewer tells it where the time slider now is. It is one iterable of frames a
+:class:`~napari_labelfree.core.predict.PredictionPlan` predicts (``plan.iter_frames(scheduler)``),
+so moving the slider re-prioritizes the frames still pending.
 """
 
 from __future__ import annotations
 
 import threading
-from collections.abc import Generator, Iterable, Sequence
+from collections.abc import Generator, Iterable, Iterator, Sequence
+from typing import TYPE_CHECKING
 
-import numpy as np
-
-from .bundle import ModelBundle
-from .config import TilingConfig
 from .errors import LabelFreeError
-from .events import FrameDone, FrameStarted, Notice, TileDone
-from .io import ImageSource, VoxelSize, check_3d, resolve_voxel_size
+
+if TYPE_CHECKING:
+    from .bundle import ModelBundle
+    from .config import TilingConfig
+    from .events import FrameDone, FrameStarted, Notice, TileDone
+    from .io import ImageSource, VoxelSize
 
 
 def outward_order(center: int, n_frames: int) -> list[int]:
@@ -123,6 +124,15 @@ class FrameScheduler:
         """Frames not yet started, in hand-out order."""
         return self.order()
 
+    def __len__(self) -> int:
+        return self._total
+
+    def __iter__(self) -> Iterator[int]:
+        """Hand out frames nearest the current one; a frame is done when the next is asked for."""
+        while (t := self.next_frame()) is not None:
+            yield t
+            self.mark_done(t)
+
 
 def iter_predict_scheduled(
     source: ImageSource,
@@ -133,30 +143,12 @@ def iter_predict_scheduled(
     tiling: TilingConfig | None = None,
     device: str = "auto",
 ) -> Generator[FrameStarted | TileDone | FrameDone | Notice, None, list[int]]:
-    """Predict the frames ``scheduler`` hands out, one at a time, nearest the current frame first.
+    """Plan a prediction and predict the frames ``scheduler`` hands out, nearest the current first.
 
-    Yields FrameStarted / TileDone / Notice and one FrameDone per frame (with its ZYX arrays, which
-    are not kept: the caller stores them). Returns the frames in the order they finished.
-    Stopping early (closing the generator) leaves every FrameDone already yielded valid.
+    Shorthand for ``plan_prediction(...).iter_frames(scheduler)``; returns the frames in the
+    order they finished.
     """
-    from .predict import iter_predict_volume  # torch is imported only when prediction starts
+    from .predict import plan_prediction  # torch is imported only when prediction starts
 
-    check_3d(source)
-    if not bundles:
-        raise LabelFreeError("choose at least one model")
-    if scheduler.n_frames != source.n_timepoints:
-        raise LabelFreeError(
-            f"the scheduler has {scheduler.n_frames} frames, the image {source.n_timepoints}"
-        )
-    c = source.channel_index(channel)
-    vox, warning = resolve_voxel_size(source, voxel_size, bundles[0].spec.voxel_size_um)
-    if warning:
-        yield Notice(warning)
-    n = scheduler.total
-    while (t := scheduler.next_frame()) is not None:
-        yield FrameStarted(t, n)
-        volume = np.asarray(source.frame(t, c), dtype=np.float32)
-        arrays = yield from iter_predict_volume(volume, bundles, vox, tiling, device, frame=t)
-        scheduler.mark_done(t)
-        yield FrameDone(t, n, arrays)
-    return scheduler.done
+    plan = plan_prediction(source, bundles, channel, voxel_size, tiling, device)
+    return (yield from plan.iter_frames(scheduler))

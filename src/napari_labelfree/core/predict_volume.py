@@ -1,0 +1,146 @@
+"""The per-volume engine of a prediction plan: z-score, resample, tile, predict, stitch, resample back.
+
+Nothing here validates: :func:`~napari_labelfree.core.predict.plan_prediction` has checked the
+image, the models, the voxel size, the device and the shapes once, and :func:`run_volume` runs one
+ZYX volume through that plan. Models that share a voxel size share the tile loop: each input tile
+is read and moved to the device once.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Generator, Sequence
+from typing import TYPE_CHECKING
+
+import numpy as np
+import torch
+from torch import nn
+
+from .device import is_out_of_memory
+from .errors import LabelFreeError
+from .events import Notice, TileDone
+from .preprocess import normalize, resize
+from .tiling import iter_sliding_window
+from .weights import inference_network
+
+if TYPE_CHECKING:
+    from .predict import PredictionPlan
+
+
+def make_predictor(
+    nets: Sequence[nn.Module], device: torch.device, dtype: torch.dtype | None = None
+):
+    """A tile predictor running every network on the same input tile; outputs stacked as channels.
+
+    ``dtype`` is the dtype the networks hold (see :func:`.weights.inference_network`); the tile is
+    cast to it and the outputs come back as float32. None keeps the tile's dtype.
+    """
+
+    def predict(batch: torch.Tensor) -> torch.Tensor:
+        with torch.inference_mode():
+            x = batch if dtype is None or batch.dtype == dtype else batch.type(dtype)
+            outs = [net(x) for net in nets]
+            if len(outs) == 1:
+                return outs[0].float()
+            return torch.cat(outs, dim=1).float()
+
+    return predict
+
+
+def shrink_tile(tile: tuple[int, int, int], multiple: int) -> tuple[int, int, int]:
+    """Halve the largest axis that can still shrink (keeps multiples of the network's stride)."""
+    order = sorted(range(3), key=lambda a: -tile[a])
+    for a in order:
+        if tile[a] // 2 >= multiple:
+            t = list(tile)
+            t[a] = max(multiple, (tile[a] // 2) // multiple * multiple)
+            return tuple(t)  # type: ignore[return-value]
+    return tile
+
+
+def _output_device(dev: torch.device, n_bytes: int) -> torch.device:
+    """Where to stitch: the GPU when the output takes at most a quarter of its free memory."""
+    if dev.type == "cuda":
+        free, _ = torch.cuda.mem_get_info(dev)
+        if n_bytes <= free // 4:
+            return dev
+    return torch.device("cpu")
+
+
+def plan_networks(plan: PredictionPlan) -> list[list[nn.Module]]:
+    """The inference networks of each model group of ``plan`` (from the one network cache)."""
+    return [
+        [inference_network(plan.bundles[i], plan.device, plan.dtype) for i in group.indices]
+        for group in plan.groups
+    ]
+
+
+def run_volume(
+    plan: PredictionPlan,
+    volume: np.ndarray,
+    networks: list[list[nn.Module]],
+    frame: int = 0,
+) -> Generator[TileDone | Notice, None, dict[str, np.ndarray]]:
+    """Predict one ZYX volume of the plan's frame shape; returns {name: ZYX float32 array}.
+
+    A tile that runs out of memory is halved and retried (a bounded number of times); the smaller
+    tile is kept in the plan for the frames that follow.
+    """
+    dev, tiling = plan.device, plan.tiling
+    normalized_by: dict[tuple, np.ndarray] = {}  # groups normalizing alike share one pass
+    if dev.type == "cuda":
+        # every tile has the same shape: cuDNN's autotuning is paid once, then pays per tile
+        torch.backends.cudnn.benchmark = True
+    results: dict[str, np.ndarray] = {}
+    for g, (group, nets) in enumerate(zip(plan.groups, networks, strict=True)):
+        norm = group.normalization
+        key = (repr(norm), group.voxel_size if norm.scope != "per-image" else None)
+        if key not in normalized_by:
+            normalized_by[key] = normalize(volume, norm, plan.voxel_size, group.voxel_size)
+        normalized = normalized_by[key]
+        grid = resize(normalized, group.grid_shape) if group.resample else normalized
+        predictor = make_predictor(nets, dev, plan.dtype)
+        tile = plan.tile_shapes[g]
+        # on a GPU the stitched output stays there when it fits: blending runs on the GPU and the
+        # result crosses to the host once, not tile by tile
+        out_dev = _output_device(dev, len(group.indices) * int(np.prod(grid.shape)) * 4)
+        for attempt in range(tiling.max_oom_retries + 1):
+            try:
+                out = yield from iter_sliding_window(
+                    grid,
+                    predictor,
+                    tile,
+                    n_out=len(group.indices),
+                    overlap=tiling.overlap,
+                    blend=tiling.blend,
+                    batch_size=tiling.batch_size,
+                    multiple=group.multiple,
+                    device=dev,
+                    output_device=out_dev,
+                    frame=frame,
+                )
+                break
+            except (RuntimeError, torch.cuda.OutOfMemoryError) as e:
+                if not is_out_of_memory(e):
+                    raise
+                smaller = shrink_tile(tile, group.multiple)
+                if attempt == tiling.max_oom_retries or smaller == tile:
+                    raise LabelFreeError(
+                        f"out of memory on {dev} even with tiles of {tile} voxels; "
+                        "use smaller tiles, close other programs, or predict on the CPU",
+                        field=("tile_shape", "device"),
+                    ) from e
+                if dev.type == "cuda":
+                    torch.cuda.empty_cache()
+                yield Notice(f"out of memory with tiles of {tile} voxels; retrying with {smaller}")
+                tile = plan.tile_shapes[g] = smaller
+        if not bool(torch.isfinite(out).all()):
+            bad = ", ".join(plan.names[i] for i in group.indices)
+            raise LabelFreeError(
+                f"the prediction of {bad} holds NaN or infinite values: the model's weights are "
+                "broken or the image is far outside what it was trained on"
+            )
+        out = out.cpu()
+        for k, i in enumerate(group.indices):
+            arr = out[k].numpy()
+            results[plan.names[i]] = resize(arr, volume.shape) if arr.shape != volume.shape else arr
+    return {n: results[n] for n in plan.names}
