@@ -101,9 +101,8 @@ def iter_train(
     _check_request(train, spec, config, out, resume)
     out.mkdir(parents=True, exist_ok=True)
     dev = resolve_device(device)
-    spec = copy.deepcopy(
-        spec
-    )  # provenance and metrics are filled in; the caller's spec stays as is
+    # provenance and metrics are filled in; the caller's spec stays as is
+    spec = copy.deepcopy(spec)
 
     train_arrays = yield from _prepare_all(train, spec, config)
     val_arrays = yield from _prepare_all(val or [], spec, config)
@@ -118,10 +117,10 @@ def iter_train(
     run = _Run(out, spec, config, dev, engine, patch_rng, train_arrays, val_arrays)
     if resume:
         yield from run.resume()
-    run.log = TrainLog(out / LOG_NAME, run.iteration)
+    run.log = log = TrainLog(out / LOG_NAME, run.iteration)
     run.t_start = time.perf_counter()
 
-    yield from _iterate(run, sampler, signals, targets, val_batches)
+    yield from _iterate(run, log, sampler, signals, targets, val_batches)
 
     if not run.ckpt_path.is_file():
         run.checkpoint()
@@ -301,14 +300,14 @@ class _Run:
 
 def _iterate(
     run: _Run,
+    log: TrainLog,
     sampler: PatchSampler,
     signals: Sequence[torch.Tensor],
     targets: Sequence[torch.Tensor],
     val_batches: Sequence[Batch],
 ) -> Generator[TrainEvent, None, None]:
     """Train until ``config.iterations``; closing or Ctrl-C keeps the weights as a bundle."""
-    config, engine, log = run.config, run.engine, run.log
-    assert log is not None
+    config, engine = run.config, run.engine
     times: deque[float] = deque(maxlen=21)
     engine.net.train()
     try:
