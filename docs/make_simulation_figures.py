@@ -18,16 +18,10 @@ import matplotlib.pyplot as plt  # noqa: E402
 import numpy as np  # noqa: E402
 
 from napari_labelfree.core import synth  # noqa: E402
+from napari_labelfree.core.structures import colormap_for, rgb_for  # noqa: E402
 
 OUT = Path(__file__).resolve().parent / "images"
-COLORS = {  # same colours as the napari sample data
-    "dna": (0.25, 0.45, 1.0),
-    "lamin-b1": (0.0, 1.0, 1.0),
-    "fibrillarin": (1.0, 0.0, 1.0),
-    "tom20": (0.0, 1.0, 0.0),
-    "sec61b": (1.0, 1.0, 0.0),
-    "cellmask": (1.0, 0.0, 0.0),
-}
+COLORS = {s: rgb_for(colormap_for(s)) for s in synth.STRUCTURES}  # the package's one table
 
 
 def _norm(a: np.ndarray, lo: float = 0.5, hi: float = 99.7) -> np.ndarray:

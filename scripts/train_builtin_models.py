@@ -27,6 +27,7 @@ import torch
 from napari_labelfree.core.bundle import BUILTIN_DIR, CONFIG_NAME, WEIGHTS_NAME, open_bundle
 from napari_labelfree.core.config import PAPER_VOXEL_SIZE_UM, Architecture, ModelSpec
 from napari_labelfree.core.events import drain
+from napari_labelfree.core.structures import BY_NAME
 from napari_labelfree.core.synth import STRUCTURES, simulate
 from napari_labelfree.core.train import ImagePair, TrainConfig, evaluate_model, iter_train
 
@@ -35,16 +36,6 @@ SIM_VOXEL = (0.29, 0.108, 0.108)
 TRAIN_SEEDS = (100, 101, 102, 103)
 VAL_SEED = 150
 TEST_SEEDS = (200, 201)
-
-# the colours of the package's sample data (_sample_data.COLORMAPS): they read well added together
-INFO = {
-    "dna": ("DNA", "blue", "Hoechst 33342"),
-    "lamin-b1": ("Lamin B1 (nuclear envelope)", "cyan", "mEGFP-lamin B1"),
-    "fibrillarin": ("Fibrillarin (nucleoli)", "magenta", "mEGFP-fibrillarin"),
-    "tom20": ("Tom20 (mitochondria)", "green", "mEGFP-Tom20"),
-    "sec61b": ("Sec61 beta (ER)", "yellow", "mEGFP-Sec61 beta"),
-    "cellmask": ("CellMask (plasma membrane)", "red", "CellMask Deep Red"),
-}
 
 
 def fields(seeds: tuple[int, ...]) -> list:
@@ -90,12 +81,12 @@ def main(argv: list[str] | None = None) -> int:
     work = args.work or Path(tempfile.mkdtemp(prefix="labelfree-builtin-"))
     rows = []
     for structure in args.structures:
-        name, cmap, target = INFO[structure]
+        known = BY_NAME[structure]  # the package's one table: name, colour, label
         spec = ModelSpec(
             structure=structure,
-            display_name=name,
-            colormap=cmap,
-            target=target,
+            display_name=known.display_name,
+            colormap=known.colormap,
+            target=known.label,
             modality="bright-field",
             voxel_size_um=PAPER_VOXEL_SIZE_UM,
             architecture=Architecture(depth=args.depth, width=args.width),

@@ -16,13 +16,12 @@ import numpy as np
 
 from .core.errors import LabelFreeError
 from .core.io import ImageSource, open_image
+from .core.structures import TRANSMITTED_COLORMAP, fluorescence_colormaps, looks_transmitted
 
 LayerData = tuple[Any, dict[str, Any], str]
 SUFFIXES = (".czi", ".ome.tif", ".ome.tiff", ".tif", ".tiff")
 #: Above this size (bytes, float32) a channel is read lazily, one frame at a time, through dask.
 EAGER_LIMIT = 1 << 30
-FLUORESCENCE_COLORMAPS = ("green", "magenta", "cyan", "yellow", "red", "blue")
-TRANSMITTED_HINTS = ("bright", "dic", "phase", "trans", "tl", "bf")
 
 
 def get_reader(path: str | list[str]) -> Callable[[str | list[str]], list[LayerData]] | None:
@@ -47,11 +46,6 @@ def get_reader(path: str | list[str]) -> Callable[[str | list[str]], list[LayerD
 def _suffix_ok(path: str | Path) -> bool:
     name = str(path).lower()
     return name.endswith(SUFFIXES) and Path(path).is_file()
-
-
-def _is_transmitted(name: str) -> bool:
-    words = name.lower().replace("-", " ").replace("_", " ").split()
-    return any(w.startswith(h) for w in words for h in TRANSMITTED_HINTS)
 
 
 def _channel_array(source: ImageSource, c: int) -> Any:
@@ -80,15 +74,18 @@ def source_layers(source: ImageSource) -> list[LayerData]:
     scale = ([1.0] if has_time else []) + zyx_scale
     label = source.path.name if source.path else "image"
     layers: list[LayerData] = []
-    fluo = 0
+    # a file of one channel is taken for transmitted light: the input of prediction
+    transmitted = [looks_transmitted(n) or source.n_channels == 1 for n in source.channel_names]
+    fluorescence = iter(
+        fluorescence_colormaps(
+            [n for n, t in zip(source.channel_names, transmitted, strict=True) if not t]
+        )
+    )
     for c, channel in enumerate(source.channel_names):
-        transmitted = _is_transmitted(channel) or source.n_channels == 1
-        if transmitted:
-            colormap, blending = "gray", "translucent_no_depth"
+        if transmitted[c]:
+            colormap, blending = TRANSMITTED_COLORMAP, "translucent_no_depth"
         else:
-            colormap = FLUORESCENCE_COLORMAPS[fluo % len(FLUORESCENCE_COLORMAPS)]
-            blending = "additive"
-            fluo += 1
+            colormap, blending = next(fluorescence), "additive"
         meta = {
             "labelfree": {
                 "role": "source",
@@ -107,7 +104,7 @@ def source_layers(source: ImageSource) -> list[LayerData]:
             "colormap": colormap,
             "blending": blending,
             "metadata": meta,
-            "visible": transmitted or source.n_channels <= 4,
+            "visible": transmitted[c] or source.n_channels <= 4,
         }
         layers.append((_channel_array(source, c), kwargs, "image"))
     return layers

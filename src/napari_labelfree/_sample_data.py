@@ -13,17 +13,8 @@ from typing import Any
 
 import numpy as np
 
+from .core.structures import TRANSMITTED_COLORMAP, colormap_for
 from .core.synth import STRUCTURES, SimulatedImage, simulate
-
-# napari colormap per structure, chosen to read well together when several are shown additively
-COLORMAPS = {
-    "dna": "blue",
-    "lamin-b1": "cyan",
-    "fibrillarin": "magenta",
-    "tom20": "green",
-    "sec61b": "yellow",
-    "cellmask": "red",
-}
 
 ZSTACK = {"shape": (32, 192, 192), "voxel_size": (0.29, 0.108, 0.108), "seed": 0}
 # the paper's time-lapse was taken at another magnification (0.065 um/px) than its training data
@@ -64,7 +55,7 @@ def _layers(im: SimulatedImage, what: str) -> list[LayerData]:
             {
                 "name": im.channel_names[0],
                 "scale": scale,
-                "colormap": "gray",
+                "colormap": TRANSMITTED_COLORMAP,
                 "contrast_limits": limits(bf, 0.5, 99.5),
                 "metadata": {"simulated": what, "voxel_size_um": im.voxel_size},
             },
@@ -79,7 +70,7 @@ def _layers(im: SimulatedImage, what: str) -> list[LayerData]:
                 {
                     "name": f"{name} (true)",
                     "scale": scale,
-                    "colormap": COLORMAPS.get(name, "gray"),
+                    "colormap": colormap_for(name, TRANSMITTED_COLORMAP),
                     "blending": "additive",
                     "visible": False,
                     "contrast_limits": limits(a, 1.0, 99.8),

@@ -38,6 +38,20 @@ def test_reader_gives_one_named_layer_per_channel(timelapse_file):
     assert layers[1][1]["blending"] == "additive"
 
 
+def test_reader_colours_channels_from_the_structure_table(tmp_path):
+    from napari_labelfree.core.structures import colormap_for
+
+    data = np.random.default_rng(2).random((1, 4, 4, 16, 16), dtype=np.float32)
+    path = tmp_path / "four.ome.tif"
+    names = ["TL Brightfield", "EGFP", "Hoechst 33342", "BFP"]
+    write_ome_tiff(path, data, channel_names=names, physical_sizes=SIZES)
+    colours = [kw["colormap"] for _, kw, _ in get_reader(str(path))(str(path))]
+    assert colours[0] == "gray"
+    assert colours[2] == colormap_for("dna") == "blue"  # as the built-in DNA model's overlay
+    # unknown fluorescence (BFP is a fluorescent protein, not bright-field) gets free colours
+    assert len(set(colours[1:])) == 3 and "gray" not in colours[1:]
+
+
 def test_reader_opens_a_czi_with_its_scale(tmp_path, write_czi):
     data = np.random.default_rng(1).integers(0, 3000, size=(1, 2, 5, 24, 20)).astype(np.uint16)
     path = write_czi(tmp_path / "cells.czi", data, ["TL Brightfield", "DAPI"], SIZES)

@@ -12,10 +12,10 @@ import numpy as np
 
 from ..core.errors import LabelFreeError
 from ..core.io import ImageSource, from_array
+from ..core.structures import looks_transmitted
 
 #: Key under which this plugin keeps its facts in ``layer.metadata``.
 META_KEY = "labelfree"
-TRANSMITTED_WORDS = ("bright", "dic", "phase", "transmitted", "tl", "trans", "bf")
 
 
 @dataclass(frozen=True)
@@ -91,14 +91,6 @@ def layer_source(layer, info: LayerInfo) -> ImageSource:
         )
     return from_array(
         layer_data(layer), info.axes, info.channel_names, physical_sizes=info.voxel_size
-    )
-
-
-def looks_transmitted(name: str) -> bool:
-    """Whether a channel or layer name looks like transmitted light (bright-field, DIC, phase)."""
-    words = name.lower().replace("-", " ").replace("_", " ").split()
-    return any(w.startswith(k) for w in words for k in TRANSMITTED_WORDS if len(k) > 2) or any(
-        w in ("tl", "bf") for w in words
     )
 
 

@@ -37,14 +37,13 @@ from ..core.config import Architecture, ModelSpec
 from ..core.device import available_devices, release_memory
 from ..core.errors import LabelFreeError
 from ..core.events import Notice
+from ..core.structures import COLORMAP_CHOICES as COLORMAPS
 from ._layers import META_KEY, layer_info, layer_source, looks_transmitted
 from ._registry import registry
 from ._workers import guarded, notify_error, stoppable
 
 if TYPE_CHECKING:
     import napari
-
-COLORMAPS = ("green", "magenta", "cyan", "yellow", "red", "blue", "gray")
 
 
 @dataclass

@@ -26,16 +26,6 @@ DEMO = {
     "timepoints": 5,
     "cell_height": 5.5,
 }
-RGB = {
-    "blue": (0.15, 0.35, 1.0),
-    "cyan": (0.0, 0.9, 0.9),
-    "magenta": (1.0, 0.0, 1.0),
-    "green": (0.0, 1.0, 0.0),
-    "yellow": (1.0, 0.85, 0.0),
-    "red": (1.0, 0.1, 0.1),
-    "gray": (0.7, 0.7, 0.7),
-    "gray_r": (0.7, 0.7, 0.7),
-}
 
 
 def register(sub: argparse._SubParsersAction) -> None:
@@ -222,12 +212,14 @@ def montage(
     from matplotlib.backends.backend_agg import FigureCanvasAgg
     from matplotlib.figure import Figure
 
+    from ..core.structures import rgb_for
+
     n_t = im.data.shape[0]
     ts = sorted(set(np.linspace(0, n_t - 1, min(n_rows, n_t)).round().astype(int).tolist()))
     # the z-plane through the middle of the nuclei: where the true DNA (or all light) is brightest
     ci = im.channel_names.index("dna") if "dna" in im.channel_names else 1
     z = int(np.argmax(im.data[0, ci].sum(axis=(1, 2))))
-    colours = [RGB.get(b.spec.colormap, (0.7, 0.7, 0.7)) for b in bundles]
+    colours = [rgb_for(b.spec.colormap) for b in bundles]
     pred_ch, true_ch = [], []
     for name, b in zip(names, bundles, strict=True):
         c = im.channel_names.index(b.spec.structure)

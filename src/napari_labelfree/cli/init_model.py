@@ -6,6 +6,7 @@ import argparse
 
 from ..core.bundle import init_bundle
 from ..core.config import PAPER_VOXEL_SIZE_UM, Architecture, ModelSpec
+from ..core.structures import colormap_for
 from . import _args
 
 
@@ -22,7 +23,9 @@ def register(sub: argparse._SubParsersAction) -> None:
         metavar="Z,Y,X",
         help="voxel size in um the model works at [0.29,0.29,0.29]",
     )
-    p.add_argument("--colormap", default="green", help="napari colormap for its overlay [green]")
+    p.add_argument(
+        "--colormap", default=None, help="napari colormap for its overlay [by structure]"
+    )
     p.add_argument("--display-name", default="", help="name shown in the viewer")
     p.add_argument("--target", default="", help="label / fluorophore of the target, e.g. Hoechst")
     p.add_argument("--modality", default="bright-field", help="input modality [bright-field]")
@@ -38,7 +41,7 @@ def run(args: argparse.Namespace) -> int:
     spec = ModelSpec(
         structure=args.structure,
         display_name=args.display_name,
-        colormap=args.colormap,
+        colormap=args.colormap or colormap_for(args.structure),
         target=args.target,
         modality=args.modality,
         voxel_size_um=args.voxel_size,

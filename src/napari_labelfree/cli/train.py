@@ -9,15 +9,6 @@ from typing import Any
 from ..core.config import PAPER_VOXEL_SIZE_UM, PRECISIONS
 from . import _args
 
-_COLORMAPS = {
-    "dna": "blue",
-    "lamin-b1": "cyan",
-    "fibrillarin": "magenta",
-    "tom20": "green",
-    "sec61b": "yellow",
-    "cellmask": "red",
-}
-
 
 def register(sub: argparse._SubParsersAction) -> None:
     from ..core.train import TrainConfig
@@ -108,6 +99,7 @@ def run(args: argparse.Namespace) -> int:
     from ..core.config import Architecture, ModelSpec
     from ..core.data import expand, load_pairs, split_validation
     from ..core.errors import LabelFreeError
+    from ..core.structures import colormap_for
     from ..core.train import TrainConfig, iter_train
 
     if args.depth < 1 or args.width < 1:
@@ -141,7 +133,7 @@ def run(args: argparse.Namespace) -> int:
         raise LabelFreeError("name the structure the model predicts: --structure NAME (e.g. dna)")
     spec = ModelSpec(
         structure=structure,
-        colormap=args.colormap or _COLORMAPS.get(structure.lower(), "green"),
+        colormap=args.colormap or colormap_for(structure),
         target=str(args.target_channel or ""),
         voxel_size_um=args.voxel_size,
         architecture=Architecture(depth=args.depth, width=args.width),

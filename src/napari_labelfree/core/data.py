@@ -1,6 +1,7 @@
-"""Reading training / evaluation data: registered signal-target pairs from files or a CSV table.
+"""Training / evaluation data: the pair type, and registered pairs read from files or a CSV table.
 
-Two forms, as in the paper's data tables:
+:class:`ImagePair` is what training and evaluation take (no torch here). Two forms on disk, as in
+the paper's data tables:
 
 * an image file holding both channels (CZI, OME-TIFF, TIFF), the signal and target chosen by name
   or index; every time point becomes one pair;
@@ -20,7 +21,19 @@ import numpy as np
 
 from .errors import LabelFreeError
 from .io import ImageSource, VoxelSize, open_image
-from .train import ImagePair
+
+
+@dataclass
+class ImagePair:
+    """One registered signal/target pair: ZYX arrays of raw intensities.
+
+    ``voxel_size`` is in um (Z, Y, X); None means the images are already at the model's voxel size.
+    """
+
+    signal: np.ndarray
+    target: np.ndarray
+    voxel_size: tuple[float, float, float] | None = None
+    name: str = ""
 
 
 @dataclass(frozen=True)

@@ -1,0 +1,58 @@
+"""Scoring a trained model on whole images, predicted as a user predicts them."""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Sequence
+from typing import Any
+
+import numpy as np
+
+from ..bundle import ModelBundle
+from ..data import ImagePair
+from ..errors import LabelFreeError
+from ..events import drain
+from ..metrics import nl2, pearson_r
+
+
+def evaluate_model(
+    bundle: ModelBundle, pairs: Sequence[ImagePair], device: Any = "auto"
+) -> list[dict[str, Any]]:
+    """Whole-image Pearson r and nl2 of one model on image pairs (the scores of ``labelfree evaluate``).
+
+    Each signal is predicted as a user would predict it (z-scored, resampled to the model's voxel
+    size, tiled, resampled back); the prediction is scored against its target at the target's own
+    grid (see :mod:`napari_labelfree.core.metrics` for the normalization).
+
+    Parameters
+    ----------
+    device
+        'auto', 'cpu', 'cuda', 'cuda:N', 'mps' or a ``torch.device``.
+
+    Returns
+    -------
+    list of dict
+        One ``{"name", "pearson_r", "nl2"}`` per pair.
+    """
+    from ..predict import iter_predict_volume
+
+    out = []
+    for pair in pairs:
+        if np.shape(pair.signal) != np.shape(pair.target):
+            raise LabelFreeError(
+                f"{pair.name or 'an image pair'}: signal {np.shape(pair.signal)} and target "
+                f"{np.shape(pair.target)} differ in shape"
+            )
+        vox = pair.voxel_size or bundle.spec.voxel_size_um
+        pred = drain(iter_predict_volume(np.asarray(pair.signal), [bundle], vox, device=device))
+        p = next(iter(pred.values()))
+        out.append(
+            {"name": pair.name, "pearson_r": pearson_r(p, pair.target), "nl2": nl2(p, pair.target)}
+        )
+    return out
+
+
+def mean_score(values: Sequence[float | None]) -> float | None:
+    """Mean of the finite values; None when there are none."""
+    finite = [v for v in values if v is not None and math.isfinite(v)]
+    return float(np.mean(finite)) if finite else None
