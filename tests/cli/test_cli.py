@@ -1,7 +1,6 @@
 import os
 import subprocess
 import sys
-from pathlib import Path
 
 import numpy as np
 import pytest
@@ -355,17 +354,6 @@ bundle.discover_models()
     assert not _imports_torch(body, tmp_path)
 
 
-_TRAIN_IS_ONE_MODULE = (
-    Path(__file__).resolve().parents[2] / "src" / "napari_labelfree" / "core" / "train.py"
-).is_file()
-
-
-@pytest.mark.xfail(
-    _TRAIN_IS_ONE_MODULE,
-    reason="cli/train.py reads TrainConfig from core/train.py, which imports torch until core.train "
-    "becomes a package that imports it lazily (issue 10, item 2)",
-    strict=True,
-)
 def test_help_and_models_import_no_torch(tmp_path):
     body = """
 from napari_labelfree.cli import build_parser, main

@@ -47,7 +47,8 @@ def test_built_in_models_use_the_table_colours():
         ("mEGFP-Tom20 (predicted)", "tom20"),
         ("Sec61 beta", "sec61b"),
         ("CellMask Deep Red", "cellmask"),
-        ("golgi", None),
+        ("golgi", "st6gal1"),  # the paper's Golgi marker
+        ("vimentin", None),
         ("EGFP", None),
     ],
 )

@@ -114,36 +114,6 @@ class Normalization:
         return cls(**d)
 
 
-# Colour of each structure's overlay; names as in the paper and pytorch_fnet's model folders.
-STRUCTURE_COLORMAPS: dict[str, str] = {
-    "dna": "blue",
-    "nucleus": "blue",
-    "lamin-b1": "cyan",
-    "fibrillarin": "magenta",
-    "nucleoli": "magenta",
-    "tom20": "green",
-    "mitochondria": "green",
-    "sec61b": "yellow",
-    "sec61-beta": "yellow",
-    "er": "yellow",
-    "cellmask": "red",
-    "membrane": "red",
-    "membrane-caax": "red",
-    "alpha-tubulin": "green",
-    "beta-actin": "red",
-    "desmoplakin": "magenta",
-    "myosin-iib": "red",
-    "st6gal1": "yellow",
-    "zo1": "cyan",
-}
-
-
-def colormap_for(structure: str, default: str = "green") -> str:
-    """The usual overlay colour of ``structure`` ("lamin_b1", "Lamin-B1" and "lamin-b1" alike)."""
-    key = structure.strip().lower().replace("_", "-").replace(" ", "-")
-    return STRUCTURE_COLORMAPS.get(key, default)
-
-
 @dataclass
 class ModelSpec:
     """Everything a model bundle says about itself (stored as config.json)."""

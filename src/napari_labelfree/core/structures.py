@@ -72,7 +72,38 @@ TABLE: tuple[Structure, ...] = (
         "CellMask (plasma membrane)",
         "red",
         "CellMask Deep Red",
-        ("cell mask", "membrane", "plasma membrane"),
+        ("cell mask", "membrane", "plasma membrane", "membrane caax"),
+    ),
+    # the paper's other structures (pytorch_fnet's released models), for imported models
+    Structure(
+        "alpha-tubulin",
+        "alpha-Tubulin (microtubules)",
+        "green",
+        "mEGFP-alpha-tubulin",
+        ("tuba1b", "microtubules", "tubulin"),
+    ),
+    Structure(
+        "beta-actin", "beta-Actin (actin filaments)", "red", "mEGFP-beta-actin", ("actb", "actin")
+    ),
+    Structure(
+        "desmoplakin",
+        "Desmoplakin (desmosomes)",
+        "magenta",
+        "mEGFP-desmoplakin",
+        ("dsp", "desmosomes"),
+    ),
+    Structure(
+        "myosin-iib",
+        "Myosin IIB (actomyosin bundles)",
+        "red",
+        "mEGFP-myosin IIB",
+        ("myh10", "myosin iib", "myosin"),
+    ),
+    Structure(
+        "st6gal1", "ST6GAL1 (Golgi)", "yellow", "mEGFP-ST6GAL1", ("golgi", "sialyltransferase 1")
+    ),
+    Structure(
+        "zo1", "ZO-1 (tight junctions)", "cyan", "mEGFP-ZO-1", ("tjp1", "tight junctions", "zo 1")
     ),
 )
 BY_NAME: dict[str, Structure] = {s.name: s for s in TABLE}

@@ -13,8 +13,9 @@ import zipfile
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from ..config import ModelSpec, Normalization, colormap_for
+from ..config import ModelSpec, Normalization
 from ..errors import LabelFreeError
+from ..structures import colormap_for
 from .safe_load import check_state_dict, sha256, torch_load_data
 
 if TYPE_CHECKING:
