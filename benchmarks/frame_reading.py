@@ -9,10 +9,14 @@ and one frame in memory at a time, the long file's time per frame and peak memor
 file's. ``reopen`` is the earlier OME-TIFF reading for comparison: ``tifffile.imread`` of the
 frame's pages, which opens and indexes the whole file for every frame.
 
+``--predict`` also runs ``labelfree predict`` (a small untrained model, fp32, CPU) on the short
+and the long OME-TIFF, each in a fresh process, and prints its peak memory.
+
 Usage::
 
     python benchmarks/frame_reading.py                       # 4 vs 40 frames of 32x256x256
     python benchmarks/frame_reading.py --short 40 --long 400 --shape 4,64,64
+    python benchmarks/frame_reading.py --formats ome-tiff --predict
 """
 
 from __future__ import annotations
@@ -114,10 +118,20 @@ def main() -> None:
     p.add_argument("--long", type=int, default=40)
     p.add_argument("--shape", default="32,256,256", help="Z,Y,X of a frame")
     p.add_argument("--formats", default=",".join(FORMATS))
+    p.add_argument("--predict", action="store_true", help="also time `labelfree predict`")
     p.add_argument("--child", nargs=2, help=argparse.SUPPRESS)
+    p.add_argument("--predict-child", nargs=3, help=argparse.SUPPRESS)
     args = p.parse_args()
     if args.child:
         print(json.dumps(read_all(*args.child)))
+        return
+    if args.predict_child:
+        from napari_labelfree.cli import main as cli
+
+        model, path, out = args.predict_child
+        t0 = time.perf_counter()
+        cli(["predict", path, "-m", model, "-o", out, "--precision", "fp32", "--device", "cpu"])
+        print(json.dumps({"total_s": time.perf_counter() - t0, "peak_rss_mib": peak_rss_mib()}))
         return
     zyx = tuple(int(v) for v in args.shape.split(","))
     mib = np.prod(zyx) * 4 / 2**20
@@ -142,6 +156,24 @@ def main() -> None:
                     f"{fmt:12} {n_t:6d} {r['open_s']:7.2f} {1e3 * r['median_frame_s']:9.1f} "
                     f"{1e3 * r['max_frame_s']:7.1f} {r['peak_rss_mib']:9.0f}"
                 )
+                if args.predict and fmt == "ome-tiff":
+                    predict(folder, path)
+
+
+def predict(folder: Path, path: Path) -> None:
+    """`labelfree predict` of the file in a fresh process: total time and peak memory."""
+    from napari_labelfree.core.bundle import init_bundle
+    from napari_labelfree.core.config import Architecture, ModelSpec
+
+    spec = ModelSpec(
+        structure="dna", voxel_size_um=(1, 1, 1), architecture=Architecture(depth=2, width=8)
+    )
+    model = init_bundle(folder / "model", spec)
+    out = folder / "pred.ome.tif"
+    cmd = [sys.executable, __file__, "--predict-child", str(model.path), str(path), str(out)]
+    run = subprocess.run(cmd, capture_output=True, text=True, check=True)
+    r = json.loads(run.stdout.strip().splitlines()[-1])
+    print(f"{'  predict':12} {'':6} {r['total_s']:7.1f} s in all {'':9} {r['peak_rss_mib']:9.0f}")
 
 
 if __name__ == "__main__":
