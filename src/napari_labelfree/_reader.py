@@ -1,4 +1,4 @@
-"""npe2 reader: CZI / OME-TIFF / TIFF z-stacks as one named layer per channel, in micrometres.
+"""npe2 reader: CZI / OME-TIFF / TIFF / OME-Zarr z-stacks as one named layer per channel, in um.
 
 Reading goes through :func:`napari_labelfree.core.io.open_image` (bioio). Each channel becomes an
 Image layer named after the channel, with scale (z, y, x in um; 1 for the time axis) and the time
@@ -15,11 +15,11 @@ from typing import Any
 import numpy as np
 
 from .core.errors import LabelFreeError
-from .core.io import ImageSource, open_image
+from .core.io import ImageSource, is_zarr, open_image
 from .core.structures import TRANSMITTED_COLORMAP, fluorescence_colormaps, looks_transmitted
 
 LayerData = tuple[Any, dict[str, Any], str]
-SUFFIXES = (".czi", ".ome.tif", ".ome.tiff", ".tif", ".tiff")
+SUFFIXES = (".czi", ".ome.tif", ".ome.tiff", ".tif", ".tiff", ".zarr")
 #: Above this size (bytes, float32) a channel is read lazily, one frame at a time, through dask.
 EAGER_LIMIT = 1 << 30
 
@@ -44,7 +44,10 @@ def get_reader(path: str | list[str]) -> Callable[[str | list[str]], list[LayerD
 
 
 def _suffix_ok(path: str | Path) -> bool:
-    name = str(path).lower()
+    """A file with an image suffix, or an OME-Zarr store (a folder named ``*.zarr``)."""
+    name = str(path).rstrip("/\\").lower()
+    if is_zarr(name):
+        return Path(path).is_dir()
     return name.endswith(SUFFIXES) and Path(path).is_file()
 
 

@@ -114,7 +114,7 @@ def test_aicsimageio_is_used_where_bioio_is_absent(tmp_path, rng, monkeypatch):
             super().__init__(path)
 
     # a file the tifffile fast path declines (see core/ome_tiff.py), so the library adapter reads it
-    monkeypatch.setattr("napari_labelfree.core.ome_tiff.read_ome_tiff_header", lambda path: None)
+    monkeypatch.setattr("napari_labelfree.core.io.read.read_ome_tiff_header", lambda path: None)
     monkeypatch.setitem(sys.modules, "bioio", None)  # `import bioio` now raises ImportError
     monkeypatch.setitem(sys.modules, "aicsimageio", types.SimpleNamespace(AICSImage=FakeAICSImage))
     src = open_image(tmp_path / "a.ome.tif")
@@ -124,7 +124,7 @@ def test_aicsimageio_is_used_where_bioio_is_absent(tmp_path, rng, monkeypatch):
 
 def _bioio_source(path, monkeypatch):
     with monkeypatch.context() as m:
-        m.setattr("napari_labelfree.core.ome_tiff.read_ome_tiff_header", lambda path: None)
+        m.setattr("napari_labelfree.core.io.read.read_ome_tiff_header", lambda path: None)
         return open_image(path)
 
 
@@ -183,3 +183,57 @@ def test_a_missing_z_size_keeps_the_known_xy_sizes(tmp_path, rng):
     vox, warning = resolve_voxel_size(src, None, (0.29, 0.29, 0.29))
     assert vox == pytest.approx((0.29, 0.1, 0.1))
     assert "no physical size for Z" in warning and "Give the voxel size" in warning
+
+
+def _count_tiff_opens(monkeypatch):
+    opened = []
+    real = tifffile.TiffFile
+
+    def counting(*args, **kwargs):
+        opened.append(args[0])
+        return real(*args, **kwargs)
+
+    monkeypatch.setattr(tifffile, "TiffFile", counting)
+    return opened
+
+
+@pytest.mark.parametrize("kind", ["ome", "imagej"])
+def test_frames_of_a_long_tiff_come_from_one_open_file(tmp_path, rng, monkeypatch, kind):
+    # the OME fast path and bioio's TIFF path alike: opened and indexed once, not per frame
+    data = rng.integers(0, 4000, size=(12, 2, 3, 8, 6)).astype(np.uint16)  # TCZYX
+    if kind == "ome":
+        path = tmp_path / "long.ome.tif"
+        _write_5d(path, data, ["a", "b"], (0.3, 0.1, 0.1))
+    else:
+        path = tmp_path / "long.tif"  # an ImageJ hyperstack: bioio reads its header
+        tifffile.imwrite(path, np.moveaxis(data, 1, 2), imagej=True, metadata={"axes": "TZCYX"})
+    opened = _count_tiff_opens(monkeypatch)
+    with open_image(path) as src:
+        assert src.backend == ("tifffile" if kind == "ome" else "bioio")
+        before = len(opened)
+        for t in (11, 0, 5):
+            for c in (1, 0):
+                np.testing.assert_array_equal(src.frame(t, c), data[t, c])
+        assert len(opened) == before  # no frame opened the file again
+    # closed: the next frame opens it once more and reads the same pixels
+    np.testing.assert_array_equal(src.frame(7, 1), data[7, 1])
+    assert len(opened) == before + 1
+    src.close()
+
+
+def test_bioio_tiff_frames_equal_bioio_own_reading(tmp_path, rng):
+    from bioio import BioImage
+
+    plain = rng.integers(0, 4000, size=(3, 6, 16, 16)).astype(np.uint16)  # bioio: CZYX
+    tifffile.imwrite(tmp_path / "plain.tif", plain, photometric="minisblack")
+    src, ref = open_image(tmp_path / "plain.tif"), BioImage(tmp_path / "plain.tif")
+    assert src.shape_tczyx == tuple(ref.dims.shape)
+    for c in range(src.n_channels):
+        np.testing.assert_array_equal(src.frame(0, c), ref.get_image_data("ZYX", T=0, C=c))
+
+
+def test_in_memory_sources_close_harmlessly():
+    from napari_labelfree.core.io import from_array
+
+    with from_array(np.ones((3, 4, 4), np.float32), "ZYX") as src:
+        assert src.frame(0, 0).shape == (3, 4, 4)

@@ -1,0 +1,176 @@
+"""The opened image: named TCZYX axes, channel names and physical sizes, read frame by frame.
+
+An :class:`ImageSource` is what every reader in this package returns and what prediction, training
+and the napari reader consume. Pixels are read one (T, C) frame at a time, so memory stays bounded
+by a frame, not by the file; a source backed by a file keeps that file open across frames and is
+closed with :meth:`ImageSource.close` (or a ``with`` block).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from ..errors import LabelFreeError
+
+VoxelSize = tuple[float, float, float]
+
+
+@dataclass
+class ImageSource:
+    """An opened image: TCZYX shape, channel names and physical sizes (um, Z, Y, X; None if unknown)."""
+
+    path: Path | None
+    shape_tczyx: tuple[int, int, int, int, int]
+    channel_names: list[str]
+    physical_sizes: tuple[float | None, float | None, float | None]
+    backend: str = "array"  # what reads the pixels: "tifffile", "bioio", "aicsimageio" or "array"
+    _read_frame: Callable[[int, int], np.ndarray] | None = field(default=None, repr=False)
+    _array: np.ndarray | None = field(default=None, repr=False)
+    _close: Callable[[], None] | None = field(default=None, repr=False)
+    dtype: np.dtype | None = (
+        None  # of the stored pixels, where the reader says (frames are float32)
+    )
+
+    @property
+    def n_timepoints(self) -> int:
+        return self.shape_tczyx[0]
+
+    @property
+    def n_channels(self) -> int:
+        return self.shape_tczyx[1]
+
+    @property
+    def shape_zyx(self) -> tuple[int, int, int]:
+        return self.shape_tczyx[2:]  # type: ignore[return-value]
+
+    @property
+    def known_voxel_size(self) -> VoxelSize | None:
+        """Physical voxel size if all three are known, else None."""
+        if any(v is None or not np.isfinite(v) or v <= 0 for v in self.physical_sizes):
+            return None
+        return tuple(float(v) for v in self.physical_sizes)  # type: ignore[return-value]
+
+    def channel_index(self, channel: str | int | None) -> int:
+        """Index of a channel given by name (case-insensitive) or index; None means the only one."""
+        names = ", ".join(f"{i}:{n}" for i, n in enumerate(self.channel_names))
+        if channel is None:
+            if self.n_channels == 1:
+                return 0
+            raise LabelFreeError(
+                f"{self._label()} has {self.n_channels} channels ({names}); "
+                "choose the transmitted-light one by name or index",
+                field="channel",
+            )
+        if isinstance(channel, str) and channel.strip().lstrip("-").isdigit():
+            channel = int(channel)
+        if isinstance(channel, int):
+            if -self.n_channels <= channel < self.n_channels:
+                return channel % self.n_channels
+            raise LabelFreeError(
+                f"{self._label()} has no channel {channel}; its channels are {names}",
+                field="channel",
+            )
+        lowered = [n.lower() for n in self.channel_names]
+        if channel.lower() in lowered:
+            return lowered.index(channel.lower())
+        raise LabelFreeError(
+            f"{self._label()} has no channel named {channel!r}; its channels are {names}",
+            field="channel",
+        )
+
+    def frame(self, t: int, c: int) -> np.ndarray:
+        """One ZYX volume (time point t, channel c), as float32."""
+        if self._array is not None:
+            return np.asarray(self._array[t, c], dtype=np.float32)
+        return self._read_frame(t, c)
+
+    def close(self) -> None:
+        """Release the open file (if any). Reading a frame afterwards opens it again."""
+        if self._close is not None:
+            self._close()
+
+    def __enter__(self) -> ImageSource:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    def _label(self) -> str:
+        return str(self.path) if self.path else "the image"
+
+
+def from_array(
+    data: np.ndarray,
+    axes: str = "TCZYX",
+    channel_names: Sequence[str] | None = None,
+    physical_sizes: Sequence[float | None] | None = None,
+) -> ImageSource:
+    """Wrap an in-memory array (axes a subset of TCZYX, in that order) as an ImageSource."""
+    axes = axes.upper()
+    if any(a not in "TCZYX" for a in axes) or len(set(axes)) != len(axes) or data.ndim != len(axes):
+        raise LabelFreeError(f"axes {axes!r} do not describe an array of shape {data.shape}")
+    order = [a for a in "TCZYX" if a in axes]
+    arr = np.moveaxis(data, [axes.index(a) for a in order], range(len(order)))
+    for i, a in enumerate("TCZYX"):
+        if a not in axes:
+            arr = np.expand_dims(arr, i)
+    n_c = arr.shape[1]
+    names = list(channel_names) if channel_names else [f"channel {i}" for i in range(n_c)]
+    sizes = tuple(physical_sizes) if physical_sizes is not None else (None, None, None)
+    return ImageSource(
+        None,
+        tuple(arr.shape),  # type: ignore[arg-type]
+        names,
+        sizes,  # type: ignore[arg-type]
+        _array=arr,
+        dtype=arr.dtype,
+    )
+
+
+def _clean_size(v: Any) -> float | None:
+    try:
+        v = float(v)
+    except (TypeError, ValueError):
+        return None
+    return v if np.isfinite(v) and v > 0 else None
+
+
+def resolve_voxel_size(
+    source: ImageSource,
+    given: VoxelSize | None,
+    fallback: VoxelSize,
+) -> tuple[VoxelSize, str | None]:
+    """Voxel size to use: given by the caller, else the file's, else ``fallback`` with a warning text."""
+    if given is not None:
+        return tuple(float(v) for v in given), None  # type: ignore[return-value]
+    known = source.known_voxel_size
+    if known is not None:
+        return known, None
+    sizes = [_clean_size(v) for v in source.physical_sizes]
+    missing = [a for a, v in zip("ZYX", sizes, strict=True) if v is None]
+    # keep what the file does say (often X and Y without Z); fill in only the missing axes
+    vox = tuple(float(f) if v is None else v for v, f in zip(sizes, fallback, strict=True))
+    if len(missing) == 3:
+        what = "has no physical pixel sizes; assuming it is already at the model's voxel size"
+    else:
+        what = (
+            f"has no physical size for {', '.join(missing)}; assuming the model's for "
+            f"{'it' if len(missing) == 1 else 'them'}, which makes the voxel size"
+        )
+    msg = f"{source._label()} {what} {vox} um (Z, Y, X). Give the voxel size if it is not."
+    return vox, msg  # type: ignore[return-value]
+
+
+def check_3d(source: ImageSource) -> None:
+    """The networks are 3D: refuse a single plane with a message that says so."""
+    z, y, x = source.shape_zyx
+    if z < 2:
+        raise LabelFreeError(
+            f"{source._label()} is 2D (one z-plane, {y}x{x}); label-free models need a z-stack "
+            "of transmitted light. Open the z-stack (CZI, OME-TIFF or a multi-page TIFF)"
+        )

@@ -1,0 +1,84 @@
+"""Writing TCZYX OME-TIFF files atomically, streamed one time point at a time."""
+
+from __future__ import annotations
+
+import warnings
+from collections.abc import Iterable, Iterator, Sequence
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from ..errors import LabelFreeError
+from ..files import atomic_file
+
+
+def ome_metadata(channel_names: Sequence[str], physical_sizes: Sequence[float | None]) -> dict:
+    md: dict[str, Any] = {"axes": "TCZYX", "Channel": {"Name": list(channel_names)}}
+    for axis, size in zip("ZYX", physical_sizes, strict=True):
+        if size is not None:
+            md[f"PhysicalSize{axis}"] = float(size)
+            md[f"PhysicalSize{axis}Unit"] = "µm"
+    return md
+
+
+def write_ome_tiff(
+    path: str | Path,
+    frames: np.ndarray | Iterable[np.ndarray],
+    shape_tczyx: Sequence[int] | None = None,
+    channel_names: Sequence[str] | None = None,
+    physical_sizes: Sequence[float | None] = (None, None, None),
+    dtype: Any = np.float32,
+    overwrite: bool = False,
+) -> Path:
+    """Write a TCZYX OME-TIFF atomically (temporary file, then rename).
+
+    ``frames`` is a TCZYX array or an iterable of CZYX arrays (one per time point, streamed to disk
+    so a long time-lapse never sits in memory whole; then ``shape_tczyx`` is required).
+    """
+    import tifffile
+
+    path = Path(path)
+    if path.exists() and not overwrite:
+        raise LabelFreeError(
+            f"{path} already exists; choose another output name (nothing was overwritten)"
+        )
+    if isinstance(frames, np.ndarray):
+        if frames.ndim != 5:
+            raise ValueError(f"expected a TCZYX array, got shape {frames.shape}")
+        shape_tczyx = frames.shape
+        frames = iter(frames)
+    if shape_tczyx is None:
+        raise ValueError("shape_tczyx is required when frames is an iterable")
+    t, c, z, y, x = (int(v) for v in shape_tczyx)
+    names = list(channel_names) if channel_names else [f"channel {i}" for i in range(c)]
+    if len(names) != c:
+        raise ValueError(f"{len(names)} channel names for {c} channels")
+
+    def pages() -> Iterator[np.ndarray]:
+        n = 0
+        for frame in frames:
+            frame = np.asarray(frame, dtype=dtype)
+            if frame.shape != (c, z, y, x):
+                raise ValueError(f"frame of shape {frame.shape}, expected {(c, z, y, x)}")
+            n += 1
+            yield from frame.reshape(c * z, y, x)
+        if n != t:
+            raise ValueError(f"got {n} frames, expected {t}")
+
+    path.parent.mkdir(parents=True, exist_ok=True)
+    with atomic_file(path) as tmp, warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        tifffile.imwrite(
+            tmp,
+            data=pages(),
+            shape=(t, c, z, y, x),
+            dtype=dtype,
+            ome=True,
+            photometric="minisblack",
+            metadata=ome_metadata(names, physical_sizes),
+            bigtiff=t * c * z * y * x * np.dtype(dtype).itemsize > 2**31,
+        )
+        if path.exists() and not overwrite:
+            raise LabelFreeError(f"{path} appeared while writing; nothing was overwritten")
+    return path
