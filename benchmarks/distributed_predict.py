@@ -12,6 +12,7 @@ Usage::
     python benchmarks/distributed_predict.py                          # 1 and 2 workers, 8 frames
     python benchmarks/distributed_predict.py --workers 1,2,4 --depth 4 --width 32
     python benchmarks/distributed_predict.py --scheduler tcp://127.0.0.1:8786   # workers started by hand
+    python benchmarks/distributed_predict.py --frames 1 --shape 64,256,256 --block 32,128,128
 """
 
 from __future__ import annotations
@@ -27,12 +28,10 @@ import torch
 
 from napari_labelfree.core.bundle import init_bundle
 from napari_labelfree.core.config import Architecture, ModelSpec, TilingConfig
-from napari_labelfree.core.distributed import (
-    predict_distributed,
-    predict_frame,
-    start_local_cluster,
-)
+from napari_labelfree.core.distributed import predict_distributed, start_local_cluster
+from napari_labelfree.core.events import FrameDone
 from napari_labelfree.core.io import open_image, write_ome_tiff
+from napari_labelfree.core.predict import plan_prediction
 from napari_labelfree.core.synth import simulate
 
 VOX = (0.29, 0.29, 0.29)
@@ -47,6 +46,8 @@ def main() -> None:
     p.add_argument("--models", type=int, default=2)
     p.add_argument("--workers", default="1,2", help="local worker counts to compare")
     p.add_argument("--scheduler", default=None, help="address of a running scheduler instead")
+    p.add_argument("--block", default=None, type=lambda s: tuple(int(v) for v in s.split(",")),
+                   help="Z,Y,X: cut each frame into blocks of this size, one task each")  # fmt: skip
     args = p.parse_args()
     import distributed
 
@@ -77,9 +78,8 @@ def main() -> None:
             f"{args.width}, fp32, {cores} cores"
         )
         t0 = time.perf_counter()
-        reference = [
-            predict_frame(im.data[t, 0], bundles, VOX, tiling, "cpu", t) for t in range(args.frames)
-        ]
+        plan = plan_prediction(open_image(src_path), bundles, 0, None, tiling, "cpu")
+        reference = [e.arrays for e in plan.iter_frames() if isinstance(e, FrameDone)]
         single = time.perf_counter() - t0
         print(f"{'one process':24} {'':>9} {single:8.1f} s {args.frames / single:6.2f} frames/s")
 
@@ -88,7 +88,7 @@ def main() -> None:
             t1 = time.perf_counter()
             with distributed.get_task_stream(client) as stream:
                 predict_distributed([src_path], refs, [out], client, channel=0, tiling=tiling,
-                                    device="cpu", torch_threads=threads)  # fmt: skip
+                                    device="cpu", torch_threads=threads, block=args.block)  # fmt: skip
             took = time.perf_counter() - t1
             per_worker: dict[str, int] = {}
             for task in stream.data:

@@ -9,13 +9,13 @@ import pytest
 
 distributed = pytest.importorskip("distributed")
 
+from napari_labelfree.core.blocks import block_regions, predict_block  # noqa: E402
 from napari_labelfree.core.config import TilingConfig  # noqa: E402
-from napari_labelfree.core.distributed import (  # noqa: E402
-    predict_distributed,
-    predict_frame,
-    start_local_cluster,
-)
+from napari_labelfree.core.distributed import predict_distributed, start_local_cluster  # noqa: E402
+from napari_labelfree.core.errors import LabelFreeError  # noqa: E402
+from napari_labelfree.core.events import FrameDone, drain  # noqa: E402
 from napari_labelfree.core.io import open_image, open_prediction_output, write_ome_tiff  # noqa: E402
+from napari_labelfree.core.predict import plan_prediction  # noqa: E402
 
 VOX = (0.29, 0.29, 0.29)
 TILING = TilingConfig(tile_shape=(8, 16, 16), overlap=0.25, precision="fp32")
@@ -42,13 +42,15 @@ def case(tmp_path, make_tiny_model):
     return path, bundles, data
 
 
-def _reference(data, bundles):
+def _reference(path, bundles, tiling=TILING):
+    """The single-process prediction (the plan API, one torch thread as each worker)."""
     import torch
 
     threads = torch.get_num_threads()
     torch.set_num_threads(1)
     try:
-        return [predict_frame(data[t, 1], bundles, VOX, TILING, "cpu", t) for t in range(N_T)]
+        plan = plan_prediction(open_image(path), bundles, "bright", None, tiling, "cpu")
+        return [e.arrays for e in plan.iter_frames() if isinstance(e, FrameDone)]
     finally:
         torch.set_num_threads(threads)
 
@@ -98,7 +100,7 @@ def test_two_workers_write_exactly_the_single_process_output(client, case, tmp_p
     out = tmp_path / "movie.ome.zarr"
     stores, seen = _run(client, case, out)
     assert stores == [out] and seen[-1] == (N_T, N_T)
-    _assert_equal(out, _reference(case[2], case[1]))
+    _assert_equal(out, _reference(case[0], case[1]))
     assert len(list(ran.iterdir())) == 2  # both workers ran tasks
 
 
@@ -121,13 +123,13 @@ def test_a_worker_killed_mid_run_still_gives_the_complete_identical_output(clien
     finally:
         client.unregister_worker_plugin("kill-once")
     assert marker.exists()  # a worker did die
-    _assert_equal(out, _reference(case[2], case[1]))
+    _assert_equal(out, _reference(case[0], case[1]))
     client.wait_for_workers(2)  # the nanny brought it back
 
 
 def test_resume_sends_only_the_missing_frames(client, case, tmp_path):
     path, bundles, data = case
-    reference = _reference(data, bundles)
+    reference = _reference(path, bundles)
     out = tmp_path / "movie.ome.zarr"
     first = open_prediction_output(
         out, ["dna", "lamin-b1"], ["blue", "magenta"], data.shape[2:], VOX, N_T
@@ -137,3 +139,41 @@ def test_resume_sends_only_the_missing_frames(client, case, tmp_path):
     _, seen = _run(client, case, out, resume=True)
     assert seen[0] == (0, N_T - 2) and seen[-1] == (N_T - 2, N_T - 2)
     _assert_equal(out, reference)
+
+
+def test_blocks_with_their_halo_add_up_to_the_whole_frame_bit_for_bit(tmp_path, make_tiny_model):
+    """Blocks cut across tiles (not on their grid) still give exactly the single-process frame."""
+    volume = np.random.default_rng(5).normal(size=(14, 40, 36)).astype(np.float32)
+    src = open_image(
+        write_ome_tiff(tmp_path / "big.ome.tif", volume[None, None], physical_sizes=VOX)
+    )
+    bundles = [make_tiny_model("dna", "blue"), make_tiny_model("lamin-b1", "magenta", seed=1)]
+    plan = plan_prediction(src, bundles, None, None, TILING, "cpu")
+    whole = drain(plan.predict_volume(volume))
+    regions = block_regions(volume.shape, (5, 13, 17))
+    assert len(regions) == 3 * 4 * 3
+    assembled = {n: np.full(volume.shape, np.nan, np.float32) for n in plan.names}
+    for region in regions:
+        part = predict_block(plan, volume, region)
+        for name, arr in part.items():
+            assembled[name][tuple(slice(a, b) for a, b in region)] = arr
+    for name in plan.names:
+        np.testing.assert_array_equal(assembled[name], whole[name])
+
+
+def test_blocks_refuse_an_image_that_needs_resampling(tmp_path, make_tiny_model):
+    volume = np.random.default_rng(5).normal(size=(8, 16, 16)).astype(np.float32)
+    src = open_image(
+        write_ome_tiff(tmp_path / "x.ome.tif", volume[None, None], physical_sizes=(0.29, 0.2, 0.2))
+    )
+    plan = plan_prediction(src, [make_tiny_model()], None, None, TILING, "cpu")
+    with pytest.raises(LabelFreeError, match="models' voxel size"):
+        predict_block(plan, volume, block_regions(volume.shape, (8, 8, 8))[0])
+
+
+def test_two_workers_predicting_blocks_write_the_single_process_output(client, case, tmp_path):
+    out = tmp_path / "movie.ome.zarr"
+    stores, seen = _run(client, case, out, block=(6, 12, 9))
+    n_blocks = 2 * 2 * 3
+    assert stores == [out] and seen[-1] == (N_T * n_blocks, N_T * n_blocks)
+    _assert_equal(out, _reference(case[0], case[1]))

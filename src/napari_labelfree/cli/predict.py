@@ -1,33 +1,45 @@
-"""`labelfree predict`: predict structures from transmitted-light images into OME-TIFF files."""
+"""`labelfree predict`: predict structures from transmitted-light images into OME-TIFF or OME-Zarr.
+
+Output naming and writing live in :mod:`._outputs`; running on a Dask cluster in :mod:`._cluster`.
+"""
 
 from __future__ import annotations
 
 import argparse
-import os
-from collections.abc import Iterator
 from pathlib import Path
 from typing import TYPE_CHECKING
 
 from ..core.config import PRECISIONS, TilingConfig
 from ..core.errors import LabelFreeError
-from ..core.events import FrameDone
 from . import _args
-from ._progress import drive_prediction
+from ._outputs import (
+    FORMATS,
+    TIFF,
+    ZARR,
+    check_targets,
+    image_stem,
+    output_paths,
+    write_tiff,
+    write_zarr,
+)
 
 if TYPE_CHECKING:
-    import numpy as np
-
     from ..core.predict import PredictionPlan
+
+__all__ = ["image_stem", "output_paths", "register", "run"]
 
 
 def register(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser(
         "predict",
         help="predict fluorescence from transmitted-light z-stacks",
-        description="Predict one channel per model for every time point of each input; write OME-TIFF "
-        "(TCZYX, the input's Z,Y,X shape and physical sizes).",
+        description="Predict one channel per model for every time point of each input; write "
+        "OME-TIFF or OME-Zarr (TCZYX, the input's Z,Y,X shape and physical sizes), here or on a "
+        "Dask cluster.",
     )
-    p.add_argument("inputs", nargs="+", metavar="INPUT", help="CZI, OME-TIFF or TIFF z-stacks")
+    p.add_argument(
+        "inputs", nargs="+", metavar="INPUT", help="CZI, OME-TIFF, TIFF or OME-Zarr z-stacks"
+    )
     p.add_argument(
         "-m",
         "--model",
@@ -41,7 +53,21 @@ def register(sub: argparse._SubParsersAction) -> None:
         "-o",
         "--output",
         required=True,
-        help="output .ome.tif file, or a folder (several inputs, or a path without a .tif suffix)",
+        help="output .ome.tif file or .ome.zarr store, or a folder (several inputs, or a path "
+        "without a .tif/.zarr suffix) that gets NAME_predicted.ome.tif (or .ome.zarr) per input",
+    )
+    p.add_argument(
+        "--format",
+        choices=FORMATS,
+        default=None,
+        help="format of the outputs in a folder -o [ome-tiff; ome-zarr with --scheduler/--workers]; "
+        "a file -o takes the format of its suffix",
+    )
+    p.add_argument(
+        "--resume",
+        action="store_true",
+        help="OME-Zarr: finish the frames an interrupted run left missing (its partial store is "
+        "kept beside the output)",
     )
     p.add_argument("--channel", default=None, help="transmitted-light channel, by name or index")
     p.add_argument(
@@ -80,6 +106,30 @@ def register(sub: argparse._SubParsersAction) -> None:
         "voxels or 20x on one axis) or needs more memory than the machine has",
     )
     _args.add_device(p)
+    cluster = p.add_argument_group(
+        "Dask cluster (OME-Zarr output; each worker writes its frames into the store)"
+    )
+    cluster.add_argument(
+        "--scheduler",
+        default=None,
+        metavar="tcp://HOST:PORT",
+        help="send the frames to a running Dask scheduler and its workers",
+    )
+    cluster.add_argument(
+        "--workers",
+        type=_workers,
+        default=None,
+        metavar="N|auto",
+        help="start a local cluster of N worker processes (auto: one per GPU, pinned to it)",
+    )
+    cluster.add_argument(
+        "--block",
+        type=_args.shape,
+        default=None,
+        metavar="Z,Y,X",
+        help="cut each frame into blocks of this many voxels, one task each (for frames too big "
+        "for one worker; the image must be at the models' voxel size)",
+    )
     p.set_defaults(
         func=run,
         flag_hints=_args.flag_hints(
@@ -88,60 +138,36 @@ def register(sub: argparse._SubParsersAction) -> None:
     )
 
 
-# suffixes stripped from an input's name to name its prediction (longest first)
-IMAGE_SUFFIXES = (".ome.tiff", ".ome.tif", ".ome.zarr", ".tiff", ".tif", ".czi", ".zarr")
-
-
-def image_stem(path: str | Path) -> str:
-    """``cell.1.ome.tif`` -> ``cell.1``: only a known image suffix goes, not every dotted part."""
-    name = Path(path).name
-    for suffix in IMAGE_SUFFIXES:
-        if name.lower().endswith(suffix) and len(name) > len(suffix):
-            return name[: -len(suffix)]
-    return Path(path).stem or name
-
-
-def _is_folder_target(output: str) -> bool:
-    """An existing folder, a path ending in a separator, or one without a TIFF suffix."""
-    out = Path(output)
-    return (
-        out.is_dir()
-        or output.endswith(("/", os.sep))
-        or not out.name.lower().endswith((".tif", ".tiff"))
-    )
-
-
-def output_paths(inputs: list[str], output: str) -> list[Path]:
-    """One output file per input: -o itself for one input and a .tif name, else files in -o."""
-    out = Path(output)
-    if len(inputs) == 1 and not _is_folder_target(output):
-        return [out]
-    if out.exists() and not out.is_dir():
-        raise LabelFreeError(f"with several inputs, -o must be a folder; {out} is a file")
-    stems = [image_stem(i) for i in inputs]
-    if len(set(stems)) != len(stems):
-        raise LabelFreeError(
-            "two inputs have the same file name; predict them into different folders"
-        )
-    return [out / f"{s}_predicted.ome.tif" for s in stems]
+def _workers(text: str) -> int | str:
+    if text.strip().lower() == "auto":
+        return "auto"
+    if text.strip().isdigit() and int(text) >= 1:
+        return int(text)
+    raise argparse.ArgumentTypeError(f"expected a number of workers or auto, got {text!r}")
 
 
 def run(args: argparse.Namespace) -> int:
-    from ..core.io import open_image, write_ome_tiff
+    from ..core.io import open_image
     from ..core.predict import plan_prediction
 
+    on_cluster = bool(args.scheduler or args.workers)
+    _check_flags(args, on_cluster)
     defaults = TilingConfig()
     tiling = TilingConfig(
         tile_shape=args.tile or defaults.tile_shape,
         overlap=defaults.overlap if args.overlap is None else args.overlap,
         precision=args.precision,
     )
-    targets = output_paths(args.inputs, args.output)
-    for target in targets:
-        if target.exists() and not args.overwrite:
-            raise LabelFreeError(
-                f"{target} already exists; choose another output or add --overwrite"
-            )
+    targets, fmt = output_paths(
+        args.inputs, args.output, args.format, default_fmt=ZARR if on_cluster else TIFF
+    )
+    if fmt == TIFF and (on_cluster or args.resume):
+        why = "--resume" if args.resume else "a Dask cluster (--scheduler, --workers)"
+        raise LabelFreeError(
+            f"{why} needs OME-Zarr output; name it {image_stem(targets[0])}.ome.zarr "
+            "or give a folder with --format ome-zarr"
+        )
+    check_targets(targets, args.overwrite, args.resume)
     # every input is checked before the first is predicted: a mistake in the last file must not
     # surface after an hour of work on the others
     plans: list[PredictionPlan] = []
@@ -153,50 +179,33 @@ def run(args: argparse.Namespace) -> int:
             args.channel,
             args.voxel_size,
             tiling,
-            args.device,
+            # on a cluster each worker resolves the device (it may have GPUs this machine lacks)
+            "cpu" if on_cluster else args.device,
             force=args.force,
         )
         models = plan.bundles  # resolved once
         plans.append(plan)
-    for src_path, target, plan in zip(args.inputs, targets, plans, strict=True):
-        names = list(plan.names)
-        label = Path(src_path).name
-        write_ome_tiff(
-            target,
-            _predicted_frames(plan.iter_frames(), names, label, args.flag_hints),
-            shape_tczyx=(plan.n_frames, len(names), *plan.shape_zyx),
-            channel_names=names,
-            # an assumed voxel size is not recorded as if it had been measured
-            physical_sizes=plan.output_physical_sizes,
-            overwrite=args.overwrite,
-        )
-        print(f"{target}: {plan.n_frames} time point(s) x {', '.join(names)}")
+    if on_cluster:
+        from ._cluster import predict_on_cluster
+
+        predict_on_cluster(args, plans, targets)
+    else:
+        for src_path, target, plan in zip(args.inputs, targets, plans, strict=True):
+            label = Path(src_path).name
+            if fmt == ZARR:
+                write_zarr(plan, target, args.resume, args.overwrite, label, args.flag_hints)
+            else:
+                write_tiff(plan, target, args.overwrite, label, args.flag_hints)
+    for target, plan in zip(targets, plans, strict=True):
+        print(f"{target}: {plan.n_frames} time point(s) x {', '.join(plan.names)}")
     return 0
 
 
-def _predicted_frames(
-    gen, names: list[str], label: str, hints: dict[str, str]
-) -> Iterator[np.ndarray]:
-    """CZYX frames from a prediction generator, in order, for the streaming writer."""
-    import numpy as np
-
-    done: list[FrameDone] = []
-    while True:
-        drive_prediction(_until_frame(gen, done), label, hints=hints)
-        if not done:
-            return
-        event = done.pop()
-        yield np.stack([event.arrays[n] for n in names])
-
-
-def _until_frame(gen, done: list):
-    """Forward events of ``gen`` until one FrameDone (stored in ``done``) or the end."""
-    while True:
-        try:
-            event = next(gen)
-        except StopIteration:
-            return None
-        yield event
-        if isinstance(event, FrameDone):
-            done.append(event)
-            return None
+def _check_flags(args: argparse.Namespace, on_cluster: bool) -> None:
+    """Combinations of flags that cannot work together, told before any file is opened."""
+    if args.scheduler and args.workers:
+        raise LabelFreeError("give either --scheduler (an existing cluster) or --workers, not both")
+    if args.block and not on_cluster:
+        raise LabelFreeError(
+            "--block cuts frames into tasks for a Dask cluster; add --workers N or --scheduler"
+        )

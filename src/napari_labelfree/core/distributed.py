@@ -1,19 +1,20 @@
-"""Prediction on a Dask cluster: one task per (input file, time point), results written in place.
+"""Prediction on a Dask cluster: one task per (input file, time point) or per block, written in place.
 
-The client opens each input's header only (shape, channel, voxel size), creates each output
-OME-Zarr (:func:`.io.open_prediction_output`) and submits one task per frame still missing. A
-task runs on a worker: it reads its own frame from the input file (the worker keeps the file
-open across the frames it gets), predicts it with the models a :class:`ModelPlugin` loaded once
-on that worker, and writes the result straight into its region of the output store; it returns
-only ``(input index, t)``, so no array ever travels to the client. The client follows the futures
-for progress and, when every frame is in, commits each store.
+The client checks every input once, as a local run does (:func:`.predict.plan_prediction`: the
+z-stack, the channel, the models, the voxel size and ``force``), creates each output OME-Zarr
+(:func:`.io.open_prediction_output`) and submits one task per frame still missing, or one per
+Z-Y-X block of it (:mod:`.blocks`). A task runs on a worker: it rebuilds the same plan from the
+settings the client resolved (:class:`Job`: the channel index, the voxel size, the tiling; only
+the device is resolved on the worker, which may have GPUs the client lacks), reads its own frame,
+predicts it and writes it straight into its region of the output store. It returns only
+``(input, t)``, so no array ever travels to the client. Each worker opens each model once
+(:class:`ModelPlugin`, then the one network cache of :mod:`.weights`) and keeps its plans, with
+their input files open, for its next frames. The client follows the futures for progress and,
+when every frame is in, commits each store.
 
 A worker that dies mid-run loses its tasks; the scheduler runs them again elsewhere. That is
-safe because a task is idempotent: it overwrites exactly its own frame's chunks, and the frame's
-"done" marker goes in after them.
-
-Not done here: cutting one volume too large for a worker into Z-Y-X blocks with a halo; a task is
-always a whole frame.
+safe because a task is idempotent: it overwrites exactly its own chunks, and the frame's "done"
+marker goes in after them (for blocks, the client sets it once every block of the frame is in).
 """
 
 from __future__ import annotations
@@ -21,40 +22,41 @@ from __future__ import annotations
 import hashlib
 import logging
 import os
+import uuid
 from collections import OrderedDict
 from collections.abc import Callable, Sequence
+from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-import numpy as np
 from distributed import WorkerPlugin
 
 from .config import TilingConfig
 from .errors import LabelFreeError
-from .io import ImageSource, OmeZarrOutput, VoxelSize, open_image, open_prediction_output
+from .io import OmeZarrOutput, VoxelSize, open_image, open_prediction_output
+
+if TYPE_CHECKING:
+    from .blocks import Region
+    from .predict import PredictionPlan
 
 Progress = Callable[[int, int], None]
-#: input files a worker keeps open at once (the frames of one file usually come in a row)
+#: input files (with their plans) a worker keeps open at once (frames of a file come in a row)
 OPEN_FILES_PER_WORKER = 4
 
 
-def predict_frame(
-    volume: np.ndarray,
-    bundles: Sequence[Any],
-    voxel_size: VoxelSize,
-    tiling: TilingConfig | None,
-    device: str,
-    t: int,
-) -> dict[str, np.ndarray]:
-    """{name: ZYX} predictions of one frame: the one call that does the work in a task."""
-    from .events import drain
-    from .predict import iter_predict_volume
+@dataclass(frozen=True)
+class Job:
+    """What a worker needs to rebuild an input's plan: the settings the client checked."""
 
-    return drain(iter_predict_volume(volume, bundles, voxel_size, tiling, device, frame=t))
+    input_path: str
+    channel: int  # index, resolved from a name on the client
+    voxel_size: VoxelSize  # um, Z, Y, X: the file's, the one given, or the model's
+    tiling: TilingConfig
+    device: str  # as asked ("auto", "cuda", ...): each worker resolves its own
 
 
 class ModelPlugin(WorkerPlugin):
-    """Worker plugin: opens the models once per worker and keeps its input files open.
+    """Worker plugin: opens the models once per worker and keeps its input files' plans.
 
     Parameters
     ----------
@@ -70,7 +72,7 @@ class ModelPlugin(WorkerPlugin):
         self.torch_threads = torch_threads
         self.name = plugin_name(self.model_paths)
         self.bundles: list[Any] = []
-        self._sources: OrderedDict[str, ImageSource] = OrderedDict()
+        self._plans: OrderedDict[str, PredictionPlan] = OrderedDict()  # by repr(job)
 
     def setup(self, worker: Any = None) -> None:
         import torch
@@ -84,19 +86,31 @@ class ModelPlugin(WorkerPlugin):
             load_network(bundle)  # cached per folder: each task of this worker reuses it
 
     def teardown(self, worker: Any = None) -> None:
-        while self._sources:
-            self._sources.popitem()[1].close()
+        while self._plans:
+            self._plans.popitem()[1].source.close()
 
-    def source(self, path: str) -> ImageSource:
-        """The input file, opened once by this worker and kept open for its next frames."""
-        if path in self._sources:
-            self._sources.move_to_end(path)
-            return self._sources[path]
-        src = open_image(path)
-        self._sources[path] = src
-        while len(self._sources) > OPEN_FILES_PER_WORKER:
-            self._sources.popitem(last=False)[1].close()
-        return src
+    def plan(self, job: Job) -> PredictionPlan:
+        """The plan of ``job``, made once by this worker (its input file kept open)."""
+        from .predict import plan_prediction
+
+        key = repr(job)  # TilingConfig is mutable, so a Job does not hash
+        if key in self._plans:
+            self._plans.move_to_end(key)
+            return self._plans[key]
+        # the client made the checks (force included): the same settings are not checked again
+        plan = plan_prediction(
+            open_image(job.input_path),
+            self.bundles,
+            job.channel,
+            job.voxel_size,
+            job.tiling,
+            job.device,
+            force=True,
+        )
+        self._plans[key] = plan
+        while len(self._plans) > OPEN_FILES_PER_WORKER:
+            self._plans.popitem(last=False)[1].source.close()
+        return plan
 
 
 def plugin_name(model_paths: Sequence[str]) -> str:
@@ -106,23 +120,42 @@ def plugin_name(model_paths: Sequence[str]) -> str:
 
 
 def predict_task(
-    plugin: str,
-    input_path: str,
-    channel: int,
-    t: int,
-    voxel_size: VoxelSize,
-    tiling: TilingConfig | None,
-    device: str,
-    output: OmeZarrOutput,
+    plugin: str, job: Job, t: int, output: OmeZarrOutput, region: Region | None = None
 ) -> tuple[str, int]:
-    """On a worker: read frame ``t``, predict it, write it into ``output``; return its key."""
+    """On a worker: read frame ``t``, predict it (or its ``region``), write it into ``output``."""
     from distributed import get_worker
 
-    models: ModelPlugin = get_worker().plugins[plugin]
-    volume = models.source(input_path).frame(t, channel)
-    result = predict_frame(volume, models.bundles, voxel_size, tiling, device, t)
-    output.write_frame(t, result)
-    return input_path, t
+    from .events import drain
+
+    plan = get_worker().plugins[plugin].plan(job)
+    volume = plan.source.frame(t, plan.channel)
+    if region is None:
+        output.write_frame(t, drain(plan.predict_volume(volume, t)))
+    else:
+        from .blocks import predict_block
+
+        output.write_block(t, [a for a, _ in region], predict_block(plan, volume, region))
+    return job.input_path, t
+
+
+def plan_inputs(
+    inputs: Sequence[str | Path],
+    model_refs: Sequence[Any],
+    channel: str | int | None = None,
+    voxel_size: VoxelSize | None = None,
+    tiling: TilingConfig | None = None,
+    force: bool = False,
+) -> list[PredictionPlan]:
+    """Check every input on the client, as a local run would (the device is the workers')."""
+    from .predict import plan_prediction
+
+    plans = []
+    models: Any = model_refs
+    for path in inputs:
+        plan = plan_prediction(open_image(path), models, channel, voxel_size, tiling, "cpu", force)
+        models = plan.bundles  # resolved once
+        plans.append(plan)
+    return plans
 
 
 def predict_distributed(
@@ -138,8 +171,13 @@ def predict_distributed(
     resume: bool = False,
     overwrite: bool = False,
     torch_threads: int | None = None,
+    force: bool = False,
+    block: Sequence[int] | None = None,
 ) -> list[Path]:
     """Predict every frame of every input on a Dask cluster into one OME-Zarr per input.
+
+    Every input is checked on the calling machine first, as a local prediction would be; then
+    each worker predicts whole frames (or blocks of them) and writes them into the stores.
 
     Parameters
     ----------
@@ -153,96 +191,164 @@ def predict_distributed(
         The transmitted-light channel (name or index; None when the inputs have one channel).
     voxel_size
         Voxel size (um, Z, Y, X) of the inputs when their files lack it.
-    tiling, device
-        As for single-process prediction; ``device`` is resolved on each worker.
+    tiling
+        As for single-process prediction (:class:`.config.TilingConfig`).
+    device
+        "auto", "cpu", "cuda", ...: resolved on each worker.
     progress
-        Called with (frames done, frames to do) as frames finish.
+        Called with (tasks done, tasks to do) as tasks finish.
     resume, overwrite
         As :func:`.io.open_prediction_output`: resuming keeps the frames an interrupted run wrote.
     torch_threads
         torch threads per worker (None: torch's default).
+    force
+        Go ahead with a resampling that looks like a wrong voxel size (see ``plan_prediction``).
+    block
+        Cut each frame into blocks of this many voxels (Z, Y, X), one task each, for frames too
+        large for one worker; the result equals the whole-frame one (see :mod:`.blocks`).
 
     Returns
     -------
     list of Path
         The committed stores.
+
+    Examples
+    --------
+    From a notebook, on two local worker processes::
+
+        from distributed import Client
+        from napari_labelfree.core.distributed import predict_distributed, start_local_cluster
+
+        cluster, threads = start_local_cluster(2)
+        with cluster, Client(cluster) as client:
+            predict_distributed(["movie.ome.tif"], ["dna"], ["movie.ome.zarr"], client,
+                                channel="bright-field", torch_threads=threads)
     """
-    from distributed import Client, as_completed
-
-    from .bundle import resolve_model
-    from .predict import output_names
-
     if len(inputs) != len(output_paths):
         raise ValueError(f"{len(inputs)} inputs for {len(output_paths)} outputs")
-    bundles = [resolve_model(ref) for ref in model_refs]
-    if not bundles:
-        raise LabelFreeError("choose at least one model")
-    names = output_names(bundles)
-    colours = [b.spec.colormap for b in bundles]
-    plans = [
-        _plan_input(
-            Path(p), Path(o), names, colours, bundles, channel, voxel_size, resume, overwrite
-        )
-        for p, o in zip(inputs, output_paths, strict=True)
-    ]
-    client = (
-        client_or_address if isinstance(client_or_address, Client) else Client(client_or_address)
-    )
+    plans = plan_inputs(inputs, model_refs, channel, voxel_size, tiling, force)
     try:
-        plugin = ModelPlugin([str(b.path.resolve()) for b in bundles], torch_threads)
+        return predict_plans(
+            plans,
+            output_paths,
+            client_or_address,
+            device,
+            progress,
+            resume,
+            overwrite,
+            torch_threads,
+            block,
+        )
+    finally:
+        for plan in plans:
+            plan.source.close()
+
+
+def predict_plans(
+    plans: Sequence[PredictionPlan],
+    output_paths: Sequence[str | Path],
+    client_or_address: Any,
+    device: str = "auto",
+    progress: Progress | None = None,
+    resume: bool = False,
+    overwrite: bool = False,
+    torch_threads: int | None = None,
+    block: Sequence[int] | None = None,
+) -> list[Path]:
+    """:func:`predict_distributed` of inputs already checked (see :func:`plan_inputs`)."""
+    from distributed import as_completed
+
+    from .blocks import block_regions, check_blocks
+
+    if block is not None:
+        for plan in plans:
+            check_blocks(plan)
+    outputs = [
+        _open_output(plan, Path(path), resume, overwrite, block)
+        for plan, path in zip(plans, output_paths, strict=True)
+    ]
+    client = _client(client_or_address)
+    futures: dict[Any, tuple[int, int]] = {}
+    try:
+        plugin = ModelPlugin([str(b.path.resolve()) for b in plans[0].bundles], torch_threads)
         client.register_plugin(plugin, name=plugin.name)
-        futures = [
-            client.submit(
-                predict_task,
-                plugin.name,
-                str(src_path),
-                c,
-                t,
-                vox,
-                tiling,
-                device,
-                out,
-                key=f"labelfree-{_token(out.work_path)}-{t}",
-                pure=False,
+        left: dict[tuple[int, int], int] = {}  # blocks still out, per (output, frame)
+        run = uuid.uuid4().hex[:6]  # a rerun never finds an earlier run's results by key
+        for i, (plan, out) in enumerate(zip(plans, outputs, strict=True)):
+            job = Job(
+                str(Path(plan.source.path).resolve()),
+                plan.channel,
+                plan.voxel_size,
+                plan.tiling,
+                str(device),
             )
-            for src_path, c, vox, out in plans
-            for t in out.missing_frames
-        ]
+            regions = [None] if block is None else block_regions(plan.shape_zyx, block)
+            prefix = f"labelfree-{_token(out.work_path)}{run}"
+            for t in out.missing_frames:
+                left[i, t] = len(regions)
+                for b, region in enumerate(regions):
+                    key = f"{prefix}-{t}" if region is None else f"{prefix}-{t}-block{b}"
+                    future = client.submit(
+                        predict_task, plugin.name, job, t, out, region, key=key, pure=False
+                    )
+                    futures[future] = (i, t)
         total = len(futures)
         if progress:
             progress(0, total)
-        for done, future in enumerate(as_completed(futures), 1):
+        for done, future in enumerate(as_completed(list(futures)), 1):
             future.result()  # a task's own error (a corrupt frame, ...) ends the run here
+            i, t = futures[future]
+            left[i, t] -= 1
+            if block is not None and not left[i, t]:
+                outputs[i].mark_done(t)  # every block of the frame is in
             if progress:
                 progress(done, total)
+    except BaseException:
+        client.cancel(list(futures))  # nothing keeps running for a run that stopped
+        raise
     finally:
         if client is not client_or_address:
             client.close()
-    return [out.commit() for *_, out in plans]
+    return [out.commit() for out in outputs]
 
 
-def _plan_input(
+def _client(client_or_address: Any) -> Any:
+    from distributed import Client
+
+    if isinstance(client_or_address, Client):
+        return client_or_address
+    try:
+        return Client(client_or_address)
+    except OSError as e:
+        raise LabelFreeError(
+            f"cannot reach the Dask scheduler at {client_or_address} ({e}); start it "
+            "(dask scheduler) or check its address"
+        ) from e
+
+
+def _open_output(
+    plan: PredictionPlan,
     path: Path,
-    out_path: Path,
-    names: list[str],
-    colours: list[str],
-    bundles: Sequence[Any],
-    channel: str | int | None,
-    voxel_size: VoxelSize | None,
     resume: bool,
     overwrite: bool,
-) -> tuple[Path, int, VoxelSize, OmeZarrOutput]:
-    """Header checks on the client, and the output store (new or, resuming, reopened)."""
-    from .io import check_3d, resolve_voxel_size
-
-    with open_image(path) as src:
-        check_3d(src)
-        c = src.channel_index(channel)
-        vox, _ = resolve_voxel_size(src, voxel_size, bundles[0].spec.voxel_size_um)
-        out = open_prediction_output(
-            out_path, names, colours, src.shape_zyx, vox, src.n_timepoints, resume, overwrite
+    block: Sequence[int] | None,
+) -> OmeZarrOutput:
+    """The output store of one input (new or, resuming, reopened)."""
+    if plan.source.path is None:
+        raise LabelFreeError(
+            "prediction on a cluster reads its inputs from files; save the image to a file first"
         )
-    return path.resolve(), c, vox, out
+    return open_prediction_output(
+        path,
+        plan.names,
+        plan.colours,
+        plan.shape_zyx,
+        plan.output_physical_sizes,
+        plan.n_frames,
+        resume,
+        overwrite,
+        chunks_zyx=block,
+    )
 
 
 def _token(path: Path) -> str:

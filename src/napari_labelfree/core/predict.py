@@ -112,6 +112,11 @@ class PredictionPlan:
         return self.source.shape_zyx
 
     @property
+    def colours(self) -> tuple[str, ...]:
+        """One napari colormap per output (each model's colour), in model order."""
+        return tuple(b.spec.colormap for b in self.bundles)
+
+    @property
     def output_physical_sizes(self) -> tuple[float | None, float | None, float | None]:
         """Voxel size to record with the output: None on axes where it was only assumed."""
         return tuple(  # type: ignore[return-value]

@@ -120,26 +120,56 @@ class OmeZarrOutput:
 
     def write_frame(self, t: int, arrays: Mapping[str, np.ndarray]) -> None:
         """Write time point ``t``: one ZYX array per output name (each channel of the store)."""
+        self.write_block(t, (0, 0, 0), arrays, whole=True)
+        self.mark_done(t)
+
+    def write_block(
+        self,
+        t: int,
+        start_zyx: Sequence[int],
+        arrays: Mapping[str, np.ndarray],
+        whole: bool = False,
+    ) -> None:
+        """Write one Z-Y-X block of time point ``t`` (one array per output name, all one shape).
+
+        The frame counts as done only once :meth:`mark_done` is called after its last block.
+        Blocks written at once by several processes must each cover whole chunks (see
+        ``chunks_zyx`` of :func:`open_prediction_output`). ``whole``: the block must be the frame.
+        """
         if not 0 <= t < self.n_frames:
             raise ValueError(f"frame {t} outside 0..{self.n_frames - 1}")
         if set(arrays) != set(self.names):
             raise ValueError(f"got outputs {sorted(arrays)}, the store has {self.names}")
         zyx = self.shape_tczyx[2:]
-        frame = np.empty((1, len(self.names), *zyx), dtype=np.float32)
+        shape = np.shape(arrays[self.names[0]])
+        stop = [int(s) + n for s, n in zip(start_zyx, shape, strict=True)]
+        if (whole and tuple(shape) != tuple(zyx)) or not all(
+            s >= 0 and e <= n for s, e, n in zip(start_zyx, stop, zyx, strict=True)
+        ):
+            raise ValueError(f"block of shape {shape} at {tuple(start_zyx)}, the store has {zyx}")
+        block = np.empty((1, len(self.names), *shape), dtype=np.float32)
         for c, name in enumerate(self.names):
             arr = np.asarray(arrays[name])
-            if arr.shape != tuple(zyx):
-                raise ValueError(f"{name}: frame of shape {arr.shape}, the store has {zyx}")
-            frame[0, c] = arr
+            if arr.shape != tuple(shape):
+                raise ValueError(f"{name}: block of shape {arr.shape}, the others {shape}")
+            block[0, c] = arr
         if self.path == self.work_path:
             return  # a finished store reopened to resume: nothing is missing
         if self._writer is None:
             from bioio_ome_zarr.writers import OMEZarrWriter
 
             self._writer = OMEZarrWriter.open(str(self.work_path))
-        region = (slice(t, t + 1), slice(0, len(self.names)), *(slice(0, n) for n in zyx))
-        self._writer.write_region(frame, region)
-        # the marker goes in after the chunks: a frame with a marker is whole on disk
+        region = (
+            slice(t, t + 1),
+            slice(0, len(self.names)),
+            *(slice(int(s), e) for s, e in zip(start_zyx, stop, strict=True)),
+        )
+        self._writer.write_region(block, region)
+
+    def mark_done(self, t: int) -> None:
+        """Record frame ``t`` as whole on disk (after all its chunks are written)."""
+        if self.path == self.work_path:
+            return
         (self.work_path / DONE_DIR / str(t)).touch()
         self.done_frames.add(t)
 
@@ -198,6 +228,7 @@ def open_prediction_output(
     n_frames: int,
     resume: bool = False,
     overwrite: bool = False,
+    chunks_zyx: Sequence[int] | None = None,
 ) -> OmeZarrOutput:
     """Start (or, resuming, reopen) the OME-Zarr that predictions of one input are written to.
 
@@ -219,6 +250,9 @@ def open_prediction_output(
         finished frames (``done_frames``); a finished store at ``path`` counts as all done.
     overwrite
         Allow replacing an existing store at ``path`` (only when the new one is committed).
+    chunks_zyx
+        Chunk shape (Z, Y, X) for frames written in blocks by several processes at once: each
+        block must cover whole chunks. None: at most one channel of one frame (64 MiB at most).
 
     Returns
     -------
@@ -235,7 +269,12 @@ def open_prediction_output(
     if len(shape) != 5 or min(shape) < 1:
         raise ValueError(f"bad output shape {shape} (TCZYX)")
     scale = [float(v) if v is not None and np.isfinite(v) and v > 0 else None for v in voxel_size]
-    expected = {"names": names, "shape": list(shape), "voxel_size_um": scale}
+    expected: dict[str, Any] = {"names": names, "shape": list(shape), "voxel_size_um": scale}
+    if chunks_zyx is not None:
+        # blocks written at once must match the chunks: resuming with other blocks is refused
+        expected["chunks_zyx"] = [
+            min(int(c), n) for c, n in zip(chunks_zyx, shape[2:], strict=True)
+        ]
     partial = partial_path(path)
     out = OmeZarrOutput(path, partial, names, shape, overwrite=overwrite)  # type: ignore[arg-type]
     if resume:
@@ -249,7 +288,7 @@ def open_prediction_output(
             if not _matches(partial, expected):
                 raise LabelFreeError(
                     f"the unfinished {path.name} beside it was started with other models or "
-                    "another image; start again without resuming to replace it"
+                    "another image (or other blocks); start again without resuming to replace it"
                 )
             out.done_frames = read_done_frames(partial)
             return out
@@ -299,7 +338,9 @@ def _create_store(
         str(store),
         level_shapes=shape,
         dtype=np.float32,
-        chunk_shape=frame_chunks(shape[2:]),
+        chunk_shape=(1, 1, *expected["chunks_zyx"])
+        if "chunks_zyx" in expected
+        else frame_chunks(shape[2:]),
         zarr_format=2,
         image_name=store.name.removeprefix(".").removesuffix(".partial"),
         channels=channels,

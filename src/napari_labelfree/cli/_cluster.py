@@ -1,0 +1,64 @@
+"""`labelfree predict --scheduler / --workers`: the checked plans run on a Dask cluster."""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from pathlib import Path
+from typing import TYPE_CHECKING
+
+from tqdm import tqdm
+
+from ..core.errors import LabelFreeError
+from ._args import with_hint
+
+if TYPE_CHECKING:
+    from ..core.predict import PredictionPlan
+
+
+def predict_on_cluster(
+    args: argparse.Namespace, plans: list[PredictionPlan], targets: list[Path]
+) -> None:
+    """Send every missing frame (or block) of ``plans`` to the cluster; a bar follows the tasks."""
+    try:
+        import distributed
+    except ImportError as e:  # pragma: no cover - a dependency, absent only in odd installs
+        raise LabelFreeError("prediction on a cluster needs the 'distributed' package") from e
+    from ..core.distributed import predict_plans, start_local_cluster
+
+    for plan in plans:
+        for notice in plan.notices:
+            # the precision is each worker's own to resolve, not this machine's
+            if notice.field != "precision":
+                text = with_hint(notice.text, notice.field, args.flag_hints)
+                tqdm.write(f"labelfree: {text}", file=sys.stderr)
+    bar = tqdm(desc="cluster", unit="block" if args.block else "frame", file=sys.stderr)
+
+    def progress(done: int, total: int) -> None:
+        bar.total = total
+        bar.n = done
+        bar.refresh()
+
+    run = dict(
+        device=args.device,
+        progress=progress,
+        resume=args.resume,
+        overwrite=args.overwrite,
+        block=args.block,
+    )
+    try:
+        if args.workers:
+            cluster, threads = start_local_cluster(args.workers)
+            with cluster, distributed.Client(cluster) as client:
+                predict_plans(plans, targets, client, torch_threads=threads, **run)
+        else:
+            predict_plans(plans, targets, args.scheduler, **run)
+    except KeyboardInterrupt:
+        raise KeyboardInterrupt(
+            "the frames written so far are kept in the partial store(s) beside the output "
+            f"(.{targets[0].name}.partial); run the same command with --resume to finish"
+        ) from None
+    finally:
+        bar.close()
+        for plan in plans:
+            plan.source.close()

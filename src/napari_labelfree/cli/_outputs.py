@@ -1,0 +1,187 @@
+"""Where `labelfree predict` writes, and the writing: OME-TIFF or OME-Zarr, one output per input.
+
+The format follows ``-o``: a name ending in ``.zarr`` (``result.ome.zarr``) is an OME-Zarr store,
+one ending in ``.tif`` / ``.tiff`` an OME-TIFF; anything else is a folder that gets one output
+per input, ``NAME_predicted.ome.tif`` (or ``.ome.zarr`` with ``--format ome-zarr``, the default
+when the prediction runs on a Dask cluster, which writes OME-Zarr only).
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Iterator
+from pathlib import Path
+from typing import TYPE_CHECKING
+
+from ..core.errors import LabelFreeError
+from ..core.events import FrameDone
+from ._progress import drive_prediction
+
+if TYPE_CHECKING:
+    import numpy as np
+
+    from ..core.predict import PredictionPlan
+
+ZARR, TIFF = "ome-zarr", "ome-tiff"
+FORMATS = (ZARR, TIFF)
+SUFFIXES = {ZARR: ".ome.zarr", TIFF: ".ome.tif"}
+
+# suffixes stripped from an input's name to name its prediction (longest first)
+IMAGE_SUFFIXES = (".ome.tiff", ".ome.tif", ".ome.zarr", ".tiff", ".tif", ".czi", ".zarr")
+
+
+def image_stem(path: str | Path) -> str:
+    """``cell.1.ome.tif`` -> ``cell.1``: only a known image suffix goes, not every dotted part."""
+    name = Path(path).name
+    for suffix in IMAGE_SUFFIXES:
+        if name.lower().endswith(suffix) and len(name) > len(suffix):
+            return name[: -len(suffix)]
+    return Path(path).stem or name
+
+
+def format_of(output: str | Path) -> str | None:
+    """The format a file name asks for (``.zarr``: OME-Zarr, ``.tif``/``.tiff``: OME-TIFF)."""
+    name = str(output).rstrip("/" + os.sep).lower()
+    if name.endswith(".zarr"):
+        return ZARR
+    if name.endswith((".tif", ".tiff")):
+        return TIFF
+    return None
+
+
+def output_paths(
+    inputs: list[str], output: str, fmt: str | None = None, default_fmt: str = TIFF
+) -> tuple[list[Path], str]:
+    """One output per input, and their format.
+
+    ``fmt`` is the format asked for (None: from ``output``'s suffix, else ``default_fmt``).
+    """
+    out = Path(output)
+    named = format_of(output)
+    is_folder = named is None or (named == TIFF and (len(inputs) > 1 or out.is_dir()))
+    if not is_folder:
+        if fmt is not None and fmt != named:
+            raise LabelFreeError(
+                f"{out.name} is an {named.upper()} name but --format {fmt} was asked for; "
+                f"name the output {image_stem(out)}{SUFFIXES[fmt]}"
+            )
+        if len(inputs) > 1:
+            raise LabelFreeError(
+                f"with several inputs, -o must be a folder, not the store {out.name}"
+            )
+        return [out], named
+    fmt = fmt or default_fmt
+    if out.exists() and not out.is_dir():
+        raise LabelFreeError(f"with several inputs, -o must be a folder; {out} is a file")
+    stems = [image_stem(i) for i in inputs]
+    if len(set(stems)) != len(stems):
+        raise LabelFreeError(
+            "two inputs have the same file name; predict them into different folders"
+        )
+    return [out / f"{s}_predicted{SUFFIXES[fmt]}" for s in stems], fmt
+
+
+def check_targets(targets: list[Path], overwrite: bool, resume: bool) -> None:
+    """Refuse to replace an existing output unless asked (a resumed store is checked when opened)."""
+    for target in targets:
+        if target.exists() and not overwrite and not resume:
+            raise LabelFreeError(
+                f"{target} already exists; choose another output or add --overwrite"
+            )
+
+
+def write_tiff(
+    plan: PredictionPlan, target: Path, overwrite: bool, label: str, hints: dict[str, str]
+) -> None:
+    """Predict every frame of ``plan`` into one OME-TIFF, streamed frame by frame."""
+    from ..core.io import write_ome_tiff
+
+    names = list(plan.names)
+    write_ome_tiff(
+        target,
+        _predicted_frames(plan.iter_frames(), names, label, hints),
+        shape_tczyx=(plan.n_frames, len(names), *plan.shape_zyx),
+        channel_names=names,
+        # an assumed voxel size is not recorded as if it had been measured
+        physical_sizes=plan.output_physical_sizes,
+        overwrite=overwrite,
+    )
+
+
+def write_zarr(
+    plan: PredictionPlan,
+    target: Path,
+    resume: bool,
+    overwrite: bool,
+    label: str,
+    hints: dict[str, str],
+) -> None:
+    """Predict the frames ``target`` still lacks into an OME-Zarr, each written as it finishes.
+
+    The store stays under its hidden partial name until every frame is in; Ctrl-C leaves it
+    there, marked incomplete, for ``--resume``.
+    """
+    from ..core.io import open_prediction_output
+
+    out = open_prediction_output(
+        target,
+        plan.names,
+        plan.colours,
+        plan.shape_zyx,
+        plan.output_physical_sizes,
+        plan.n_frames,
+        resume=resume,
+        overwrite=overwrite,
+    )
+    missing = out.missing_frames
+    if resume and len(missing) < plan.n_frames:
+        print(f"{target}: {plan.n_frames - len(missing)} of {plan.n_frames} frames already done")
+    try:
+        drive_prediction(
+            plan.iter_frames(missing),
+            label,
+            on_frame=lambda event: out.write_frame(event.frame, event.arrays),
+            hints=hints,
+        )
+    except KeyboardInterrupt:
+        raise KeyboardInterrupt(interrupted_note(out)) from None
+    finally:
+        out.close()
+    out.commit()
+
+
+def interrupted_note(out) -> str:
+    """What an interrupted OME-Zarr run kept, and how to finish it."""
+    done = len(out.refresh())
+    return (
+        f"{done} of {out.n_frames} frames of {out.path.name} are kept in {out.work_path} "
+        "(incomplete); run the same command with --resume to finish it"
+    )
+
+
+def _predicted_frames(
+    gen, names: list[str], label: str, hints: dict[str, str]
+) -> Iterator[np.ndarray]:
+    """CZYX frames from a prediction generator, in order, for the streaming writer."""
+    import numpy as np
+
+    done: list[FrameDone] = []
+    while True:
+        drive_prediction(_until_frame(gen, done), label, hints=hints)
+        if not done:
+            return
+        event = done.pop()
+        yield np.stack([event.arrays[n] for n in names])
+
+
+def _until_frame(gen, done: list):
+    """Forward events of ``gen`` until one FrameDone (stored in ``done``) or the end."""
+    while True:
+        try:
+            event = next(gen)
+        except StopIteration:
+            return None
+        yield event
+        if isinstance(event, FrameDone):
+            done.append(event)
+            return None
