@@ -4,6 +4,8 @@ import torch
 
 from napari_labelfree.core.tiling import (
     effective_tile_shape,
+    pad_tensor_to,
+    pad_to,
     plan_tiles,
     sliding_window_inference,
     tile_starts,
@@ -63,3 +65,23 @@ def test_normalized_weights_sum_to_one():
             for ix, x in enumerate(plan.starts[2]):
                 total[z : z + 16, y : y + 32, x : x + 32] += plan.tile_weight((iz, iy, ix))
     np.testing.assert_allclose(total, 1.0, rtol=1e-6)
+
+
+@pytest.mark.parametrize("target", [(5, 9, 4), (12, 9, 11), (31, 30, 9)])
+def test_tensor_padding_mirrors_as_numpy_does(target, rng):
+    # the device path pads on the device: it must pad exactly as np.pad "symmetric" (any size)
+    vol = rng.normal(size=(5, 9, 4)).astype(np.float32)
+    got = pad_tensor_to(torch.from_numpy(vol), target).numpy()
+    np.testing.assert_array_equal(got, pad_to(vol, target))
+
+
+@pytest.mark.parametrize("batch_size", [1, 3])
+def test_a_tensor_volume_is_tiled_where_it_lies(batch_size, rng):
+    vol = rng.normal(size=(7, 45, 70)).astype(np.float32)
+    from_numpy = sliding_window_inference(vol, identity, (8, 32, 32), overlap=0.25, multiple=4)
+    from_tensor = sliding_window_inference(
+        torch.from_numpy(vol), identity, (8, 32, 32), overlap=0.25, multiple=4,
+        batch_size=batch_size,
+    )  # fmt: skip
+    np.testing.assert_allclose(from_tensor.numpy(), from_numpy.numpy(), rtol=1e-6, atol=1e-6)
+    np.testing.assert_allclose(from_tensor[0].numpy(), vol, rtol=1e-6, atol=1e-6)
