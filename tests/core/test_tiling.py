@@ -85,3 +85,16 @@ def test_a_tensor_volume_is_tiled_where_it_lies(batch_size, rng):
     )  # fmt: skip
     np.testing.assert_allclose(from_tensor.numpy(), from_numpy.numpy(), rtol=1e-6, atol=1e-6)
     np.testing.assert_allclose(from_tensor[0].numpy(), vol, rtol=1e-6, atol=1e-6)
+
+
+def test_cpu_fp32_caps_only_the_default_tile():
+    from napari_labelfree.core.config import TilingConfig
+    from napari_labelfree.core.tiling import CPU_FP32_MAX_TILE, max_tile_shape
+
+    default = TilingConfig().tile_shape
+    cpu, cuda = torch.device("cpu"), torch.device("cuda")
+    capped = max_tile_shape(default, cpu, torch.float32)
+    assert capped == tuple(min(a, b) for a, b in zip(default, CPU_FP32_MAX_TILE, strict=True))
+    assert max_tile_shape(default, cpu, torch.bfloat16) == default  # bf16 halves the memory
+    assert max_tile_shape(default, cuda, torch.float32) == default
+    assert max_tile_shape((64, 512, 512), cpu, torch.float32) == (64, 512, 512)  # asked for

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import os
+import sys
 from collections.abc import Iterator
 from pathlib import Path
 from typing import TYPE_CHECKING
@@ -74,6 +75,11 @@ def register(sub: argparse._SubParsersAction) -> None:
     )
     p.add_argument("--overwrite", action="store_true", help="replace existing output files")
     p.add_argument(
+        "--timings",
+        action="store_true",
+        help="print the time of start-up, reading, prediction and writing",
+    )
+    p.add_argument(
         "--force",
         action="store_true",
         help="go ahead with a resampling that looks like a wrong voxel size (more than 64x the "
@@ -127,8 +133,14 @@ def output_paths(inputs: list[str], output: str) -> list[Path]:
 
 
 def run(args: argparse.Namespace) -> int:
+    import time
+
     from ..core.io import open_image, write_ome_tiff
     from ..core.predict import plan_prediction
+    from ._timings import ReadAhead, Timings, compute_ahead, process_seconds
+
+    t_run = time.perf_counter()
+    before_run = process_seconds() if args.timings else None
 
     defaults = TilingConfig()
     tiling = TilingConfig(
@@ -161,9 +173,16 @@ def run(args: argparse.Namespace) -> int:
     for src_path, target, plan in zip(args.inputs, targets, plans, strict=True):
         names = list(plan.names)
         label = Path(src_path).name
+        # frame t + 1 is read while t is predicted, and predicted while t is written
+        timings = Timings()
+        if plan is plans[0]:
+            timings.start_up = time.perf_counter() - t_run + (before_run or 0.0)
+        plan.source = ReadAhead(plan.source, timings)
+        t_file = time.perf_counter()
+        frames = _predicted_frames(plan.iter_frames(), names, label, args.flag_hints)
         write_ome_tiff(
             target,
-            _predicted_frames(plan.iter_frames(), names, label, args.flag_hints),
+            compute_ahead(frames, timings, background=plan.n_frames > 1),
             shape_tczyx=(plan.n_frames, len(names), *plan.shape_zyx),
             channel_names=names,
             # an assumed voxel size is not recorded as if it had been measured
@@ -171,6 +190,10 @@ def run(args: argparse.Namespace) -> int:
             overwrite=args.overwrite,
         )
         print(f"{target}: {plan.n_frames} time point(s) x {', '.join(names)}")
+        if args.timings:
+            timings.total = time.perf_counter() - t_file + timings.start_up
+            timings.writing = timings.total - timings.start_up - timings.waiting
+            print(f"{target.name}: {timings.line()}", file=sys.stderr)
     return 0
 
 

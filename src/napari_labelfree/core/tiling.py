@@ -72,6 +72,29 @@ def fit_tile_shape(
     return tuple(out)  # type: ignore[return-value]
 
 
+# The largest tile on a CPU computing in fp32, when the default tile is asked for: fp32
+# activations of a 64x272x272 tile take ~1.6 GB, and plain (AVX2) CPUs, where fp32 is the
+# default, are the laptops with the least memory. 144 = 128 + 16 covers a 256-voxel axis in two
+# tiles (1.125x the work) at ~0.55x the activations.
+CPU_FP32_MAX_TILE = (64, 144, 272)
+
+
+def max_tile_shape(
+    tile_shape: Sequence[int], device: torch.device, dtype: torch.dtype
+) -> tuple[int, int, int]:
+    """The largest tile to fit: ``tile_shape``, capped on a CPU in fp32 when it is the default."""
+    from .config import TilingConfig
+
+    tile = tuple(int(t) for t in tile_shape)
+    if (
+        device.type == "cpu"
+        and dtype == torch.float32
+        and tile == tuple(TilingConfig.__dataclass_fields__["tile_shape"].default)
+    ):
+        return tuple(min(t, c) for t, c in zip(tile, CPU_FP32_MAX_TILE, strict=True))  # type: ignore[return-value]
+    return tile  # type: ignore[return-value]
+
+
 def window_1d(length: int, mode: str) -> np.ndarray:
     """1D blending window: Gaussian (sigma = length/8, as MONAI) or constant; strictly positive."""
     if mode == "constant" or length == 1:
