@@ -62,15 +62,19 @@ def _piece_starts(size: int, piece: int, overlap: int) -> list[int]:
     return starts
 
 
-def reference_predict(net, volume: np.ndarray) -> np.ndarray:
-    """The paper software's prediction, plainly: fp32, whole or 32x512x512 pieces, no_grad."""
+def reference_predict(net, volume: np.ndarray, device: str = "cpu") -> np.ndarray:
+    """The paper software's prediction, plainly: fp32, whole or 32x512x512 pieces, no_grad.
+
+    ``net`` lives on ``device``; each piece goes there and its prediction comes back to the host,
+    as pytorch_fnet's ``predict_piecewise`` does.
+    """
     import torch
 
     x = volume.astype(np.float64)
     x = ((x - x.mean()) / x.std()).astype(np.float32)
     with torch.no_grad():
         if x.size <= int(np.prod(PIECE)):
-            return net(torch.from_numpy(x)[None, None])[0, 0].numpy()
+            return net(torch.from_numpy(x)[None, None].to(device))[0, 0].cpu().numpy()
         out = np.zeros(x.shape, np.float32)
         weight = np.zeros(x.shape, np.float32)
         piece = [min(p, n) for p, n in zip(PIECE, x.shape, strict=True)]
@@ -84,8 +88,8 @@ def reference_predict(net, volume: np.ndarray) -> np.ndarray:
             for y in grids[1]:
                 for xx in grids[2]:
                     sl = np.s_[z : z + piece[0], y : y + piece[1], xx : xx + piece[2]]
-                    tile = torch.from_numpy(np.ascontiguousarray(x[sl]))[None, None]
-                    out[sl] += net(tile)[0, 0].numpy() * w
+                    tile = torch.from_numpy(np.ascontiguousarray(x[sl]))[None, None].to(device)
+                    out[sl] += net(tile)[0, 0].cpu().numpy() * w
                     weight[sl] += w
         return out / weight
 

@@ -1,11 +1,17 @@
 import numpy as np
 import pytest
+import torch
 
+from napari_labelfree.core.config import Normalization
 from napari_labelfree.core.errors import LabelFreeError
 from napari_labelfree.core.preprocess import (
+    gaussian_filter_tensor,
     needs_resampling,
+    normalize,
+    normalize_tensor_,
     resampled_shape,
     resize,
+    resize_tensor,
     to_model_grid,
     zscore,
 )
@@ -53,3 +59,40 @@ def test_round_trip_keeps_a_smooth_image():
 def test_resize_to_same_shape_is_identity(rng):
     v = rng.normal(size=(4, 5, 6)).astype(np.float32)
     np.testing.assert_array_equal(resize(v, v.shape), v)
+
+
+# the device path's tensor preprocessing against the numpy path (run here on CPU tensors)
+@pytest.mark.parametrize("sigma", [(0.8, 1.5, 0.0), (3.0, 0.0, 0.7), (2.0, 2.0, 2.0)])
+def test_gaussian_filter_tensor_matches_scipy(sigma, rng):
+    from scipy.ndimage import gaussian_filter
+
+    v = (1000 + 100 * rng.normal(size=(9, 40, 33))).astype(np.float32)
+    got = gaussian_filter_tensor(torch.from_numpy(v), sigma).numpy()
+    np.testing.assert_allclose(got, gaussian_filter(v, sigma, mode="nearest"), rtol=1e-6)
+
+
+@pytest.mark.parametrize("shape", [(4, 20, 70), (18, 13, 33), (3, 40, 33), (9, 40, 33)])
+def test_resize_tensor_matches_resize(shape, rng):
+    v = (1000 + 100 * rng.normal(size=(9, 40, 33))).astype(np.float32)
+    got = resize_tensor(torch.from_numpy(v), shape).numpy()
+    np.testing.assert_allclose(got, resize(v, shape), rtol=1e-6)
+
+
+@pytest.mark.parametrize(
+    "norm", [Normalization(), Normalization(scope="center-slices", center_slices=4)]
+)
+def test_normalize_tensor_matches_normalize(norm, rng):
+    v = (30000 + 20 * rng.normal(size=(12, 16, 16))).astype(np.float32)
+    v *= np.linspace(1, 1.01, 12, dtype=np.float32)[:, None, None]
+    want = normalize(v, norm, (0.58, 0.2, 0.2), (0.29, 0.29, 0.29))
+    got = normalize_tensor_(torch.from_numpy(v.copy()), norm, (0.58, 0.2, 0.2), (0.29, 0.29, 0.29))
+    np.testing.assert_allclose(got.numpy(), want, atol=1e-4)
+
+
+def test_normalize_tensor_refuses_what_normalize_refuses():
+    with pytest.raises(LabelFreeError, match="constant"):
+        normalize_tensor_(torch.ones(4, 5, 6))
+    bad = torch.zeros(4, 5, 6)
+    bad[0, 0, 0] = float("nan")
+    with pytest.raises(LabelFreeError, match="NaN"):
+        normalize_tensor_(bad)

@@ -4,6 +4,8 @@ import torch
 
 from napari_labelfree.core.tiling import (
     effective_tile_shape,
+    pad_tensor_to,
+    pad_to,
     plan_tiles,
     sliding_window_inference,
     tile_starts,
@@ -63,3 +65,36 @@ def test_normalized_weights_sum_to_one():
             for ix, x in enumerate(plan.starts[2]):
                 total[z : z + 16, y : y + 32, x : x + 32] += plan.tile_weight((iz, iy, ix))
     np.testing.assert_allclose(total, 1.0, rtol=1e-6)
+
+
+@pytest.mark.parametrize("target", [(5, 9, 4), (12, 9, 11), (31, 30, 9)])
+def test_tensor_padding_mirrors_as_numpy_does(target, rng):
+    # the device path pads on the device: it must pad exactly as np.pad "symmetric" (any size)
+    vol = rng.normal(size=(5, 9, 4)).astype(np.float32)
+    got = pad_tensor_to(torch.from_numpy(vol), target).numpy()
+    np.testing.assert_array_equal(got, pad_to(vol, target))
+
+
+@pytest.mark.parametrize("batch_size", [1, 3])
+def test_a_tensor_volume_is_tiled_where_it_lies(batch_size, rng):
+    vol = rng.normal(size=(7, 45, 70)).astype(np.float32)
+    from_numpy = sliding_window_inference(vol, identity, (8, 32, 32), overlap=0.25, multiple=4)
+    from_tensor = sliding_window_inference(
+        torch.from_numpy(vol), identity, (8, 32, 32), overlap=0.25, multiple=4,
+        batch_size=batch_size,
+    )  # fmt: skip
+    np.testing.assert_allclose(from_tensor.numpy(), from_numpy.numpy(), rtol=1e-6, atol=1e-6)
+    np.testing.assert_allclose(from_tensor[0].numpy(), vol, rtol=1e-6, atol=1e-6)
+
+
+def test_cpu_fp32_caps_only_the_default_tile():
+    from napari_labelfree.core.config import TilingConfig
+    from napari_labelfree.core.tiling import CPU_FP32_MAX_TILE, max_tile_shape
+
+    default = TilingConfig().tile_shape
+    cpu, cuda = torch.device("cpu"), torch.device("cuda")
+    capped = max_tile_shape(default, cpu, torch.float32)
+    assert capped == tuple(min(a, b) for a, b in zip(default, CPU_FP32_MAX_TILE, strict=True))
+    assert max_tile_shape(default, cpu, torch.bfloat16) == default  # bf16 halves the memory
+    assert max_tile_shape(default, cuda, torch.float32) == default
+    assert max_tile_shape((64, 512, 512), cpu, torch.float32) == (64, 512, 512)  # asked for

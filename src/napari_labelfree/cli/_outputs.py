@@ -21,6 +21,7 @@ if TYPE_CHECKING:
     import numpy as np
 
     from ..core.predict import PredictionPlan
+    from ._timings import Timings
 
 ZARR, TIFF = "ome-zarr", "ome-tiff"
 FORMATS = (ZARR, TIFF)
@@ -91,15 +92,27 @@ def check_targets(targets: list[Path], overwrite: bool, resume: bool) -> None:
 
 
 def write_tiff(
-    plan: PredictionPlan, target: Path, overwrite: bool, label: str, hints: dict[str, str]
+    plan: PredictionPlan,
+    target: Path,
+    overwrite: bool,
+    label: str,
+    hints: dict[str, str],
+    timings: Timings | None = None,
 ) -> None:
-    """Predict every frame of ``plan`` into one OME-TIFF, streamed frame by frame."""
+    """Predict every frame of ``plan`` into one OME-TIFF, streamed frame by frame.
+
+    With ``timings``, frame t + 1 is predicted while frame t is written (cli._timings).
+    """
     from ..core.io import write_ome_tiff
+    from ._timings import compute_ahead
 
     names = list(plan.names)
+    frames = _predicted_frames(plan.iter_frames(), names, label, hints)
+    if timings is not None:
+        frames = compute_ahead(frames, timings, background=plan.n_frames > 1)
     write_ome_tiff(
         target,
-        _predicted_frames(plan.iter_frames(), names, label, hints),
+        frames,
         shape_tczyx=(plan.n_frames, len(names), *plan.shape_zyx),
         channel_names=names,
         # an assumed voxel size is not recorded as if it had been measured

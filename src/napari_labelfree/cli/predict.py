@@ -6,6 +6,7 @@ Output naming and writing live in :mod:`._outputs`; running on a Dask cluster in
 from __future__ import annotations
 
 import argparse
+import sys
 from pathlib import Path
 from typing import TYPE_CHECKING
 
@@ -100,6 +101,11 @@ def register(sub: argparse._SubParsersAction) -> None:
     )
     p.add_argument("--overwrite", action="store_true", help="replace existing output files")
     p.add_argument(
+        "--timings",
+        action="store_true",
+        help="print the time of start-up, reading, prediction and writing",
+    )
+    p.add_argument(
         "--force",
         action="store_true",
         help="go ahead with a resampling that looks like a wrong voxel size (more than 64x the "
@@ -147,9 +153,14 @@ def _workers(text: str) -> int | str:
 
 
 def run(args: argparse.Namespace) -> int:
+    import time
+
     from ..core.io import open_image
     from ..core.predict import plan_prediction
+    from ._timings import ReadAhead, Timings, process_seconds
 
+    t_run = time.perf_counter()
+    before_run = process_seconds() if args.timings else None
     on_cluster = bool(args.scheduler or args.workers)
     _check_flags(args, on_cluster)
     defaults = TilingConfig()
@@ -190,12 +201,22 @@ def run(args: argparse.Namespace) -> int:
 
         predict_on_cluster(args, plans, targets)
     else:
-        for src_path, target, plan in zip(args.inputs, targets, plans, strict=True):
+        for i, (src_path, target, plan) in enumerate(zip(args.inputs, targets, plans, strict=True)):
             label = Path(src_path).name
+            # frame t + 1 is read while t is predicted (and, into a TIFF, predicted while t is written)
+            timings = Timings()
+            if i == 0:
+                timings.start_up = time.perf_counter() - t_run + (before_run or 0.0)
+            plan.source = ReadAhead(plan.source, timings)
+            t_file = time.perf_counter()
             if fmt == ZARR:
                 write_zarr(plan, target, args.resume, args.overwrite, label, args.flag_hints)
             else:
-                write_tiff(plan, target, args.overwrite, label, args.flag_hints)
+                write_tiff(plan, target, args.overwrite, label, args.flag_hints, timings)
+            if args.timings:
+                timings.total = time.perf_counter() - t_file + timings.start_up
+                timings.writing = timings.total - timings.start_up - timings.waiting
+                print(f"{target.name}: {timings.line()}", file=sys.stderr)
     for target, plan in zip(targets, plans, strict=True):
         print(f"{target}: {plan.n_frames} time point(s) x {', '.join(plan.names)}")
     return 0

@@ -230,6 +230,9 @@ class TilingConfig:
     ``tiling.fit_tile_shape``). The default holds a 64x256x256 stack in one tile and covers 512
     voxels in two tiles overlapping by 32 (272 = 256 + 16): large tiles run fastest per voxel,
     and at most ~0.9 GB of activations in bf16 (~1.8 GB fp32) keeps memory flat as volumes grow.
+    On a CPU computing in fp32 the default is capped at ``tiling.CPU_FP32_MAX_TILE`` (64x144x272:
+    ~0.55x the activations for 1.125x the work at 256 voxels), since fp32 is the default on the
+    plain CPUs with the least memory; a tile asked for explicitly is kept.
     ``precision``: "auto" (bf16 on CUDA GPUs that have it, else fp16; bf16 on CPUs with native
     bf16 instructions, fp32 on other CPUs and MPS), "fp32", "bf16" or "fp16". bf16 matched fp32
     at Pearson r >= 0.9999 on the paper network (benchmarks/cpu_predict.py) at 1.7-1.9x the

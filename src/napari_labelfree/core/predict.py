@@ -279,7 +279,7 @@ def plan_prediction(
     """
     from .device import resolve_device, resolve_precision
     from .preprocess import needs_resampling, resampled_shape
-    from .tiling import fit_tile_shape
+    from .tiling import fit_tile_shape, max_tile_shape
 
     check_3d(source)
     if source.dtype is not None and np.dtype(source.dtype).kind == "c":
@@ -323,6 +323,7 @@ def plan_prediction(
                 normalization=first.spec.normalization,
             )
         )
+    max_tile = max_tile_shape(tiling.tile_shape, dev, dtype)
     return PredictionPlan(
         source=source,
         bundles=bundles,
@@ -335,8 +336,7 @@ def plan_prediction(
         dtype=dtype,
         groups=tuple(groups),
         tile_shapes=[
-            fit_tile_shape(g.grid_shape, tiling.tile_shape, tiling.overlap, g.multiple)
-            for g in groups
+            fit_tile_shape(g.grid_shape, max_tile, tiling.overlap, g.multiple) for g in groups
         ],
         notices=notices,
     )

@@ -18,7 +18,7 @@ from torch import nn
 from .device import is_out_of_memory
 from .errors import LabelFreeError
 from .events import Notice, TileDone
-from .preprocess import normalize, resize
+from .preprocess import normalize, normalize_tensor_, resize, resize_tensor
 from .tiling import iter_sliding_window
 from .weights import inference_network
 
@@ -74,6 +74,50 @@ def plan_networks(plan: PredictionPlan) -> list[list[nn.Module]]:
     ]
 
 
+def uses_device_path(device: torch.device) -> bool:
+    """Whether a frame is normalized, resampled and stitched on ``device`` (every accelerator).
+
+    On the CPU the numpy path is as fast and holds fewer copies; the tests force the tensor path
+    there to check it against the numpy one.
+    """
+    return device.type != "cpu"
+
+
+# dtypes a frame crosses to the device in as they are (converted to float32 there); any other
+# (uint16, uint32, float64, big-endian) is converted on the host first
+_UPLOAD_DTYPES = {np.dtype(t) for t in ("uint8", "int8", "int16", "int32", "float16", "float32")}
+
+
+def to_device(volume: np.ndarray, device: torch.device) -> torch.Tensor:
+    """A ZYX frame as a float32 tensor of its own on ``device``: one host-to-device copy.
+
+    On a GPU the copy goes through page-locked memory (PyTorch's caching host allocator reuses the
+    buffer from frame to frame), so it is asynchronous and runs at full bus speed.
+    """
+    v = np.asarray(volume)
+    if v.dtype not in _UPLOAD_DTYPES:
+        v = v.astype(np.float32)
+    host = torch.from_numpy(np.ascontiguousarray(v))
+    if device.type == "cuda":
+        staging = torch.empty(host.shape, dtype=host.dtype, pin_memory=True)
+        staging.copy_(host)
+        host = staging
+    out = host.to(device, non_blocking=True).float()
+    # the tensor is normalized in place: it must never share memory with the caller's array
+    return out.clone() if out.data_ptr() == host.data_ptr() else out
+
+
+def to_host(t: torch.Tensor) -> np.ndarray:
+    """A device tensor as a numpy array of its own (through page-locked memory from a GPU)."""
+    if t.device.type != "cuda":
+        return t.cpu().numpy()
+    staging = torch.empty(t.shape, dtype=t.dtype, pin_memory=True)
+    staging.copy_(t, non_blocking=True)
+    torch.cuda.current_stream(t.device).synchronize()
+    # a copy: the pinned block goes back to the allocator's cache for the next frame
+    return staging.numpy().copy()
+
+
 def run_volume(
     plan: PredictionPlan,
     volume: np.ndarray,
@@ -83,26 +127,44 @@ def run_volume(
     """Predict one ZYX volume of the plan's frame shape; returns {name: ZYX float32 array}.
 
     A tile that runs out of memory is halved and retried (a bounded number of times); the smaller
-    tile is kept in the plan for the frames that follow.
+    tile is kept in the plan for the frames that follow. On an accelerator the frame crosses to it
+    once and every step (z-score, resampling both ways, tiling, blending) runs there; the results
+    cross back once.
     """
     dev, tiling = plan.device, plan.tiling
-    normalized_by: dict[tuple, np.ndarray] = {}  # groups normalizing alike share one pass
+    on_device = uses_device_path(dev)
+    keys = [_norm_key(group) for group in plan.groups]
+    frame_t = to_device(volume, dev) if on_device else None
+    normalized_by: dict[tuple, np.ndarray | torch.Tensor] = {}  # groups normalizing alike share
     if dev.type == "cuda":
         # every tile has the same shape: cuDNN's autotuning is paid once, then pays per tile
         torch.backends.cudnn.benchmark = True
     results: dict[str, np.ndarray] = {}
     for g, (group, nets) in enumerate(zip(plan.groups, networks, strict=True)):
-        norm = group.normalization
-        key = (repr(norm), group.voxel_size if norm.scope != "per-image" else None)
+        key = keys[g]
         if key not in normalized_by:
-            normalized_by[key] = normalize(volume, norm, plan.voxel_size, group.voxel_size)
+            args = (group.normalization, plan.voxel_size, group.voxel_size)
+            if frame_t is None:
+                normalized_by[key] = normalize(volume, *args)
+            else:
+                # in place when no other group needs the raw frame
+                own = frame_t if len(set(keys)) == 1 else frame_t.clone()
+                normalized_by[key] = normalize_tensor_(own, *args)
         normalized = normalized_by[key]
-        grid = resize(normalized, group.grid_shape) if group.resample else normalized
+        grid = normalized
+        if group.resample:
+            grid = (
+                resize_tensor(normalized, group.grid_shape)
+                if on_device
+                else resize(normalized, group.grid_shape)
+            )
         predictor = make_predictor(nets, dev, plan.dtype)
         tile = plan.tile_shapes[g]
         # on a GPU the stitched output stays there when it fits: blending runs on the GPU and the
         # result crosses to the host once, not tile by tile
         out_dev = _output_device(dev, len(group.indices) * int(np.prod(grid.shape)) * 4)
+        if on_device and dev.type != "cuda":
+            out_dev = dev  # the tensor path on another device (or forced on the CPU) stays there
         for attempt in range(tiling.max_oom_retries + 1):
             try:
                 out = yield from iter_sliding_window(
@@ -133,14 +195,30 @@ def run_volume(
                     torch.cuda.empty_cache()
                 yield Notice(f"out of memory with tiles of {tile} voxels; retrying with {smaller}")
                 tile = plan.tile_shapes[g] = smaller
+        del grid
         if not bool(torch.isfinite(out).all()):
             bad = ", ".join(plan.names[i] for i in group.indices)
             raise LabelFreeError(
                 f"the prediction of {bad} holds NaN or infinite values: the model's weights are "
                 "broken or the image is far outside what it was trained on"
             )
-        out = out.cpu()
         for k, i in enumerate(group.indices):
-            arr = out[k].numpy()
-            results[plan.names[i]] = resize(arr, volume.shape) if arr.shape != volume.shape else arr
+            results[plan.names[i]] = _back_to_frame(out[k], volume.shape, on_device)
+        del out
     return {n: results[n] for n in plan.names}
+
+
+def _norm_key(group) -> tuple:
+    """Groups with equal keys see the same normalized frame."""
+    norm = group.normalization
+    return (repr(norm), group.voxel_size if norm.scope != "per-image" else None)
+
+
+def _back_to_frame(out: torch.Tensor, shape: tuple, on_device: bool) -> np.ndarray:
+    """One model's stitched output resampled to the frame's shape, as a host array."""
+    if on_device:
+        if tuple(out.shape) != tuple(shape):
+            out = resize_tensor(out, shape)
+        return to_host(out)
+    arr = out.cpu().numpy()
+    return resize(arr, shape) if arr.shape != tuple(shape) else arr

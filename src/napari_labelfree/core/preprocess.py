@@ -23,8 +23,14 @@ def zscore(volume: np.ndarray, region: np.ndarray | None = None) -> np.ndarray:
     """
     v = np.asarray(volume, dtype=np.float32)
     r = v if region is None else np.asarray(region, dtype=np.float32)
-    mean = float(r.mean(dtype=np.float64))
-    std = float(r.std(dtype=np.float64))
+    mean, std = _checked_stats(float(r.mean(dtype=np.float64)), float(r.std(dtype=np.float64)))
+    out = v - np.float32(mean)
+    out /= np.float32(std)
+    return out
+
+
+def _checked_stats(mean: float, std: float) -> tuple[float, float]:
+    """(mean, std) of an image, refused when it cannot be z-scored."""
     if not np.isfinite(std):
         raise LabelFreeError(
             "the image contains NaN or infinite values; clean it before prediction"
@@ -33,9 +39,21 @@ def zscore(volume: np.ndarray, region: np.ndarray | None = None) -> np.ndarray:
         raise LabelFreeError(
             "the image is constant (all voxels equal); there is nothing to predict from"
         )
-    out = v - np.float32(mean)
-    out /= np.float32(std)
-    return out
+    return mean, std
+
+
+def zscore_tensor_(volume: torch.Tensor, region: torch.Tensor | None = None) -> torch.Tensor:
+    """:func:`zscore` of a float32 ZYX tensor, in place, on the tensor's device.
+
+    The statistics are reduced on the device with float64 accumulation (as numpy's), so a frame
+    on a GPU never comes back to the host to be normalized.
+    """
+    r = volume if region is None else region
+    # float64 accumulation keeps a large image's mean exact; the variance is taken about it
+    mean = torch.mean(r, dtype=torch.float64)
+    var = torch.mean(torch.square(r - mean.float()), dtype=torch.float64)
+    mean_f, std_f = _checked_stats(float(mean), float(var.sqrt()))
+    return volume.sub_(mean_f).div_(std_f)
 
 
 def center_slices(n_z: int, n_slices: int) -> slice:
@@ -61,13 +79,35 @@ def normalize(
     the middle ``center_slices`` slices counted at the model's voxel size: with both voxel sizes
     given, the window is rescaled to the volume's Z spacing so it covers the same depth in um.
     """
+    region = _normalization_region(volume.shape[0], normalization, voxel_size, model_voxel_size)
+    return zscore(volume, None if region is None else volume[region])
+
+
+def normalize_tensor_(
+    volume: torch.Tensor,
+    normalization: Normalization | None = None,
+    voxel_size: Sequence[float] | None = None,
+    model_voxel_size: Sequence[float] | None = None,
+) -> torch.Tensor:
+    """:func:`normalize` of a float32 ZYX tensor, in place on its device (same statistics)."""
+    region = _normalization_region(volume.shape[0], normalization, voxel_size, model_voxel_size)
+    return zscore_tensor_(volume, None if region is None else volume[region])
+
+
+def _normalization_region(
+    n_z: int,
+    normalization: Normalization | None,
+    voxel_size: Sequence[float] | None,
+    model_voxel_size: Sequence[float] | None,
+) -> slice | None:
+    """The z-slices whose statistics normalize the volume (None: all of it)."""
     norm = normalization or Normalization()
     if norm.scope == "per-image":
-        return zscore(volume)
+        return None
     n = norm.center_slices
     if voxel_size is not None and model_voxel_size is not None:
         n = int(round(n * float(model_voxel_size[0]) / float(voxel_size[0])))
-    return zscore(volume, volume[center_slices(volume.shape[0], n)])
+    return center_slices(n_z, n)
 
 
 def resampled_shape(
@@ -95,8 +135,7 @@ def resize(volume: np.ndarray, shape_zyx: Sequence[int]) -> np.ndarray:
     shape_zyx = tuple(int(s) for s in shape_zyx)
     if tuple(volume.shape) == shape_zyx:
         return np.asarray(volume, dtype=np.float32)
-    factors = [n / s for n, s in zip(volume.shape, shape_zyx, strict=True)]
-    sigma = [0.5 * f if f > 1.2 else 0.0 for f in factors]
+    sigma = prefilter_sigma(volume.shape, shape_zyx)
     v = np.asarray(volume, dtype=np.float32)
     if any(s > 0 for s in sigma):
         from scipy.ndimage import gaussian_filter  # only when downsampling; import costs 0.25 s
@@ -114,3 +153,48 @@ def to_model_grid(
     if not needs_resampling(voxel_size, model_voxel_size):
         return np.asarray(volume, dtype=np.float32)
     return resize(volume, resampled_shape(volume.shape, voxel_size, model_voxel_size))
+
+
+def prefilter_sigma(shape_zyx: Sequence[int], new_shape_zyx: Sequence[int]) -> list[float]:
+    """Gaussian sigma per axis before resizing (0 where the axis does not shrink by > 1.2x)."""
+    factors = [n / s for n, s in zip(shape_zyx, new_shape_zyx, strict=True)]
+    return [0.5 * f if f > 1.2 else 0.0 for f in factors]
+
+
+def _gaussian_kernel(sigma: float, truncate: float = 4.0) -> np.ndarray:
+    """scipy.ndimage's 1D Gaussian kernel (radius ``int(truncate * sigma + 0.5)``), float64."""
+    radius = int(truncate * float(sigma) + 0.5)
+    x = np.arange(-radius, radius + 1, dtype=np.float64)
+    k = np.exp(-0.5 * (x / float(sigma)) ** 2)
+    return k / k.sum()
+
+
+def gaussian_filter_tensor(volume: torch.Tensor, sigma: Sequence[float]) -> torch.Tensor:
+    """``scipy.ndimage.gaussian_filter(volume, sigma, mode="nearest")`` for a ZYX float tensor.
+
+    Separable: one 1D convolution per axis with edge replication, on the tensor's device; axes
+    with sigma 0 are left alone (as scipy does).
+    """
+    v = volume[None, None]
+    for axis, s in enumerate(sigma):
+        if s <= 0:
+            continue
+        k = torch.from_numpy(_gaussian_kernel(s)).to(volume.device, volume.dtype)
+        r = (k.numel() - 1) // 2
+        shape = [1, 1, 1, 1, 1]
+        shape[2 + axis] = k.numel()
+        pad = [0, 0, 0, 0, 0, 0]
+        pad[2 * (2 - axis)] = pad[2 * (2 - axis) + 1] = r  # F.pad lists the last axis first
+        v = F.conv3d(F.pad(v, pad, mode="replicate"), k.reshape(shape))
+    return v[0, 0]
+
+
+def resize_tensor(volume: torch.Tensor, shape_zyx: Sequence[int]) -> torch.Tensor:
+    """:func:`resize` of a float32 ZYX tensor on its device (same prefilter, same interpolation)."""
+    shape_zyx = tuple(int(s) for s in shape_zyx)
+    if tuple(volume.shape) == shape_zyx:
+        return volume
+    sigma = prefilter_sigma(volume.shape, shape_zyx)
+    v = gaussian_filter_tensor(volume, sigma) if any(s > 0 for s in sigma) else volume
+    out = F.interpolate(v[None, None], size=shape_zyx, mode="trilinear", align_corners=False)
+    return out[0, 0]

@@ -72,6 +72,29 @@ def fit_tile_shape(
     return tuple(out)  # type: ignore[return-value]
 
 
+# The largest tile on a CPU computing in fp32, when the default tile is asked for: fp32
+# activations of a 64x272x272 tile take ~1.6 GB, and plain (AVX2) CPUs, where fp32 is the
+# default, are the laptops with the least memory. 144 = 128 + 16 covers a 256-voxel axis in two
+# tiles (1.125x the work) at ~0.55x the activations.
+CPU_FP32_MAX_TILE = (64, 144, 272)
+
+
+def max_tile_shape(
+    tile_shape: Sequence[int], device: torch.device, dtype: torch.dtype
+) -> tuple[int, int, int]:
+    """The largest tile to fit: ``tile_shape``, capped on a CPU in fp32 when it is the default."""
+    from .config import TilingConfig
+
+    tile = tuple(int(t) for t in tile_shape)
+    if (
+        device.type == "cpu"
+        and dtype == torch.float32
+        and tile == tuple(TilingConfig.__dataclass_fields__["tile_shape"].default)
+    ):
+        return tuple(min(t, c) for t, c in zip(tile, CPU_FP32_MAX_TILE, strict=True))  # type: ignore[return-value]
+    return tile  # type: ignore[return-value]
+
+
 def window_1d(length: int, mode: str) -> np.ndarray:
     """1D blending window: Gaussian (sigma = length/8, as MONAI) or constant; strictly positive."""
     if mode == "constant" or length == 1:
@@ -132,8 +155,23 @@ def pad_to(volume: np.ndarray, shape_zyx: Sequence[int]) -> np.ndarray:
     return np.pad(volume, pads, mode="symmetric")
 
 
+def symmetric_indices(n: int, size: int) -> np.ndarray:
+    """Indices into an axis of length ``n`` that extend it to ``size`` as ``np.pad`` "symmetric"."""
+    i = np.arange(size) % (2 * n)
+    return np.where(i < n, i, 2 * n - 1 - i)
+
+
+def pad_tensor_to(volume: torch.Tensor, shape_zyx: Sequence[int]) -> torch.Tensor:
+    """:func:`pad_to` for a ZYX tensor, on its device (mirror indices, no host round trip)."""
+    for axis, (n, t) in enumerate(zip(volume.shape, shape_zyx, strict=True)):
+        if int(t) > n:
+            idx = torch.from_numpy(symmetric_indices(n, int(t))).to(volume.device)
+            volume = volume.index_select(axis, idx)
+    return volume
+
+
 def iter_sliding_window(
-    volume: np.ndarray,
+    volume: np.ndarray | torch.Tensor,
     predictor: Predictor,
     tile_shape: Sequence[int],
     n_out: int = 1,
@@ -148,19 +186,24 @@ def iter_sliding_window(
     """Predict a ZYX volume tile by tile; yields TileDone, returns (n_out, Z, Y, X) float32.
 
     ``predictor`` maps a (B, 1, z, y, x) tensor on ``device`` to (B, n_out, z, y, x). Each input tile
-    is moved to ``device`` once, whatever the number of outputs. Closing the generator between
-    tiles cancels the work.
+    is moved to ``device`` once, whatever the number of outputs; a ``volume`` given as a tensor
+    on ``device`` is cut there (padding included), so nothing crosses to the host. Closing the
+    generator between tiles cancels the work.
     """
     if volume.ndim != 3:
-        raise ValueError(f"expected a ZYX volume, got shape {volume.shape}")
+        raise ValueError(f"expected a ZYX volume, got shape {tuple(volume.shape)}")
     shape = tuple(volume.shape)
     plan = plan_tiles(shape, tile_shape, overlap, blend, multiple)
-    # float32 and padded only where needed: an in-range float32 volume is used without a copy
-    src = pad_to(np.asarray(volume, dtype=np.float32), plan.padded_shape)
     device = torch.device(device)
     output_device = torch.device(output_device)
+    on_device = isinstance(volume, torch.Tensor)
+    if on_device:
+        src = pad_tensor_to(volume.to(device, torch.float32), plan.padded_shape)
+    else:
+        # float32 and padded only where needed: an in-range float32 volume is used without a copy
+        src = pad_to(np.asarray(volume, dtype=np.float32), plan.padded_shape)
     # page-locked staging lets the host-to-GPU copy run asynchronously, behind the compute
-    pin = device.type == "cuda"
+    pin = device.type == "cuda" and not on_device
     out = torch.zeros((n_out, *plan.padded_shape), dtype=torch.float32, device=output_device)
     tz, ty, tx = plan.tile_shape
     grid = [
@@ -180,12 +223,17 @@ def iter_sliding_window(
             (z, y, x) = batch[0][1]
             tiles = src[None, z : z + tz, y : y + ty, x : x + tx]
         else:
-            tiles = np.stack([src[z : z + tz, y : y + ty, x : x + tx] for _, (z, y, x) in batch])
-        host = torch.from_numpy(np.ascontiguousarray(tiles))[:, None]
-        if pin:
-            host = host.pin_memory()
-        inp = host.to(device, non_blocking=True)
-        del host, tiles
+            cut = [src[z : z + tz, y : y + ty, x : x + tx] for _, (z, y, x) in batch]
+            tiles = torch.stack(cut) if on_device else np.stack(cut)
+        if on_device:
+            inp = tiles[:, None]
+        else:
+            host = torch.from_numpy(np.ascontiguousarray(tiles))[:, None]
+            if pin:
+                host = host.pin_memory()
+            inp = host.to(device, non_blocking=True)
+            del host
+        del tiles
         pred = predictor(inp)
         del inp
         for k, (index, (z, y, x)) in enumerate(batch):
