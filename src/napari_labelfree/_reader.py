@@ -162,7 +162,7 @@ def _transmitted(source: ImageSource, label: str, arrays: list[Any]) -> list[boo
 
 
 def _layer_units(has_time: bool, sizes: tuple) -> dict[str, Any]:
-    """``units`` for napari versions whose layers have them (0.5.2 and later), so the scale bar
+    """``units`` for napari versions whose layers have them, so the scale bar
     says um; unknown sizes stay in pixels."""
     try:
         import inspect
