@@ -161,17 +161,23 @@ def _transmitted(source: ImageSource, label: str, arrays: list[Any]) -> list[boo
     return out
 
 
-def _layer_units(has_time: bool, sizes: tuple) -> dict[str, Any]:
-    """``units`` for napari versions whose layers have them, so the scale bar
-    says um; unknown sizes stay in pixels."""
+def layers_take_units() -> bool:
+    """Whether napari's ``add_image`` takes per-axis ``units`` (0.5.1 and later; 0.5.0 has the
+    layer attribute but refuses a sequence for it in ``add_image``)."""
     try:
-        import inspect
-
-        from napari.layers import Image
-
-        if "units" not in inspect.signature(Image.__init__).parameters:
-            return {}
+        import napari
     except ImportError:
+        return False
+    try:
+        major, minor, patch = (int(p) for p in re.findall(r"\d+", napari.__version__)[:3])
+    except ValueError:
+        return False
+    return (major, minor, patch) >= (0, 5, 1)
+
+
+def _layer_units(has_time: bool, sizes: tuple) -> dict[str, Any]:
+    """``units`` where napari takes them, so the scale bar says um; unknown sizes stay pixels."""
+    if not layers_take_units():
         return {}
     zyx = ["um" if s else "pixel" for s in sizes]
     return {"units": (["pixel"] if has_time else []) + zyx}
