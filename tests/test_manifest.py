@@ -55,3 +55,9 @@ def test_widget_factories_take_the_viewer():
 
     for factory in (_widgets.make_predict_widget, _widgets.make_train_widget):
         assert "napari_viewer" in inspect.signature(factory.__init__).parameters
+
+
+def test_on_activate_resolves():
+    """npe2 calls it on the plugin's first use: it makes the reader the remembered one."""
+    module, _, attr = yaml.safe_load(MANIFEST.read_text())["on_activate"].partition(":")
+    assert callable(getattr(importlib.import_module(module), attr))

@@ -1,25 +1,42 @@
 """npe2 reader: CZI / OME-TIFF / TIFF / OME-Zarr z-stacks as one named layer per channel, in um.
 
 Reading goes through :func:`napari_labelfree.core.io.open_image` (bioio). Each channel becomes an
-Image layer named after the channel, with scale (z, y, x in um; 1 for the time axis) and the time
-axis kept when the file has more than one time point. Files this reader cannot read get ``None``,
-so napari tries the next reader.
+Image layer named "file: channel", with scale (z, y, x in um; 1 for the time axis), units
+("um" where the file gives a size, napari's "pixel" where it does not) and the time axis kept when
+the file has more than one time point. Transmitted light opens grey and opaque beneath the
+fluorescence channels, which open additive in their structure's colour (or the colour the file
+stores). A TIFF that is a plain picture (RGB, or one 2D plane without sizes) is handed to napari's
+own reader, since this plugin is the remembered reader for TIFFs (see :mod:`._preferences`).
+Files this reader cannot read get ``None``, so napari tries the next reader.
 """
 
 from __future__ import annotations
 
+import re
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 
+from ._colours import colormap_for_hex, stored_hexes
 from .core.errors import LabelFreeError
 from .core.io import ImageSource, is_zarr, open_image
-from .core.structures import TRANSMITTED_COLORMAP, fluorescence_colormaps, looks_transmitted
+from .core.structures import (
+    TRANSMITTED_COLORMAP,
+    find_structure,
+    fluorescence_colormaps,
+    looks_transmitted,
+)
 
 LayerData = tuple[Any, dict[str, Any], str]
 SUFFIXES = (".czi", ".ome.tif", ".ome.tiff", ".tif", ".tiff", ".zarr")
+#: File-name endings left out of the "file" part of a layer name (longest first).
+_NAME_SUFFIXES = (".ome.tiff", ".ome.tif", ".ome.zarr", ".tiff", ".tif", ".czi", ".zarr")
+#: bioio's made-up names for unnamed channels ("Channel:0:1")
+_GENERIC_CHANNEL = re.compile(r"^channel:\d+:(\d+)$", re.IGNORECASE)
+#: names that say nothing of the channel's contents ("channel 1", "C2", "ch0", "0")
+_UNNAMED = re.compile(r"^(channel:\d+:\d+|(channel|ch|c)?[\s_-]*\d+)$", re.IGNORECASE)
 #: Above this size (bytes, float32) a channel is read lazily, one frame at a time, through dask.
 EAGER_LIMIT = 1 << 30
 
@@ -33,6 +50,9 @@ def get_reader(path: str | list[str]) -> Callable[[str | list[str]], list[LayerD
     else:
         if not _suffix_ok(path):
             return None
+        picture = _plain_picture_reader(str(path))
+        if picture is not None:
+            return picture
         paths = [str(path)]
     sources = []
     for p in paths:
@@ -49,6 +69,29 @@ def _suffix_ok(path: str | Path) -> bool:
     if is_zarr(name):
         return Path(path).is_dir()
     return name.endswith(SUFFIXES) and Path(path).is_file()
+
+
+def _plain_picture_reader(path: str) -> Callable | None:
+    """napari's own reader for a TIFF that is a picture, not a microscopy stack; else None.
+
+    RGB(A) TIFFs and single 2D planes without OME or ImageJ metadata read as napari reads them,
+    so remembering this plugin for ``*.tif`` never makes opening a picture worse.
+    """
+    if not path.lower().endswith((".tif", ".tiff")):
+        return None
+    try:
+        import tifffile
+
+        with tifffile.TiffFile(path) as tif:
+            series = tif.series[0]
+            rgb = "S" in series.axes
+            plain_2d = len(series.shape) == 2 and not (tif.is_ome or tif.is_imagej)
+        if not (rgb or plain_2d):
+            return None
+        from napari_builtins.io import napari_get_reader
+    except Exception:  # not a TIFF tifffile reads, or no napari: this reader decides below
+        return None
+    return napari_get_reader(path)
 
 
 def _channel_array(source: ImageSource, c: int) -> Any:
@@ -69,26 +112,102 @@ def _channel_array(source: ImageSource, c: int) -> Any:
     return arr if t > 1 else arr[0]
 
 
+def file_label(path: Path | None) -> str:
+    """The file part of a layer name: the file name without its image suffix."""
+    if path is None:
+        return "image"
+    name = path.name.rstrip("/\\")
+    for suffix in _NAME_SUFFIXES:
+        if name.lower().endswith(suffix) and len(name) > len(suffix):
+            return name[: -len(suffix)]
+    return name
+
+
+def channel_label(name: str) -> str:
+    """A channel name for people: bioio's "Channel:0:1" reads "channel 1"."""
+    m = _GENERIC_CHANNEL.match(name.strip())
+    return f"channel {m.group(1)}" if m else name
+
+
+def _pixels_look_transmitted(volume: Any) -> bool:
+    """Transmitted light is a bright field with structures about as dark as they are bright;
+    fluorescence is a dark background with a few structures far brighter than it."""
+    if not isinstance(volume, np.ndarray) or volume.size == 0:
+        return False  # lazy (huge) data is not read to decide a colour
+    planes = volume.reshape(-1, *volume.shape[-2:])
+    plane = planes[planes.shape[0] // 2]
+    lo, mid, hi = np.percentile(plane[::2, ::2], [0.5, 50.0, 99.5])
+    return bool(hi - mid <= 2.0 * max(mid - lo, 1e-12))
+
+
+def _transmitted(source: ImageSource, label: str, arrays: list[Any]) -> list[bool]:
+    """Which channels are transmitted light: by channel name; by the file name for a lone channel
+    the table does not know ("hoechst_stack.tif"); else by the pixels (when read eagerly)."""
+    names = source.channel_names
+    out = []
+    for name, volume in zip(names, arrays, strict=True):
+        if looks_transmitted(name):
+            out.append(True)
+        elif find_structure(name) is not None:
+            out.append(False)
+        elif len(names) == 1 and (find_structure(label) or looks_transmitted(label)):
+            out.append(looks_transmitted(label))
+        elif len(names) > 1 and not _UNNAMED.match(name.strip()):
+            out.append(False)  # named, but not in the table ("EGFP", "Cy5"): fluorescence
+        elif isinstance(volume, np.ndarray):
+            out.append(_pixels_look_transmitted(volume))
+        else:  # too big to look at: a lone channel is most likely the input of prediction
+            out.append(len(names) == 1)
+    return out
+
+
+def layers_take_units() -> bool:
+    """Whether napari's ``add_image`` takes per-axis ``units`` (0.5.1 and later; 0.5.0 has the
+    layer attribute but refuses a sequence for it in ``add_image``)."""
+    try:
+        import napari
+    except ImportError:
+        return False
+    try:
+        major, minor, patch = (int(p) for p in re.findall(r"\d+", napari.__version__)[:3])
+    except ValueError:
+        return False
+    return (major, minor, patch) >= (0, 5, 1)
+
+
+def _layer_units(has_time: bool, sizes: tuple) -> dict[str, Any]:
+    """``units`` where napari takes them, so the scale bar says um; unknown sizes stay pixels."""
+    if not layers_take_units():
+        return {}
+    zyx = ["um" if s else "pixel" for s in sizes]
+    return {"units": (["pixel"] if has_time else []) + zyx}
+
+
 def source_layers(source: ImageSource) -> list[LayerData]:
-    """One (data, kwargs, 'image') tuple per channel of ``source``."""
+    """One (data, kwargs, 'image') tuple per channel of ``source``: transmitted light first."""
     sizes = source.physical_sizes
     zyx_scale = [float(s) if s else 1.0 for s in sizes]
     has_time = source.n_timepoints > 1
     scale = ([1.0] if has_time else []) + zyx_scale
-    label = source.path.name if source.path else "image"
-    layers: list[LayerData] = []
-    # a file of one channel is taken for transmitted light: the input of prediction
-    transmitted = [looks_transmitted(n) or source.n_channels == 1 for n in source.channel_names]
+    label = file_label(source.path)
+    arrays = [_channel_array(source, c) for c in range(source.n_channels)]
+    transmitted = _transmitted(source, label, arrays)
+    stored = stored_hexes(source.path, source.n_channels)
+    # a lone channel without a structure's name takes its colour from the file name
+    lone = source.n_channels == 1 and find_structure(source.channel_names[0]) is None
+    keys = [label] if lone else source.channel_names
     fluorescence = iter(
-        fluorescence_colormaps(
-            [n for n, t in zip(source.channel_names, transmitted, strict=True) if not t]
-        )
+        fluorescence_colormaps([n for n, t in zip(keys, transmitted, strict=True) if not t])
     )
+    units = _layer_units(has_time, sizes)
+    layers: list[tuple[bool, LayerData]] = []
     for c, channel in enumerate(source.channel_names):
         if transmitted[c]:
-            colormap, blending = TRANSMITTED_COLORMAP, "translucent_no_depth"
+            colormap, blending = TRANSMITTED_COLORMAP, "opaque"
         else:
             colormap, blending = next(fluorescence), "additive"
+        if stored[c] and not transmitted[c]:
+            colormap = colormap_for_hex(stored[c])
         meta = {
             "labelfree": {
                 "role": "source",
@@ -102,12 +221,15 @@ def source_layers(source: ImageSource) -> list[LayerData]:
             }
         }
         kwargs = {
-            "name": channel,
+            "name": f"{label}: {channel_label(channel)}",
             "scale": scale,
             "colormap": colormap,
             "blending": blending,
             "metadata": meta,
             "visible": transmitted[c] or source.n_channels <= 4,
+            **units,
         }
-        layers.append((_channel_array(source, c), kwargs, "image"))
-    return layers
+        layers.append((transmitted[c], (arrays[c], kwargs, "image")))
+    # napari stacks layers in the order given: transmitted light at the bottom, so the additive
+    # fluorescence stays visible over it
+    return [layer for t, layer in layers if t] + [layer for t, layer in layers if not t]

@@ -1,14 +1,18 @@
 """napari sample data (File > Open Sample > Label-free prediction): simulated fields of cells.
 
-Both samples are generated on the fly by ``core.synth.simulate`` (about a second on a laptop CPU)
-and cached for the session, so no data files ship with the package. Each opens the transmitted
-light (visible) and the true fluorescence of every structure (hidden, additive blending, one
-colour per structure), all with their physical scale in um.
+Both samples are generated on the fly by ``core.synth.simulate`` and cached for the session: no
+data files ship with the package, since camera noise does not compress (the z-stack is 33 MB of
+float32, the time-lapse 34 MB; about 5 and 20 MB even as 8-bit TIFF). Simulating takes 4-24 s on
+a laptop CPU, so it runs on a worker thread while the GUI thread keeps handling events (napari's
+sample contract is a function that returns the layers); the viewer stays responsive and says what
+it is doing. (Measured with ``benchmarks/sample_open_gui.py``: what still holds the GUI thread is
+napari adding the seven layers.) Each sample opens the transmitted light (visible) and the true fluorescence of
+every structure (hidden, additive blending, one colour per structure), all in um.
 """
 
 from __future__ import annotations
 
-import functools
+from concurrent.futures import wait
 from typing import Any
 
 import numpy as np
@@ -29,10 +33,60 @@ TIMELAPSE = {
 LayerData = tuple[np.ndarray, dict[str, Any], str]
 
 
-@functools.lru_cache(maxsize=2)
-def _simulated(kind: str) -> SimulatedImage:
+_CACHE: dict[str, SimulatedImage] = {}
+_RUNNING: dict[str, Any] = {}
+
+
+def _simulate(kind: str) -> SimulatedImage:
+    """Simulate one sample (run on the worker thread)."""
     params = ZSTACK if kind == "zstack" else TIMELAPSE
     return simulate(structures=STRUCTURES, **params)
+
+
+def _simulated(kind: str) -> SimulatedImage:
+    """The simulated sample, computed once per session on a worker thread.
+
+    With a Qt application running, the calling (GUI) thread processes events every 20 ms until
+    the worker is done, so the window repaints and stays usable; without one it simply waits.
+    """
+    if kind in _CACHE:
+        return _CACHE[kind]
+    future = _RUNNING.get(kind)
+    if future is None:  # a second request while simulating waits for the same worker
+        from concurrent.futures import ThreadPoolExecutor
+
+        pool = ThreadPoolExecutor(1, thread_name_prefix=f"labelfree-sample-{kind}")
+        future = _RUNNING[kind] = pool.submit(_simulate, kind)
+        pool.shutdown(wait=False)
+        _notify(f"Simulating the {kind} sample (a few seconds on a CPU)...")
+    app = _qt_app()
+    try:
+        while not future.done():
+            if app is not None:
+                from qtpy.QtCore import QEventLoop
+
+                app.processEvents(QEventLoop.ProcessEventsFlag.AllEvents, 20)
+            wait([future], timeout=0.02)
+        _CACHE[kind] = future.result()
+    finally:
+        _RUNNING.pop(kind, None)
+    return _CACHE[kind]
+
+
+def _qt_app() -> Any:
+    try:
+        from qtpy.QtWidgets import QApplication
+    except Exception:  # no Qt binding: nothing to keep responsive
+        return None
+    return QApplication.instance()
+
+
+def _notify(message: str) -> None:
+    try:
+        from napari.utils.notifications import show_info
+    except ImportError:
+        return
+    show_info(message)
 
 
 def _layers(im: SimulatedImage, what: str) -> list[LayerData]:

@@ -70,7 +70,7 @@ def test_napari_reader_opens_the_store_folder_with_names_and_scale(tmp_path, fra
         reader = get_reader(given)
         assert callable(reader)
         layers = reader(given)
-        assert [kw["name"] for _, kw, _ in layers] == NAMES
+        assert [kw["name"] for _, kw, _ in layers] == [f"result: {n}" for n in NAMES]
         np.testing.assert_allclose(layers[1][1]["scale"], (1.0, *VOX))
         np.testing.assert_array_equal(np.asarray(layers[1][0]), frames[:, 1])
     assert get_reader(str(tmp_path / "missing.ome.zarr")) is None

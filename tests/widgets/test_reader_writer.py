@@ -1,11 +1,14 @@
-"""The npe2 reader and writer: OME-TIFF in as named channel layers, prediction layers out."""
+"""The npe2 reader and writer: files in as named channel layers in um, layers out as OME-TIFF."""
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import numpy as np
 import pytest
+import tifffile
 
-from napari_labelfree._reader import get_reader
+from napari_labelfree._reader import get_reader, layers_take_units
 from napari_labelfree._writer import write_predictions
 from napari_labelfree.core.errors import LabelFreeError
 from napari_labelfree.core.io import open_image, write_ome_tiff
@@ -22,20 +25,26 @@ def timelapse_file(tmp_path):
     return path, data
 
 
-def test_reader_gives_one_named_layer_per_channel(timelapse_file):
-    path, data = timelapse_file
+def _read(path):
     reader = get_reader(str(path))
     assert callable(reader)
-    layers = reader(str(path))
-    assert [kw["name"] for _, kw, _ in layers] == ["bright-field", "dna"]
+    return reader(str(path))
+
+
+def test_reader_gives_one_named_layer_per_channel(timelapse_file):
+    path, data = timelapse_file
+    layers = _read(path)
+    assert [kw["name"] for _, kw, _ in layers] == ["movie: bright-field", "movie: dna"]
     for c, (arr, kw, kind) in enumerate(layers):
         assert kind == "image"
         assert arr.shape == (2, 4, 16, 16)  # the time axis is kept
         np.testing.assert_allclose(np.asarray(arr), data[:, c])
         np.testing.assert_allclose(kw["scale"], (1.0, *SIZES))
+        if layers_take_units():  # napari 0.5.1 and later: the scale bar reads um
+            assert list(kw["units"]) == ["pixel", "um", "um", "um"]
         assert kw["metadata"]["labelfree"]["axes"] == "TZYX"
-    assert layers[0][1]["colormap"] == "gray"
-    assert layers[1][1]["blending"] == "additive"
+    assert layers[0][1]["colormap"] == "gray" and layers[0][1]["blending"] == "opaque"
+    assert layers[1][1]["colormap"] == "blue" and layers[1][1]["blending"] == "additive"
 
 
 def test_reader_colours_channels_from_the_structure_table(tmp_path):
@@ -43,23 +52,71 @@ def test_reader_colours_channels_from_the_structure_table(tmp_path):
 
     data = np.random.default_rng(2).random((1, 4, 4, 16, 16), dtype=np.float32)
     path = tmp_path / "four.ome.tif"
-    names = ["TL Brightfield", "EGFP", "Hoechst 33342", "BFP"]
+    names = ["EGFP", "TL Brightfield", "Hoechst 33342", "BFP"]
     write_ome_tiff(path, data, channel_names=names, physical_sizes=SIZES)
-    colours = [kw["colormap"] for _, kw, _ in get_reader(str(path))(str(path))]
-    assert colours[0] == "gray"
-    assert colours[2] == colormap_for("dna") == "blue"  # as the built-in DNA model's overlay
+    layers = {kw["metadata"]["labelfree"]["channel"]: kw for _, kw, _ in _read(path)}
+    # transmitted light comes first, so napari puts it beneath the additive fluorescence
+    assert next(iter(layers)) == "TL Brightfield"
+    assert layers["TL Brightfield"]["colormap"] == "gray"
+    assert layers["Hoechst 33342"]["colormap"] == colormap_for("dna") == "blue"
     # unknown fluorescence (BFP is a fluorescent protein, not bright-field) gets free colours
-    assert len(set(colours[1:])) == 3 and "gray" not in colours[1:]
+    others = {layers[n]["colormap"] for n in ("EGFP", "BFP", "Hoechst 33342")}
+    assert len(others) == 3 and "gray" not in others
+
+
+def test_a_lone_channel_is_classified_by_the_file_name(tmp_path):
+    bf, dna = _bright_field_and_dna()[0]
+    hoechst, phase, unnamed = (tmp_path / n for n in ("cells_hoechst.tif", "cells_z.tif", "s.tif"))
+    for p, vol in ((hoechst, bf), (phase, bf), (unnamed, dna)):
+        tifffile.imwrite(p, vol, imagej=True, metadata={"axes": "ZYX", "spacing": 0.5})
+    ((_, kw, _),) = _read(hoechst)  # the file's name says what it is, whatever its pixels
+    assert (kw["colormap"], kw["blending"]) == ("blue", "additive")
+    assert kw["name"] == "cells_hoechst: channel 0"  # not bioio's "Channel:0:0"
+    ((_, kw, _),) = _read(phase)  # nothing in the name: the pixels are a bright field
+    assert (kw["colormap"], kw["blending"]) == ("gray", "opaque")
+    ((_, kw, _),) = _read(unnamed)  # dark with bright objects: fluorescence
+    assert kw["blending"] == "additive" and kw["colormap"] != "gray"
+
+
+def test_reader_opens_an_imagej_hyperstack(tmp_path):
+    data = np.random.default_rng(4).integers(0, 1000, (5, 2, 16, 20)).astype(np.uint16)  # ZCYX
+    data[:, 1] //= 50  # channel 1 dark with a few bright pixels: fluorescence
+    data[:, 1, ::7, ::5] += 3000
+    data[:, 0] = data[:, 0] // 10 + 2000  # channel 0 a bright field
+    path = tmp_path / "hyper.tif"
+    tifffile.imwrite(
+        path,
+        data,
+        imagej=True,
+        resolution=(4.0, 4.0),
+        metadata={"axes": "ZCYX", "spacing": 0.5, "unit": "um"},
+    )
+    layers = _read(path)
+    assert [kw["name"] for _, kw, _ in layers] == ["hyper: channel 0", "hyper: channel 1"]
+    # the unnamed bright-field channel opens grey beneath the fluorescence (by its pixels)
+    assert [kw["blending"] for _, kw, _ in layers] == ["opaque", "additive"]
+    for c, (arr, kw, _) in enumerate(layers):
+        np.testing.assert_array_equal(np.asarray(arr), data[:, c])  # Z planes are not channels
+        np.testing.assert_allclose(kw["scale"], SIZES)
 
 
 def test_reader_opens_a_czi_with_its_scale(tmp_path, write_czi):
     data = np.random.default_rng(1).integers(0, 3000, size=(1, 2, 5, 24, 20)).astype(np.uint16)
     path = write_czi(tmp_path / "cells.czi", data, ["TL Brightfield", "DAPI"], SIZES)
-    layers = get_reader(str(path))(str(path))
-    assert [kw["name"] for _, kw, _ in layers] == ["TL Brightfield", "DAPI"]
+    layers = _read(path)
+    assert [kw["name"] for _, kw, _ in layers] == ["cells: TL Brightfield", "cells: DAPI"]
     arr, kw, _ = layers[1]
     np.testing.assert_array_equal(np.asarray(arr).squeeze(), data[0, 1])
     np.testing.assert_allclose(kw["scale"][-3:], SIZES)
+
+
+def test_reader_leaves_pictures_to_napari(tmp_path):
+    """As the remembered reader for *.tif it must not open an RGB picture as one gray channel."""
+    rgb = tmp_path / "photo.tif"
+    tifffile.imwrite(rgb, np.zeros((16, 20, 3), np.uint8), photometric="rgb")
+    (layer,) = _read(rgb)  # napari's own reader: (data,) with napari's defaults
+    assert np.asarray(layer[0]).shape == (16, 20, 3)
+    assert len(layer) == 1 or "labelfree" not in layer[1].get("metadata", {})
 
 
 def test_reader_declines_what_it_cannot_read(tmp_path):
@@ -70,22 +127,49 @@ def test_reader_declines_what_it_cannot_read(tmp_path):
     assert get_reader(str(bad)) is None
 
 
-def test_writer_round_trip(tmp_path):
+def test_writer_round_trip_keeps_names_colours_sizes_and_dtype(tmp_path):
     rng = np.random.default_rng(1)
     a = rng.random((3, 4, 8, 8), dtype=np.float32)
     b = rng.random((3, 4, 8, 8), dtype=np.float32)
     layers = [
-        (a, {"name": "dna (predicted)", "scale": (1.0, *SIZES)}, "image"),
-        (b, {"name": "lamin-b1 (predicted)", "scale": (1.0, *SIZES)}, "image"),
+        (a, {"name": "dna (predicted)", "scale": (1.0, *SIZES), "colormap": "blue"}, "image"),
+        (
+            b,
+            {"name": "lamin-b1 (predicted)", "scale": (1.0, *SIZES), "colormap": "magenta"},
+            "image",
+        ),
     ]
     written = write_predictions(str(tmp_path / "pred.ome.tif"), layers)
     assert written == [str(tmp_path / "pred.ome.tif")]
     src = open_image(written[0])
-    assert src.channel_names == ["dna", "lamin-b1"]
+    assert src.channel_names == ["dna (predicted)", "lamin-b1 (predicted)"]
     assert src.shape_tczyx == (3, 2, 4, 8, 8)
     np.testing.assert_allclose(src.physical_sizes, SIZES)
-    np.testing.assert_allclose(src.frame(2, 1), b[2])
+    np.testing.assert_array_equal(src.frame(2, 1), b[2])
     assert not list(tmp_path.glob(".*tmp"))  # atomic: no temporary left behind
+    reopened = {kw["name"]: kw["colormap"] for _, kw, _ in _read(written[0])}
+    assert reopened == {"pred: dna (predicted)": "blue", "pred: lamin-b1 (predicted)": "magenta"}
+
+    raw = np.arange(4 * 8 * 8, dtype=np.uint16).reshape(4, 8, 8)
+    out = write_predictions(
+        str(tmp_path / "raw.tif"), [(raw, {"name": "bf", "scale": SIZES}, "image")]
+    )
+    with tifffile.TiffFile(out[0]) as tif:
+        assert tif.is_ome and tif.series[0].dtype == np.uint16  # pixels are not converted
+
+
+def test_writer_keeps_unknown_sizes_unknown(tmp_path):
+    """A layer at napari's default scale (no size known) is not written as 1 um voxels."""
+    data = np.zeros((4, 8, 8), np.float32)
+    meta = {"name": "dna (predicted)", "scale": (1.0, 1.0, 1.0), "units": ("pixel",) * 3}
+    (out,) = write_predictions(str(tmp_path / "unknown.ome.tif"), [(data, meta, "image")])
+    assert open_image(out).physical_sizes == (None, None, None)
+    with tifffile.TiffFile(out) as tif:
+        assert "PhysicalSize" not in tif.ome_metadata
+    # a size in a real length unit is converted to um
+    meta = {"name": "x", "scale": (290.0, 108.0, 108.0), "units": ("nanometer",) * 3}
+    (out,) = write_predictions(str(tmp_path / "nm.ome.tif"), [(data, meta, "image")])
+    np.testing.assert_allclose(open_image(out).physical_sizes, (0.29, 0.108, 0.108))
 
 
 def test_writer_refuses_layers_of_different_shapes(tmp_path):
@@ -97,16 +181,162 @@ def test_writer_refuses_layers_of_different_shapes(tmp_path):
         write_predictions(str(tmp_path / "x.ome.tif"), layers)
 
 
-def test_open_and_save_through_the_viewer(make_napari_viewer, timelapse_file, tmp_path):
-    path, data = timelapse_file
+# --- through a viewer with fresh settings, as a user opens and saves ----------------------------
+
+
+@pytest.fixture
+def fresh_settings(monkeypatch):
+    """napari settings as on a new installation, kept in memory (never written to disk)."""
+    from napari import settings
+    from napari.settings import NapariSettings
+
+    fresh = NapariSettings(config_path=None)
+    monkeypatch.setattr(settings, "_SETTINGS", fresh)
+    return fresh
+
+
+@pytest.fixture
+def activated(fresh_settings, make_napari_viewer):
+    """The plugin as npe2 activates it on its first use in a session (manifest ``on_activate``).
+
+    Set up after ``make_napari_viewer``, which resets the settings.
+    """
+    from napari.plugins import _initialize_plugins
+    from npe2 import PluginManager
+
+    _initialize_plugins()
+    pm = PluginManager.instance()
+    pm.deactivate("napari-labelfree")
+    pm.activate("napari-labelfree")
+    return fresh_settings
+
+
+def test_first_use_remembers_the_reader_but_keeps_the_users_choices(fresh_settings):
+    from napari.plugins import _initialize_plugins
+    from npe2 import PluginManager
+
+    _initialize_plugins()
+    fresh_settings.plugins.extension2reader = {"*.tiff": "some-other-plugin"}
+    pm = PluginManager.instance()
+    pm.deactivate("napari-labelfree")
+    pm.activate("napari-labelfree")
+    prefs = fresh_settings.plugins.extension2reader
+    assert prefs["*.tiff"] == "some-other-plugin"
+    for pattern in ("*.czi", "*.ome.tif", "*.ome.tiff", "*.tif"):
+        assert prefs[pattern] == "napari-labelfree"
+
+
+def _bright_field_and_dna() -> np.ndarray:
+    """TCZYX uint16: a bright field with faint detail, and DNA: dark with two bright nuclei."""
+    rng = np.random.default_rng(5)
+    z, y, x = np.mgrid[0:4, 0:16, 0:16]
+    nuclei = ((y - 4) ** 2 + (x - 5) ** 2 < 6) | ((y - 11) ** 2 + (x - 10) ** 2 < 6)
+    bf = 1000 + 60 * np.sin(x / 2.0) + rng.normal(0, 20, x.shape)
+    dna = 100 + 1500 * nuclei + rng.normal(0, 5, x.shape)
+    return np.stack([bf, dna])[np.newaxis].clip(0).astype(np.uint16)
+
+
+@pytest.fixture
+def files(tmp_path, write_czi):
+    """One file of each format, two channels (bright-field, DNA) at SIZES: path -> layer names."""
+    from napari_labelfree.core.io import open_prediction_output
+
+    data = _bright_field_and_dna()
+    names = ["bright-field", "dna"]
+    ome = write_ome_tiff(tmp_path / "a.ome.tif", data, channel_names=names, physical_sizes=SIZES)
+    imagej = tmp_path / "b.tif"
+    tifffile.imwrite(
+        imagej,
+        data[0].transpose(1, 0, 2, 3),
+        imagej=True,
+        resolution=(4.0, 4.0),
+        metadata={"axes": "ZCYX", "spacing": 0.5, "unit": "um"},
+    )
+    czi = write_czi(tmp_path / "c.czi", data, ["TL Brightfield", "Hoechst 33342"], SIZES)
+    with open_prediction_output(
+        tmp_path / "d.ome.zarr", names, ["gray", "blue"], (4, 16, 16), SIZES, 1
+    ) as out:
+        out.write_frame(0, {n: data[0, c].astype(np.float32) for c, n in enumerate(names)})
+        zarr = out.commit()
+    return {
+        ome: ["a: bright-field", "a: dna"],
+        imagej: ["b: channel 0", "b: channel 1"],
+        czi: ["c: TL Brightfield", "c: Hoechst 33342"],
+        zarr: ["d: bright-field", "d: dna"],
+    }
+
+
+def test_files_open_with_this_reader_without_a_question(
+    activated, make_napari_viewer, files, monkeypatch
+):
+    import napari._qt.qt_viewer as qt_viewer
+
+    def asked(*args, **kwargs):
+        raise AssertionError("napari asked which plugin should read the file")
+
+    monkeypatch.setattr(qt_viewer, "handle_gui_reading", asked)
     viewer = make_napari_viewer()
-    viewer.open(str(path), plugin="napari-labelfree")
-    assert [ly.name for ly in viewer.layers] == ["bright-field", "dna"]
-    np.testing.assert_allclose(viewer.layers["dna"].scale, (1.0, *SIZES))
-    out = tmp_path / "saved.ome.tif"
-    viewer.layers.selection = set(viewer.layers)
-    viewer.layers.save(str(out), selected=True, plugin="napari-labelfree")
-    src = open_image(out)
-    assert src.channel_names == ["bright-field", "dna"]
-    np.testing.assert_allclose(src.frame(1, 0), data[1, 0])
-    np.testing.assert_allclose(src.physical_sizes, SIZES)
+    for path, names in files.items():
+        for how in ("drop", "script"):
+            viewer.layers.clear()
+            if how == "drop":  # a drop, File > Open and `napari FILE` all go through _qt_open
+                viewer.window._qt_viewer._qt_open([str(path)], stack=False)
+            else:  # a script that names no plugin (viewer.open's default is napari's own reader)
+                viewer.open(str(path), plugin=None)
+            assert sorted(ly.name for ly in viewer.layers) == sorted(names), (path, how)
+            for layer in viewer.layers:
+                np.testing.assert_allclose(layer.scale, SIZES)
+                if layers_take_units():
+                    assert [str(u) for u in layer.units] == ["micrometer"] * 3
+            bottom = viewer.layers[0]
+            assert bottom.colormap.name == "gray" and bottom.blending == "opaque", path
+
+
+def test_saving_predictions_keeps_sizes_names_and_colours(activated, make_napari_viewer, tmp_path):
+    from napari.plugins import _npe2
+
+    viewer = make_napari_viewer()
+    rng = np.random.default_rng(6)
+    # as the Predict widget adds them: named "<structure> (predicted)", in the model's colour
+    dna, lamin = (
+        viewer.add_image(
+            rng.random((4, 8, 8), dtype=np.float32),
+            name=f"{structure} (predicted)",
+            colormap=colour,
+            blending="additive",
+            scale=SIZES,
+        )
+        for structure, colour in (("dna", "blue"), ("lamin-b1", "magenta"))
+    )
+    # File > Save Selected Layers preselects the first writer napari lists for one image layer
+    _, writers = _npe2.file_extensions_string_for_layers([dna])
+    assert writers[0].command == "napari-labelfree.write_predictions"
+    viewer.layers.selection = {dna}
+    one = tmp_path / "one.ome.tif"
+    assert viewer.layers.save(str(one), selected=True, _writer=writers[0]) == [str(one)]
+    # a script naming no writer gets this one for .ome.tif too; several layers go in one file
+    viewer.layers.selection = {dna, lamin}
+    both = tmp_path / "both.ome.tif"
+    assert viewer.layers.save(str(both), selected=True) == [str(both)]
+
+    viewer.layers.clear()
+    viewer.open(str(one), plugin=None)
+    viewer.open(str(both), plugin=None)
+    shown = {ly.name: ly for ly in viewer.layers}
+    assert set(shown) == {
+        "one: dna (predicted)",
+        "both: dna (predicted)",
+        "both: lamin-b1 (predicted)",
+    }
+    for name, layer in shown.items():
+        assert layer.colormap.name == ("magenta" if "lamin" in name else "blue")
+        assert layer.blending == "additive"
+        np.testing.assert_allclose(layer.scale, SIZES)
+    np.testing.assert_array_equal(shown["one: dna (predicted)"].data, dna.data)
+
+
+def test_writer_leaves_other_file_types_to_napari(tmp_path):
+    """Offered first in the save dialog, it must still save a PNG typed there as a PNG."""
+    picture = (np.arange(16 * 16, dtype=np.uint16).reshape(16, 16) % 256).astype(np.uint8)
+    (out,) = write_predictions(str(tmp_path / "a.png"), [(picture, {"name": "a"}, "image")])
+    assert Path(out).read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"

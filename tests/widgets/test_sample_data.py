@@ -26,3 +26,31 @@ def test_sample_opens(make_napari_viewer, key, ndim, scale):
     assert viewer.layers["bright-field"].visible
     assert viewer.layers["dna (true)"].blending == "additive"
     print(f"{key} opened in {elapsed:.1f} s")
+
+
+def test_the_gui_keeps_handling_events_while_a_sample_is_made(make_napari_viewer, monkeypatch):
+    """The simulation waits for an event only the GUI thread can deliver: were the GUI thread
+    blocked while the sample is made (the old behaviour), it would never come."""
+    import threading
+
+    from qtpy.QtCore import QTimer
+
+    from napari_labelfree import _sample_data
+
+    viewer = make_napari_viewer()
+    delivered = threading.Event()
+    made_by = []
+
+    def simulate_after_an_event(kind):
+        assert delivered.wait(timeout=60), "the GUI thread handled no event during the simulation"
+        made_by.append(threading.current_thread())
+        return _sample_data.simulate(
+            structures=STRUCTURES, shape=(4, 32, 32), voxel_size=(0.29, 0.108, 0.108), seed=0
+        )
+
+    monkeypatch.setattr(_sample_data, "_CACHE", {})
+    monkeypatch.setattr(_sample_data, "_simulate", simulate_after_an_event)
+    QTimer.singleShot(50, delivered.set)
+    viewer.open_sample("napari-labelfree", "zstack")
+    assert made_by and made_by[0] is not threading.main_thread()
+    assert viewer.layers["bright-field"].data.shape == (4, 32, 32)

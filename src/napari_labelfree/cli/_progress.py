@@ -1,4 +1,8 @@
-"""Terminal progress for the compute generators."""
+"""Terminal progress for the compute generators.
+
+Bars are drawn only on a terminal (tqdm's ``disable=None``): piped into a log or a batch job's
+output file they would be thousands of carriage-return lines.
+"""
 
 from __future__ import annotations
 
@@ -38,6 +42,7 @@ def drive_prediction(
                     unit="tile",
                     leave=False,
                     file=sys.stderr,
+                    disable=None,  # off when stderr is not a terminal
                 )
             elif isinstance(event, TileDone) and bar is not None:
                 bar.total = event.total

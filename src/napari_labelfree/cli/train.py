@@ -179,6 +179,7 @@ def drive_training(gen: Any) -> Any:
                         file=sys.stderr,
                         dynamic_ncols=True,
                         desc="training",
+                        disable=None,  # off when stderr is not a terminal (logs, batch jobs)
                     )
                 bar.update(event.iteration - bar.n)
                 bar.set_postfix_str(

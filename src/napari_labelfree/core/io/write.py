@@ -13,8 +13,15 @@ from ..errors import LabelFreeError
 from ..files import atomic_file
 
 
-def ome_metadata(channel_names: Sequence[str], physical_sizes: Sequence[float | None]) -> dict:
+def ome_metadata(
+    channel_names: Sequence[str],
+    physical_sizes: Sequence[float | None],
+    channel_colors: Sequence[int | None] | None = None,
+) -> dict:
+    """tifffile's OME metadata: axes, channel names (and OME Colors), sizes known in um only."""
     md: dict[str, Any] = {"axes": "TCZYX", "Channel": {"Name": list(channel_names)}}
+    if channel_colors is not None and all(c is not None for c in channel_colors):
+        md["Channel"]["Color"] = [int(c) for c in channel_colors]  # type: ignore[arg-type]
     for axis, size in zip("ZYX", physical_sizes, strict=True):
         if size is not None:
             md[f"PhysicalSize{axis}"] = float(size)
@@ -28,6 +35,7 @@ def write_ome_tiff(
     shape_tczyx: Sequence[int] | None = None,
     channel_names: Sequence[str] | None = None,
     physical_sizes: Sequence[float | None] = (None, None, None),
+    channel_colors: Sequence[int | None] | None = None,
     dtype: Any = np.float32,
     overwrite: bool = False,
 ) -> Path:
@@ -35,6 +43,7 @@ def write_ome_tiff(
 
     ``frames`` is a TCZYX array or an iterable of CZYX arrays (one per time point, streamed to disk
     so a long time-lapse never sits in memory whole; then ``shape_tczyx`` is required).
+    ``channel_colors`` are OME Colors (RGBA in a signed 32-bit integer), written when all are given.
     """
     import tifffile
 
@@ -76,7 +85,7 @@ def write_ome_tiff(
             dtype=dtype,
             ome=True,
             photometric="minisblack",
-            metadata=ome_metadata(names, physical_sizes),
+            metadata=ome_metadata(names, physical_sizes, channel_colors),
             bigtiff=t * c * z * y * x * np.dtype(dtype).itemsize > 2**31,
         )
         if path.exists() and not overwrite:
