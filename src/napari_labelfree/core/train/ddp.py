@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import os
 import random
+import warnings
 from dataclasses import dataclass
 
 import numpy as np
@@ -102,6 +103,9 @@ class Ranks:
             return None
         from torch.nn.parallel import DistributedDataParallel
 
+        # The one-channel input convolution's weight has ambiguous channels-last strides, and DDP
+        # says once that its gradient is copied into the bucket: harmless, and not the user's to fix.
+        warnings.filterwarnings("ignore", message="Grad strides do not match bucket view strides")
         ids = [dev.index] if dev.type == "cuda" else None
         return DistributedDataParallel(net, device_ids=ids)
 
