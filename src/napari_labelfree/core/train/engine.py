@@ -5,7 +5,8 @@ GradScaler where bf16 is missing) and in fp32 elsewhere. Not bf16 on the CPU, al
 paper network 2.5x faster on a 2-core AVX512-BF16 CPU: there BatchNorm computes its batch
 statistics in bf16, and a tiny network on small patches went to NaN within five steps in NCDHW
 layout (ask for it with precision "bf16" if you must). Activations are ``channels_last_3d`` on CPU
-and CUDA (1.35-1.5x on the CPU in fp32, identical losses).
+and CUDA (1.35-1.5x on the CPU in fp32, identical losses). Adam is fused where the device has it
+and a step returns its loss on the device (:mod:`.throughput`).
 """
 
 from __future__ import annotations
