@@ -207,3 +207,68 @@ def test_ctrl_c_keeps_the_weights_and_says_so(tmp_path, sim_files, capsys, monke
     assert "Traceback" not in err
     cfg = json.loads((model / "config.json").read_text())  # a usable bundle
     assert (model / "weights.safetensors").is_file() and cfg["structure"] == "dna"
+
+
+def _train_args(data, out, *extra):
+    return [
+        "train",
+        str(data),
+        "-o",
+        str(out),
+        "--signal-channel",
+        "bright-field",
+        "--target-channel",
+        "dna",
+        "--iterations",
+        "2",
+        "--batch-size",
+        "1",
+        "--patch-shape",
+        "8,16,16",
+        "--depth",
+        "2",
+        "--width",
+        "4",
+        "--device",
+        "cpu",
+        *extra,
+    ]
+
+
+def test_output_that_is_a_file_and_resume_over_a_model_are_refused(tmp_path, sim_files, capsys):
+    target = tmp_path / "model.txt"
+    target.write_text("keep")
+    assert main(_train_args(sim_files[0], target)) == 2
+    err = capsys.readouterr().err
+    errors = [line for line in err.splitlines() if "error" in line]
+    assert len(errors) == 1 and "is a file, not a folder" in errors[0] and "Traceback" not in err
+    assert target.read_text() == "keep"
+
+    model = tmp_path / "m"
+    assert main(_train_args(sim_files[0], model)) == 0
+    (model / "checkpoint.safetensors").unlink()
+    weights = (model / "weights.safetensors").read_bytes()
+    capsys.readouterr()
+    assert main(_train_args(sim_files[0], model, "--resume")) == 2
+    err = capsys.readouterr().err
+    assert "no training checkpoint" in err and "--overwrite" in err and "Traceback" not in err
+    assert (model / "weights.safetensors").read_bytes() == weights
+    assert main(_train_args(sim_files[0], model, "--resume", "--overwrite")) == 0
+
+
+def test_gpus_relaunches_the_same_command(tmp_path, sim_files, monkeypatch):
+    from napari_labelfree.cli import build_parser
+    from napari_labelfree.cli import train as cli_train
+
+    argv = _train_args(sim_files[0], tmp_path / "m", "--val", str(sim_files[1]), "--gpus", "2")
+    args = build_parser().parse_args(argv)
+    words = cli_train._argv_of(args.train_parser, args, skip={"gpus"})
+    again = build_parser().parse_args(["train", *words])
+    same = {k for k in vars(args) if k not in ("gpus", "train_parser")}
+    assert {k: getattr(again, k) for k in same} == {k: getattr(args, k) for k in same}
+    launched = []
+    monkeypatch.setattr("subprocess.call", lambda cmd: launched.append(cmd) or 0)
+    assert main(argv) == 0
+    cmd = launched[0]
+    assert cmd[1:5] == ["-m", "torch.distributed.run", "--standalone", "--nproc-per-node=2"]
+    assert cmd[5:8] == ["-m", "napari_labelfree", "train"] and "--gpus" not in cmd

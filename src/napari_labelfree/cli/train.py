@@ -91,19 +91,52 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument(
         "--resume", action="store_true", help="continue the run in MODEL_DIR from its checkpoint"
     )
+    p.add_argument(
+        "--overwrite",
+        action="store_true",
+        help="replace a model or training run already in MODEL_DIR",
+    )
+    p.add_argument(
+        "--log-every",
+        type=int,
+        default=d.log_every,
+        metavar="N",
+        help="read the loss every N steps (0: every step on the CPU, every 25 on a GPU) [0]",
+    )
+    p.add_argument(
+        "--gpus",
+        type=int,
+        default=1,
+        metavar="N",
+        help="train on N GPUs of this machine, one process each (runs torchrun; the batch size "
+        "is per GPU) [1]",
+    )
     _args.add_device(p)
-    p.set_defaults(func=run)
+    p.set_defaults(
+        func=run,
+        train_parser=p,
+        flag_hints={
+            **_args.flag_hints("device", "precision"),
+            "output": "-o MODEL_DIR",
+            "resume": "--resume",
+            "overwrite": "--overwrite",
+            "lr": "--lr",
+        },
+    )
 
 
 def run(args: argparse.Namespace) -> int:
     from ..core.config import Architecture, ModelSpec
     from ..core.data import expand, load_pairs, split_validation
     from ..core.errors import LabelFreeError
+    from ..core.events import drain
     from ..core.structures import colormap_for
-    from ..core.train import TrainConfig, iter_train
+    from ..core.train import TrainConfig, ddp, iter_train
 
     if args.depth < 1 or args.width < 1:
         raise LabelFreeError("--depth and --width must be positive integers")
+    if args.gpus != 1:
+        return launch_ranks(args)
     config = TrainConfig(
         iterations=args.iterations,
         batch_size=args.batch_size,
@@ -113,6 +146,7 @@ def run(args: argparse.Namespace) -> int:
         validate_every=args.validate_every,
         seed=args.seed,
         precision=args.precision,
+        log_every=args.log_every,
     )
     specs = expand(args.data, args.signal_channel, args.target_channel)
     train, notices = load_pairs(specs, args.data_voxel_size)
@@ -143,10 +177,25 @@ def run(args: argparse.Namespace) -> int:
         f"{config.iterations} iterations of {config.batch_size} x {config.patch_shape}",
         file=sys.stderr,
     )
-    gen = iter_train(
-        train, spec, args.output, config, val=val, device=args.device, resume=args.resume
-    )
-    bundle = drive_training(gen)
+    joined = ddp.init_from_env(args.device)  # under torchrun: one rank of several
+    try:
+        gen = iter_train(
+            train,
+            spec,
+            args.output,
+            config,
+            val=val,
+            device=args.device,
+            resume=args.resume,
+            overwrite=args.overwrite,
+        )
+        if not ddp.Ranks.current().main:
+            drain(gen)  # rank 0 reports and writes; the others train quietly
+            return 0
+        bundle = drive_training(gen)
+    finally:
+        if joined:
+            ddp.shutdown()
     m = bundle.spec.metrics
     line = f"wrote {bundle.path} ({m.get('iterations')} iterations, {bundle.spec.provenance.get('train_time_s')} s"
     if m.get("val_pearson_r_mean") is not None:
@@ -201,3 +250,56 @@ def drive_training(gen: Any) -> Any:
     finally:
         if bar is not None:
             bar.close()
+
+
+def launch_ranks(args: argparse.Namespace) -> int:
+    """``--gpus N``: the same command in N processes under torchrun; its exit status."""
+    import subprocess
+
+    from ..core.errors import LabelFreeError
+
+    if args.gpus < 1:
+        raise LabelFreeError("--gpus must be a positive integer")
+    argv = [
+        sys.executable,
+        "-m",
+        "torch.distributed.run",
+        "--standalone",
+        f"--nproc-per-node={args.gpus}",
+        "-m",
+        "napari_labelfree",
+        "train",
+        *_argv_of(args.train_parser, args, skip={"gpus"}),
+    ]
+    print(f"labelfree train: starting {args.gpus} processes (torchrun)", file=sys.stderr)
+    try:
+        return subprocess.call(argv)
+    except KeyboardInterrupt:
+        raise KeyboardInterrupt(
+            "each process saves the weights so far; continue with --resume"
+        ) from None
+
+
+def _argv_of(
+    parser: argparse.ArgumentParser, args: argparse.Namespace, skip: set[str]
+) -> list[str]:
+    """The command-line words that give ``args`` again (for starting the same command anew)."""
+    words: list[str] = []
+    positional: list[str] = []
+    for action in parser._actions:  # argparse keeps no other list of a parser's options
+        value = getattr(args, action.dest, None)
+        if action.dest in skip or action.dest == "help" or value is None:
+            continue
+        if not action.option_strings:
+            positional += [str(v) for v in value] if isinstance(value, list) else [str(value)]
+            continue
+        flag = action.option_strings[-1]
+        if isinstance(action, argparse._StoreTrueAction):
+            words += [flag] if value else []
+        elif isinstance(value, list):
+            words += [flag, *map(str, value)]
+        elif isinstance(value, tuple):
+            words += [flag, ",".join(map(str, value))]
+        else:
+            words += [flag, str(value)]
+    return words + ["--", *positional] if positional else words

@@ -24,9 +24,12 @@ from ..bundle import CONFIG_NAME, WEIGHTS_NAME, save_bundle
 from ..config import ModelSpec
 from ..errors import LabelFreeError
 from ..files import atomic_file, temp_dir_beside
+from .throughput import optimizer_kind, set_optimizer_kind
 
 CHECKPOINT_NAME = "checkpoint.safetensors"
 _META_KEY = "napari_labelfree_checkpoint"
+# what restore_checkpoint needs from the metadata (the rest has defaults)
+_REQUIRED_META = frozenset({"iteration", "param_groups", "rng_patches", "rng_numpy", "rng_python"})
 
 
 def write_bundle_files(out_dir: Path, spec: ModelSpec, state_dict: dict[str, torch.Tensor]) -> None:
@@ -119,7 +122,28 @@ def read_checkpoint(path: Path) -> tuple[dict[str, torch.Tensor], dict[str, Any]
         ) from e
     if meta_text is None:
         raise LabelFreeError(f"{path} is not a napari-labelfree training checkpoint")
-    return tensors, json.loads(meta_text)
+    try:
+        meta = json.loads(meta_text)
+    except ValueError:
+        meta = None
+    if not isinstance(meta, dict) or not _REQUIRED_META.issubset(meta):
+        raise LabelFreeError(
+            f"the checkpoint {path} has unreadable training metadata; it is damaged or from "
+            "another program: start afresh in a new folder"
+        )
+    return tensors, meta
+
+
+def load_checkpoint_weights(tensors: dict[str, torch.Tensor], net: torch.nn.Module) -> None:
+    """Load only a checkpoint's network weights into ``net``."""
+    model_sd = {k[len("model.") :]: v for k, v in tensors.items() if k.startswith("model.")}
+    try:
+        net.load_state_dict(model_sd)
+    except RuntimeError as e:
+        raise LabelFreeError(
+            "the checkpoint's network does not match this model's architecture; resume with the same "
+            f"network depth and width, or train into a new folder ({str(e).splitlines()[0]})"
+        ) from e
 
 
 def restore_checkpoint(
@@ -132,14 +156,23 @@ def restore_checkpoint(
     device: torch.device,
 ) -> int:
     """Load a checkpoint's weights, optimizer, scaler and random states; return its iteration."""
-    model_sd = {k[len("model.") :]: v for k, v in tensors.items() if k.startswith("model.")}
+    load_checkpoint_weights(tensors, net)
     try:
-        net.load_state_dict(model_sd)
-    except RuntimeError as e:
+        return _restore_state(tensors, meta, optimizer, scaler, patch_rng)
+    except (KeyError, TypeError, ValueError, IndexError) as e:
         raise LabelFreeError(
-            "the checkpoint's network does not match this model's architecture; resume with the same "
-            f"network depth and width, or train into a new folder ({str(e).splitlines()[0]})"
+            f"the checkpoint's training state is incomplete or damaged ({type(e).__name__}: {e}); "
+            "start afresh in a new folder"
         ) from e
+    finally:
+        net.to(device)
+
+
+def _restore_state(
+    tensors: dict[str, torch.Tensor], meta: dict[str, Any], optimizer: torch.optim.Optimizer,
+    scaler: torch.amp.GradScaler, patch_rng: np.random.Generator,
+) -> int:  # fmt: skip
+    kind = optimizer_kind(optimizer)
     state: dict[int, dict[str, Any]] = {}
     for k, v in tensors.items():
         if k.startswith("optim."):
@@ -152,6 +185,8 @@ def restore_checkpoint(
         if "betas" in g:
             g["betas"] = tuple(g["betas"])
     optimizer.load_state_dict({"state": state, "param_groups": groups})
+    # fused or not is this machine's choice, not the checkpoint's (it may come from another device)
+    set_optimizer_kind(optimizer, kind)
     if meta.get("scaler"):
         scaler.load_state_dict(meta["scaler"])
     torch.set_rng_state(tensors["rng.torch"])
@@ -163,5 +198,4 @@ def restore_checkpoint(
     np.random.set_state((n[0], np.asarray(n[1], dtype=np.uint32), *n[2:]))
     p = meta["rng_python"]
     random.setstate((p[0], tuple(p[1]), p[2]))
-    net.to(device)
     return int(meta["iteration"])

@@ -5,7 +5,8 @@ GradScaler where bf16 is missing) and in fp32 elsewhere. Not bf16 on the CPU, al
 paper network 2.5x faster on a 2-core AVX512-BF16 CPU: there BatchNorm computes its batch
 statistics in bf16, and a tiny network on small patches went to NaN within five steps in NCDHW
 layout (ask for it with precision "bf16" if you must). Activations are ``channels_last_3d`` on CPU
-and CUDA (1.35-1.5x on the CPU in fp32, identical losses).
+and CUDA (1.35-1.5x on the CPU in fp32, identical losses). Adam is fused where the device has it
+and a step returns its loss on the device (:mod:`.throughput`).
 """
 
 from __future__ import annotations
@@ -26,6 +27,7 @@ from ..errors import LabelFreeError
 from ..metrics import pearson_r
 from ..optimize import prefers_channels_last
 from .config import TrainConfig
+from .throughput import fuse_optimizer
 
 Batch = tuple[torch.Tensor, torch.Tensor]  # network input, target
 
@@ -39,6 +41,8 @@ class Engine:
     scaler: torch.amp.GradScaler
     autocast: Callable[[], AbstractContextManager[Any]]
     channels_last: bool
+    # the DistributedDataParallel wrapper of ``net`` when several processes train (core.train.ddp)
+    ddp: torch.nn.Module | None = None
 
     @classmethod
     def build(cls, spec: ModelSpec, config: TrainConfig, dev: torch.device) -> Engine:
@@ -60,6 +64,7 @@ class Engine:
                 True  # fixed patch shape: cuDNN picks its fastest kernels
             )
         scaler = torch.amp.GradScaler(dev.type, enabled=amp_dtype == torch.float16)
+        optimizer = fuse_optimizer(optimizer, dev)
         autocast = (lambda: torch.autocast(dev.type, dtype=amp_dtype)) if amp_dtype else nullcontext
         return cls(net, optimizer, scaler, autocast, channels_last)
 
@@ -69,16 +74,16 @@ class Engine:
             return batch.contiguous(memory_format=torch.channels_last_3d)
         return batch
 
-    def step(self, x: torch.Tensor, y: torch.Tensor) -> float:
-        """One Adam step on the MSE of a batch; returns the loss."""
+    def step(self, x: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
+        """One Adam step on the MSE of a batch; returns the loss, on the device (no host wait)."""
         self.optimizer.zero_grad(set_to_none=True)
         with self.autocast():
-            pred = self.net(x)
+            pred = (self.ddp if self.ddp is not None else self.net)(x)
         loss = F.mse_loss(pred.float(), y)  # loss in fp32 whatever the autocast dtype
         self.scaler.scale(loss).backward()
         self.scaler.step(self.optimizer)
         self.scaler.update()
-        return float(loss.detach())
+        return loss.detach()
 
     def validate(self, batches: Sequence[Batch]) -> tuple[float, float]:
         """MSE and Pearson r over the validation batches, in eval mode."""

@@ -18,7 +18,6 @@ the end, and when the generator is closed early) with the metrics in config.json
 from __future__ import annotations
 
 import copy
-import math
 import time
 from collections import deque
 from collections.abc import Generator, Sequence
@@ -29,12 +28,12 @@ from typing import Any
 import numpy as np
 import torch
 
-from ..bundle import CONFIG_NAME, WEIGHTS_NAME, ModelBundle, open_bundle
+from ..bundle import CONFIG_NAME, ModelBundle, open_bundle
 from ..config import ModelSpec
 from ..data import ImagePair
 from ..device import resolve_device
-from ..errors import LabelFreeError
 from ..events import Notice
+from ..files import write_error
 from .checkpoint import (
     CHECKPOINT_NAME,
     json_safe,
@@ -44,11 +43,15 @@ from .checkpoint import (
     write_bundle_files,
 )
 from .config import TrainConfig
+from .ddp import NullLog, Ranks
 from .engine import Batch, Engine
 from .evaluate import evaluate_model, mean_score
 from .events import CheckpointSaved, TrainEvent, TrainStep, Validated
+from .folder import check_request
+from .guard import Divergence, DivergenceGuard, keep_last_good, weights_are_finite
 from .log import CURVE_NAME, LOG_NAME, TrainLog, fmt, write_loss_curve
 from .patches import PatchSampler, cut_patches, prepare_pair
+from .throughput import log_interval
 
 # Fixed validation patches: enough voxels for a stable r, few enough to keep validation cheap on a CPU.
 _MAX_VAL_PATCHES = 16
@@ -64,6 +67,7 @@ def iter_train(
     val: list[ImagePair] | None = None,
     device: str | torch.device = "auto",
     resume: bool = False,
+    overwrite: bool = False,
 ) -> Generator[TrainEvent, None, ModelBundle]:
     """Train one structure model; yield progress; return the trained bundle in ``out_dir``.
 
@@ -84,12 +88,18 @@ def iter_train(
         'auto', 'cpu', 'cuda', 'cuda:N' or 'mps'.
     resume
         Continue from ``out_dir``'s checkpoint (weights, optimizer, iteration, random states).
+        A run already at ``config.iterations`` is left as it is.
+    overwrite
+        Replace a model or run already in ``out_dir`` (when not resuming, or resuming a folder
+        that holds a model but no checkpoint).
 
     Yields
     ------
     TrainStep, Validated, CheckpointSaved, Notice
-        One TrainStep per iteration. Closing the generator (``.close()``) saves a checkpoint and the
-        current weights as a usable bundle before it ends.
+        One TrainStep per iteration (on a GPU they come in bursts, one per ``log_every`` steps).
+        Closing the generator (``.close()``) saves a checkpoint and the current weights as a
+        usable bundle before it ends. A diverged run raises LabelFreeError after keeping the
+        last checkpoint's weights (which passed the divergence guard) as the bundle.
 
     Returns
     -------
@@ -98,9 +108,18 @@ def iter_train(
     """
     config = config or TrainConfig()
     out = Path(out_dir)
-    _check_request(train, spec, config, out, resume)
-    out.mkdir(parents=True, exist_ok=True)
-    dev = resolve_device(device)
+    check_request(train, spec, config, out, resume, overwrite)
+    ranks = Ranks.current()
+    if ranks.main:
+        try:
+            out.mkdir(parents=True, exist_ok=True)
+        except OSError as e:
+            raise write_error(out, e) from e
+        if overwrite and not resume:
+            # a checkpoint of the replaced run must never be taken for this run's last good state
+            (out / CHECKPOINT_NAME).unlink(missing_ok=True)
+    ranks.barrier()  # every rank has checked the folder before rank 0 writes into it
+    dev = ranks.device(resolve_device(device))
     # provenance and metrics are filled in; the caller's spec stays as is
     spec = copy.deepcopy(spec)
 
@@ -111,13 +130,22 @@ def iter_train(
     targets = [torch.from_numpy(t).to(dev) for _, t, _ in train_arrays]
 
     engine = Engine.build(spec, config, dev)
-    patch_rng = np.random.default_rng(config.seed)
+    patch_rng = ranks.patch_rng(config.seed)
+    ranks.reseed(config.seed, 0, patch_rng)
     sampler = PatchSampler([s.shape for s, _, _ in train_arrays], config.patch_shape, patch_rng)
     val_batches = _validation_batches(val_arrays, config, engine, dev)
-    run = _Run(out, spec, config, dev, engine, patch_rng, train_arrays, val_arrays)
+    run = _Run(out, spec, config, dev, engine, patch_rng, train_arrays, val_arrays, ranks)
     if resume:
         yield from run.resume()
-    run.log = log = TrainLog(out / LOG_NAME, run.iteration)
+        ranks.reseed(config.seed, run.iteration, patch_rng)
+        if run.iteration >= config.iterations and (out / CONFIG_NAME).is_file():
+            yield Notice(
+                f"{out} is already trained for {run.iteration} iterations; nothing to do "
+                f"(ask for more than {run.iteration} iterations to continue)"
+            )
+            return open_bundle(out)
+    engine.ddp = ranks.wrap(engine.net, dev)
+    run.log = log = TrainLog(out / LOG_NAME, run.iteration) if ranks.main else NullLog()
     run.t_start = time.perf_counter()
 
     yield from _iterate(run, log, sampler, signals, targets, val_batches)
@@ -125,7 +153,7 @@ def iter_train(
     if not run.ckpt_path.is_file():
         run.checkpoint()
     final: dict[str, Any] = {}
-    if val_arrays:
+    if val_arrays and ranks.main:
         # Whole-image scores through the same tiled prediction a user runs.
         run.finish(None, interrupted=False)
         per_image = evaluate_model(
@@ -137,27 +165,8 @@ def iter_train(
             "val_nl2_mean": mean_score([r["nl2"] for r in per_image]),
         }
     run.finish(final, interrupted=False)
+    ranks.barrier()  # the bundle is complete before any rank opens it
     return open_bundle(out)
-
-
-def _check_request(
-    train: Sequence[ImagePair], spec: ModelSpec, config: TrainConfig, out: Path, resume: bool
-) -> None:
-    """Refuse, before any work, a request that cannot train or would overwrite a run."""
-    if not train:
-        raise LabelFreeError("no training images given")
-    multiple = spec.architecture.multiple
-    if any(p % multiple for p in config.patch_shape):
-        raise LabelFreeError(
-            f"patch shape {config.patch_shape} must be a multiple of {multiple} on every axis for a "
-            f"network of depth {spec.architecture.depth}"
-        )
-    run_files = (CONFIG_NAME, WEIGHTS_NAME, CHECKPOINT_NAME, LOG_NAME)
-    if not resume and out.exists() and any((out / n).exists() for n in run_files):
-        raise LabelFreeError(
-            f"{out} already holds a model or a training run; choose a new folder, or resume it; "
-            "nothing was overwritten"
-        )
 
 
 def _prepare_all(
@@ -208,9 +217,10 @@ class _Run:
     patch_rng: np.random.Generator
     train_arrays: list[Prepared]
     val_arrays: list[Prepared]
+    ranks: Ranks = field(default_factory=Ranks)
     iteration: int = 0
     elapsed_before: float = 0.0
-    log: TrainLog | None = None
+    log: TrainLog | NullLog | None = None
     last_val: dict[str, float] = field(default_factory=dict)
     recent_loss: deque[float] = field(default_factory=lambda: deque(maxlen=100))
     t_start: float = field(default_factory=time.perf_counter)
@@ -235,6 +245,7 @@ class _Run:
         for group in e.optimizer.param_groups:
             group["lr"] = self.config.lr  # the checkpoint's optimizer state, the lr asked for now
         self.elapsed_before = float(meta.get("train_time_s", 0.0))
+        self.restore_metrics(meta)
         old = meta.get("config", {})
         now = asdict(self.config)
         changed = [
@@ -249,8 +260,18 @@ class _Run:
             )
         yield Notice(f"resumed from iteration {self.iteration} ({self.ckpt_path})")
 
+    def restore_metrics(self, meta: dict[str, Any]) -> None:
+        """The recent losses and last validation of a checkpoint: the bundle reports them."""
+        self.recent_loss.clear()
+        self.recent_loss.extend(float(v) for v in meta.get("recent_loss", []))
+        self.last_val = {k: float(v) for k, v in meta.get("last_val", {}).items()}
+
     def checkpoint(self) -> Path:
+        if not self.ranks.main or not weights_are_finite(self.engine.net):
+            return self.ckpt_path  # rank 0 alone writes; weights gone bad are not saved
         extra = {
+            "recent_loss": list(self.recent_loss),
+            "last_val": self.last_val,
             "config": asdict(self.config),
             "spec": self.spec.to_dict(),
             "device": str(self.dev),
@@ -265,6 +286,8 @@ class _Run:
         return self.ckpt_path
 
     def write_curve(self) -> None:
+        if not self.ranks.main:
+            return
         rows = self.log.rows if self.log else []
         if rows:
             title = f"{self.spec.structure}: {self.iteration} iterations"
@@ -272,6 +295,8 @@ class _Run:
 
     def finish(self, final_metrics: dict[str, Any] | None, interrupted: bool) -> None:
         """Write the current weights as a bundle, with provenance and metrics; redraw the curve."""
+        if not self.ranks.main:
+            return
         self.spec.provenance.update(
             {
                 "created_by": "napari-labelfree iter_train",
@@ -300,51 +325,71 @@ class _Run:
 
 def _iterate(
     run: _Run,
-    log: TrainLog,
+    log: TrainLog | NullLog,
     sampler: PatchSampler,
     signals: Sequence[torch.Tensor],
     targets: Sequence[torch.Tensor],
     val_batches: Sequence[Batch],
 ) -> Generator[TrainEvent, None, None]:
-    """Train until ``config.iterations``; closing or Ctrl-C keeps the weights as a bundle."""
-    config, engine = run.config, run.engine
-    times: deque[float] = deque(maxlen=21)
+    """Train until ``config.iterations``; closing or Ctrl-C keeps the weights as a bundle.
+
+    The losses stay on the device and are read every ``log_every`` steps, and at every validation,
+    checkpoint and the end; the divergence guard sees each of them before a checkpoint is written.
+    """
+    config, engine, ranks = run.config, run.engine, run.ranks
+    every = log_interval(config.log_every, run.dev)
+    guard = DivergenceGuard()
+    pending: list[torch.Tensor] = []
+    times: deque[tuple[int, float]] = deque(maxlen=21)
+    times.append((run.iteration, time.perf_counter()))
     engine.net.train()
     try:
         while run.iteration < config.iterations:
             where = sampler.sample(config.batch_size)
             x = engine.layout(cut_patches(signals, where, config.patch_shape))
             y = cut_patches(targets, where, config.patch_shape)
-            loss = engine.step(x, y)
+            pending.append(engine.step(x, y))
             run.iteration += 1
             it = run.iteration
-            if not math.isfinite(loss):
-                raise LabelFreeError(
-                    f"the training loss became {loss} at iteration {it}; lower the learning rate, "
-                    "train in fp32 precision if you chose a reduced one, or check the data for "
-                    "extreme values"
-                )
-            run.recent_loss.append(loss)
-            times.append(time.perf_counter())
-            its = (len(times) - 1) / (times[-1] - times[0]) if len(times) > 1 else 0.0
-            row = {"iteration": it, "train_loss": fmt(loss), "val_loss": "", "val_pearson_r": ""}
-            validated = None
             last = it == config.iterations
-            if val_batches and (it % config.validate_every == 0 or last):
+            validate = bool(val_batches) and (it % config.validate_every == 0 or last)
+            save = it % config.checkpoint_every == 0 or last
+            if not (validate or save or it % every == 0):
+                continue
+            losses = ranks.mean_losses(pending)  # the one wait for the device in this interval
+            pending = []
+            first = it - len(losses) + 1
+            bad = guard.check(losses, first)
+            if bad is None and save and not weights_are_finite(engine.net):
+                bad = Divergence(it, losses[-1], "the weights became non-finite")
+            if bad is not None:
+                log.close()
+                raise keep_last_good(run, bad)
+            run.recent_loss.extend(losses)
+            times.append((it, time.perf_counter()))
+            its = (times[-1][0] - times[0][0]) / max(times[-1][1] - times[0][1], 1e-9)
+            rows = [
+                {"iteration": first + k, "train_loss": fmt(v), "val_loss": "", "val_pearson_r": ""}
+                for k, v in enumerate(losses)
+            ]
+            validated = None
+            if validate and ranks.main:
                 vl, vr = engine.validate(val_batches)
                 run.last_val = {"val_loss": vl, "val_pearson_r": vr}
-                row.update(val_loss=fmt(vl), val_pearson_r=fmt(vr))
+                rows[-1].update(val_loss=fmt(vl), val_pearson_r=fmt(vr))
                 validated = Validated(it, vl, vr)
-            log.append(row)
+            for row in rows:
+                log.append(row)
             saved = None
-            if it % config.checkpoint_every == 0 or last:
+            if save:
                 saved = run.checkpoint()
                 run.write_curve()
             # Every yield sits at an iteration boundary, so a close() there leaves a consistent state.
-            yield TrainStep(it, config.iterations, loss, its)
+            for k, v in enumerate(losses):
+                yield TrainStep(first + k, config.iterations, v, its)
             if validated is not None:
                 yield validated
-            if saved is not None:
+            if saved is not None and ranks.main:
                 yield CheckpointSaved(saved)
     except GeneratorExit:
         log.close()
