@@ -1,0 +1,119 @@
+"""The overlays of one prediction run, on the GUI thread: created lazily, replaced only on success.
+
+A run's layers appear with the first finished frame, named "<structure> (predicting)"; the
+earlier run's overlays of the same image and models are hidden meanwhile. When the run ends with
+at least one frame (done, or cancelled by the user) the earlier overlays go and the new ones are
+renamed "<structure> (predicted)"; when it fails, the new ones go and the earlier ones come back,
+so a failed run never loses what was shown. No Qt here.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from ..core.bundle import ModelBundle
+from ._layers import (
+    META_KEY,
+    LayerInfo,
+    current_frame,
+    find_prediction_layers,
+    output_geometry,
+    prediction_tag,
+)
+from ._overlays import PREDICTED_SUFFIX, RUNNING_SUFFIX, FrameReady
+from ._predict_job import Planned
+
+
+class OverlayRun:
+    """Layers of one run of one source layer."""
+
+    def __init__(self, viewer: Any, source: Any, info: LayerInfo, model_paths: list[str]) -> None:
+        self.viewer, self.source, self.info = viewer, source, info
+        self.source_name = source.name
+        self.scale, self.translate = output_geometry(source, info)
+        self.previous = [
+            (ly, ly.visible) for ly in find_prediction_layers(viewer, source.name, model_paths)
+        ]
+        self.names: tuple[str, ...] = ()
+        self.bundles: tuple[ModelBundle, ...] = ()
+        self.stores: dict[str, Any] | None = None
+        self.layers: dict[str, Any] = {}
+        self.frames_done: list[int] = []
+
+    def planned(self, event: Planned) -> None:
+        self.names, self.bundles, self.stores = event.names, event.bundles, event.stores
+
+    def owns(self, layer: Any) -> bool:
+        """Whether removing ``layer`` concerns this run (its source or one of its overlays)."""
+        return layer is self.source or any(layer is ly for ly in self.layers.values())
+
+    def frame_ready(self, event: FrameReady) -> None:
+        """Show a finished frame: the first creates the layers; later ones redraw if on screen."""
+        self.frames_done.append(event.frame)
+        if not self.layers:
+            self._create(event)
+            return
+        if event.arrays:  # one volume has one frame; not reached, but a re-run would land here
+            for name, layer in self.layers.items():
+                layer.data = event.arrays[name]
+            return
+        if (
+            self.source in self.viewer.layers
+            and current_frame(self.viewer, self.source, self.info) != event.frame
+        ):
+            return  # the frame is off screen: the store has it, nothing to redraw
+        for layer in self.layers.values():
+            if layer in self.viewer.layers:
+                layer.refresh()
+
+    def _create(self, event: FrameReady) -> None:
+        for layer, _ in self.previous:
+            layer.visible = False
+        limits = event.limits or {}
+        for name, bundle in zip(self.names, self.bundles, strict=True):
+            data = event.arrays[name] if event.arrays else self.stores[name]  # type: ignore[index]
+            meta = prediction_tag(self.source_name, str(bundle.path))
+            meta["structure"] = bundle.spec.structure
+            lo, hi = limits.get(name, (0.0, 1.0))
+            self.layers[name] = self.viewer.add_image(
+                data,
+                name=f"{name}{RUNNING_SUFFIX}",
+                colormap=bundle.spec.colormap,
+                blending="additive",
+                scale=self.scale,
+                translate=self.translate,
+                contrast_limits=(lo, hi),
+                metadata={META_KEY: meta},
+            )
+            self.layers[name].contrast_limits_range = (min(lo, 0.0), max(hi, lo + 1e-6) * 2)
+        if self.source in self.viewer.layers:
+            self.viewer.layers.selection.active = self.source  # the source stays the active layer
+
+    def summary(self, error: BaseException | None, stopped: bool, total: int) -> str:
+        """The status line for the end of the run."""
+        n = len(self.frames_done)
+        if error is not None:
+            return "Prediction failed" + ("; earlier overlays are kept." if self.previous else ".")
+        if stopped and n < max(total, 1):
+            if self.info.has_time:
+                return f"Stopped: {n} of {total} frames predicted; the others are empty."
+            return "Stopped before the prediction finished."
+        names = ", ".join(ly.name for ly in self.layers.values() if ly in self.viewer.layers)
+        return f"Done: {names}" + (f" ({n} frames)" if self.info.has_time else "")
+
+    def finish(self, succeeded: bool) -> list[str]:
+        """End the run: keep the new overlays (and drop the earlier ones) or roll back."""
+        alive = [ly for ly in self.layers.values() if ly in self.viewer.layers]
+        if succeeded and alive:
+            for layer, _ in self.previous:
+                if layer in self.viewer.layers:
+                    self.viewer.layers.remove(layer)
+            for layer in alive:
+                layer.name = layer.name.removesuffix(RUNNING_SUFFIX) + PREDICTED_SUFFIX
+            return [ly.name for ly in alive]
+        for layer in alive:
+            self.viewer.layers.remove(layer)
+        for layer, visible in self.previous:
+            if layer in self.viewer.layers:
+                layer.visible = visible
+        return []
