@@ -27,8 +27,6 @@ def isolated_models(tmp_path, monkeypatch):
     env = tmp_path / "env-models"
     env.mkdir()
     monkeypatch.setenv(bundle_mod.ENV_VAR, str(env))
-    # the Train widget suggests output folders under the user models folder
-    monkeypatch.setattr("napari_labelfree._widgets._train.user_models_dir", lambda: user)
     # the session-wide registry must not carry folders added by an earlier test
     monkeypatch.setattr(registry, "_extra", [])
     return env

@@ -9,7 +9,8 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
-from ..core.bundle import ModelBundle, discover_models, user_models_dir
+from ..core import bundle as bundles
+from ..core.bundle import ModelBundle
 
 #: How the model list names where a model comes from (``ModelBundle.source``).
 ORIGIN = {"builtin": "built-in", "user": "user", "env": "env", "path": "added"}
@@ -66,7 +67,7 @@ def describe_model(bundle: ModelBundle) -> str:
 def taken_names() -> set[str]:
     """Names of every discovered model (folder names and structures)."""
     names: set[str] = set()
-    for b in discover_models():
+    for b in bundles.discover_models():
         names.update((b.name, b.spec.structure))
     return names
 
@@ -75,7 +76,7 @@ def unique_model_folder(parent: Path, name: str) -> Path:
     """``parent/name``, or ``name-2``, ``-3``...: the first folder that neither exists nor would
     shadow a discovered model (a user model named like a built-in one would hide it)."""
     name = name.strip() or "model"
-    taken = taken_names() if parent.resolve() == user_models_dir().resolve() else set()
+    taken = taken_names() if parent.resolve() == bundles.user_models_dir().resolve() else set()
     candidate, k = parent / name, 2
     while candidate.exists() or candidate.name in taken:
         candidate, k = parent / f"{name}-{k}", k + 1
@@ -98,7 +99,7 @@ def import_model(
     from ..core.bundle import open_bundle
 
     path = Path(path).expanduser()
-    parent = user_models_dir()
+    parent = bundles.user_models_dir()
     parent.mkdir(parents=True, exist_ok=True)
     # written under a temporary name first: the final name depends on the structure it holds
     with tempfile.TemporaryDirectory(prefix=".importing-", dir=parent) as tmp:

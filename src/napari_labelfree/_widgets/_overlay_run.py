@@ -24,6 +24,12 @@ from ._overlays import PREDICTED_SUFFIX, RUNNING_SUFFIX, FrameReady
 from ._predict_job import Planned
 
 
+def _unwrap(obj: Any) -> Any:
+    """The object behind napari's public-only proxy (plugins get the viewer through one, so the
+    layers they add are proxies, while layer events carry the layers themselves)."""
+    return getattr(obj, "__wrapped__", obj)
+
+
 class OverlayRun:
     """Layers of one run of one source layer."""
 
@@ -45,7 +51,9 @@ class OverlayRun:
 
     def owns(self, layer: Any) -> bool:
         """Whether removing ``layer`` concerns this run (its source or one of its overlays)."""
-        return layer is self.source or any(layer is ly for ly in self.layers.values())
+        layer = _unwrap(layer)
+        mine = [self.source, *self.layers.values()]
+        return any(layer is _unwrap(ly) for ly in mine)
 
     def frame_ready(self, event: FrameReady) -> None:
         """Show a finished frame: the first creates the layers; later ones redraw if on screen."""
