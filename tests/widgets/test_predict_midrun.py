@@ -66,6 +66,7 @@ def test_removing_an_overlay_mid_run_cancels(
     widget.predict_btn.native.click()
     run = widget.run
     qtbot.waitUntil(lambda: len(run.frames_done) == 1, timeout=TIMEOUT)
+    qtbot.waitUntil(lambda: len(run.layers) == 2, timeout=TIMEOUT)
     viewer.layers.remove("dna (predicting)")
     gate.release.set()
     qtbot.waitUntil(lambda: not widget.is_running, timeout=TIMEOUT)

@@ -99,6 +99,7 @@ def test_timelapse_current_frame_first_into_a_chunked_store(
     assert _prediction_layers(viewer) == []  # nothing allocated before a frame is done
     qtbot.waitUntil(lambda: len(run.frames_done) == 1, timeout=TIMEOUT)
     assert run.frames_done == [2]  # the frame under the slider first
+    qtbot.waitUntil(lambda: len(run.layers) == 2, timeout=TIMEOUT)  # one per event-loop turn
     layers = _prediction_layers(viewer)
     assert sorted(ly.name for ly in layers) == ["dna (predicting)", "lamin-b1 (predicting)"]
     for layer in layers:

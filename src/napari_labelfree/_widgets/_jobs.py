@@ -27,7 +27,7 @@ from ._workers import guarded, notify_error, stoppable
 
 #: How often progress reaches the screen (ms): a few times a second is smooth enough to read and
 #: costs the GUI thread nothing measurable, whatever the event rate.
-REFRESH_MS = 250
+REFRESH_MS = 400
 _HIGHLIGHT = "border: 2px solid #e0533a;"
 
 
@@ -162,15 +162,21 @@ class JobRunner:
 
     # -------------------------------------------------------------------------------- bars
     def _show_progress(self) -> None:
-        """Bring bars and status line up to date (called a few times a second, not per event)."""
+        """Bring the bar and status line up to date (a few times a second, not per event).
+
+        One bar per job: each napari bar costs the GUI thread tens of ms to create and to redraw
+        (its activity-dock widget), so frames and tiles share one bar counted in tiles.
+        """
         p = self.progress
-        if p.frames_total > 1:
-            self._set_bar("frames", "Predicting frames", p.frames_done, p.frames_total)
-        if p.tiles_total:
-            desc = f"tiles of frame {p.frame}" if p.frames_total > 1 else "Predicting tiles"
-            self._set_bar("tiles", desc, p.tiles_done, p.tiles_total)
         if p.iterations_total:
-            self._set_bar("iterations", f"Training ({self.what})", p.iteration, p.iterations_total)
+            self._set_bar(f"Training ({self.what})", p.iteration, p.iterations_total)
+        elif p.tiles_total:
+            frames = max(p.frames_total, 1)
+            done = min(p.frames_done, frames) * p.tiles_total
+            if p.frame is not None:
+                done += p.tiles_done
+            desc = f"Predicting {frames} frames" if frames > 1 else "Predicting"
+            self._set_bar(desc, min(done, frames * p.tiles_total), frames * p.tiles_total)
         text = p.text()
         if text and self.running and not self._stop.is_set():
             self.state.status = text
@@ -180,10 +186,10 @@ class JobRunner:
             bar.close()
         self._bars.clear()
 
-    def _set_bar(self, key: str, desc: str, n: int, total: int) -> None:
-        bar = self._bars.get(key)
+    def _set_bar(self, desc: str, n: int, total: int) -> None:
+        bar = self._bars.get("bar")
         if bar is None:
-            bar = self._bars[key] = progress(total=total, desc=desc)
+            bar = self._bars["bar"] = progress(total=total, desc=desc)
         if bar.total != total:
             bar.total = total
         if bar.desc != desc:

@@ -45,6 +45,9 @@ class OverlayRun:
         self.stores: dict[str, Any] | None = None
         self.layers: dict[str, Any] = {}
         self.frames_done: list[int] = []
+        self.limits: dict[str, tuple[float, float]] = {}
+        self.first_arrays: dict[str, Any] = {}
+        self.pending: list[str] = []  # overlays still to add (one per event-loop turn)
 
     def planned(self, event: Planned) -> None:
         self.names, self.bundles, self.stores = event.names, event.bundles, event.stores
@@ -56,14 +59,14 @@ class OverlayRun:
         return any(layer is _unwrap(ly) for ly in mine)
 
     def frame_ready(self, event: FrameReady) -> None:
-        """Show a finished frame: the first creates the layers; later ones redraw if on screen."""
+        """Take a finished frame: the first sets the layers to create; later ones redraw."""
         self.frames_done.append(event.frame)
-        if not self.layers:
-            self._create(event)
-            return
-        if event.arrays:  # one volume has one frame; not reached, but a re-run would land here
-            for name, layer in self.layers.items():
-                layer.data = event.arrays[name]
+        if not self.limits:  # the first frame: its data and display limits make the layers
+            self.limits = event.limits or {}
+            self.first_arrays = event.arrays
+            self.pending = list(self.names)
+            for layer, _ in self.previous:
+                layer.visible = False
             return
         if (
             self.source in self.viewer.layers
@@ -74,28 +77,35 @@ class OverlayRun:
             if layer in self.viewer.layers:
                 layer.refresh()
 
-    def _create(self, event: FrameReady) -> None:
-        for layer, _ in self.previous:
-            layer.visible = False
-        limits = event.limits or {}
-        for name, bundle in zip(self.names, self.bundles, strict=True):
-            data = event.arrays[name] if event.arrays else self.stores[name]  # type: ignore[index]
-            meta = prediction_tag(self.source_name, str(bundle.path))
-            meta["structure"] = bundle.spec.structure
-            lo, hi = limits.get(name, (0.0, 1.0))
-            self.layers[name] = self.viewer.add_image(
-                data,
-                name=f"{name}{RUNNING_SUFFIX}",
-                colormap=bundle.spec.colormap,
-                blending="additive",
-                scale=self.scale,
-                translate=self.translate,
-                contrast_limits=(lo, hi),
-                metadata={META_KEY: meta},
-            )
-            self.layers[name].contrast_limits_range = (min(lo, 0.0), max(hi, lo + 1e-6) * 2)
-        if self.source in self.viewer.layers:
+    def create_next(self) -> bool:
+        """Add one pending overlay layer; True while more are pending.
+
+        Adding a napari layer costs a few hundred ms of GUI time (controls, canvas node): one per
+        event-loop turn keeps the viewer responsive in between.
+        """
+        if not self.pending:
+            return False
+        name = self.pending.pop(0)
+        bundle = self.bundles[self.names.index(name)]
+        data = self.first_arrays[name] if self.first_arrays else self.stores[name]  # type: ignore[index]
+        meta = prediction_tag(self.source_name, str(bundle.path))
+        meta["structure"] = bundle.spec.structure
+        lo, hi = self.limits.get(name, (0.0, 1.0))
+        layer = self.viewer.add_image(
+            data,
+            name=f"{name}{RUNNING_SUFFIX}",
+            colormap=bundle.spec.colormap,
+            blending="additive",
+            scale=self.scale,
+            translate=self.translate,
+            contrast_limits=(lo, hi),
+            metadata={META_KEY: meta},
+        )
+        layer.contrast_limits_range = (min(lo, 0.0), max(hi, lo + 1e-6) * 2)
+        self.layers[name] = layer
+        if not self.pending and self.source in self.viewer.layers:
             self.viewer.layers.selection.active = self.source  # the source stays the active layer
+        return bool(self.pending)
 
     def summary(self, error: BaseException | None, stopped: bool, total: int) -> str:
         """The status line for the end of the run."""
@@ -111,6 +121,8 @@ class OverlayRun:
 
     def finish(self, succeeded: bool) -> list[str]:
         """End the run: keep the new overlays (and drop the earlier ones) or roll back."""
+        while succeeded and self.create_next():
+            pass
         alive = [ly for ly in self.layers.values() if ly in self.viewer.layers]
         if succeeded and alive:
             for layer, _ in self.previous:

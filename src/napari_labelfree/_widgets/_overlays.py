@@ -84,6 +84,13 @@ def is_prediction(layer: Any) -> bool:
     return meta.get("role") == "prediction"
 
 
+def image_layer_names(viewer: Any) -> list[str]:
+    """Names of the image layers a widget offers as inputs (not prediction overlays)."""
+    from napari.layers import Image
+
+    return [ly.name for ly in viewer.layers if isinstance(ly, Image) and not is_prediction(ly)]
+
+
 def current_plane(viewer: Any, layer: Any) -> np.ndarray:
     """The 2D plane of ``layer`` the viewer shows now (its last two axes at the sliders' point)."""
     point = layer.world_to_data(viewer.dims.point[-layer.ndim :])
@@ -140,3 +147,18 @@ def save_rgb(rgb: np.ndarray, path: str | Path) -> Path:
     except OSError as e:
         raise write_error(path, e) from e
     return path
+
+
+def save_merged(viewer: Any, path: str | Path) -> Path | None:
+    """Save the merged RGB of the visible overlays; a problem becomes a notification."""
+    from napari.utils.notifications import show_info
+
+    from ._workers import notify_error
+
+    try:
+        written = save_rgb(merged_rgb(viewer), path)
+    except LabelFreeError as e:
+        notify_error(e)
+        return None
+    show_info(f"saved {written}")
+    return written

@@ -8,13 +8,13 @@ and shows progress, :class:`~._overlay_run.OverlayRun` turns finished frames int
 from __future__ import annotations
 
 import contextlib
+import threading
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from magicgui.widgets import CheckBox, ComboBox, Container, FloatSpinBox, LineEdit, PushButton
-from napari.layers import Image
-from napari.qt.threading import create_worker
 from napari.utils.notifications import show_info
+from qtpy.QtCore import QTimer
 from qtpy.QtWidgets import QFileDialog, QLabel, QVBoxLayout, QWidget
 
 from ..core.errors import LabelFreeError
@@ -33,24 +33,17 @@ from ._layers import (
 )
 from ._model_list import ModelPanel
 from ._overlay_run import OverlayRun
-from ._overlays import FrameReady, is_prediction, merged_rgb, save_rgb
+from ._overlays import FrameReady, image_layer_names, save_merged
 from ._predict_job import Planned, PredictRequest, predict_job, tiling_from_text
-from ._workers import notify_error
+from ._predict_texts import TOOLTIPS, UNKNOWN_VOXEL
+from ._workers import load_devices, notify_error
 
 if TYPE_CHECKING:
     import napari
 
-UNKNOWN_VOXEL = "unknown, please enter Z, Y, X in um"
-
 
 def _row(*widgets: Any) -> Container:
     return Container(widgets=list(widgets), layout="horizontal", labels=False)
-
-
-def _load_devices() -> list[str]:
-    from ..core.device import available_devices  # imports torch: off the GUI thread
-
-    return available_devices()
 
 
 class PredictWidget(QWidget):
@@ -61,6 +54,7 @@ class PredictWidget(QWidget):
         self.viewer = napari_viewer
         self.memory: dict[str, dict[str, str]] = {}  # layer name -> what the user set
         self.run: OverlayRun | None = None
+        self.layers_ready = threading.Event()
         self.precision = "auto"  # TilingConfig.precision; tests set "fp32" (no control yet)
         self._build()
         self.runner = JobRunner(
@@ -68,14 +62,8 @@ class PredictWidget(QWidget):
             "prediction",
             self._on_event,
             self._on_done,
-            controls={
-                "voxel_size": self.voxel_size,
-                "force": self.force,
-                "channel": self.channel,
-                "device": self.device,
-                "tile_shape": self.tile,
-                "precision": self.device,
-            },
+            controls={"voxel_size": self.voxel_size, "force": self.force, "tile_shape": self.tile}
+            | {"channel": self.channel, "device": self.device, "precision": self.device},
         )
         self.runner.state.events.running.connect(self._set_running)
         self.runner.state.events.status.connect(lambda text: self.status.setText(text))
@@ -85,46 +73,26 @@ class PredictWidget(QWidget):
         layers.events.removed.connect(self._on_removed)
         self.viewer.dims.events.current_step.connect(self._on_slider)
         self.destroyed.connect(self.models.disconnect_registry)
-        devices = create_worker(_load_devices)
-        devices.returned.connect(self._set_devices)
-        devices.start()
+        load_devices(self._set_devices)
 
     # ----------------------------------------------------------------------------- building
     def _build(self) -> None:
+        tips = TOOLTIPS
         self.image = ComboBox(label="Image", choices=self._image_names, nullable=True)
-        self.image.tooltip = "The transmitted-light z-stack to predict from"
         self.channel = ComboBox(label="Channel", choices=[])
-        self.channel.tooltip = "Which channel of a multi-channel layer is transmitted light"
         self.voxel_size = LineEdit(label="Voxel size (µm)")
         self.voxel_size.native.setPlaceholderText(UNKNOWN_VOXEL)
-        self.voxel_size.tooltip = (
-            "Voxel size of the image, Z, Y, X in micrometres (not nm). Taken from the layer's "
-            "scale; entering it sets the layer's scale. Images are resampled to each model's size."
-        )
         self.force = CheckBox(text="Allow unusual resampling")
-        self.force.tooltip = (
-            "Go ahead even when the voxel sizes mean resampling by more than 20x on an axis or "
-            "more than the machine's memory (usually a voxel size in the wrong unit)"
-        )
         self.models = ModelPanel()
         self.device = ComboBox(label="Device", choices=["auto", "cpu"], value="auto")
-        self.device.tooltip = "Where to compute: auto takes a GPU when there is one"
         self.tile = LineEdit(label="Max tile Z, Y, X", value="auto")
-        self.tile.tooltip = (
-            "Largest tile in voxels at the model's voxel size; auto fits it to the device "
-            "(a CPU cuts large frames into a few tiles so Cancel acts quickly)"
-        )
         self.overlap = FloatSpinBox(label="Tile overlap", min=0.0, max=0.75, step=0.05, value=0.1)
-        self.overlap.tooltip = "Fraction of a tile shared with its neighbours (seams blend away)"
         # (lead) a test-time augmentation check box goes here, into `self.advanced`
         self.predict_btn = PushButton(text="Predict")
-        self.predict_btn.tooltip = "Predict the ticked structures; the frame on screen comes first"
         self.cancel_btn = PushButton(text="Cancel", enabled=False)
-        self.cancel_btn.tooltip = "Stop after the current tile; finished frames stay"
         self.save_merged = PushButton(text="Save merged image...")
-        self.save_merged.tooltip = (
-            "Save the visible overlays on the shown plane as one RGB image (PNG or TIFF)"
-        )
+        for name, tip in tips.items():
+            getattr(self, name).tooltip = tip
         self.form = Container(widgets=[self.image, self.channel, self.voxel_size, self.force])
         self.advanced = Container(widgets=[self.device, self.tile, self.overlap])
         self.status = QLabel("")
@@ -150,9 +118,7 @@ class PredictWidget(QWidget):
 
     # -------------------------------------------------------------------------- the image
     def _image_names(self, *_: Any) -> list[str]:
-        return [
-            ly.name for ly in self.viewer.layers if isinstance(ly, Image) and not is_prediction(ly)
-        ]
+        return image_layer_names(self.viewer)
 
     def refresh_layers(self, *_: Any) -> None:
         """List the images; keep the choice, else take the transmitted-light one."""
@@ -261,12 +227,13 @@ class PredictWidget(QWidget):
             return
         layer, info = self._layer()
         self.run = OverlayRun(self.viewer, layer, info, req.model_paths)
-        self.scheduler = req.scheduler
+        self.scheduler, self.layers_ready = req.scheduler, req.layers_ready
         self.runner.start(predict_job, req, status=f"Predicting on {layer.name}...")
 
     def cancel(self) -> None:
         """Stop after the current tile; frames already predicted stay."""
         self.runner.cancel()
+        self.layers_ready.set()
 
     def _on_event(self, event: Any) -> None:
         if self.run is None:
@@ -275,6 +242,15 @@ class PredictWidget(QWidget):
             self.run.planned(event)
         elif isinstance(event, FrameReady):
             self.run.frame_ready(event)
+            if self.run.pending:
+                QTimer.singleShot(30, self._create_next)
+
+    def _create_next(self) -> None:
+        """Add the next overlay; the next one after 30 ms, so the viewer redraws in between."""
+        if self.run is not None and self.run.create_next():
+            QTimer.singleShot(30, self._create_next)
+        else:
+            self.layers_ready.set()  # the worker goes on with the next frame
 
     def _on_done(self, value: Any, stopped: bool, error: BaseException | None) -> None:
         run, self.run = self.run, None
@@ -287,7 +263,7 @@ class PredictWidget(QWidget):
     def _on_removed(self, event: Any) -> None:
         """A layer went: a run whose source or overlay it was stops; the image list follows."""
         if self.run is not None and self.run.owns(event.value):
-            self.runner.cancel()
+            self.cancel()
         self.refresh_layers()
 
     def _on_slider(self, event: Any = None) -> None:
@@ -315,10 +291,4 @@ class PredictWidget(QWidget):
 
     def save_merged_image(self, path: str | Path) -> Path | None:
         """Write the visible overlays on the shown plane as one RGB PNG or TIFF."""
-        try:
-            written = save_rgb(merged_rgb(self.viewer), path)
-        except LabelFreeError as e:
-            notify_error(e)
-            return None
-        show_info(f"saved {written}")
-        return written
+        return save_merged(self.viewer, path)

@@ -7,6 +7,7 @@ anything is allocated or any layer changes.
 
 from __future__ import annotations
 
+import threading
 from collections.abc import Generator
 from dataclasses import dataclass, field
 from typing import Any
@@ -19,6 +20,8 @@ from ..core.io import ImageSource
 from ..core.schedule import FrameScheduler
 from ..core.tile_advice import cpu_tile_shape, raise_tiny_tile
 from ._overlays import frame_store, store_frame
+
+LAYERS_WAIT_S = 3.0  # at most: a GUI that never answers (a closing window) must not stall the job
 
 
 @dataclass
@@ -37,6 +40,9 @@ class PredictRequest:
     scheduler: FrameScheduler
     has_time: bool
     model_paths: list[str] = field(default_factory=list)
+    # set by the GUI once the overlays of the first frame are added: until then the worker waits,
+    # so adding layers (a few hundred ms of GUI work each) does not compete with the network
+    layers_ready: threading.Event = field(default_factory=threading.Event)
 
 
 def tiling_from_text(
@@ -111,4 +117,6 @@ def predict_job(req: PredictRequest) -> Generator[Any, None, list[int]]:
             done.append(event.frame)
             event = store_frame(event, stores)
         yield event
+        if len(done) == 1 and isinstance(event, FrameDone):
+            req.layers_ready.wait(LAYERS_WAIT_S)
     return done

@@ -14,8 +14,6 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from magicgui.widgets import ComboBox, Container, FloatSpinBox, Label, LineEdit, PushButton, SpinBox
-from napari.layers import Image
-from napari.qt.threading import create_worker
 from napari.utils.notifications import show_info
 from qtpy.QtCore import QTimer
 from qtpy.QtWidgets import QLabel, QVBoxLayout, QWidget
@@ -30,19 +28,14 @@ from ._jobs import JobRunner
 from ._layers import default_source, layer_info, layer_source, looks_transmitted, parse_voxel_size
 from ._loss_plot import LossPlot
 from ._models import taken_names, unique_model_folder
-from ._overlays import is_prediction
+from ._overlays import image_layer_names
 from ._progress import format_duration
 from ._registry import registry
 from ._train_job import estimate_job, train_job
+from ._workers import load_devices, notify_error
 
 if TYPE_CHECKING:
     import napari
-
-
-def _load_devices() -> list[str]:
-    from ..core.device import available_devices  # imports torch: off the GUI thread
-
-    return available_devices()
 
 
 class TrainWidget(QWidget):
@@ -68,9 +61,7 @@ class TrainWidget(QWidget):
         self.refresh_layers()
         self.viewer.layers.events.inserted.connect(self.refresh_layers)
         self.viewer.layers.events.removed.connect(self.refresh_layers)
-        devices = create_worker(_load_devices)
-        devices.returned.connect(self._set_devices)
-        devices.start()
+        load_devices(self._set_devices)
 
     # ----------------------------------------------------------------------------- building
     def _build(self) -> None:
@@ -135,9 +126,7 @@ class TrainWidget(QWidget):
 
     # -------------------------------------------------------------------------- choices
     def _image_names(self, *_: Any) -> list[str]:
-        return [
-            ly.name for ly in self.viewer.layers if isinstance(ly, Image) and not is_prediction(ly)
-        ]
+        return image_layer_names(self.viewer)
 
     def refresh_layers(self, *_: Any) -> None:
         """List image layers; guess signal = the transmitted-light one, target = another one."""
@@ -238,8 +227,6 @@ class TrainWidget(QWidget):
                     field="structure",
                 )
         except LabelFreeError as e:
-            from ._workers import notify_error
-
             notify_error(e)
             self.runner.highlight(e.fields)
             return
