@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import threading
+
 import numpy as np
 import pytest
 
@@ -25,8 +27,6 @@ def isolated_models(tmp_path, monkeypatch):
     env = tmp_path / "env-models"
     env.mkdir()
     monkeypatch.setenv(bundle_mod.ENV_VAR, str(env))
-    # the Train widget suggests output folders under the user models folder
-    monkeypatch.setattr("napari_labelfree._widgets._train.user_models_dir", lambda: user)
     # the session-wide registry must not carry folders added by an earlier test
     monkeypatch.setattr(registry, "_extra", [])
     return env
@@ -97,11 +97,51 @@ def open_predict(viewer_factory):
 
 @pytest.fixture
 def tiling_small():
-    """Advanced settings for small tests: tiles that cut an 8x32x32 volume into several."""
+    """Advanced settings for small tests: fp32 on the CPU, tiles that cut 8x32x32 into several."""
 
-    def apply(widget, tile=(8, 16, 16)):
-        for spin, v in zip(widget.tile_spins, tile, strict=True):
-            spin.setValue(v)
-        widget.device_combo.setCurrentText("cpu")
+    def apply(widget, tile=(16, 16, 16)):
+        widget.tile.value = ", ".join(map(str, tile))
+        widget.device.value = "cpu"
+        widget.precision = "fp32"  # outputs are compared: the same numbers on every CPU
 
     return apply
+
+
+class Gate:
+    """Holds the prediction worker after each finished frame until the test releases it."""
+
+    def __init__(self) -> None:
+        self.release = threading.Event()
+        self.frames = 0
+
+    def wait(self) -> None:
+        if not self.release.wait(30):
+            raise TimeoutError("the test never released the prediction worker")
+
+
+@pytest.fixture
+def gate(monkeypatch):
+    """Every plan made while it is active pauses after each FrameDone until ``gate.release``."""
+    import napari_labelfree.core.predict as core_predict
+    from napari_labelfree.core.events import FrameDone
+
+    real = core_predict.plan_prediction
+    g = Gate()
+
+    def plan_prediction(*args, **kwargs):
+        plan = real(*args, **kwargs)
+        frames = plan.iter_frames
+
+        def iter_frames(scheduler=None):
+            for event in frames(scheduler):
+                yield event
+                if isinstance(event, FrameDone):
+                    g.frames += 1
+                    g.wait()
+
+        plan.iter_frames = iter_frames
+        return plan
+
+    monkeypatch.setattr(core_predict, "plan_prediction", plan_prediction)
+    yield g
+    g.release.set()

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import threading
+
 import numpy as np
 import pytest
 from napari.utils.notifications import notification_manager
@@ -9,83 +11,127 @@ from napari.utils.notifications import notification_manager
 from napari_labelfree.core.bundle import open_bundle
 
 PLUGIN, PREDICT, TRAIN = "napari-labelfree", "Label-free prediction", "Train a label-free model"
-
-pytest.importorskip("napari_labelfree.core.train")
 SCALE = (0.29, 0.29, 0.29)
 TIMEOUT = 120_000
 
 
 @pytest.fixture
-def train_setup(viewer_factory, volume):
+def train_setup(viewer_factory, volume, monkeypatch):
+    # no background time measurement in these tests (it would compete for the CPU)
+    monkeypatch.setattr("napari_labelfree._widgets._train.TrainWidget.estimate", lambda self: None)
     viewer = viewer_factory()
-    viewer.add_image(volume, name="bright-field", scale=SCALE)
     target = (volume > np.percentile(volume, 90)).astype(np.float32) * 100
-    viewer.add_image(target, name="dna", scale=SCALE, colormap="blue")
+    viewer.add_image(target, name="Hoechst", scale=SCALE, colormap="blue")
+    viewer.add_image(volume, name="bright-field", scale=SCALE)
     _, predict = viewer.window.add_plugin_dock_widget(PLUGIN, PREDICT)
     _, train = viewer.window.add_plugin_dock_widget(PLUGIN, TRAIN)
-    train.structure_edit.setText("dna")
-    train.colormap_combo.setCurrentText("cyan")
-    for spin, v in zip(train.patch_spins, (8, 16, 16), strict=True):
-        spin.setValue(v)
-    train.batch_spin.setValue(2)
-    train.depth_spin.setValue(2)
-    train.width_spin.setValue(8)
-    train.device_combo.setCurrentText("cpu")
+    train.structure.value = "dna"
+    train.patch.value = "8, 16, 16"
+    train.batch.value = 2
+    train.depth.value = 2
+    train.width.value = 8
+    train.device.value = "cpu"
     return viewer, predict, train
+
+
+def test_defaults_fit_a_cpu_and_colours_come_from_the_table(train_setup):
+    viewer, predict, train = train_setup
+    assert train.signal.value == "bright-field" and train.target.value == "Hoechst"
+    assert train.colormap.value == "blue"  # dna, as the built-in model
+    train.structure.value = "tom20"
+    assert train.colormap.value == "green" and train.name.value == "tom20"
+    from napari_labelfree.core.train_estimate import CPU_DEFAULTS, defaults_for
+
+    assert defaults_for("cpu") == CPU_DEFAULTS
+    assert CPU_DEFAULTS.depth < 4 and CPU_DEFAULTS.width < 32
+    for control in (train.signal, train.target, train.structure, train.name, train.iterations):
+        assert control.tooltip
 
 
 def test_train_a_tiny_model_and_it_appears_in_predict(train_setup, qtbot):
     viewer, predict, train = train_setup
-    assert train.signal_combo.currentText() == "bright-field"
-    assert train.target_combo.currentText() == "dna"
-    train.iterations_spin.setValue(4)
-    assert predict.model_paths() == []
-    train.train_btn.click()
-    assert train.is_running and train.stop_btn.isEnabled() and not train.train_btn.isEnabled()
-    run = train.run
+    train.iterations.value = 4
+    assert predict.models.paths() == []
+    train.train_btn.native.click()
+    assert train.is_running and train.stop_btn.enabled and not train.train_btn.enabled
     qtbot.waitUntil(lambda: not train.is_running, timeout=TIMEOUT)
 
-    assert run.iterations == [1, 2, 3, 4]
-    assert all(np.isfinite(run.losses))
+    assert train.history["it"] == [1, 2, 3, 4]
+    assert all(np.isfinite(train.history["loss"]))
     assert len(train.plot.train_line.get_xdata()) == 4  # the live loss plot has the points
     bundle = open_bundle(train.last_model)
-    assert bundle.spec.structure == "dna" and bundle.spec.colormap == "cyan"
+    assert bundle.spec.structure == "dna" and bundle.spec.colormap == "blue"
     assert bundle.spec.architecture.depth == 2
-    assert str(bundle.path) in predict.model_paths()  # listed at once
+    assert str(bundle.path) in predict.models.paths()  # listed at once, marked (user)
     assert train.status.text().startswith("Done")
-    assert train.train_btn.isEnabled() and not train.stop_btn.isEnabled()
+    assert train.name.value == "dna-2"  # the next model gets a free name
+    assert train.train_btn.enabled and not train.stop_btn.enabled
 
 
-def test_stop_keeps_a_usable_model(train_setup, qtbot):
+def test_stop_at_the_next_step_keeps_a_usable_model(train_setup, qtbot, monkeypatch):
+    """Stop is taken at the next yield: the worker is held after step 2 until Stop is pressed."""
+    import napari_labelfree.core.train as core_train
+
+    real = core_train.iter_train
+    reached, release = threading.Event(), threading.Event()
+
+    def held(*args, **kwargs):
+        gen = real(*args, **kwargs)
+        try:
+            for event in gen:
+                yield event
+                if type(event).__name__ == "TrainStep" and event.iteration == 2:
+                    reached.set()
+                    release.wait(30)
+        finally:
+            gen.close()  # Stop closes this generator: the training one writes its model
+
+    monkeypatch.setattr(core_train, "iter_train", held)
     viewer, predict, train = train_setup
-    train.iterations_spin.setValue(100_000)
-    train.train_btn.click()
-    run = train.run
-    qtbot.waitUntil(lambda: len(run.iterations) >= 2, timeout=TIMEOUT)
-    train.stop_btn.click()
+    train.iterations.value = 100_000
+    train.train_btn.native.click()
+    qtbot.waitUntil(reached.is_set, timeout=TIMEOUT)
+    train.stop_btn.native.click()
+    release.set()
     qtbot.waitUntil(lambda: not train.is_running, timeout=TIMEOUT)
 
-    assert len(run.iterations) < 100_000
+    assert train.history["it"][-1] <= 3
     bundle = open_bundle(train.last_model)
     assert bundle.spec.provenance.get("interrupted") is True
-    assert str(bundle.path) in predict.model_paths()
+    assert str(bundle.path) in predict.models.paths()
     assert train.status.text().startswith("Stopped")
 
-    # and it predicts
-    predict.set_checked_models([bundle.path])
-    for spin, v in zip(predict.tile_spins, (8, 16, 16), strict=True):
-        spin.setValue(v)
-    predict.layer_combo.setCurrentText("bright-field")
-    predict.predict_btn.click()
-    qtbot.waitUntil(lambda: not predict.is_running, timeout=TIMEOUT)
-    assert "dna (predicted)" in viewer.layers
+
+def test_a_name_in_use_is_refused_with_a_free_one_suggested(train_setup, tiny_models):
+    viewer, predict, train = train_setup
+    train.structure.value = "tom20"
+    train.structure.value = "dna"
+    assert train.name.value == "dna-2"  # "dna" is an existing model
+    train.name.value = "dna"
+    n = len(notification_manager.records)
+    train.train_btn.native.click()
+    assert not train.is_running
+    errors = [str(r.message) for r in notification_manager.records[n:]]
+    assert errors and "exists already" in errors[-1] and "'dna-2'" in errors[-1]
 
 
 def test_same_layer_twice_gives_a_notification(train_setup):
     viewer, predict, train = train_setup
-    train.target_combo.setCurrentText("bright-field")
-    before = len(notification_manager.records)
-    train.train_btn.click()
+    train.target.value = "bright-field"
+    n = len(notification_manager.records)
+    train.train_btn.native.click()
     assert not train.is_running
-    errors = [str(r.message) for r in notification_manager.records[before:]]
+    errors = [str(r.message) for r in notification_manager.records[n:]]
     assert errors and "same layer" in errors[-1]
+
+
+def test_time_estimate_is_shown_before_training(viewer_factory, volume, qtbot, monkeypatch):
+    monkeypatch.setattr(
+        "napari_labelfree.core.train_estimate.seconds_per_iteration", lambda *a, **k: 0.5
+    )
+    viewer = viewer_factory()
+    _, train = viewer.window.add_plugin_dock_widget(PLUGIN, TRAIN)
+    train.iterations.value = 600
+    train.estimate()
+    qtbot.waitUntil(lambda: not train.estimator.running, timeout=TIMEOUT)
+    assert train.estimate_label.value == "about 0.5 s per iteration: 600 iterations take ~5 min"

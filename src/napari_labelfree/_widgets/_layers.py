@@ -119,20 +119,6 @@ def output_geometry(layer, info: LayerInfo) -> tuple[list[float], list[float]]:
     return scale, translate
 
 
-def robust_limits(arr: np.ndarray, low: float = 0.5, high: float = 99.8) -> tuple[float, float]:
-    """Contrast limits from robust percentiles (outliers do not wash out the overlay)."""
-    sample = np.asarray(arr, dtype=np.float32).ravel()
-    if sample.size > 2_000_000:  # a strided sample is enough for percentiles
-        sample = sample[:: sample.size // 1_000_000]
-    sample = sample[np.isfinite(sample)]
-    if sample.size == 0:
-        return 0.0, 1.0
-    lo, hi = (float(v) for v in np.percentile(sample, [low, high]))
-    if hi <= lo:
-        hi = lo + 1.0
-    return lo, hi
-
-
 def prediction_tag(source_name: str, model_path: str) -> dict[str, str]:
     """The metadata that identifies a prediction layer (source layer + model folder)."""
     return {"role": "prediction", "source": source_name, "model": model_path}
@@ -153,27 +139,71 @@ def find_prediction_layers(viewer, source_name: str, model_paths: Sequence[str])
     return found
 
 
-def preferred_source(layers, layer):
-    """``layer``, or a transmitted-light layer of the same file or field when ``layer`` is not one.
+def _meta(layer) -> dict:
+    return layer.metadata.get(META_KEY, {}) if isinstance(layer.metadata, dict) else {}
 
-    Opening a multi-channel file (or a sample) makes its last channel active, usually a
-    fluorescence one; the transmitted-light channel of the same field is what prediction needs.
-    """
-    if layer is None:
+
+def brightness_ratio(layer) -> float:
+    """Median over 99.9th percentile of a strided sample: near 1 for transmitted light (a bright
+    field with faint contrast), near 0 for fluorescence (dark background, bright structures)."""
+    data = layer_data(layer)
+    # the middle z-plane of the first frame: one cheap read even for a lazy, huge file
+    plane = data[(0,) * (data.ndim - 3) + (data.shape[-3] // 2,)]
+    step = max(1, int(np.ceil(np.sqrt(np.prod(plane.shape, dtype=float) / 100_000))))
+    sample = np.asarray(plane[::step, ::step], dtype=np.float32).ravel()
+    sample = sample[np.isfinite(sample)]
+    if sample.size == 0:
+        return 0.0
+    med, top = np.percentile(sample, [50.0, 99.9])
+    return float(med / top) if top > 0 else 0.0
+
+
+def transmitted_rank(layer) -> tuple[int, float]:
+    """Sort key (higher = more likely transmitted light): its name, then its intensities."""
+    named = looks_transmitted(str(_meta(layer).get("channel", ""))) or looks_transmitted(layer.name)
+    return (1 if named else 0, brightness_ratio(layer))
+
+
+def default_source(layers):
+    """The image layer to predict from when the user has not chosen: the transmitted-light one
+    (by channel or layer name, then by intensities), never an overlay, a 2D or an RGB layer."""
+    candidates = [
+        ly
+        for ly in layers
+        if _meta(ly).get("role") != "prediction" and ly.ndim >= 3 and not getattr(ly, "rgb", False)
+    ]
+    if not candidates:
         return None
-    meta = layer.metadata.get(META_KEY, {}) if isinstance(layer.metadata, dict) else {}
-    path, channel = meta.get("path"), str(meta.get("channel", layer.name))
-    if looks_transmitted(channel):
-        return layer
-    shape = tuple(layer.data.shape[-3:]) if layer.ndim >= 3 else None
-    for other in layers:
-        m = other.metadata.get(META_KEY, {}) if isinstance(other.metadata, dict) else {}
-        if m.get("role") == "prediction" or not looks_transmitted(
-            str(m.get("channel", other.name))
-        ):
-            continue
-        same_file = path is not None and m.get("path") == path
-        same_field = shape is not None and other.ndim >= 3 and tuple(other.data.shape[-3:]) == shape
-        if same_file or same_field:
-            return other
-    return layer
+    return max(candidates, key=transmitted_rank)
+
+
+def parse_voxel_size(text: str) -> tuple[float, float, float] | None:
+    """'0.29, 0.108, 0.108' -> (0.29, 0.108, 0.108); empty -> None (unknown)."""
+    text = text.strip()
+    if not text:
+        return None
+    try:
+        values = tuple(float(v) for v in text.replace(";", ",").replace(" ", ",").split(",") if v)
+    except ValueError:
+        values = ()
+    if len(values) != 3 or not all(np.isfinite(values)) or min(values) <= 0:
+        raise LabelFreeError(
+            f"voxel size {text!r} is not three positive numbers Z, Y, X in um "
+            "(e.g. 0.29, 0.108, 0.108)",
+            field="voxel_size",
+        )
+    return values  # type: ignore[return-value]
+
+
+def format_voxel_size(vox) -> str:
+    return ", ".join(f"{v:g}" for v in vox) if vox else ""
+
+
+def set_voxel_size(layer, info: LayerInfo, vox: tuple[float, float, float]) -> None:
+    """Give the layer the physical scale of an entered voxel size (its Z, Y, X axes)."""
+    scale = [float(s) for s in layer.scale]
+    for axis, v in zip("ZYX", vox, strict=True):
+        if axis in info.axes:
+            scale[info.axes.index(axis)] = float(v)
+    if not np.allclose(scale, layer.scale):
+        layer.scale = scale

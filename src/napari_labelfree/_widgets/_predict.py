@@ -1,561 +1,294 @@
 """The "Label-free prediction" dock widget: choose an image and models, predict coloured overlays.
 
-Thin on purpose: the core checks and plans the job (:func:`~napari_labelfree.core.predict.
-plan_prediction`) and computes it (``plan.iter_frames(scheduler)`` in a napari worker thread); this
-module turns its events into progress bars, notifications and layer updates.
+Thin on purpose: magicgui forms for the settings, the core plans and checks the job
+(``plan_prediction`` in the worker, see :mod:`._predict_job`), :class:`~._jobs.JobRunner` runs it
+and shows progress, :class:`~._overlay_run.OverlayRun` turns finished frames into layers.
 """
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+import contextlib
+import threading
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-import numpy as np
-from napari.layers import Image
-from napari.qt.threading import create_worker
-from napari.utils import progress
-from napari.utils.notifications import show_info, show_warning
-from qtpy.QtCore import Qt
-from qtpy.QtGui import QColor, QIcon, QPixmap
-from qtpy.QtWidgets import (
-    QComboBox,
-    QDoubleSpinBox,
-    QFileDialog,
-    QFormLayout,
-    QGroupBox,
-    QHBoxLayout,
-    QLabel,
-    QLineEdit,
-    QListWidget,
-    QListWidgetItem,
-    QPushButton,
-    QSpinBox,
-    QVBoxLayout,
-    QWidget,
-)
+from magicgui.widgets import CheckBox, ComboBox, Container, FloatSpinBox, LineEdit, PushButton
+from napari.utils.notifications import show_info
+from qtpy.QtCore import QTimer
+from qtpy.QtWidgets import QFileDialog, QLabel, QVBoxLayout, QWidget
 
-from ..core.bundle import ModelBundle
-from ..core.config import TilingConfig
-from ..core.device import available_devices
 from ..core.errors import LabelFreeError
-from ..core.events import FrameDone, FrameStarted, Notice, TileDone
-from ..core.predict import PredictionPlan, plan_prediction
 from ..core.schedule import FrameScheduler
+from ._jobs import JobRunner
 from ._layers import (
-    META_KEY,
+    LayerInfo,
     current_frame,
-    find_prediction_layers,
+    default_source,
+    format_voxel_size,
     layer_info,
     layer_source,
     looks_transmitted,
-    output_geometry,
-    prediction_tag,
-    preferred_source,
-    robust_limits,
+    parse_voxel_size,
+    set_voxel_size,
 )
-from ._registry import registry
-from ._workers import guarded, notify_error
+from ._model_list import ModelPanel
+from ._overlay_run import OverlayRun
+from ._overlays import FrameReady, image_layer_names, save_merged
+from ._predict_job import Planned, PredictRequest, predict_job, tiling_from_text
+from ._predict_texts import TOOLTIPS, UNKNOWN_VOXEL
+from ._workers import load_devices, notify_error
 
 if TYPE_CHECKING:
     import napari
 
-PREDICTED_SUFFIX = " (predicted)"
 
-
-@dataclass
-class PredictSettings:
-    """Everything one Predict click needs, read from the controls once."""
-
-    layer_name: str
-    channel: int | None
-    model_paths: list[str]
-    device: str = "auto"
-    tile_shape: tuple[int, int, int] = TilingConfig().tile_shape
-    overlap: float = TilingConfig().overlap
-    voxel_size: tuple[float, float, float] | None = None
-
-
-@dataclass
-class PredictRun:
-    """State of a running prediction (one at a time per widget)."""
-
-    source_name: str
-    scheduler: FrameScheduler
-    layers: dict[str, Image]
-    has_time: bool
-    worker: Any = None
-    frame_bar: progress | None = None
-    tile_bar: progress | None = None
-    frames_done: list[int] = field(default_factory=list)
-    limits_set: bool = False
-    cancelled: bool = False
-
-
-def _predict_job(plan: PredictionPlan, scheduler: FrameScheduler):
-    """Worker body (a generator function, so napari runs it as a GeneratorWorker)."""
-    return (yield from guarded(plan.iter_frames(scheduler)))
-
-
-def parse_voxel_size(text: str) -> tuple[float, float, float] | None:
-    """'0.29, 0.108, 0.108' -> (0.29, 0.108, 0.108); empty -> None (use the file's or model's)."""
-    text = text.strip()
-    if not text:
-        return None
-    try:
-        values = tuple(float(v) for v in text.replace(";", ",").replace(" ", ",").split(",") if v)
-    except ValueError:
-        values = ()
-    if len(values) != 3 or min(values) <= 0:
-        raise LabelFreeError(
-            f"voxel size {text!r} is not three positive numbers Z, Y, X in um "
-            "(e.g. 0.29, 0.108, 0.108); leave it empty to use the image's"
-        )
-    return values  # type: ignore[return-value]
-
-
-def _swatch(colormap: str) -> QIcon:
-    """A small square of the colormap's brightest colour for the model list."""
-    try:
-        from napari.utils.colormaps import ensure_colormap
-
-        rgba = ensure_colormap(colormap).map(np.array([1.0]))[0]
-        color = QColor.fromRgbF(*(float(c) for c in rgba))
-    except Exception:  # an unknown colormap name must not break the list
-        color = QColor("gray")
-    pix = QPixmap(12, 12)
-    pix.fill(color)
-    return QIcon(pix)
+def _row(*widgets: Any) -> Container:
+    return Container(widgets=list(widgets), layout="horizontal", labels=False)
 
 
 class PredictWidget(QWidget):
-    """Dock widget: image layer + channel, models, device, advanced tiling; Predict / Cancel."""
+    """Dock widget: image, channel, voxel size, models, device and tiles; Predict / Cancel."""
 
     def __init__(self, napari_viewer: napari.viewer.Viewer) -> None:
         super().__init__()
         self.viewer = napari_viewer
-        self.run: PredictRun | None = None
-        self._has_channels = False
+        self.memory: dict[str, dict[str, str]] = {}  # layer name -> what the user set
+        self.run: OverlayRun | None = None
+        self.layers_ready = threading.Event()
+        self.precision = "auto"  # TilingConfig.precision; tests set "fp32" (no control yet)
         self._build()
+        self.runner = JobRunner(
+            self,
+            "prediction",
+            self._on_event,
+            self._on_done,
+            controls={"voxel_size": self.voxel_size, "force": self.force, "tile_shape": self.tile}
+            | {"channel": self.channel, "device": self.device, "precision": self.device},
+        )
+        self.runner.state.events.running.connect(self._set_running)
+        self.runner.state.events.status.connect(lambda text: self.status.setText(text))
         self.refresh_layers()
-        self.refresh_models()
         layers = self.viewer.layers
         layers.events.inserted.connect(self.refresh_layers)
-        layers.events.removed.connect(self.refresh_layers)
-        layers.events.reordered.connect(self.refresh_layers)
-        layers.selection.events.active.connect(self._on_active_layer)
-        registry.changed.connect(self.refresh_models)
-        self.destroyed.connect(self._disconnect)
+        layers.events.removed.connect(self._on_removed)
+        self.viewer.dims.events.current_step.connect(self._on_slider)
+        self.destroyed.connect(self.models.disconnect_registry)
+        load_devices(self._set_devices)
 
     # ----------------------------------------------------------------------------- building
     def _build(self) -> None:
-        self.layer_combo = QComboBox()
-        self.layer_combo.setToolTip("The transmitted-light z-stack (defaults to the active layer)")
-        self.channel_combo = QComboBox()
-        self.channel_combo.setToolTip("Which channel of a multi-channel layer is transmitted light")
-        self.model_list = QListWidget()
-        self.model_list.setToolTip("Tick one model per structure to predict")
-        self.model_list.setMinimumHeight(90)
-        self.add_models_btn = QPushButton("Add model folder...")
-        self.device_combo = QComboBox()
-        self.device_combo.addItems(available_devices())
-
-        self.tile_spins = [QSpinBox() for _ in range(3)]
-        for spin, value in zip(self.tile_spins, TilingConfig().tile_shape, strict=True):
-            spin.setRange(8, 1024)
-            spin.setSingleStep(16)
-            spin.setValue(value)
-        self.overlap_spin = QDoubleSpinBox()
-        self.overlap_spin.setRange(0.0, 0.75)
-        self.overlap_spin.setSingleStep(0.05)
-        self.overlap_spin.setValue(TilingConfig().overlap)
-        self.voxel_edit = QLineEdit()
-        self.voxel_edit.setPlaceholderText("unknown: assume the model's")
-        self.voxel_edit.setToolTip(
-            "Voxel size of the image, Z, Y, X in um (from the layer's scale)"
-        )
-
-        self.predict_btn = QPushButton("Predict")
-        self.cancel_btn = QPushButton("Cancel")
-        self.cancel_btn.setEnabled(False)
+        tips = TOOLTIPS
+        self.image = ComboBox(label="Image", choices=self._image_names, nullable=True)
+        self.channel = ComboBox(label="Channel", choices=[])
+        self.voxel_size = LineEdit(label="Voxel size (µm)")
+        self.voxel_size.native.setPlaceholderText(UNKNOWN_VOXEL)
+        self.force = CheckBox(text="Allow unusual resampling")
+        self.models = ModelPanel()
+        self.device = ComboBox(label="Device", choices=["auto", "cpu"], value="auto")
+        self.tile = LineEdit(label="Max tile Z, Y, X", value="auto")
+        self.overlap = FloatSpinBox(label="Tile overlap", min=0.0, max=0.75, step=0.05, value=0.1)
+        # (lead) a test-time augmentation check box goes here, into `self.advanced`
+        self.predict_btn = PushButton(text="Predict")
+        self.cancel_btn = PushButton(text="Cancel", enabled=False)
+        self.save_merged = PushButton(text="Save merged image...")
+        for name, tip in tips.items():
+            getattr(self, name).tooltip = tip
+        self.form = Container(widgets=[self.image, self.channel, self.voxel_size, self.force])
+        self.advanced = Container(widgets=[self.device, self.tile, self.overlap])
         self.status = QLabel("")
         self.status.setWordWrap(True)
-
-        form = QFormLayout()
-        form.addRow("Image", self.layer_combo)
-        form.addRow("Channel", self.channel_combo)
-        form.addRow("Device", self.device_combo)
-
-        tile_row = QHBoxLayout()
-        for spin in self.tile_spins:
-            tile_row.addWidget(spin)
-        advanced = QGroupBox("Advanced")
-        advanced.setCheckable(True)
-        advanced.setChecked(False)
-        adv_form = QFormLayout()
-        adv_form.addRow("Tile Z, Y, X", tile_row)
-        adv_form.addRow("Overlap", self.overlap_spin)
-        adv_form.addRow("Voxel size (um)", self.voxel_edit)
-        adv_body = QWidget()
-        adv_body.setLayout(adv_form)
-        adv_body.setVisible(False)
-        advanced.toggled.connect(adv_body.setVisible)
-        adv_box = QVBoxLayout()
-        adv_box.addWidget(adv_body)
-        advanced.setLayout(adv_box)
-        self.advanced_box = advanced
-
-        buttons = QHBoxLayout()
-        buttons.addWidget(self.predict_btn)
-        buttons.addWidget(self.cancel_btn)
-
         layout = QVBoxLayout()
-        layout.addLayout(form)
-        layout.addWidget(QLabel("Models"))
-        layout.addWidget(self.model_list)
-        layout.addWidget(self.add_models_btn)
-        layout.addWidget(advanced)
-        layout.addLayout(buttons)
-        layout.addWidget(self.status)
+        for part in (
+            self.form.native,
+            self.models,
+            self.advanced.native,
+            _row(self.predict_btn, self.cancel_btn).native,
+            self.save_merged.native,
+            self.status,
+        ):
+            layout.addWidget(part)
         layout.addStretch(1)
         self.setLayout(layout)
-
-        self._inputs: list[QWidget] = [
-            self.layer_combo,
-            self.channel_combo,
-            self.model_list,
-            self.add_models_btn,
-            self.device_combo,
-            advanced,
-            self.predict_btn,
-        ]
-        self.layer_combo.currentTextChanged.connect(self._on_layer_chosen)
-        self.add_models_btn.clicked.connect(self._ask_model_folder)
+        self.image.changed.connect(self._on_image)
+        self.channel.changed.connect(lambda v: self._remember("channel", v))
+        self.voxel_size.native.editingFinished.connect(self._on_voxel_entered)
         self.predict_btn.clicked.connect(self.predict)
         self.cancel_btn.clicked.connect(self.cancel)
+        self.save_merged.clicked.connect(self._ask_save_merged)
 
-    def _disconnect(self, *_: object) -> None:
-        registry.changed.disconnect(self.refresh_models, missing_ok=True)
+    # -------------------------------------------------------------------------- the image
+    def _image_names(self, *_: Any) -> list[str]:
+        return image_layer_names(self.viewer)
 
-    # -------------------------------------------------------------------------- choices
-    def _image_layers(self) -> list[Image]:
-        return [
-            ly
-            for ly in self.viewer.layers
-            if isinstance(ly, Image) and ly.metadata.get(META_KEY, {}).get("role") != "prediction"
-        ]
+    def refresh_layers(self, *_: Any) -> None:
+        """List the images; keep the choice, else take the transmitted-light one."""
+        keep = self.image.value
+        self.image.reset_choices()
+        names = self._image_names()
+        if keep not in names:
+            best = default_source([self.viewer.layers[n] for n in names])
+            self.image.value = best.name if best is not None else (names[0] if names else None)
+        self._on_image(self.image.value)
 
-    def refresh_layers(self, *_: object) -> None:
-        """List the image layers (not prediction layers); keep the choice, else the active one."""
-        keep = self.layer_combo.currentText()
-        names = [ly.name for ly in self._image_layers()]
-        self.layer_combo.blockSignals(True)
-        self.layer_combo.clear()
-        self.layer_combo.addItems(names)
-        self.layer_combo.blockSignals(False)
-        active = preferred_source(self.viewer.layers, self.viewer.layers.selection.active)
-        if keep in names:
-            choice = keep
-        elif active is not None and active.name in names:
-            choice = active.name
-        else:
-            choice = next((n for n in names if looks_transmitted(n)), names[0] if names else "")
-        self.layer_combo.setCurrentText(choice)
-        self._on_layer_chosen(choice)
-
-    def _on_active_layer(self, event: Any = None) -> None:
-        active = preferred_source(self.viewer.layers, self.viewer.layers.selection.active)
-        if self.run is None and active is not None and active in self._image_layers():
-            self.layer_combo.setCurrentText(active.name)
-
-    def _on_layer_chosen(self, name: str) -> None:
-        """Fill the channel list and the voxel size from the chosen layer."""
-        self.channel_combo.clear()
-        self._has_channels = False
-        if not name or name not in self.viewer.layers:
-            self.channel_combo.setEnabled(False)
-            return
-        layer = self.viewer.layers[name]
-        try:
-            info = layer_info(layer)
-        except LabelFreeError:
-            self.channel_combo.setEnabled(False)
-            self.voxel_edit.setText("")
-            return
-        self.channel_combo.addItems(info.channel_names)
-        if info.has_channels:
-            guess = next((i for i, n in enumerate(info.channel_names) if looks_transmitted(n)), 0)
-            self.channel_combo.setCurrentIndex(guess)
-        self._has_channels = info.has_channels
-        self.channel_combo.setEnabled(info.has_channels and self.run is None)
-        vox = info.voxel_size
-        self.voxel_edit.setText(", ".join(f"{v:g}" for v in vox) if vox else "")
-
-    def refresh_models(self, *_: object) -> None:
-        """List the models of the registry, keeping the ticks."""
-        try:
-            ticked = set(self.checked_model_paths())
-        except RuntimeError:  # this widget's Qt side is gone (its viewer closed): stop listening
-            registry.changed.disconnect(self.refresh_models)
-            return
-        self.model_list.clear()
-        for bundle in registry.models():
-            item = QListWidgetItem(_swatch(bundle.spec.colormap), self._model_label(bundle))
-            item.setData(Qt.ItemDataRole.UserRole, str(bundle.path))
-            item.setToolTip(f"{bundle.path}\nvoxel size {bundle.spec.voxel_size_um} um")
-            item.setFlags(item.flags() | Qt.ItemFlag.ItemIsUserCheckable)
-            item.setCheckState(
-                Qt.CheckState.Checked if str(bundle.path) in ticked else Qt.CheckState.Unchecked
-            )
-            self.model_list.addItem(item)
-
-    @staticmethod
-    def _model_label(bundle: ModelBundle) -> str:
-        name = bundle.spec.display_name or bundle.spec.structure
-        where = "" if bundle.name == bundle.spec.structure else f"  [{bundle.name}]"
-        return f"{name} ({bundle.spec.colormap}){where}"
-
-    def model_paths(self) -> list[str]:
-        """Every listed model folder, in list order."""
-        return [
-            self.model_list.item(i).data(Qt.ItemDataRole.UserRole)
-            for i in range(self.model_list.count())
-        ]
-
-    def checked_model_paths(self) -> list[str]:
-        """The ticked model folders, in list order."""
-        return [
-            self.model_list.item(i).data(Qt.ItemDataRole.UserRole)
-            for i in range(self.model_list.count())
-            if self.model_list.item(i).checkState() == Qt.CheckState.Checked
-        ]
-
-    def set_checked_models(self, paths: list[str | Path]) -> None:
-        """Tick exactly these model folders (the others are unticked)."""
-        wanted = {str(Path(p).resolve()) for p in paths}
-        for i in range(self.model_list.count()):
-            item = self.model_list.item(i)
-            on = str(Path(item.data(Qt.ItemDataRole.UserRole)).resolve()) in wanted
-            item.setCheckState(Qt.CheckState.Checked if on else Qt.CheckState.Unchecked)
-
-    def _ask_model_folder(self) -> None:
-        folder = QFileDialog.getExistingDirectory(
-            self, "Add a model folder (or a folder of models)"
-        )
-        if folder:
-            self.add_model_folder(folder)
-
-    def add_model_folder(self, folder: str | Path) -> None:
-        """Add a model folder (or a folder of them) to the list and tick what it holds."""
-        try:
-            added = registry.add_folder(folder)
-        except LabelFreeError as e:
-            notify_error(e)
-            return
-        self.set_checked_models([*self.checked_model_paths(), *(b.path for b in added)])
-
-    def settings(self) -> PredictSettings:
-        """Read the controls once (raises LabelFreeError for what the user must fix)."""
-        name = self.layer_combo.currentText()
+    def _layer(self) -> tuple[Any, LayerInfo]:
+        name = self.image.value
         if not name or name not in self.viewer.layers:
             raise LabelFreeError(
                 "open a transmitted-light z-stack first (File > Open, or drag it in)"
             )
-        paths = self.checked_model_paths()
-        if not paths:
-            raise LabelFreeError(
-                "tick at least one model; none listed? use 'Add model folder...' or train one"
-            )
-        return PredictSettings(
-            layer_name=name,
-            channel=self.channel_combo.currentIndex() if self.channel_combo.isEnabled() else None,
-            model_paths=paths,
-            device=self.device_combo.currentText(),
-            tile_shape=tuple(s.value() for s in self.tile_spins),  # type: ignore[arg-type]
-            overlap=float(self.overlap_spin.value()),
-            voxel_size=parse_voxel_size(self.voxel_edit.text()),
-        )
+        layer = self.viewer.layers[name]
+        return layer, layer_info(layer)
 
-    # ------------------------------------------------------------------------- running
+    def _on_image(self, name: str | None) -> None:
+        """Show the chosen layer's channels and voxel size (or what the user set for it)."""
+        try:
+            layer, info = self._layer()
+        except LabelFreeError:
+            with self.channel.changed.blocked():
+                self.channel.choices, self.voxel_size.value = [], ""
+            return
+        mem = self.memory.setdefault(layer.name, {})
+        guess = next((n for n in info.channel_names if looks_transmitted(n)), info.channel_names[0])
+        with self.channel.changed.blocked():  # filling in is not the user's choice
+            self.channel.choices = info.channel_names
+            self.channel.value = mem.get("channel", guess)
+        self.channel.enabled = info.has_channels and not self.runner.running
+        self.voxel_size.value = mem.get("voxel_size") or format_voxel_size(info.voxel_size)
+        if not self.voxel_size.value:
+            self.status.setText(f"The voxel size of {layer.name} is unknown: please enter it.")
+
+    def _remember(self, key: str, value: Any) -> None:
+        if self.image.value and value is not None:
+            self.memory.setdefault(self.image.value, {})[key] = str(value)
+
+    def _on_voxel_entered(self) -> None:
+        """An entered voxel size is remembered and becomes the layer's scale."""
+        try:
+            layer, info = self._layer()
+            vox = parse_voxel_size(self.voxel_size.value)
+        except LabelFreeError:
+            return  # said on Predict, with the control highlighted
+        self.runner.clear_highlight()
+        if vox is not None:
+            self._remember("voxel_size", format_voxel_size(vox))
+            set_voxel_size(layer, info, vox)
+
+    def _set_devices(self, devices: list[str]) -> None:
+        with contextlib.suppress(RuntimeError):  # the widget closed before torch answered
+            self.device.choices = devices
+
+    # ----------------------------------------------------------------------------- running
     @property
     def is_running(self) -> bool:
-        return self.run is not None
+        return self.runner.running
+
+    def request(self) -> PredictRequest:
+        """Read the controls once (raises LabelFreeError for what the user must fix)."""
+        layer, info = self._layer()
+        bundles = self.models.checked_bundles()
+        if not bundles:
+            raise LabelFreeError(
+                "tick at least one model; none listed? use 'Import model...', "
+                "'Add model folder...' or train one",
+                field="models",
+            )
+        vox = parse_voxel_size(self.voxel_size.value)
+        tiling, auto, notice = tiling_from_text(
+            self.tile.value, self.overlap.value, bundles, self.precision
+        )
+        if notice is not None:
+            show_info(notice.text)
+            self.tile.value = ", ".join(map(str, tiling.tile_shape))
+        source = layer_source(layer, info)
+        return PredictRequest(
+            source=source,
+            source_name=layer.name,
+            bundles=bundles,
+            channel=info.channel_names.index(self.channel.value) if info.has_channels else None,
+            voxel_size=vox,
+            tiling=tiling,
+            device=self.device.value,
+            force=bool(self.force.value),
+            auto_tile=auto,
+            scheduler=FrameScheduler(source.n_timepoints, current_frame(self.viewer, layer, info)),
+            has_time=info.has_time,
+            model_paths=[str(b.path) for b in bundles],
+        )
 
     def predict(self) -> None:
-        """Start predicting the chosen layer with the ticked models (in a worker thread)."""
-        if self.run is not None:
+        """Predict the chosen layer with the ticked models (in a worker thread)."""
+        if self.runner.running:
             return
         try:
-            self._start(self.settings())
+            req = self.request()
         except LabelFreeError as e:
             notify_error(e)
+            self.runner.highlight(e.fields)
+            return
+        layer, info = self._layer()
+        self.run = OverlayRun(self.viewer, layer, info, req.model_paths)
+        self.scheduler, self.layers_ready = req.scheduler, req.layers_ready
+        self.runner.start(predict_job, req, status=f"Predicting on {layer.name}...")
 
-    def _start(self, s: PredictSettings) -> None:
-        layer = self.viewer.layers[s.layer_name]
-        info = layer_info(layer)
-        source = layer_source(layer, info)
-        channel = s.channel if info.has_channels else None
-        tiling = TilingConfig(tile_shape=s.tile_shape, overlap=s.overlap)
-        # every check runs here, before any layer changes; the weights load in the worker
-        plan = plan_prediction(source, s.model_paths, channel, s.voxel_size, tiling, s.device)
-        bundles, names = plan.bundles, plan.names
+    def cancel(self) -> None:
+        """Stop after the current tile; frames already predicted stay."""
+        self.runner.cancel()
+        self.layers_ready.set()
 
-        for old in find_prediction_layers(self.viewer, layer.name, [str(b.path) for b in bundles]):
-            self.viewer.layers.remove(old)
-        scale, translate = output_geometry(layer, info)
-        shape = (source.n_timepoints, *source.shape_zyx) if info.has_time else source.shape_zyx
-        outputs: dict[str, Image] = {}
-        for name, bundle in zip(names, bundles, strict=True):
-            outputs[name] = self._add_prediction_layer(
-                name, bundle, shape, scale, translate, layer.name
-            )
-        self.viewer.layers.selection.active = layer  # keep the source the active layer
+    def _on_event(self, event: Any) -> None:
+        if self.run is None:
+            return
+        if isinstance(event, Planned):
+            self.run.planned(event)
+        elif isinstance(event, FrameReady):
+            self.run.frame_ready(event)
+            if self.run.pending:
+                QTimer.singleShot(30, self._create_next)
 
-        scheduler = FrameScheduler(plan.n_frames, current=current_frame(self.viewer, layer, info))
-        run = PredictRun(layer.name, scheduler, outputs, info.has_time)
-        if info.has_time:
-            # Two bars, frames above tiles. Not ``nest_under``: in napari 0.9.2 (PyQt6) deleting a
-            # nested bar's group segfaults the activity dialog (repro in tests/widgets/conftest.py).
-            run.frame_bar = progress(total=scheduler.total, desc="Predicting frames")
-            run.tile_bar = progress(total=0, desc="tiles")
+    def _create_next(self) -> None:
+        """Add the next overlay; the next one after 30 ms, so the viewer redraws in between."""
+        if self.run is not None and self.run.create_next():
+            QTimer.singleShot(30, self._create_next)
         else:
-            run.tile_bar = progress(total=0, desc="Predicting tiles")
-        worker = create_worker(_predict_job, plan, scheduler, _ignore_errors=True)
-        run.worker = worker
-        worker.yielded.connect(self._on_event)
-        worker.errored.connect(self._on_error)
-        worker.finished.connect(self._on_finished)
-        self.run = run
-        self.viewer.dims.events.current_step.connect(self._on_slider)
-        self._set_running(True)
-        self.status.setText(
-            f"Predicting {', '.join(names)} on {layer.name}"
-            + (f": {scheduler.total} frames, t={scheduler.current} first" if info.has_time else "")
-        )
-        worker.start()
+            self.layers_ready.set()  # the worker goes on with the next frame
 
-    def _add_prediction_layer(
-        self,
-        name: str,
-        bundle: ModelBundle,
-        shape: tuple[int, ...],
-        scale: list[float],
-        translate: list[float],
-        source_name: str,
-    ) -> Image:
-        """An empty (zeros) overlay with the full shape, filled as frames finish."""
-        kwargs = {
-            "name": f"{name}{PREDICTED_SUFFIX}",
-            "blending": "additive",
-            "scale": scale,
-            "translate": translate,
-            "contrast_limits": (0.0, 1.0),
-            "metadata": {
-                META_KEY: prediction_tag(source_name, str(bundle.path))
-                | {"structure": bundle.spec.structure}
-            },
-        }
-        data = np.zeros(shape, dtype=np.float32)
-        try:
-            return self.viewer.add_image(data, colormap=bundle.spec.colormap, **kwargs)
-        except (KeyError, ValueError):
-            show_warning(f"unknown colormap {bundle.spec.colormap!r} in {bundle.path}; using gray")
-            return self.viewer.add_image(data, colormap="gray", **kwargs)
+    def _on_done(self, value: Any, stopped: bool, error: BaseException | None) -> None:
+        run, self.run = self.run, None
+        if run is None:
+            return
+        keep = error is None or not run.previous  # a failed run never replaces what was shown
+        run.finish(succeeded=keep)
+        self.status.setText(run.summary(error, stopped, self.runner.progress.frames_total))
+
+    def _on_removed(self, event: Any) -> None:
+        """A layer went: a run whose source or overlay it was stops; the image list follows."""
+        if self.run is not None and self.run.owns(event.value):
+            self.cancel()
+        self.refresh_layers()
 
     def _on_slider(self, event: Any = None) -> None:
         """The user moved the time slider: predict the frames near it next."""
         run = self.run
-        if run is None or not run.has_time or run.source_name not in self.viewer.layers:
+        if run is None or not run.info.has_time or run.source not in self.viewer.layers:
             return
-        layer = self.viewer.layers[run.source_name]
-        run.scheduler.set_current(current_frame(self.viewer, layer, layer_info(layer)))
-
-    def _on_event(self, event: Any) -> None:
-        run = self.run
-        if run is None:
-            return
-        if isinstance(event, Notice):
-            show_info(event.text)
-        elif isinstance(event, FrameStarted):
-            if run.tile_bar is not None:
-                run.tile_bar.reset(total=0)
-                run.tile_bar.set_description(
-                    f"tiles of frame {event.frame}" if run.has_time else "Predicting tiles"
-                )
-        elif isinstance(event, TileDone):
-            if run.tile_bar is not None:
-                run.tile_bar.total = event.total
-                run.tile_bar.update(1)
-        elif isinstance(event, FrameDone):
-            self._store_frame(run, event)
-
-    def _store_frame(self, run: PredictRun, event: FrameDone) -> None:
-        """Write one predicted frame into its overlays, in place, and redraw them.
-
-        Book-keeping comes first: redrawing and progress updates can run the Qt event loop, which
-        may deliver the worker's ``finished`` before this method returns.
-        """
-        run.frames_done.append(event.frame)
-        if run.has_time:
-            self.status.setText(
-                f"{len(run.frames_done)}/{run.scheduler.total} frames predicted "
-                f"(last: t={event.frame})"
-            )
-        first = not run.limits_set
-        run.limits_set = True
-        for name, arr in event.arrays.items():
-            layer = run.layers.get(name)
-            if layer is None or layer not in self.viewer.layers:
-                continue  # the user deleted the overlay while it was filling in
-            if run.has_time:
-                layer.data[event.frame] = arr
-            else:
-                layer.data[...] = arr
-            if first:
-                lo, hi = robust_limits(arr)
-                layer.contrast_limits_range = (min(lo, 0.0), hi)
-                layer.contrast_limits = (lo, hi)
-            layer.refresh()
-        if run.frame_bar is not None and self.run is run:
-            run.frame_bar.update(1)
-
-    def _on_error(self, exc: BaseException) -> None:
-        if self.run is not None:
-            self.run.cancelled = True
-        notify_error(exc, "prediction")
-
-    def _on_finished(self) -> None:
-        run = self.run
-        if run is None:
-            return
-        self.run = None
-        self.viewer.dims.events.current_step.disconnect(self._on_slider)
-        for bar in (run.tile_bar, run.frame_bar):
-            if bar is not None:
-                bar.close()
-        self._set_running(False)
-        n, total = len(run.frames_done), run.scheduler.total
-        if run.cancelled or n < total:
-            self.status.setText(
-                f"Stopped: {n} of {total} frame(s) predicted; the others are empty."
-                if run.has_time
-                else "Stopped before the prediction finished."
-            )
-        else:
-            self.status.setText(
-                f"Done: {', '.join(ly.name for ly in run.layers.values())}"
-                + (f" ({n} frames)" if run.has_time else "")
-            )
-
-    def cancel(self) -> None:
-        """Stop after the current tile; frames already predicted stay."""
-        if self.run is not None and self.run.worker is not None:
-            self.run.cancelled = True
-            self.status.setText("Cancelling...")
-            self.run.worker.quit()
+        self.scheduler.set_current(current_frame(self.viewer, run.source, run.info))
 
     def _set_running(self, running: bool) -> None:
-        for w in self._inputs:
-            w.setEnabled(not running)
-        self.channel_combo.setEnabled(not running and self._has_channels)
-        self.cancel_btn.setEnabled(running)
+        for w in (self.form, self.advanced, self.predict_btn):
+            w.enabled = not running
+        self.models.setEnabled(not running)
+        self.cancel_btn.enabled = running
+        if not running:
+            self._on_image(self.image.value)
+
+    # ------------------------------------------------------------------------------ export
+    def _ask_save_merged(self) -> None:
+        path, _ = QFileDialog.getSaveFileName(
+            self, "Save merged image", "merged.png", "PNG (*.png);;TIFF (*.tif *.tiff)"
+        )
+        if path:
+            self.save_merged_image(path)
+
+    def save_merged_image(self, path: str | Path) -> Path | None:
+        """Write the visible overlays on the shown plane as one RGB PNG or TIFF."""
+        return save_merged(self.viewer, path)

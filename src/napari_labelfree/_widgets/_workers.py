@@ -7,7 +7,7 @@ from __future__ import annotations
 
 import logging
 import threading
-from collections.abc import Generator
+from collections.abc import Callable, Generator
 from typing import Any
 
 from napari.utils.notifications import show_error
@@ -61,3 +61,19 @@ def notify_error(exc: BaseException, what: str = "the job") -> None:
         return
     logger.error("%s failed", what, exc_info=(type(exc), exc, exc.__traceback__))
     show_error(f"{what} failed: {exc}")
+
+
+def _available_devices() -> list[str]:
+    from ..core.device import available_devices  # imports torch: off the GUI thread
+
+    return available_devices()
+
+
+def load_devices(then: Callable[[list[str]], None]) -> None:
+    """Find the compute devices in a worker thread (torch's import takes seconds) and call
+    ``then(devices)`` on the GUI thread; opening a widget stays quick and imports no torch."""
+    from napari.qt.threading import create_worker
+
+    worker = create_worker(_available_devices)
+    worker.returned.connect(then)
+    worker.start()

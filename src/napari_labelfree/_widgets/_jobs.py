@@ -1,0 +1,253 @@
+"""The shared base of the dock widgets: run one core generator job in a napari thread worker.
+
+A :class:`JobRunner` starts the job, reduces its events into one :class:`~._progress.Progress`,
+shows it in determinate napari progress bars refreshed a few times a second (never per event,
+never a busy bar), cancels it at the job's next yield, shows errors as notifications (a
+:class:`~napari_labelfree.core.errors.LabelFreeError` names the settings to fix: their controls are
+highlighted and focused), and cancels the job when the viewer window closes.
+"""
+
+from __future__ import annotations
+
+import threading
+from collections.abc import Callable, Generator
+from dataclasses import dataclass
+from typing import Any
+
+from napari.qt.threading import create_worker
+from napari.utils import progress
+from napari.utils.notifications import show_info
+from psygnal import evented
+from qtpy.QtCore import QEvent, QObject, QTimer
+
+from ..core.errors import LabelFreeError
+from ..core.events import Notice
+from ._progress import Progress, reduce
+from ._workers import guarded, notify_error, stoppable
+
+#: How often progress reaches the screen (ms): a few times a second is smooth enough to read and
+#: costs the GUI thread nothing measurable, whatever the event rate.
+REFRESH_MS = 400
+_HIGHLIGHT = "border: 2px solid #e0533a;"
+
+
+@evented
+@dataclass
+class JobState:
+    """What the widget shows about its job (evented: controls follow ``running``)."""
+
+    running: bool = False
+    status: str = ""
+
+
+def _job_body(
+    fn: Callable[..., Generator], args: tuple, stop: threading.Event, ended: threading.Event
+) -> Generator[Any, Any, Any]:
+    """Worker body: the job until it ends or ``stop`` is set (then closed in this thread)."""
+    try:
+        return (yield from guarded(stoppable(fn(*args), stop)))
+    finally:
+        ended.set()
+
+
+class JobRunner:
+    """Runs one job at a time for a widget.
+
+    Parameters
+    ----------
+    widget
+        The dock widget (Qt): when the window holding it closes, the job is cancelled first.
+    what
+        Names the job in messages ("prediction", "training").
+    on_event
+        Called on the GUI thread with every event the job yields (after the progress reducer).
+    on_done
+        Called on the GUI thread when the job ended: ``(result, stopped, error)``.
+    controls
+        Core field name -> magicgui widget, to highlight the control an error is about.
+    """
+
+    def __init__(
+        self,
+        widget: Any,
+        what: str,
+        on_event: Callable[[Any], None],
+        on_done: Callable[[Any, bool, BaseException | None], None],
+        controls: dict[str, Any] | None = None,
+    ) -> None:
+        self.widget, self.what = widget, what
+        self.on_event, self.on_done = on_event, on_done
+        self.controls = controls or {}
+        self.state = JobState()
+        self.progress = Progress()
+        self.worker: Any = None
+        self._stop = threading.Event()
+        self._ended = threading.Event()
+        self._ended.set()
+        self._error: BaseException | None = None
+        self._result: Any = None
+        self._bars: dict[str, progress] = {}
+        self._watched: int | None = None
+        self._close_filter = _CloseFilter(self._on_window_close)
+        self.closed = False  # the window closed: nothing may touch the viewer any more
+        self._timer = QTimer()
+        self._timer.setInterval(REFRESH_MS)
+        self._timer.timeout.connect(self._show_progress)
+
+    # ------------------------------------------------------------------------------ control
+    @property
+    def running(self) -> bool:
+        return self.state.running
+
+    def start(self, fn: Callable[..., Generator], *args: Any, status: str = "") -> None:
+        """Run ``fn(*args)`` (a generator function) in a worker thread."""
+        if self.running:
+            return
+        self.clear_highlight()
+        self.progress, self._error, self._result = Progress(), None, None
+        self._stop, self._ended = threading.Event(), threading.Event()
+        worker = create_worker(_job_body, fn, args, self._stop, self._ended, _ignore_errors=True)
+        worker.yielded.connect(self._on_yield)
+        worker.returned.connect(self._on_returned)
+        worker.errored.connect(self._on_error)
+        worker.finished.connect(self._on_finished)
+        self.worker = worker
+        self.watch_window(self.widget)
+        self.state.running = True
+        self.state.status = status
+        self._timer.start()
+        worker.start()
+
+    def cancel(self) -> bool:
+        """Stop at the job's next yield (a tile, a training step); True if a job was running."""
+        if not self.running:
+            return False
+        self._stop.set()
+        self.state.status = "Cancelling..."
+        return True
+
+    def cancel_and_wait(self, timeout_s: float = 10.0) -> None:
+        """Cancel and wait for the worker thread to end (the window is closing)."""
+        if self.cancel():
+            self._ended.wait(timeout_s)
+
+    # ------------------------------------------------------------------------- worker signals
+    def _on_yield(self, event: Any) -> None:
+        if self.closed:
+            return
+        self.progress = reduce(self.progress, event)
+        if isinstance(event, Notice):
+            show_info(event.text)
+        self.on_event(event)
+
+    def _on_returned(self, value: Any) -> None:
+        self._result = value
+
+    def _on_error(self, exc: BaseException) -> None:
+        self._error = exc
+        notify_error(exc, self.what)
+        if isinstance(exc, LabelFreeError):
+            self.highlight(exc.fields)
+
+    def _on_finished(self) -> None:
+        self._timer.stop()
+        if self.closed:
+            return
+        self._show_progress()
+        self._close_bars()
+        value, stopped = self._result if isinstance(self._result, tuple) else (None, False)
+        self.state.running = False
+        self.worker = None
+        self.on_done(value, stopped or self._stop.is_set(), self._error)
+
+    # -------------------------------------------------------------------------------- bars
+    def _show_progress(self) -> None:
+        """Bring the bar and status line up to date (a few times a second, not per event).
+
+        One bar per job: each napari bar costs the GUI thread tens of ms to create and to redraw
+        (its activity-dock widget), so frames and tiles share one bar counted in tiles.
+        """
+        p = self.progress
+        if p.iterations_total:
+            self._set_bar(f"Training ({self.what})", p.iteration, p.iterations_total)
+        elif p.tiles_total:
+            frames = max(p.frames_total, 1)
+            done = min(p.frames_done, frames) * p.tiles_total
+            if p.frame is not None:
+                done += p.tiles_done
+            desc = f"Predicting {frames} frames" if frames > 1 else "Predicting"
+            self._set_bar(desc, min(done, frames * p.tiles_total), frames * p.tiles_total)
+        text = p.text()
+        if text and self.running and not self._stop.is_set():
+            self.state.status = text
+
+    def _close_bars(self) -> None:
+        for bar in self._bars.values():
+            bar.close()
+        self._bars.clear()
+
+    def _set_bar(self, desc: str, n: int, total: int) -> None:
+        bar = self._bars.get("bar")
+        if bar is None:
+            bar = self._bars["bar"] = progress(total=total, desc=desc)
+        if bar.total != total:
+            bar.total = total
+        if bar.desc != desc:
+            bar.set_description(desc)
+        if n != bar.n:
+            if n < bar.n:
+                bar.n = 0
+            bar.update(n - bar.n)
+
+    # ---------------------------------------------------------------------- field highlight
+    def highlight(self, fields: tuple[str, ...]) -> None:
+        """Mark and focus the controls of the settings an error is about."""
+        first = True
+        for name in fields:
+            widget = self.controls.get(name)
+            if widget is None:
+                continue
+            widget.native.setStyleSheet(_HIGHLIGHT)
+            if first:
+                widget.native.setFocus()
+                first = False
+
+    def clear_highlight(self) -> None:
+        for widget in self.controls.values():
+            widget.native.setStyleSheet("")
+
+    # ------------------------------------------------------------------- the window closing
+    def watch_window(self, widget: Any) -> None:
+        """Cancel the job (and wait for its thread) when the window holding ``widget`` closes."""
+        top = widget
+        while top.parentWidget() is not None:  # a floating dock still has the window as parent
+            top = top.parentWidget()
+        # an id, not the window: a Python reference would keep the closed viewer alive
+        if top is not widget and id(top) != self._watched:
+            self._watched = id(top)
+            top.installEventFilter(self._close_filter)
+
+    def _on_window_close(self) -> None:
+        if self.running:
+            self._cancel_for_close()
+
+    def _cancel_for_close(self) -> None:
+        """The window closes: stop the job and wait for it, close the bars while the window lives."""
+        self.cancel_and_wait()
+        self.closed = True
+        self._timer.stop()
+        self._close_bars()
+        self.state.running = False
+
+
+class _CloseFilter(QObject):
+    """Calls back when the watched window receives its Close event (before it goes)."""
+
+    def __init__(self, callback: Callable[[], None]) -> None:
+        super().__init__()
+        self.callback = callback
+
+    def eventFilter(self, obj: QObject, event: QEvent) -> bool:  # noqa: N802 (Qt's name)
+        if event.type() == QEvent.Type.Close:
+            self.callback()
+        return False

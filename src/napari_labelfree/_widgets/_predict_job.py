@@ -1,0 +1,122 @@
+"""The Predict widget's job, run in a worker thread: plan, fit tiles, predict, store frames.
+
+Planning runs here too (it imports torch and checks the voxel size, the channel, the device), so
+the click returns at once and a refused plan (a voxel size typed in nm, say) fails before
+anything is allocated or any layer changes.
+"""
+
+from __future__ import annotations
+
+import threading
+from collections.abc import Generator
+from dataclasses import dataclass, field
+from typing import Any
+
+from ..core.bundle import ModelBundle
+from ..core.config import TilingConfig
+from ..core.errors import LabelFreeError
+from ..core.events import FrameDone, Notice
+from ..core.io import ImageSource
+from ..core.schedule import FrameScheduler
+from ..core.tile_advice import cpu_tile_shape, raise_tiny_tile
+from ._overlays import frame_store, store_frame
+
+LAYERS_WAIT_S = 3.0  # at most: a GUI that never answers (a closing window) must not stall the job
+
+
+@dataclass
+class PredictRequest:
+    """Everything one Predict click needs, read from the controls once (GUI thread)."""
+
+    source: ImageSource
+    source_name: str
+    bundles: list[ModelBundle]
+    channel: int | None
+    voxel_size: tuple[float, float, float] | None
+    tiling: TilingConfig
+    device: str
+    force: bool
+    auto_tile: bool  # the user left the tile at "auto": fit it to the device
+    scheduler: FrameScheduler
+    has_time: bool
+    model_paths: list[str] = field(default_factory=list)
+    # set by the GUI once the overlays of the first frame are added: until then the worker waits,
+    # so adding layers (a few hundred ms of GUI work each) does not compete with the network
+    layers_ready: threading.Event = field(default_factory=threading.Event)
+
+
+def tiling_from_text(
+    text: str, overlap: float, bundles: list[ModelBundle], precision: str = "auto"
+) -> tuple[TilingConfig, bool, Notice | None]:
+    """(tiling, auto, notice) from the tile box: "auto" or "Z, Y, X"; tiny tiles are raised."""
+    from ._layers import parse_voxel_size
+
+    if text.strip().lower() in ("", "auto"):
+        return TilingConfig(overlap=float(overlap), precision=precision), True, None
+    try:
+        given = parse_voxel_size(text)
+    except LabelFreeError:
+        given = None
+    if given is None or any(t != round(t) for t in given):
+        raise LabelFreeError(
+            f"tile {text!r} is not three whole numbers Z, Y, X (voxels) or 'auto'",
+            field="tile_shape",
+        )
+    multiple = max(b.spec.architecture.multiple for b in bundles)
+    tile, notice = raise_tiny_tile([round(t) for t in given], multiple)
+    return TilingConfig(tile_shape=tile, overlap=float(overlap), precision=precision), False, notice
+
+
+@dataclass(frozen=True)
+class Planned:
+    """The plan was accepted: output names and, for a time-lapse, the stores frames go into."""
+
+    names: tuple[str, ...]
+    bundles: tuple[ModelBundle, ...]
+    stores: dict[str, Any] | None
+
+
+def fit_tiles_to_cpu(plan: Any) -> None:
+    """On a CPU cut large frames into a few tiles, so Cancel and the slider act within a frame."""
+    from ..core.tiling import fit_tile_shape
+
+    if plan.device.type != "cpu":
+        return
+    for g, group in enumerate(plan.groups):
+        tile = cpu_tile_shape(
+            group.grid_shape, plan.tiling.tile_shape, group.multiple, plan.tiling.overlap
+        )
+        plan.tile_shapes[g] = fit_tile_shape(
+            group.grid_shape, tile, plan.tiling.overlap, group.multiple
+        )
+
+
+def predict_job(req: PredictRequest) -> Generator[Any, None, list[int]]:
+    """Plan, then predict the frames the scheduler hands out; each frame is stored here."""
+    from ..core.predict import plan_prediction
+
+    plan = plan_prediction(
+        req.source,
+        req.bundles,
+        req.channel,
+        req.voxel_size,
+        req.tiling,
+        req.device,
+        force=req.force,
+    )
+    if req.auto_tile:
+        fit_tiles_to_cpu(plan)
+    stores = None
+    if req.has_time:  # chunked on disk: a long time-lapse must not sit in RAM
+        shape = (plan.n_frames, *plan.shape_zyx)
+        stores = {name: frame_store(shape) for name in plan.names}
+    yield Planned(plan.names, plan.bundles, stores)
+    done: list[int] = []
+    for event in plan.iter_frames(req.scheduler):
+        if isinstance(event, FrameDone):
+            done.append(event.frame)
+            event = store_frame(event, stores)
+        yield event
+        if len(done) == 1 and isinstance(event, FrameDone):
+            req.layers_ready.wait(LAYERS_WAIT_S)
+    return done

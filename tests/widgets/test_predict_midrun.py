@@ -1,0 +1,105 @@
+"""Removing layers and closing the viewer while a prediction runs: it stops cleanly, nothing crashes.
+
+The worker is held after each finished frame by the ``gate`` fixture, so every case happens at a
+known point of the run (no sleeps, no timing).
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from napari_labelfree._widgets._layers import META_KEY
+
+SCALE = (0.29, 0.29, 0.29)
+TIMEOUT = 120_000
+FNET = Path(__file__).resolve().parents[3] / "shared" / "data" / "fnet-models"
+
+
+def _prediction_layers(viewer):
+    return [ly for ly in viewer.layers if ly.metadata.get(META_KEY, {}).get("role") == "prediction"]
+
+
+def test_crash_sequence_of_issue_11(open_predict, tiny_models, gate, qtbot):
+    """Z-stack sample, predict dna + lamin-b1, delete all layers, time-lapse sample, predict dna,
+    delete bright-field after the first frame (a segfault in napari 0.9.2 before)."""
+    viewer, widget = open_predict()
+    viewer.open_sample("napari-labelfree", "zstack")
+    assert widget.image.value == "bright-field"
+    widget.device.value = "cpu"
+    widget.models.set_checked([m.path for m in tiny_models])
+    gate.release.set()  # the z-stack runs through
+    widget.predict_btn.native.click()
+    qtbot.waitUntil(lambda: not widget.is_running, timeout=TIMEOUT)
+    assert {"dna (predicted)", "lamin-b1 (predicted)"} <= {ly.name for ly in viewer.layers}
+
+    viewer.layers.clear()
+    gate.release.clear()
+    viewer.open_sample("napari-labelfree", "timelapse")
+    assert widget.image.value == "bright-field"
+    widget.models.set_checked([tiny_models[0].path])
+    widget.predict_btn.native.click()
+    run = widget.run
+    qtbot.waitUntil(lambda: len(run.frames_done) == 1, timeout=TIMEOUT)
+    viewer.layers.remove("bright-field")
+    gate.release.set()
+    qtbot.waitUntil(lambda: not widget.is_running, timeout=TIMEOUT)
+
+    assert run.frames_done == run.frames_done[:1]  # stopped at the next tile
+    assert widget.status.text().startswith("Stopped")
+    (layer,) = _prediction_layers(viewer)  # the finished frame stays
+    assert layer.name == "dna (predicted)"
+    assert np.abs(layer.data[run.frames_done[0]]).any()
+    viewer.reset_view()  # a repaint with the source gone
+    assert widget.predict_btn.enabled
+
+
+def test_removing_an_overlay_mid_run_cancels(
+    open_predict, tiny_models, volume, tiling_small, gate, qtbot
+):
+    viewer, widget = open_predict()
+    viewer.add_image(np.stack([volume] * 4), name="bright-field", scale=(1.0, *SCALE))
+    tiling_small(widget)
+    widget.models.set_checked([m.path for m in tiny_models])
+    widget.predict_btn.native.click()
+    run = widget.run
+    qtbot.waitUntil(lambda: len(run.frames_done) == 1, timeout=TIMEOUT)
+    qtbot.waitUntil(lambda: len(run.layers) == 2, timeout=TIMEOUT)
+    viewer.layers.remove("dna (predicting)")
+    gate.release.set()
+    qtbot.waitUntil(lambda: not widget.is_running, timeout=TIMEOUT)
+    assert len(run.frames_done) == 1
+    assert [ly.name for ly in _prediction_layers(viewer)] == ["lamin-b1 (predicted)"]
+
+
+def test_closing_the_viewer_mid_run_cancels(
+    viewer_factory, tiny_models, volume, tiling_small, gate, qtbot
+):
+    viewer = viewer_factory()
+    _, widget = viewer.window.add_plugin_dock_widget("napari-labelfree", "Label-free prediction")
+    viewer.add_image(np.stack([volume] * 4), name="bright-field", scale=(1.0, *SCALE))
+    tiling_small(widget)
+    widget.models.set_checked([tiny_models[0].path])
+    widget.predict_btn.native.click()
+    runner = widget.runner
+    qtbot.waitUntil(lambda: len(widget.run.frames_done) == 1, timeout=TIMEOUT)
+    gate.release.set()
+    viewer.close()  # waits for the worker to stop at its next tile
+    assert runner.closed and not runner.running
+    assert runner._ended.is_set()
+
+
+@pytest.mark.skipif(not FNET.is_dir(), reason="shared pytorch_fnet models absent")
+def test_import_a_pytorch_fnet_model(open_predict, isolated_models, qtbot):
+    viewer, widget = open_predict()
+    widget.models.import_model(FNET / "release_1" / "saved_models" / "dna")
+    qtbot.waitUntil(lambda: not widget.models.importer.running, timeout=TIMEOUT)
+    ticked = widget.models.checked_bundles()
+    assert len(ticked) == 1
+    bundle = ticked[0]
+    assert bundle.source == "user"
+    assert widget.models.list.currentItem().text().endswith("(user)")
+    details = widget.models.details.text()
+    assert "imported from pytorch_fnet release_1" in details and "voxel size" in details
