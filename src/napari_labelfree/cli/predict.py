@@ -118,6 +118,10 @@ def output_paths(inputs: list[str], output: str) -> list[Path]:
         return [out]
     if out.exists() and not out.is_dir():
         raise LabelFreeError(f"with several inputs, -o must be a folder; {out} is a file")
+    if not out.exists() and out.name.lower().endswith((".tif", ".tiff")):
+        raise LabelFreeError(
+            f"with several inputs, -o must be a folder; {out} looks like a file name"
+        )
     stems = [image_stem(i) for i in inputs]
     if len(set(stems)) != len(stems):
         raise LabelFreeError(
@@ -127,6 +131,7 @@ def output_paths(inputs: list[str], output: str) -> list[Path]:
 
 
 def run(args: argparse.Namespace) -> int:
+    from ..core.files import check_output_location
     from ..core.io import open_image, write_ome_tiff
     from ..core.predict import plan_prediction
 
@@ -138,6 +143,7 @@ def run(args: argparse.Namespace) -> int:
     )
     targets = output_paths(args.inputs, args.output)
     for target in targets:
+        check_output_location(target)
         if target.exists() and not args.overwrite:
             raise LabelFreeError(
                 f"{target} already exists; choose another output or add --overwrite"

@@ -16,7 +16,7 @@ from typing import TYPE_CHECKING, Any
 
 from .config import ModelSpec
 from .errors import LabelFreeError
-from .files import temp_dir_beside
+from .files import make_parent, temp_dir_beside
 
 if TYPE_CHECKING:
     from .unet import UNet3D
@@ -211,7 +211,7 @@ def save_bundle(
         raise LabelFreeError(
             f"{folder} already exists; choose a new folder (nothing was overwritten)"
         )
-    folder.parent.mkdir(parents=True, exist_ok=True)
+    make_parent(folder)
     tmp = temp_dir_beside(folder)
     try:
         (tmp / CONFIG_NAME).write_text(spec.to_json(), encoding="utf-8")

@@ -29,6 +29,7 @@ _WHY = {
     errno.ENOSPC: "the disk is full",
     errno.EDQUOT: "the disk quota is exhausted",
     errno.EISDIR: "it is a folder",
+    errno.EEXIST: "a part of its folder path is a file",
 }
 
 
@@ -36,6 +37,29 @@ def write_error(path: Path, err: OSError) -> LabelFreeError:
     """The one-line error for failing to write ``path`` (missing folder, no permission, full disk)."""
     why = _WHY.get(err.errno or -1, err.strerror or str(err))
     return LabelFreeError(f"cannot write {path}: {why}; choose another output location")
+
+
+def check_output_location(path: Path) -> None:
+    """Refuse, before any work, a ``path`` whose folder cannot be made or written to.
+
+    The nearest existing folder above ``path`` must be a folder (not a file) and writable; what
+    is missing below it is created when the file is written.
+    """
+    parent = Path(path).absolute().parent
+    while not parent.exists() and parent != parent.parent:
+        parent = parent.parent
+    if not parent.is_dir():
+        raise write_error(Path(path), OSError(errno.ENOTDIR, "not a directory"))
+    if not os.access(parent, os.W_OK | os.X_OK):
+        raise write_error(Path(path), OSError(errno.EACCES, "permission denied"))
+
+
+def make_parent(path: Path) -> None:
+    """Create the folder ``path`` goes in; failures are the one-line write error."""
+    try:
+        Path(path).parent.mkdir(parents=True, exist_ok=True)
+    except OSError as e:
+        raise write_error(Path(path), e) from None
 
 
 def _temp_prefix(path: Path) -> str:

@@ -155,6 +155,7 @@ def check_tiff(tf: object, path: Path) -> None:
     ):
         raise _damaged(path)
     size = path.stat().st_size
+    _check_imagej_count(tf, path, size)
     for page in pages:
         offsets = getattr(page, "dataoffsets", ())
         counts = getattr(page, "databytecounts", ())
@@ -167,6 +168,27 @@ def check_tiff(tf: object, path: Path) -> None:
             "read one grayscale transmitted-light channel: save the z-stack as grayscale (one "
             "sample per pixel, or the colours as separate channels) and open that"
         )
+
+
+def _check_imagej_count(tf: object, path: Path, size: int) -> None:
+    """An ImageJ header's image count must fit the file (tifffile trusts the pages instead).
+
+    ImageJ writes files over 4 GB with one page directory and the images one after another, so
+    the count is checked against the bytes the images need, not against the pages.
+    """
+    meta = getattr(tf, "imagej_metadata", None) or {}
+    try:
+        images = int(meta.get("images", 0))
+    except (TypeError, ValueError):
+        raise _damaged(path) from None
+    n_pages = len(tf.pages)
+    if images <= n_pages:
+        return
+    first = tf.pages.first
+    plane_bytes = int(np.prod(first.shape)) * first.dtype.itemsize if first.dtype else 0
+    start = first.dataoffsets[0] if first.dataoffsets else 0
+    if start + images * plane_bytes > size:
+        raise _damaged(path)
 
 
 def open_checked_tiff(path: Path) -> object | None:
