@@ -99,6 +99,13 @@ def _process_alive(pid: int) -> bool:
     return True
 
 
+def _nearly_full(folder: Path) -> bool:
+    try:
+        return shutil.disk_usage(folder).free < 1 << 20
+    except OSError:
+        return False
+
+
 def _umask() -> int:
     mask = os.umask(0)
     os.umask(mask)
@@ -132,6 +139,9 @@ def atomic_file(path: Path) -> Iterator[Path]:
             give_usual_permissions(tmp)  # after writing: a writer may have recreated the file 0600
             os.replace(tmp, path)
         except OSError as e:
+            if e.errno is None and _nearly_full(path.parent):
+                # a short write (tifffile: "4096 requested and 3016 written") carries no errno
+                e = OSError(errno.ENOSPC, "no space left on device")
             if e.errno in (errno.ENOSPC, errno.EDQUOT) or e.filename in (str(tmp), str(path)):
                 raise write_error(path, e) from None
             raise
