@@ -20,7 +20,7 @@ def test_models_lists_broken_folders_with_the_reason(work, assets, capsys):
     assert "zoo-structure" in rows["zoo-good"]
     for name in ("zoo-not-json", "zoo-list", "zoo-no-weights"):
         assert "BROKEN" in rows[name]
-    assert "broken: zoo-not-json: model" in result.out and "not valid JSON" in result.out
+    assert "broken: zoo-not-json: config.json is not valid JSON" in result.out
     assert "broken: zoo-list:" in result.out and "holds a list" in result.out
     assert "broken: zoo-no-weights:" in result.out and "needs config.json and weights" in result.out
     # a temporary of a killed save and an unrelated folder are not models, broken or not

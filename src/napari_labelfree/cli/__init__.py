@@ -145,6 +145,8 @@ def _run(
         logging.getLogger(name).setLevel(logging.ERROR)
     # library deprecation chatter is for developers, not for someone running a batch job
     warnings.filterwarnings("ignore", category=DeprecationWarning)
+    # torch's loader warns about the pickle protocol of a file it is about to refuse anyway
+    warnings.filterwarnings("ignore", category=UserWarning, module=r"torch\.")
     try:
         return int(args.func(args) or 0)
     except error_type as e:

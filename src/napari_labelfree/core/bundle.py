@@ -157,7 +157,8 @@ def scan_models() -> ModelScan:
                     continue  # some other folder, not a model
                 found[folder.name] = open_bundle(folder, source)
             except Exception as e:  # anything wrong with one folder is that folder's problem
-                broken[folder.name] = BrokenModel(folder, source, _reason(e))
+                reason = _reason(e).removeprefix(f"model {folder.resolve()}: ")
+                broken[folder.name] = BrokenModel(folder, source, reason)
     return ModelScan(list(found.values()), list(broken.values()), missing)
 
 
