@@ -114,7 +114,7 @@ def test_aicsimageio_is_used_where_bioio_is_absent(tmp_path, rng, monkeypatch):
             super().__init__(path)
 
     # a file the tifffile fast path declines (see core/ome_tiff.py), so the library adapter reads it
-    monkeypatch.setattr("napari_labelfree.core.io.read.read_ome_tiff_header", lambda path: None)
+    monkeypatch.setattr("napari_labelfree.core.io.read.read_ome_tiff_header", lambda *_: None)
     monkeypatch.setitem(sys.modules, "bioio", None)  # `import bioio` now raises ImportError
     monkeypatch.setitem(sys.modules, "aicsimageio", types.SimpleNamespace(AICSImage=FakeAICSImage))
     src = open_image(tmp_path / "a.ome.tif")
@@ -124,7 +124,7 @@ def test_aicsimageio_is_used_where_bioio_is_absent(tmp_path, rng, monkeypatch):
 
 def _bioio_source(path, monkeypatch):
     with monkeypatch.context() as m:
-        m.setattr("napari_labelfree.core.io.read.read_ome_tiff_header", lambda path: None)
+        m.setattr("napari_labelfree.core.io.read.read_ome_tiff_header", lambda *_: None)
         return open_image(path)
 
 
@@ -157,12 +157,18 @@ def test_plain_ome_tiff_is_read_by_tifffile_as_bioio_reads_it(tmp_path, rng, mon
             np.testing.assert_array_equal(fast.frame(t, c), slow.frame(t, c))
 
 
-def test_what_the_tifffile_path_does_not_know_goes_to_bioio(tmp_path, rng):
+def test_an_rgb_z_stack_is_refused_not_cut_to_red(tmp_path, rng):
     rgb = rng.integers(0, 255, size=(4, 16, 16, 3)).astype(np.uint8)
     tifffile.imwrite(
         tmp_path / "rgb.ome.tif", rgb, ome=True, photometric="rgb", metadata={"axes": "ZYXS"}
     )
-    assert open_image(tmp_path / "rgb.ome.tif").backend == "bioio"
+    tifffile.imwrite(tmp_path / "rgb.tif", rgb, photometric="rgb")
+    for name in ("rgb.ome.tif", "rgb.tif"):
+        with pytest.raises(LabelFreeError, match="colour \\(RGB\\) images, 3 samples"):
+            open_image(tmp_path / name)
+
+
+def test_what_the_tifffile_path_does_not_know_goes_to_bioio(tmp_path, rng):
     plain = rng.integers(0, 4000, size=(6, 16, 16)).astype(np.uint16)
     tifffile.imwrite(tmp_path / "plain.tif", plain, photometric="minisblack")
     src = open_image(tmp_path / "plain.tif")

@@ -59,7 +59,8 @@ def output_paths(
     """
     out = Path(output)
     named = format_of(output)
-    is_folder = named is None or (named == TIFF and (len(inputs) > 1 or out.is_dir()))
+    # an existing folder may carry any name; a new one named like a file is a slip, not a folder
+    is_folder = named is None or (named == TIFF and out.is_dir())
     if not is_folder:
         if fmt is not None and fmt != named:
             raise LabelFreeError(
@@ -68,7 +69,7 @@ def output_paths(
             )
         if len(inputs) > 1:
             raise LabelFreeError(
-                f"with several inputs, -o must be a folder, not the store {out.name}"
+                f"with several inputs, -o must be a folder; {out.name} is named like a file"
             )
         return [out], named
     fmt = fmt or default_fmt
@@ -83,8 +84,14 @@ def output_paths(
 
 
 def check_targets(targets: list[Path], overwrite: bool, resume: bool) -> None:
-    """Refuse to replace an existing output unless asked (a resumed store is checked when opened)."""
+    """Refuse, before any work, an output that cannot be written or would replace one unasked.
+
+    A resumed store is checked when it is opened.
+    """
+    from ..core.files import check_output_location
+
     for target in targets:
+        check_output_location(target)
         if target.exists() and not overwrite and not resume:
             raise LabelFreeError(
                 f"{target} already exists; choose another output or add --overwrite"

@@ -44,16 +44,19 @@ def run(args: argparse.Namespace) -> int:
     from pathlib import Path
 
     from ..core.errors import LabelFreeError
+    from ..core.files import check_output_location
     from ..core.io import write_ome_tiff
     from ..core.synth import STRUCTURES, simulate
 
     out = Path(args.output)
     if out.exists() and not args.overwrite:
         raise LabelFreeError(f"{out} already exists; choose another name or add --overwrite")
+    check_output_location(out)
     if args.structures is None:
         structures = list(STRUCTURES)
     else:
         structures = [s.strip() for s in args.structures.split(",") if s.strip()]
+    check_memory(args.shape, args.timepoints, len(structures) + 1)
     start = time.perf_counter()
     im = simulate(
         shape=args.shape,
@@ -76,3 +79,23 @@ def run(args: argparse.Namespace) -> int:
         f"{','.join(f'{v:g}' for v in im.voxel_size)} um in {time.perf_counter() - start:.1f} s"
     )
     return 0
+
+
+# the optics work on complex fields of the whole volume: about this many float32 volumes at once
+WORKING_VOLUMES = 16
+
+
+def check_memory(shape: tuple[int, int, int], timepoints: int, channels: int) -> None:
+    """Refuse a simulation that needs more memory than the machine has, before allocating it."""
+    from ..core.errors import LabelFreeError
+    from ..core.predict import _physical_memory
+
+    voxels = shape[0] * shape[1] * shape[2]
+    need = 4 * voxels * (WORKING_VOLUMES + timepoints * channels)
+    have = _physical_memory()
+    if have is not None and need > have:
+        raise LabelFreeError(
+            f"simulating {timepoints} x {channels} channels of {'x'.join(map(str, shape))} voxels "
+            f"needs about {need / 2**30:,.0f} GiB of memory, more than this machine's "
+            f"{have / 2**30:,.0f} GiB; choose a smaller --shape or fewer --timepoints"
+        )

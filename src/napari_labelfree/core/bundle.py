@@ -16,7 +16,7 @@ from typing import TYPE_CHECKING, Any
 
 from .config import ModelSpec
 from .errors import LabelFreeError
-from .files import temp_dir_beside
+from .files import make_parent, temp_dir_beside
 
 if TYPE_CHECKING:
     from .unet import UNet3D
@@ -63,6 +63,7 @@ def is_bundle(folder: Path) -> bool:
 
 
 def read_spec(folder: str | Path) -> ModelSpec:
+    """The spec in ``folder``'s config.json; every problem is a LabelFreeError naming the folder."""
     folder = Path(folder)
     if not folder.is_dir():
         raise LabelFreeError(
@@ -73,7 +74,17 @@ def read_spec(folder: str | Path) -> ModelSpec:
             f"{folder} is not a model: it needs {CONFIG_NAME} and {WEIGHTS_NAME} "
             "(make one with `labelfree init-model` or `labelfree train`)"
         )
-    return ModelSpec.from_json((folder / CONFIG_NAME).read_text(encoding="utf-8"))
+    try:
+        text = (folder / CONFIG_NAME).read_text(encoding="utf-8")
+    except (OSError, UnicodeDecodeError) as e:
+        why = e.strerror if isinstance(e, OSError) and e.strerror else str(e)
+        raise LabelFreeError(
+            f"cannot read the model config {folder / CONFIG_NAME}: {why}"
+        ) from None
+    try:
+        return ModelSpec.from_json(text)
+    except LabelFreeError as e:
+        raise LabelFreeError(f"model {folder}: {e}", field=e.fields) from None
 
 
 def open_bundle(folder: str | Path, source: str = "path") -> ModelBundle:
@@ -81,21 +92,79 @@ def open_bundle(folder: str | Path, source: str = "path") -> ModelBundle:
     return ModelBundle(path=folder, spec=read_spec(folder), source=source)
 
 
-def discover_models() -> list[ModelBundle]:
-    """Every readable model in the search paths; a name found twice keeps the first (highest priority)."""
+@dataclass(frozen=True)
+class BrokenModel:
+    """A folder that looks like a model (it has a config or weights) but cannot be used."""
+
+    path: Path
+    source: str
+    reason: str
+
+    @property
+    def name(self) -> str:
+        return self.path.name
+
+
+@dataclass
+class ModelScan:
+    """What discovery found: usable models, broken ones with why, search folders that are missing."""
+
+    models: list[ModelBundle]
+    broken: list[BrokenModel]
+    missing: list[tuple[Path, str]]  # (folder, source) listed but absent or unreadable
+
+
+def _reason(e: BaseException) -> str:
+    if isinstance(e, LabelFreeError):
+        return str(e)
+    if isinstance(e, OSError):
+        return f"{e.strerror or e}" + (f" ({e.filename})" if e.filename else "")
+    return f"{e.__class__.__name__}: {e}"
+
+
+def _candidates(root: Path) -> list[Path]:
+    """Model folders under ``root`` (or ``root`` itself); hidden folders (temporaries) never are."""
+    if (root / CONFIG_NAME).exists() or (root / WEIGHTS_NAME).exists():
+        return [root]
+    return sorted(p for p in root.iterdir() if not p.name.startswith(".") and p.is_dir())
+
+
+def scan_models() -> ModelScan:
+    """Every model folder in the search paths: usable, broken (with the reason) and missing roots.
+
+    One broken folder never hides the others: any failure reading it (a malformed or non-JSON
+    config, missing weights, no permission, an I/O error) is recorded and the scan goes on. A name
+    found twice keeps the first (highest priority).
+    """
     found: dict[str, ModelBundle] = {}
+    broken: dict[str, BrokenModel] = {}
+    missing: list[tuple[Path, str]] = []
     for root, source in model_search_paths():
-        if not root.is_dir():
+        try:
+            if not root.is_dir():
+                if source == "env":  # the user asked for it; the others may not exist yet
+                    missing.append((root, source))
+                continue
+            candidates = _candidates(root)
+        except OSError:
+            missing.append((root, source))
             continue
-        candidates = [root] if is_bundle(root) else sorted(p for p in root.iterdir() if p.is_dir())
         for folder in candidates:
-            if not is_bundle(folder) or folder.name in found:
+            if folder.name in found or folder.name in broken:
                 continue
             try:
+                if not (folder / CONFIG_NAME).exists() and not (folder / WEIGHTS_NAME).exists():
+                    continue  # some other folder, not a model
                 found[folder.name] = open_bundle(folder, source)
-            except LabelFreeError:
-                continue  # a broken model must not hide the others; `labelfree models` reports it
-    return list(found.values())
+            except Exception as e:  # anything wrong with one folder is that folder's problem
+                reason = _reason(e).removeprefix(f"model {folder.resolve()}: ")
+                broken[folder.name] = BrokenModel(folder, source, reason)
+    return ModelScan(list(found.values()), list(broken.values()), missing)
+
+
+def discover_models() -> list[ModelBundle]:
+    """Every usable model in the search paths (broken ones: :func:`scan_models`)."""
+    return scan_models().models
 
 
 def resolve_model(name_or_path: str | Path) -> ModelBundle:
@@ -103,17 +172,26 @@ def resolve_model(name_or_path: str | Path) -> ModelBundle:
     p = Path(name_or_path).expanduser()
     if p.is_dir():
         return open_bundle(p)
-    models = discover_models()
-    for m in models:
+    scan = scan_models()
+    for m in scan.models:
         if m.name == str(name_or_path):
             return m
-    for m in models:
+    for m in scan.models:
         if m.spec.structure == str(name_or_path):
             return m
-    known = ", ".join(sorted(m.name for m in models)) or "none"
+    for b in scan.broken:
+        if b.name == str(name_or_path):
+            raise LabelFreeError(
+                f"model {name_or_path!r} ({b.path}) is broken: {b.reason}", field="models"
+            )
+    known = ", ".join(sorted(m.name for m in scan.models)) or "none"
+    missing = "".join(
+        f"; {ENV_VAR} lists {path}, which is missing or unreadable" for path, _ in scan.missing
+    )
     raise LabelFreeError(
-        f"no model folder or known model named {name_or_path!r} (known models: {known}); "
-        f"give a model folder or add folders to {ENV_VAR}"
+        f"no model folder or known model named {name_or_path!r} (known models: {known}){missing}; "
+        f"give a model folder or add folders to {ENV_VAR}",
+        field="models",
     )
 
 
@@ -134,7 +212,7 @@ def save_bundle(
         raise LabelFreeError(
             f"{folder} already exists; choose a new folder (nothing was overwritten)"
         )
-    folder.parent.mkdir(parents=True, exist_ok=True)
+    make_parent(folder)
     tmp = temp_dir_beside(folder)
     try:
         (tmp / CONFIG_NAME).write_text(spec.to_json(), encoding="utf-8")

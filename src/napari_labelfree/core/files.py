@@ -29,6 +29,7 @@ _WHY = {
     errno.ENOSPC: "the disk is full",
     errno.EDQUOT: "the disk quota is exhausted",
     errno.EISDIR: "it is a folder",
+    errno.EEXIST: "a part of its folder path is a file",
 }
 
 
@@ -36,6 +37,29 @@ def write_error(path: Path, err: OSError) -> LabelFreeError:
     """The one-line error for failing to write ``path`` (missing folder, no permission, full disk)."""
     why = _WHY.get(err.errno or -1, err.strerror or str(err))
     return LabelFreeError(f"cannot write {path}: {why}; choose another output location")
+
+
+def check_output_location(path: Path) -> None:
+    """Refuse, before any work, a ``path`` whose folder cannot be made or written to.
+
+    The nearest existing folder above ``path`` must be a folder (not a file) and writable; what
+    is missing below it is created when the file is written.
+    """
+    parent = Path(path).absolute().parent
+    while not parent.exists() and parent != parent.parent:
+        parent = parent.parent
+    if not parent.is_dir():
+        raise write_error(Path(path), OSError(errno.ENOTDIR, "not a directory"))
+    if not os.access(parent, os.W_OK | os.X_OK):
+        raise write_error(Path(path), OSError(errno.EACCES, "permission denied"))
+
+
+def make_parent(path: Path) -> None:
+    """Create the folder ``path`` goes in; failures are the one-line write error."""
+    try:
+        Path(path).parent.mkdir(parents=True, exist_ok=True)
+    except OSError as e:
+        raise write_error(Path(path), e) from None
 
 
 def _temp_prefix(path: Path) -> str:
@@ -75,6 +99,13 @@ def _process_alive(pid: int) -> bool:
     return True
 
 
+def _nearly_full(folder: Path) -> bool:
+    try:
+        return shutil.disk_usage(folder).free < 1 << 20
+    except OSError:
+        return False
+
+
 def _umask() -> int:
     mask = os.umask(0)
     os.umask(mask)
@@ -108,6 +139,9 @@ def atomic_file(path: Path) -> Iterator[Path]:
             give_usual_permissions(tmp)  # after writing: a writer may have recreated the file 0600
             os.replace(tmp, path)
         except OSError as e:
+            if e.errno is None and _nearly_full(path.parent):
+                # a short write (tifffile: "4096 requested and 3016 written") carries no errno
+                e = OSError(errno.ENOSPC, "no space left on device")
             if e.errno in (errno.ENOSPC, errno.EDQUOT) or e.filename in (str(tmp), str(path)):
                 raise write_error(path, e) from None
             raise

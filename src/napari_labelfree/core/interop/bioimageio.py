@@ -57,10 +57,19 @@ def read_package(path: str | Path) -> tuple[ModelSpec, dict[str, Any]]:
     from bioimageio.spec.model import v0_5 as bm
 
     path = Path(path).expanduser()
+    if not path.exists():
+        raise LabelFreeError(f"{path} does not exist; check the path")
     if not path.is_file() or not zipfile.is_zipfile(path):
         raise LabelFreeError(f"{path} is not a zip file; give a bioimage.io model package (.zip)")
     spec_lib = bioimageio_spec()
-    descr = spec_lib.load_description(path, perform_io_checks=True, format_version="latest")
+    try:
+        descr = spec_lib.load_description(path, perform_io_checks=True, format_version="latest")
+    except (ValueError, OSError, KeyError) as e:  # no rdf.yaml, unreadable members
+        first = " ".join(str(e).split()).split(". ")[0]
+        raise LabelFreeError(
+            f"{path} is not a bioimage.io model package ({first}); give a package exported by "
+            "napari-labelfree"
+        ) from None
     if not isinstance(descr, bm.ModelDescr):
         errors = "; ".join(f"{e.loc}: {e.msg}" for e in descr.validation_summary.errors[:3])
         raise LabelFreeError(

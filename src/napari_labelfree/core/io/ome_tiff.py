@@ -16,12 +16,16 @@ file take seconds (O(T) per frame, O(T^2) for a time-lapse).
 
 from __future__ import annotations
 
+import logging
 import threading
 import xml.etree.ElementTree as ET
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
+from contextlib import contextmanager
 from pathlib import Path
 
 import numpy as np
+
+from ..errors import LabelFreeError
 
 # OME length units -> micrometres (the OME default unit is um)
 _TO_UM = {"µm": 1.0, "um": 1.0, "nm": 1e-3, "Å": 1e-4, "mm": 1e3, "cm": 1e4, "m": 1e6, "pm": 1e-6}
@@ -94,25 +98,143 @@ class TiffPlanes:
                 self._tiff = None
 
 
-def read_ome_tiff_header(
-    path: Path,
-) -> tuple[tuple[int, int, int, int, int], list[str], tuple, TiffPlanes] | None:
-    """(TCZYX shape, channel names, physical sizes um Z,Y,X, open planes), or None to use bioio."""
+# what tifffile logs (and then carries on past) when a file is cut short or its header lies
+_DAMAGE_WORDS = ("invalid", "corrupt", "missing", "truncat", "failed to read", "out of range")
+
+
+@contextmanager
+def _tifffile_complaints() -> Iterator[list[str]]:
+    """Collect tifffile's warnings instead of printing them; yields the list they land in."""
+    logger = logging.getLogger("tifffile")
+    said: list[str] = []
+
+    class Keep(logging.Handler):
+        def emit(self, record: logging.LogRecord) -> None:
+            said.append(record.getMessage())
+
+    handler = Keep(logging.WARNING)
+    old_propagate = logger.propagate
+    logger.addHandler(handler)
+    logger.propagate = False
+    try:
+        yield said
+    finally:
+        logger.removeHandler(handler)
+        logger.propagate = old_propagate
+
+
+def _damaged(path: Path) -> LabelFreeError:
+    return LabelFreeError(
+        f"{path} is truncated or corrupt (its header describes more data than the file holds); "
+        "copy it again from the microscope or its original location"
+    )
+
+
+def check_tiff(tf: object, path: Path) -> None:
+    """Refuse a TIFF that is cut short, whose header lies, or that holds RGB samples.
+
+    tifffile reads such files leniently (it logs a warning and zero-fills or drops what is
+    missing), which would predict on a made-up image, call a truncated z-stack 2D, or allocate
+    the 100,000 time points a header claims for a 16-page file. Costs one pass over the page
+    index, which every reader of the file makes anyway.
+    """
+    with _tifffile_complaints() as said:
+        try:
+            series = tf.series[0] if tf.series else None
+            pages = list(series.pages) if series is not None else []
+            n_pages = len(tf.pages)
+        except Exception as e:  # tifffile raises many types for a damaged file
+            raise LabelFreeError(
+                f"{path} is not a readable TIFF ({e.__class__.__name__}: {e}); it may be "
+                "truncated or corrupt"
+            ) from None
+    if series is None or not pages or n_pages == 0:
+        raise LabelFreeError(f"{path} holds no images; it may be truncated or corrupt")
+    if any(page is None for page in pages) or any(
+        any(w in m.lower() for w in _DAMAGE_WORDS) for m in said
+    ):
+        raise _damaged(path)
+    size = path.stat().st_size
+    _check_imagej_count(tf, path, size)
+    for page in pages:
+        offsets = getattr(page, "dataoffsets", ())
+        counts = getattr(page, "databytecounts", ())
+        if any(o + n > size for o, n in zip(offsets, counts, strict=False)):
+            raise _damaged(path)
+    samples = dict(zip(series.axes, series.shape, strict=False)).get("S", 1)
+    if samples > 1:
+        raise LabelFreeError(
+            f"{path} holds colour (RGB) images, {samples} samples per pixel; label-free models "
+            "read one grayscale transmitted-light channel: save the z-stack as grayscale (one "
+            "sample per pixel, or the colours as separate channels) and open that"
+        )
+
+
+def _check_imagej_count(tf: object, path: Path, size: int) -> None:
+    """An ImageJ header's image count must fit the file (tifffile trusts the pages instead).
+
+    ImageJ writes files over 4 GB with one page directory and the images one after another, so
+    the count is checked against the bytes the images need, not against the pages.
+    """
+    meta = getattr(tf, "imagej_metadata", None) or {}
+    try:
+        images = int(meta.get("images", 0))
+    except (TypeError, ValueError):
+        raise _damaged(path) from None
+    n_pages = len(tf.pages)
+    if images <= n_pages:
+        return
+    first = tf.pages.first
+    plane_bytes = int(np.prod(first.shape)) * first.dtype.itemsize if first.dtype else 0
+    start = first.dataoffsets[0] if first.dataoffsets else 0
+    if start + images * plane_bytes > size:
+        raise _damaged(path)
+
+
+def open_checked_tiff(path: Path) -> object | None:
+    """``tifffile.TiffFile`` of a TIFF that passed :func:`check_tiff`; None for other files.
+
+    A file that does not start like a TIFF returns None (bioio may have a reader for it); one
+    that does but is damaged raises LabelFreeError.
+    """
     import tifffile
 
+    with open(path, "rb") as f:
+        magic = f.read(4)
+    if magic not in (b"II*\x00", b"MM\x00*", b"II+\x00", b"MM\x00+"):
+        return None
+    with _tifffile_complaints() as said:
+        try:
+            tf = tifffile.TiffFile(path)
+        except Exception as e:
+            raise LabelFreeError(
+                f"{path} is not a readable TIFF ({e.__class__.__name__}: {e}); it may be "
+                "truncated or corrupt"
+            ) from None
+    try:
+        if any(any(w in m.lower() for w in _DAMAGE_WORDS) for m in said):
+            raise _damaged(path)
+        check_tiff(tf, path)
+    except BaseException:
+        tf.close()
+        raise
+    return tf
+
+
+def read_ome_tiff_header(
+    path: Path, tf: object
+) -> tuple[tuple[int, int, int, int, int], list[str], tuple, TiffPlanes] | None:
+    """(TCZYX shape, channel names, physical sizes um Z,Y,X, open planes), or None to use bioio.
+
+    ``tf`` is the file opened by :func:`open_checked_tiff`; it is kept open in the planes
+    returned, and left to the caller to close when None is returned.
+    """
     if not path.name.lower().endswith((".ome.tif", ".ome.tiff")):
         return None
     try:
-        tf = tifffile.TiffFile(path)
-    except Exception:  # unreadable here: let bioio try and report the error
-        return None
-    try:
-        planes = _ome_planes(path, tf)
+        return _ome_planes(path, tf)
     except Exception:
-        planes = None
-    if planes is None:
-        tf.close()
-    return planes
+        return None
 
 
 def _ome_planes(path: Path, tf: object) -> tuple | None:

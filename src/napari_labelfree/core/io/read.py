@@ -10,13 +10,15 @@ the rest of the time-lapse.
 
 from __future__ import annotations
 
+import stat
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 
 from ..errors import LabelFreeError
-from .ome_tiff import read_ome_tiff_header, tiff_planes_for
+from .ome_tiff import open_checked_tiff, read_ome_tiff_header, tiff_planes_for
 from .source import ImageSource, _clean_size
 
 ZARR_SUFFIXES = (".zarr",)  # ".ome.zarr" ends with ".zarr" too
@@ -26,6 +28,15 @@ FORMATS = "CZI, OME-TIFF, TIFF or OME-Zarr"
 def is_zarr(path: str | Path) -> bool:
     """True for an OME-Zarr store path (``x.zarr`` or ``x.ome.zarr``, a folder)."""
     return str(path).rstrip("/\\").lower().endswith(ZARR_SUFFIXES)
+
+
+def _short(e: BaseException) -> str:
+    """An exception as one short clause (bioio's messages run to a paragraph of advice)."""
+    text = " ".join(str(e).split())
+    first = text.split(". ")[0]
+    if len(first) > 160:
+        first = first[:157] + "..."
+    return f"{e.__class__.__name__}: {first}" if first else e.__class__.__name__
 
 
 def _open_reader(path: Path) -> Any:
@@ -38,9 +49,9 @@ def _open_reader(path: Path) -> Any:
             return BioImage(path)
         except Exception as e:  # bioio raises many types for unreadable/unsupported files
             raise LabelFreeError(
-                f"cannot read {path}: {e.__class__.__name__}: {e}. Is it a {FORMATS} file? "
-                "(install the bioio reader plugin for other formats)"
-            ) from e
+                f"cannot read {path} ({_short(e)}); is it a {FORMATS} file? For other formats "
+                "install their bioio reader plugin"
+            ) from None
     try:
         from aicsimageio import AICSImage
     except ImportError as e:
@@ -48,21 +59,69 @@ def _open_reader(path: Path) -> Any:
     try:
         return AICSImage(path)
     except Exception as e:
-        raise LabelFreeError(f"cannot read {path}: {e}") from e
+        raise LabelFreeError(f"cannot read {path} ({_short(e)})") from None
+
+
+def _check_regular(path: Path) -> None:
+    """Refuse what is not an image file or store before anything opens it.
+
+    Opening a FIFO for reading blocks until something writes to it, and a device never ends:
+    both would hang the reader.
+    """
+    try:
+        mode = path.stat().st_mode
+    except FileNotFoundError:
+        raise LabelFreeError(f"{path} does not exist; check the path") from None
+    except OSError as e:
+        raise LabelFreeError(f"cannot read {path}: {e.strerror or e}") from None
+    if stat.S_ISDIR(mode):
+        if not is_zarr(path):
+            raise LabelFreeError(f"{path} is a folder; give an image file or store ({FORMATS})")
+        return
+    if not stat.S_ISREG(mode):
+        raise LabelFreeError(
+            f"{path} is not a regular file (a pipe, socket or device); give an image file "
+            f"({FORMATS})"
+        )
+    if path.stat().st_size == 0:
+        raise LabelFreeError(f"{path} is empty (0 bytes); it was not written completely")
+    try:
+        with open(path, "rb"):
+            pass
+    except OSError as e:
+        raise LabelFreeError(f"cannot read {path}: {e.strerror or e}") from None
+
+
+def _guarded(
+    path: Path, read: Callable[[int, int], np.ndarray]
+) -> Callable[[int, int], np.ndarray]:
+    """``read`` whose failures (a file cut short past its header) are one clear error."""
+
+    def read_frame(t: int, c: int) -> np.ndarray:
+        try:
+            return read(t, c)
+        except (LabelFreeError, MemoryError):
+            raise
+        except Exception as e:  # readers raise many types for damaged data
+            raise LabelFreeError(
+                f"cannot read time point {t}, channel {c} of {path} ({_short(e)}); the file may "
+                "be truncated or corrupt"
+            ) from None
+
+    return read_frame
 
 
 def open_image(path: str | Path) -> ImageSource:
     """Open a microscopy file lazily as TCZYX with channel names and physical sizes.
 
     The returned source reads one (T, C) frame at a time and keeps the file open between frames;
-    close it (or use it in a ``with`` block) to release the file early.
+    close it (or use it in a ``with`` block) to release the file early. A file that is not
+    regular, empty, truncated, corrupt or RGB is refused with a :class:`LabelFreeError`.
     """
     path = Path(path)
-    if not path.exists():
-        raise LabelFreeError(f"{path} does not exist; check the path")
-    if path.is_dir() and not is_zarr(path):
-        raise LabelFreeError(f"{path} is a folder; give an image file or store ({FORMATS})")
-    header = read_ome_tiff_header(path)
+    _check_regular(path)
+    tf = None if path.is_dir() else open_checked_tiff(path)
+    header = read_ome_tiff_header(path, tf) if tf is not None else None
     if header is not None:
         shape, names, sizes, planes = header
         return ImageSource(
@@ -71,13 +130,33 @@ def open_image(path: str | Path) -> ImageSource:
             names,
             sizes,
             "tifffile",
-            lambda t, c: planes.read_frame(t, c, shape[2]),
+            _guarded(path, lambda t, c: planes.read_frame(t, c, shape[2])),
             _close=planes.close,
             dtype=getattr(planes, "dtype", None),
         )
+    if tf is not None:
+        tf.close()  # checked; bioio opens the file its own way
     reader = _open_reader(path)
+    try:
+        return _from_reader(path, reader)
+    except LabelFreeError:
+        raise
+    except Exception as e:  # a header bioio opened but cannot make sense of
+        raise LabelFreeError(
+            f"cannot read {path} ({_short(e)}); the file may be truncated or corrupt"
+        ) from None
+
+
+def _from_reader(path: Path, reader: Any) -> ImageSource:
     dims = reader.dims
     shape = tuple(int(getattr(dims, a, 1)) for a in "TCZYX")
+    samples = int(getattr(dims, "S", 1) or 1)
+    if samples > 1:
+        raise LabelFreeError(
+            f"{path} holds colour (RGB) images, {samples} samples per pixel; label-free models "
+            "read one grayscale transmitted-light channel: save the z-stack as grayscale and "
+            "open that"
+        )
     names = list(reader.channel_names or [])
     if len(names) != shape[1]:
         names = [f"channel {i}" for i in range(shape[1])]
@@ -98,7 +177,7 @@ def open_image(path: str | Path) -> ImageSource:
             names,
             sizes,
             backend,
-            lambda t, c: planes.read_frame(t, c, shape[2]),
+            _guarded(path, lambda t, c: planes.read_frame(t, c, shape[2])),
             _close=planes.close,
             dtype=dtype,
         )
@@ -107,7 +186,7 @@ def open_image(path: str | Path) -> ImageSource:
         data = reader.get_image_dask_data("ZYX", T=t, C=c)
         return np.asarray(data.compute(), dtype=np.float32)
 
-    return ImageSource(path, shape, names, sizes, backend, read_frame, dtype=dtype)  # type: ignore[arg-type]
+    return ImageSource(path, shape, names, sizes, backend, _guarded(path, read_frame), dtype=dtype)  # type: ignore[arg-type]
 
 
 def _tiff_planes(path: Path, reader: Any) -> Any:

@@ -10,7 +10,7 @@ from typing import Any
 import numpy as np
 
 from ..errors import LabelFreeError
-from ..files import atomic_file
+from ..files import atomic_file, make_parent
 
 
 def ome_metadata(
@@ -75,7 +75,7 @@ def write_ome_tiff(
         if n != t:
             raise ValueError(f"got {n} frames, expected {t}")
 
-    path.parent.mkdir(parents=True, exist_ok=True)
+    make_parent(path)
     with atomic_file(path) as tmp, warnings.catch_warnings():
         warnings.simplefilter("ignore")
         tifffile.imwrite(

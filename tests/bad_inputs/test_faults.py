@@ -1,0 +1,206 @@
+"""Faults from outside: a full disk, a read-only folder, and the signals schedulers send.
+
+Each must end the command with one line and leave no file (the output, or a temporary) behind.
+"""
+
+from __future__ import annotations
+
+import errno
+import os
+import shutil
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+from bad_input_harness import message_line, run_cli, snapshot
+
+from napari_labelfree.core import files
+
+HERE = Path(__file__).resolve().parent
+SRC = HERE.parents[1] / "src"
+
+
+def _predict(assets, work, *extra: str) -> list[str]:
+    return [
+        "predict",
+        str(assets.good),
+        "--channel",
+        "bright-field",
+        "-m",
+        str(assets.model),
+        "-o",
+        str(work / "out.ome.tif"),
+        "--device",
+        "cpu",
+        *extra,
+    ]
+
+
+@pytest.mark.parametrize(
+    ("code", "why"),
+    [(errno.ENOSPC, "the disk is full"), (errno.EDQUOT, "quota"), (errno.EROFS, "read-only")],
+)
+def test_a_write_that_fails_half_way_is_one_line_and_leaves_nothing(
+    work, assets, capsys, monkeypatch, code, why
+):
+    """The disk fills (or turns read-only) while the prediction is being written."""
+    import tifffile
+
+    real = tifffile.imwrite
+
+    def fails_half_way(path, *args, **kwargs):
+        Path(path).write_bytes(b"half a file")
+        raise OSError(code, os.strerror(code), str(path))
+
+    monkeypatch.setattr(tifffile, "imwrite", fails_half_way)
+    before = snapshot(work, assets.root)
+    result = run_cli(_predict(assets, work), capsys)
+    monkeypatch.setattr(tifffile, "imwrite", real)
+    assert result.code == 2 and "Traceback" not in result.err
+    assert why in message_line(result.err) and "out.ome.tif" in message_line(result.err)
+    assert snapshot(work, assets.root) == before
+
+
+@pytest.mark.parametrize("code", [errno.EROFS, errno.EACCES])
+def test_a_folder_that_refuses_new_files_is_one_line(work, assets, capsys, monkeypatch, code):
+    """As root chmod stops nothing: the refusal is patched into the temporary file's creation."""
+
+    def refuses(*args, **kwargs):
+        raise OSError(code, os.strerror(code), kwargs.get("dir"))
+
+    monkeypatch.setattr(files.tempfile, "mkstemp", refuses)
+    monkeypatch.setattr(files.tempfile, "mkdtemp", refuses)
+    before = snapshot(work, assets.root)
+    for argv in (
+        _predict(assets, work),
+        ["init-model", str(work / "m"), "--structure", "dna", "--depth", "1", "--width", "2"],
+        ["synth", str(work / "s.ome.tif"), "--shape", "8,16,16", "--timepoints", "1"],
+    ):
+        result = run_cli(argv, capsys)
+        assert result.code == 2 and "Traceback" not in result.err, result.err
+        assert f"cannot write {work}" in message_line(result.err)
+    assert snapshot(work, assets.root) == before
+
+
+def _small_tmpfs(path: Path) -> bool:
+    path.mkdir()
+    if sys.platform != "linux" or os.geteuid() != 0 or not shutil.which("mount"):
+        return False
+    done = subprocess.run(
+        ["mount", "-t", "tmpfs", "-o", "size=64k", "tmpfs", str(path)],
+        capture_output=True,
+        timeout=30,
+    )
+    return done.returncode == 0
+
+
+def test_a_really_full_disk(tmp_path, assets, capsys):
+    """On a 64 KiB tmpfs (where this machine lets a test mount one) a synth does not fit."""
+    disk = tmp_path / "disk"
+    if not _small_tmpfs(disk):
+        pytest.skip("cannot mount a small tmpfs here (needs Linux and root)")
+    try:
+        (disk / "keep.txt").write_text("already here")
+        before = snapshot(disk)
+        result = run_cli(
+            ["synth", str(disk / "s.ome.tif"), "--shape", "16,64,64", "--structures", "dna"],
+            capsys,
+        )
+        assert result.code == 2 and "Traceback" not in result.err, result.err
+        assert "the disk is full" in message_line(result.err)
+        assert snapshot(disk) == before
+    finally:
+        subprocess.run(["umount", str(disk)], capture_output=True, timeout=30)
+
+
+@pytest.mark.parametrize(
+    ("sig", "code", "said"),
+    [
+        (signal.SIGTERM, 143, "interrupted by SIGTERM"),
+        (signal.SIGHUP, 129, "interrupted by SIGHUP"),
+        (signal.SIGINT, 130, "interrupted;"),
+    ],
+)
+def test_a_signal_half_way_through_a_prediction_leaves_nothing(
+    tmp_path, assets, rng, sig, code, said
+):
+    """What `timeout`, a batch scheduler or a closed terminal sends, at the worst moment."""
+    from napari_labelfree.core.io import write_ome_tiff
+
+    work = tmp_path / "work"
+    work.mkdir()
+    three_frames = rng.normal(100, 10, size=(3, 1, 8, 16, 16)).astype("float32")
+    source = write_ome_tiff(work / "lapse.ome.tif", three_frames, None, ["bf"], (0.29,) * 3)
+    (work / "out.ome.tif").write_bytes(b"an older prediction")
+    marker = tmp_path / "started"
+    before = snapshot(work)
+    argv = [
+        "predict",
+        str(source),
+        "-m",
+        str(assets.model),
+        "-o",
+        str(work / "out.ome.tif"),
+        "--overwrite",
+        "--device",
+        "cpu",
+    ]
+    env = {**os.environ, "PYTHONPATH": f"{SRC}{os.pathsep}{os.environ.get('PYTHONPATH', '')}"}
+    proc = subprocess.Popen(
+        [sys.executable, str(HERE / "slow_predict.py"), str(marker), "--", *argv],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+        env=env,
+    )
+    try:
+        deadline = time.monotonic() + 300
+        while not marker.exists():  # the first frame is in the temporary file now
+            assert proc.poll() is None, proc.communicate()
+            assert time.monotonic() < deadline, "the prediction never reached its second frame"
+            time.sleep(0.05)
+        assert any(p.name.endswith(".tmp") for p in work.iterdir()), "no half-written file"
+        proc.send_signal(sig)
+        out, err = proc.communicate(timeout=120)
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+    assert proc.returncode == code, err
+    assert "Traceback" not in err
+    # progress lines of the frames done, then the one line saying what happened
+    last = err.strip().splitlines()[-1]
+    assert last.startswith("labelfree predict: ") and said in last
+    assert "nothing half-written" in last
+    # the older prediction is untouched and no temporary is left
+    assert snapshot(work) == before
+
+
+def test_ctrl_c_while_starting_is_one_line(tmp_path):
+    """A Ctrl-C during the imports, before the command runs: one line, exit 130."""
+    code = (
+        "import builtins, sys\n"
+        "real = builtins.__import__\n"
+        "def slow(name, *a, **k):\n"
+        "    if name == 'argparse' or name.endswith('_args'):\n"
+        "        raise KeyboardInterrupt\n"
+        "    return real(name, *a, **k)\n"
+        "from napari_labelfree.cli import main\n"
+        "builtins.__import__ = slow\n"
+        "sys.exit(main(['models']))\n"
+    )
+    env = {**os.environ, "PYTHONPATH": f"{SRC}{os.pathsep}{os.environ.get('PYTHONPATH', '')}"}
+    done = subprocess.run(
+        [sys.executable, "-c", code], capture_output=True, text=True, env=env, timeout=120
+    )
+    assert done.returncode == 130, done.stderr
+    assert done.stderr.strip() == "labelfree: interrupted while starting; nothing was done"
+
+
+def test_signal_handlers_are_restored(work, assets, capsys):
+    before = {s: signal.getsignal(s) for s in (signal.SIGTERM, signal.SIGHUP, signal.SIGINT)}
+    run_cli(["models"], capsys)
+    run_cli(["predict", "nope.tif", "-m", str(assets.model), "-o", "x.ome.tif"], capsys)
+    assert {s: signal.getsignal(s) for s in before} == before
