@@ -23,24 +23,31 @@ def resolve_device(name: str | torch.device | None = "auto") -> torch.device:
     try:
         dev = torch.device(name)
     except RuntimeError as e:
-        raise LabelFreeError(f"unknown device {name!r}; use auto, cpu, cuda, cuda:N or mps") from e
+        raise LabelFreeError(
+            f"unknown device {name!r}; use auto, cpu, cuda, cuda:N or mps", field="device"
+        ) from e
     if dev.type == "cuda":
         if not torch.cuda.is_available():
             raise LabelFreeError(
-                f"device {name!r} asked for, but no CUDA GPU is available; use --device cpu"
+                f"device {name!r} asked for, but no CUDA GPU is available; choose the CPU",
+                field="device",
             )
         if dev.index is not None and dev.index >= torch.cuda.device_count():
             raise LabelFreeError(
-                f"device {name!r} asked for, but only {torch.cuda.device_count()} CUDA GPU(s) exist"
+                f"device {name!r} asked for, but only {torch.cuda.device_count()} CUDA GPU(s) exist",
+                field="device",
             )
     if dev.type == "mps" and not (
         getattr(torch.backends, "mps", None) and torch.backends.mps.is_available()
     ):
         raise LabelFreeError(
-            "device 'mps' asked for, but Apple MPS is not available; use --device cpu"
+            "device 'mps' asked for, but Apple MPS is not available; choose the CPU",
+            field="device",
         )
     if dev.type not in ("cpu", "cuda", "mps"):
-        raise LabelFreeError(f"unsupported device {name!r}; use auto, cpu, cuda, cuda:N or mps")
+        raise LabelFreeError(
+            f"unsupported device {name!r}; use auto, cpu, cuda, cuda:N or mps", field="device"
+        )
     return dev
 
 
@@ -147,7 +154,9 @@ def resolve_precision(device: torch.device, precision: str = "auto") -> tuple[to
     """
     named = {"fp32": torch.float32, "bf16": torch.bfloat16, "fp16": torch.float16}
     if precision not in named and precision != "auto":
-        raise LabelFreeError(f"precision must be auto, fp32, bf16 or fp16, got {precision!r}")
+        raise LabelFreeError(
+            f"precision must be auto, fp32, bf16 or fp16, got {precision!r}", field="precision"
+        )
     if device.type == "cuda":
         if precision == "auto":
             return autocast_dtype(device) or torch.float32, ""
