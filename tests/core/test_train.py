@@ -217,7 +217,7 @@ def test_unknown_precision_is_refused():
 
 
 def test_resume_uses_the_learning_rate_asked_for_now(tmp_path):
-    cfg = TrainConfig(
+    cfg = TrainConfig.paper(
         iterations=4,
         batch_size=2,
         patch_shape=(4, 8, 8),
@@ -226,7 +226,7 @@ def test_resume_uses_the_learning_rate_asked_for_now(tmp_path):
         lr=1e-3,
     )
     _run(tmp_path / "m", cfg)
-    lower = TrainConfig(
+    lower = TrainConfig.paper(
         iterations=6,
         batch_size=2,
         patch_shape=(4, 8, 8),

@@ -47,8 +47,10 @@ from .config import TrainConfig
 from .engine import Batch, Engine
 from .evaluate import evaluate_model, mean_score
 from .events import CheckpointSaved, TrainEvent, TrainStep, Validated
+from .init import load_init_weights, resolve_init, spec_from_init
 from .log import CURVE_NAME, LOG_NAME, TrainLog, fmt, write_loss_curve
 from .patches import PatchSampler, cut_patches, prepare_pair
+from .recipe import BEST_NAME, Recipe
 
 # Fixed validation patches: enough voxels for a stable r, few enough to keep validation cheap on a CPU.
 _MAX_VAL_PATCHES = 16
@@ -64,6 +66,7 @@ def iter_train(
     val: list[ImagePair] | None = None,
     device: str | torch.device = "auto",
     resume: bool = False,
+    init: str | Path | ModelBundle | None = None,
 ) -> Generator[TrainEvent, None, ModelBundle]:
     """Train one structure model; yield progress; return the trained bundle in ``out_dir``.
 
@@ -98,11 +101,14 @@ def iter_train(
     """
     config = config or TrainConfig()
     out = Path(out_dir)
+    # provenance and metrics are filled in; the caller's spec stays as is
+    spec = copy.deepcopy(spec)
+    start = resolve_init(init) if init is not None else None  # fine-tuning (core.train.init)
+    if start is not None:
+        spec = spec_from_init(spec, start)
     _check_request(train, spec, config, out, resume)
     out.mkdir(parents=True, exist_ok=True)
     dev = resolve_device(device)
-    # provenance and metrics are filled in; the caller's spec stays as is
-    spec = copy.deepcopy(spec)
 
     train_arrays = yield from _prepare_all(train, spec, config)
     val_arrays = yield from _prepare_all(val or [], spec, config)
@@ -111,10 +117,13 @@ def iter_train(
     targets = [torch.from_numpy(t).to(dev) for _, t, _ in train_arrays]
 
     engine = Engine.build(spec, config, dev)
+    if start is not None:
+        load_init_weights(engine.net, start)
     patch_rng = np.random.default_rng(config.seed)
     sampler = PatchSampler([s.shape for s, _, _ in train_arrays], config.patch_shape, patch_rng)
     val_batches = _validation_batches(val_arrays, config, engine, dev)
     run = _Run(out, spec, config, dev, engine, patch_rng, train_arrays, val_arrays)
+    run.recipe = Recipe(config, out, patch_rng, dev, bool(val_batches))
     if resume:
         yield from run.resume()
     run.log = log = TrainLog(out / LOG_NAME, run.iteration)
@@ -152,7 +161,7 @@ def _check_request(
             f"patch shape {config.patch_shape} must be a multiple of {multiple} on every axis for a "
             f"network of depth {spec.architecture.depth}"
         )
-    run_files = (CONFIG_NAME, WEIGHTS_NAME, CHECKPOINT_NAME, LOG_NAME)
+    run_files = (CONFIG_NAME, WEIGHTS_NAME, CHECKPOINT_NAME, LOG_NAME, BEST_NAME)
     if not resume and out.exists() and any((out / n).exists() for n in run_files):
         raise LabelFreeError(
             f"{out} already holds a model or a training run; choose a new folder, or resume it; "
@@ -166,7 +175,7 @@ def _prepare_all(
     """Every pair z-scored, at the model's voxel size and at least a patch big; notices yielded."""
     out = []
     for pair in pairs:
-        s, t, notes = prepare_pair(pair, spec.voxel_size_um, config.patch_shape)
+        s, t, notes = prepare_pair(pair, spec.voxel_size_um, config.patch_shape, spec.normalization)
         for n in notes:
             yield Notice(n)
         out.append((s, t, pair.name))
@@ -211,6 +220,7 @@ class _Run:
     iteration: int = 0
     elapsed_before: float = 0.0
     log: TrainLog | None = None
+    recipe: Recipe | None = None
     last_val: dict[str, float] = field(default_factory=dict)
     recent_loss: deque[float] = field(default_factory=lambda: deque(maxlen=100))
     t_start: float = field(default_factory=time.perf_counter)
@@ -292,9 +302,14 @@ class _Run:
                 **self.last_val,
             }
         )
+        net = self.engine.net
+        weights = net.state_dict()
+        if self.recipe is not None:  # the best validated weights, where kept
+            self.spec.metrics.update(self.recipe.metrics(interrupted))
+            weights = self.recipe.bundle_weights(net, interrupted)
         if final_metrics:
             self.spec.metrics.update(final_metrics)
-        write_bundle_files(self.out, self.spec, self.engine.net.state_dict())
+        write_bundle_files(self.out, self.spec, weights)
         self.write_curve()
 
 
@@ -313,9 +328,11 @@ def _iterate(
     try:
         while run.iteration < config.iterations:
             where = sampler.sample(config.batch_size)
-            x = engine.layout(cut_patches(signals, where, config.patch_shape))
+            x = cut_patches(signals, where, config.patch_shape)
             y = cut_patches(targets, where, config.patch_shape)
-            loss = engine.step(x, y)
+            x, y = run.recipe.batch(x, y)  # augmentation (core.train.recipe hooks)
+            run.recipe.before_step(engine.optimizer, run.iteration)
+            loss = engine.step(engine.layout(x), y)
             run.iteration += 1
             it = run.iteration
             if not math.isfinite(loss):
@@ -332,6 +349,7 @@ def _iterate(
             last = it == config.iterations
             if val_batches and (it % config.validate_every == 0 or last):
                 vl, vr = engine.validate(val_batches)
+                run.recipe.validated(engine.net, it, vl)  # keeps the best weights
                 run.last_val = {"val_loss": vl, "val_pearson_r": vr}
                 row.update(val_loss=fmt(vl), val_pearson_r=fmt(vr))
                 validated = Validated(it, vl, vr)
