@@ -118,6 +118,9 @@ def test_train_then_evaluate(tmp_path, sim_files, capsys):
     assert {r["set"] for r in rows} == {"train", "test"}
     assert [r["image"] for r in rows if r["set"] == "test"] == ["field2.ome.tif", "mean", "std"]
     assert all(-1 <= float(r["pearson_r"]) <= 1 for r in rows)
+    # the image-quality scores, per image and summarized
+    assert {"ssim", "psnr", "nrmse"} <= set(rows[0])
+    assert all(-1 <= float(r["ssim"]) <= 1 and float(r["nrmse"]) >= 0 for r in rows)
     assert plot.read_bytes()[:4] == b"\x89PNG"
 
 
@@ -207,3 +210,56 @@ def test_ctrl_c_keeps_the_weights_and_says_so(tmp_path, sim_files, capsys, monke
     assert "Traceback" not in err
     cfg = json.loads((model / "config.json").read_text())  # a usable bundle
     assert (model / "weights.safetensors").is_file() and cfg["structure"] == "dna"
+
+
+def _captured_train(monkeypatch, argv):
+    """Run `labelfree train` up to the core call; return the config and init it was given."""
+    import napari_labelfree.core.train as core_train
+    from napari_labelfree.core.errors import LabelFreeError
+
+    seen = {}
+
+    def capture(train, spec, out, config, **kwargs):
+        seen.update(config=config, init=kwargs.get("init"), spec=spec)
+        raise LabelFreeError("captured")
+        yield  # a generator, as iter_train is
+
+    monkeypatch.setattr(core_train, "iter_train", capture)
+    assert main(argv) == 2
+    return seen
+
+
+def test_train_recipe_and_init_options(tmp_path, sim_files, monkeypatch):
+    base = [
+        "train",
+        str(sim_files[0]),
+        "-o",
+        str(tmp_path / "m"),
+        "--signal-channel",
+        "bright-field",
+        "--target-channel",
+        "dna",
+    ]
+    default = _captured_train(monkeypatch, base)["config"]
+    assert default.augment and default.keep_best
+    off = _captured_train(monkeypatch, [*base, "--no-augment", "--schedule", "cosine"])
+    assert off["config"].augment is False and off["config"].schedule == "cosine"
+    paper = _captured_train(monkeypatch, [*base, "--paper-recipe", "--lr", "0.002"])["config"]
+    assert (paper.augment, paper.optimizer, paper.schedule, paper.loss, paper.keep_best) == (
+        False,
+        "adam",
+        "constant",
+        "mse",
+        False,
+    )
+    assert paper.lr == 0.002
+    tuned = _captured_train(monkeypatch, [*base, "--init", "dna", "--loss", "l1+ms-ssim"])
+    assert tuned["init"] == "dna" and tuned["config"].loss == "l1+ms-ssim"
+
+
+def test_predict_tta_flag():
+    from napari_labelfree.cli import build_parser
+
+    parser = build_parser()
+    assert parser.parse_args(["predict", "a.tif", "-m", "dna", "-o", "p.tif", "--tta"]).tta == "yx"
+    assert parser.parse_args(["predict", "a.tif", "-m", "dna", "-o", "p.tif"]).tta == "none"
