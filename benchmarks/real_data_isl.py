@@ -16,14 +16,20 @@ Pixel sizes are not stored in the data, so the model works on the stack's own gr
 binned 2x laterally for speed). The phase-contrast mean projection's own correlation with each
 target is printed as a baseline.
 
+Every run prints one line ``RESULT {json}`` (recipe, target, seed, scores) and appends it to
+``--results FILE`` (JSON lines) when given, so that runs in several processes can be tabulated
+together with ``--table FILE``. ``fnet_reference_train.py`` shares the data, split and scoring.
+
 Usage::
 
-    nice python benchmarks/real_data_isl.py [--iterations 300] [--threads 1]
+    nice python benchmarks/real_data_isl.py --recipe paper default --seeds 0 1 2 --results isl.jsonl
+    nice python benchmarks/real_data_isl.py --table isl.jsonl
 """
 
 from __future__ import annotations
 
 import argparse
+import json
 import sys
 import tempfile
 import time
@@ -63,41 +69,36 @@ def load(data_dir: Path, bin_xy: int) -> tuple[np.ndarray, np.ndarray]:
     return phase.astype(np.float32), fl.astype(np.float32)
 
 
-def main(argv: list[str] | None = None) -> int:
-    ap = argparse.ArgumentParser(description="Train and score on the ISL condition-B field.")
+def add_data_args(ap: argparse.ArgumentParser) -> None:
+    """The data, split and budget options shared with ``fnet_reference_train.py``.
+
+    Defaults are the issue-15 budget: depth 3, width 16, 500 iterations of batch 8 of 16x32x32.
+    """
     ap.add_argument("--data", type=Path, default=DATA)
-    ap.add_argument("--iterations", type=int, default=300)
-    ap.add_argument("--batch-size", type=int, default=4)
-    ap.add_argument("--patch-shape", type=int, nargs=3, default=(16, 64, 64))
-    ap.add_argument("--depth", type=int, default=2)
-    ap.add_argument("--width", type=int, default=8)
+    ap.add_argument("--iterations", type=int, default=500)
+    ap.add_argument("--batch-size", type=int, default=8)
+    ap.add_argument("--patch-shape", type=int, nargs=3, default=(16, 32, 32))
+    ap.add_argument("--depth", type=int, default=3)
+    ap.add_argument("--width", type=int, default=16)
     ap.add_argument("--bin", type=int, default=2, help="lateral binning for speed [2]")
     ap.add_argument(
         "--train-fraction", type=float, default=0.75, help="left part of the field [0.75]"
     )
     ap.add_argument("--gap", type=int, default=16, help="pixels between train and test parts [16]")
     ap.add_argument("--threads", type=int, default=1, help="CPU threads [1]")
-    ap.add_argument("--device", default="auto")
+    ap.add_argument("--seeds", type=int, nargs="+", default=[0])
     ap.add_argument("--targets", nargs="+", default=list(TARGETS), choices=TARGETS)
-    ap.add_argument("--out", type=Path, default=None, help="keep the trained models here")
-    args = ap.parse_args(argv)
+    ap.add_argument("--results", type=Path, default=None, help="append RESULT lines here (JSONL)")
 
+
+def load_split(args: argparse.Namespace) -> dict | None:
+    """The field loaded, binned and split; None (with a message) where the data is absent."""
     if not (args.data / "phase_contrast_zstack.ome.tif").is_file():
         print(
             f"skipped: the real data is not here ({args.data}); it lives in ../shared/data/",
             file=sys.stderr,
         )
-        return 0
-
-    import torch
-
-    from napari_labelfree.core.config import Architecture, ModelSpec
-    from napari_labelfree.core.events import drain
-    from napari_labelfree.core.metrics import pearson_r
-    from napari_labelfree.core.predict import iter_predict_volume
-    from napari_labelfree.core.train import ImagePair, TrainConfig, iter_train
-
-    torch.set_num_threads(max(1, args.threads))
+        return None
     print(CITATION)
     phase, fl = load(args.data, args.bin)
     z, h, w = phase.shape
@@ -107,62 +108,180 @@ def main(argv: list[str] | None = None) -> int:
         f"phase stack {phase.shape} (after {args.bin}x{args.bin} binning), targets {fl.shape}; "
         f"train x < {split}, test x >= {test_x0} (a {args.gap}-pixel gap)"
     )
+    _ARGS["args"] = args
+    return {"phase": phase, "fl": fl, "split": split, "test_x0": test_x0, "args": args}
+
+
+def part(data: dict, name: str) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+    """Training signal ZYX, training target ZYX (the 2D target repeated along z), test signal, truth YX."""
+    phase, fl, split, x0 = data["phase"], data["fl"], data["split"], data["test_x0"]
+    c = TARGETS.index(name)
+    target3d = np.broadcast_to(fl[c], phase.shape)
+    return (
+        np.ascontiguousarray(phase[:, :, :split]),
+        np.ascontiguousarray(target3d[:, :, :split]),
+        np.ascontiguousarray(phase[:, :, x0:]),
+        fl[c][:, x0:],
+    )
+
+
+def report(
+    recipe: str, name: str, seed: int, pred: np.ndarray, truth: np.ndarray, seconds: float, **extra
+) -> dict:
+    """Score the max projection of a 3D prediction against the 2D truth; print and keep a RESULT line."""
+    from napari_labelfree.core.metrics import pearson_r, score_all
+
+    scores = score_all(pred.max(axis=0), truth)
+    row = {
+        "recipe": recipe,
+        "target": name,
+        "seed": seed,
+        **{k: round(v, 4) for k, v in scores.items()},
+        "r_mean_proj": round(pearson_r(pred.mean(axis=0), truth), 4),
+        "seconds": round(seconds, 1),
+        **extra,
+    }
+    print("RESULT " + json.dumps(row), flush=True)
+    args = _ARGS.get("args")
+    if args is not None and args.results is not None:
+        with open(args.results, "a") as f:
+            f.write(json.dumps(row) + "\n")
+    return row
+
+
+_ARGS: dict = {}
+
+
+def table(path: Path) -> str:
+    """A Markdown table of mean +- std over seeds per recipe and target, from a RESULT file."""
+    rows = [json.loads(line) for line in path.read_text().splitlines() if line.strip()]
+    groups: dict[tuple[str, str], list[dict]] = {}
+    for r in rows:
+        groups.setdefault((r["recipe"], r["target"]), []).append(r)
+    cols = ("pearson_r", "nl2", "ssim", "psnr", "nrmse")
+    lines = [
+        "| recipe | target | seeds | " + " | ".join(cols) + " |",
+        "|---|---|---|" + "---|" * len(cols),
+    ]
+    for (recipe, target), rs in sorted(groups.items(), key=lambda kv: (kv[0][1], kv[0][0])):
+        cells = []
+        for c in cols:
+            v = np.array([r[c] for r in rs], dtype=float)
+            cells.append(f"{v.mean():.3f} +- {v.std():.3f}" if len(v) > 1 else f"{v[0]:.3f}")
+        seeds = ",".join(str(r["seed"]) for r in rs)
+        lines.append(f"| {recipe} | {target} | {seeds} | " + " | ".join(cells) + " |")
+    return "\n".join(lines)
+
+
+# Recipes compared (TrainConfig fields). "paper": Ounkomol et al. as this package runs it;
+# "default": this package's TrainConfig defaults. A recipe with validation ("val") holds out the
+# right end of the training part (after a gap), never the test part.
+RECIPES: dict[str, dict] = {
+    "paper": {"paper": True},
+    "default": {},
+}
+
+
+def train_config(recipe: str, args: argparse.Namespace, seed: int):
+    """The TrainConfig of a recipe at the benchmark's budget."""
+    from napari_labelfree.core.train import TrainConfig
+
+    settings = dict(RECIPES[recipe])
+    base = TrainConfig.paper() if settings.pop("paper", False) else TrainConfig()
+    settings.pop("val", None)
+    from dataclasses import replace
+
+    return replace(
+        base,
+        iterations=args.iterations,
+        batch_size=args.batch_size,
+        patch_shape=tuple(args.patch_shape),
+        checkpoint_every=args.iterations,
+        validate_every=min(base.validate_every, args.iterations),
+        seed=seed,
+        **settings,
+    )
+
+
+def main(argv: list[str] | None = None) -> int:
+    ap = argparse.ArgumentParser(description="Train and score on the ISL condition-B field.")
+    add_data_args(ap)
+    ap.add_argument("--recipe", nargs="+", default=["paper", "default"], choices=list(RECIPES))
+    ap.add_argument(
+        "--val-width", type=int, default=64, help="held-out validation strip of the train part [64]"
+    )
+    ap.add_argument("--tta", action="store_true", help="also score test-time augmentation")
+    ap.add_argument("--init", default=None, help="fine-tune from this model (name or folder)")
+    ap.add_argument("--device", default="auto")
+    ap.add_argument("--out", type=Path, default=None, help="keep the trained models here")
+    ap.add_argument(
+        "--table", type=Path, default=None, help="only print the table of a RESULT file"
+    )
+    args = ap.parse_args(argv)
+    if args.table is not None:
+        print(table(args.table))
+        return 0
+    data = load_split(args)
+    if data is None:
+        return 0
+
+    import torch
+
+    from napari_labelfree.core.config import Architecture, ModelSpec, TilingConfig
+    from napari_labelfree.core.events import drain
+    from napari_labelfree.core.predict import iter_predict_volume
+    from napari_labelfree.core.train import ImagePair, iter_train
+
+    torch.set_num_threads(max(1, args.threads))
     out = args.out or Path(tempfile.mkdtemp(prefix="labelfree-isl-"))
     vox = (1.0, 1.0, 1.0)  # unknown physical size: the model works on the data's own grid
-    results = []
-    for name in args.targets:
-        c = TARGETS.index(name)
-        target3d = np.broadcast_to(fl[c], phase.shape)
-        train = [
-            ImagePair(
-                phase[:, :, :split],
-                np.ascontiguousarray(target3d[:, :, :split]),
-                None,
-                f"ISL condition B, train part, {name}",
-            )
-        ]
-        spec = ModelSpec(
-            structure=name.lower(),
-            display_name=name,
-            target=name,
-            modality="phase contrast",
-            voxel_size_um=vox,
-            architecture=Architecture(depth=args.depth, width=args.width),
-            provenance={"data": CITATION, "note": "2D max-projection target repeated along z"},
-        )
-        cfg = TrainConfig(
-            iterations=args.iterations,
-            batch_size=args.batch_size,
-            patch_shape=tuple(args.patch_shape),
-            checkpoint_every=args.iterations,
-            validate_every=args.iterations,
-            seed=0,
-        )
-        t0 = time.time()
-        bundle = drain(iter_train(train, spec, out / name, cfg, device=args.device))
-        train_s = time.time() - t0
-        test_phase = np.ascontiguousarray(phase[:, :, test_x0:])
-        pred = next(
-            iter(drain(iter_predict_volume(test_phase, [bundle], vox, device=args.device)).values())
-        )
-        truth = fl[c][:, test_x0:]
-        r_max = pearson_r(pred.max(axis=0), truth)
-        r_mean = pearson_r(pred.mean(axis=0), truth)
-        r_base = pearson_r(test_phase.mean(axis=0), truth)
-        results.append((name, r_max, r_mean, r_base, train_s))
-        print(
-            f"{name:5s}: test Pearson r {r_max:.3f} (max projection of the prediction), "
-            f"{r_mean:.3f} (mean projection); phase-only baseline {r_base:+.3f}; "
-            f"trained {args.iterations} it in {train_s:.0f} s",
-            flush=True,
-        )
-    print(
-        "\n| target | test r (max proj.) | test r (mean proj.) | phase baseline r | train time (s) |"
-    )
-    print("|---|---|---|---|---|")
-    for name, a, b, base, s in results:
-        print(f"| {name} | {a:.3f} | {b:.3f} | {base:+.3f} | {s:.0f} |")
+    for recipe in args.recipe:
+        for name in args.targets:
+            for seed in args.seeds:
+                sig, tgt, test_sig, truth = part(data, name)
+                val = None
+                if RECIPES[recipe].get("val"):
+                    # the right end of the training part validates; a gap keeps patches apart
+                    cut = sig.shape[2] - args.val_width
+                    val = [ImagePair(sig[:, :, cut:], tgt[:, :, cut:], None, f"{name} val strip")]
+                    sig, tgt = sig[:, :, : cut - args.gap], tgt[:, :, : cut - args.gap]
+                train = [ImagePair(sig, np.ascontiguousarray(tgt), None, f"ISL train, {name}")]
+                spec = ModelSpec(
+                    structure=name.lower(),
+                    display_name=name,
+                    target=name,
+                    modality="phase contrast",
+                    voxel_size_um=vox,
+                    architecture=Architecture(depth=args.depth, width=args.width),
+                    provenance={"data": CITATION, "note": "2D max-projection target along z"},
+                )
+                cfg = train_config(recipe, args, seed)
+                run_dir = out / f"{recipe}-{name}-{seed}"
+                kwargs = {"init": args.init} if args.init else {}
+                t0 = time.time()
+                bundle = drain(
+                    iter_train(train, spec, run_dir, cfg, val=val, device=args.device, **kwargs)
+                )
+                seconds = time.time() - t0
+                label = recipe + (f"+init:{args.init}" if args.init else "")
+                tilings = [("", TilingConfig(precision="fp32"))]
+                if args.tta:
+                    tilings.append(("+tta", TilingConfig(precision="fp32", tta="yx")))
+                for suffix, tiling in tilings:
+                    pred = next(
+                        iter(
+                            drain(
+                                iter_predict_volume(
+                                    test_sig, [bundle], vox, tiling=tiling, device=args.device
+                                )
+                            ).values()
+                        )
+                    )
+                    best = bundle.spec.metrics.get("best_iteration")
+                    report(label + suffix, name, seed, pred, truth, seconds, best_iteration=best)
     print(f"\nmodels in {out}\n{CITATION}")
+    if args.results is not None:
+        print(table(args.results))
     return 0
 
 

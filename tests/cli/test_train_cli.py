@@ -272,3 +272,56 @@ def test_gpus_relaunches_the_same_command(tmp_path, sim_files, monkeypatch):
     cmd = launched[0]
     assert cmd[1:5] == ["-m", "torch.distributed.run", "--standalone", "--nproc-per-node=2"]
     assert cmd[5:8] == ["-m", "napari_labelfree", "train"] and "--gpus" not in cmd
+
+
+def _captured_train(monkeypatch, argv):
+    """Run `labelfree train` up to the core call; return the config and init it was given."""
+    import napari_labelfree.core.train as core_train
+    from napari_labelfree.core.errors import LabelFreeError
+
+    seen = {}
+
+    def capture(train, spec, out, config, **kwargs):
+        seen.update(config=config, init=kwargs.get("init"), spec=spec)
+        raise LabelFreeError("captured")
+        yield  # a generator, as iter_train is
+
+    monkeypatch.setattr(core_train, "iter_train", capture)
+    assert main(argv) == 2
+    return seen
+
+
+def test_train_recipe_and_init_options(tmp_path, sim_files, monkeypatch):
+    base = [
+        "train",
+        str(sim_files[0]),
+        "-o",
+        str(tmp_path / "m"),
+        "--signal-channel",
+        "bright-field",
+        "--target-channel",
+        "dna",
+    ]
+    default = _captured_train(monkeypatch, base)["config"]
+    assert default.augment and default.keep_best
+    off = _captured_train(monkeypatch, [*base, "--no-augment", "--schedule", "cosine"])
+    assert off["config"].augment is False and off["config"].schedule == "cosine"
+    paper = _captured_train(monkeypatch, [*base, "--paper-recipe", "--lr", "0.002"])["config"]
+    assert (paper.augment, paper.optimizer, paper.schedule, paper.loss, paper.keep_best) == (
+        False,
+        "adam",
+        "constant",
+        "mse",
+        False,
+    )
+    assert paper.lr == 0.002
+    tuned = _captured_train(monkeypatch, [*base, "--init", "dna", "--loss", "l1+ms-ssim"])
+    assert tuned["init"] == "dna" and tuned["config"].loss == "l1+ms-ssim"
+
+
+def test_predict_tta_flag():
+    from napari_labelfree.cli import build_parser
+
+    parser = build_parser()
+    assert parser.parse_args(["predict", "a.tif", "-m", "dna", "-o", "p.tif", "--tta"]).tta == "yx"
+    assert parser.parse_args(["predict", "a.tif", "-m", "dna", "-o", "p.tif"]).tta == "none"

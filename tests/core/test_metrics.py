@@ -56,3 +56,38 @@ def test_shape_mismatch_and_constant_target_raise():
         nl2(np.zeros(3), np.zeros(4))
     with pytest.raises(LabelFreeError, match="constant"):
         nl2(np.zeros(3), np.ones(3))
+
+
+def test_score_all_perfect_and_blank_predictions():
+    from napari_labelfree.core.metrics import SCORES, score_all
+
+    rng = np.random.default_rng(3)
+    target = rng.gamma(2.0, 50.0, size=(9, 12, 12)) + 100.0
+    z = (target - target.mean()) / target.std()
+    span = z.max() - z.min()
+    perfect = score_all(z, target)
+    assert list(perfect) == list(SCORES)
+    assert perfect["pearson_r"] == pytest.approx(1.0)
+    assert perfect["nl2"] == pytest.approx(0.0, abs=1e-12)
+    assert perfect["ssim"] == pytest.approx(1.0)
+    assert perfect["psnr"] == math.inf and perfect["nrmse"] == pytest.approx(0.0, abs=1e-12)
+    blank = score_all(np.zeros_like(target), target)
+    # blank: MSE against the z-scored target is exactly 1 -> PSNR = 10 log10(range^2), NRMSE = 1/range
+    assert blank["nl2"] == pytest.approx(1.0)
+    assert blank["psnr"] == pytest.approx(10 * math.log10(span**2))
+    assert blank["nrmse"] == pytest.approx(1.0 / span)
+    assert blank["ssim"] < 0.1
+
+
+def test_score_all_ssim_is_scikit_images_on_the_z_scored_target_2d_and_3d():
+    from skimage.metrics import structural_similarity
+
+    from napari_labelfree.core.metrics import score_all
+
+    rng = np.random.default_rng(4)
+    for shape, win in (((40, 50), 7), ((5, 30, 30), 5)):  # a 5-plane stack: a 5-voxel window
+        target = rng.normal(size=shape) * 3 + 10
+        z = (target - target.mean()) / target.std()
+        pred = 0.7 * z + 0.3 * rng.normal(size=shape)
+        want = structural_similarity(z, pred, win_size=win, data_range=z.max() - z.min())
+        assert score_all(pred, target)["ssim"] == pytest.approx(want)

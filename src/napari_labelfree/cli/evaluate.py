@@ -1,4 +1,8 @@
-"""`labelfree evaluate`: Pearson r and normalized L2 error of models on image pairs (the paper's Fig. 4b)."""
+"""`labelfree evaluate`: Pearson r, normalized L2 error, SSIM, PSNR and NRMSE of models on image pairs.
+
+The paper's Fig. 4b (Pearson r, nl2) and the image-quality scores virtual-staining papers report
+now; definitions and normalization in :mod:`napari_labelfree.core.metrics`.
+"""
 
 from __future__ import annotations
 
@@ -15,16 +19,25 @@ import numpy as np
 
 from . import _args
 
-COLUMNS = ("model", "structure", "set", "image", "n_images", "pearson_r", "nl2")
+SCORE_NAMES = ("pearson_r", "nl2", "ssim", "psnr", "nrmse")  # core.metrics.SCORES, no import
+COLUMNS = ("model", "structure", "set", "image", "n_images", *SCORE_NAMES)
+LABELS = {
+    "pearson_r": "Pearson r",
+    "nl2": "normalized L2 error",
+    "ssim": "SSIM",
+    "psnr": "PSNR (dB)",
+    "nrmse": "NRMSE (range)",
+}
 
 
 def register(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser(
         "evaluate",
-        help="score models on paired images (Pearson r, normalized L2 error)",
+        help="score models on paired images (Pearson r, normalized L2 error, SSIM, PSNR, NRMSE)",
         description="Predict each DATA pair's signal with each MODEL and score it against the target: "
         "Pearson r and nl2 = sum((prediction - z(target))^2) / sum(z(target)^2), the target z-scored "
-        "(a blank prediction scores 1.0). DATA are image files holding both channels or CSV tables "
+        "(a blank prediction scores 1.0), and SSIM, PSNR and NRMSE (scikit-image) of the prediction "
+        "against the z-scored target, the data range being the z-scored target's. DATA are image files holding both channels or CSV tables "
         "(signal,target[,signal_channel,target_channel]); prefix a DATA with SET= (e.g. train=a.csv "
         "test=b.csv) to score several sets. The target channel defaults to each model's target label "
         "or structure name.",
@@ -123,13 +136,13 @@ def run(args: argparse.Namespace) -> int:
                         "set": set_name,
                         "image": r["name"],
                         "n_images": 1,
-                        "pearson_r": r["pearson_r"],
-                        "nl2": r["nl2"],
+                        **{k: r[k] for k in SCORE_NAMES},
                     }
                 )
                 print(
                     f"{name:>16s}  {set_name:>6s}  {r['name']:30s}  r={r['pearson_r']:.3f}  "
-                    f"nl2={r['nl2']:.3f}",
+                    f"nl2={r['nl2']:.3f}  ssim={r['ssim']:.3f}  psnr={r['psnr']:.2f}  "
+                    f"nrmse={r['nrmse']:.4f}",
                     file=sys.stderr,
                 )
     summary = summarize(rows)
@@ -157,23 +170,27 @@ def summarize(rows: list[dict[str, Any]]) -> list[dict[str, Any]]:
                     "set": set_name,
                     "image": stat,
                     "n_images": len(sel),
-                    "pearson_r": float(fn([r["pearson_r"] for r in sel])),
-                    "nl2": float(fn([r["nl2"] for r in sel])),
+                    **{k: _stat(fn, [r[k] for r in sel]) for k in SCORE_NAMES},
                 }
             )
     return out
 
 
+def _stat(fn: Any, values: list[float]) -> float:
+    """``fn`` over the finite values (an infinite PSNR of a perfect image is left out); NaN if none."""
+    finite = [v for v in values if math.isfinite(v)]
+    return float(fn(finite)) if finite else float("nan")
+
+
 def print_table(summary: list[dict[str, Any]]) -> None:
-    print(f"{'model':>16s}  {'set':>6s}  {'n':>3s}  {'pearson_r':>14s}  {'nl2':>14s}")
+    head = "".join(f"  {k:>15s}" for k in SCORE_NAMES)
+    print(f"{'model':>16s}  {'set':>6s}  {'n':>3s}{head}")
     means = [r for r in summary if r["image"] == "mean"]
     stds = {(r["model"], r["set"]): r for r in summary if r["image"] == "std"}
     for m in means:
         s = stds[(m["model"], m["set"])]
-        print(
-            f"{m['model']:>16s}  {m['set']:>6s}  {m['n_images']:>3d}  "
-            f"{m['pearson_r']:6.3f} ± {s['pearson_r']:5.3f}  {m['nl2']:6.3f} ± {s['nl2']:5.3f}"
-        )
+        cells = "".join(f"  {m[k]:7.3f} ± {s[k]:5.3f}" for k in SCORE_NAMES)
+        print(f"{m['model']:>16s}  {m['set']:>6s}  {m['n_images']:>3d}{cells}")
 
 
 def write_csv(path: Path, rows: list[dict[str, Any]]) -> None:
@@ -197,14 +214,13 @@ def plot_scores(path: Path, rows: list[dict[str, Any]]) -> None:
 
     models = list(dict.fromkeys(r["model"] for r in rows))
     sets = list(dict.fromkeys(r["set"] for r in rows))
-    fig = Figure(figsize=(max(5.0, 1.1 * len(models) * max(1, len(sets)) + 2), 3.6), dpi=110)
+    panel_w = max(2.6, 0.55 * len(models) * max(1, len(sets)) + 1)
+    fig = Figure(figsize=(panel_w * len(SCORE_NAMES), 3.6), dpi=110)
     FigureCanvasAgg(fig)
-    axes = fig.subplots(1, 2)
+    axes = fig.subplots(1, len(SCORE_NAMES))
     width = 0.8 / len(sets)
-    for ax, metric, label in (
-        (axes[0], "pearson_r", "Pearson r"),
-        (axes[1], "nl2", "normalized L2 error"),
-    ):
+    for ax, metric in zip(axes, SCORE_NAMES, strict=True):
+        label = LABELS[metric]
         for k, set_name in enumerate(sets):
             xs, means = [], []
             for i, model in enumerate(models):
@@ -224,9 +240,9 @@ def plot_scores(path: Path, rows: list[dict[str, Any]]) -> None:
         ax.set_xticklabels(models, rotation=30, ha="right", fontsize=8)
         ax.set_ylabel(label)
         ax.grid(axis="y", alpha=0.3)
-        if metric == "pearson_r":
+        if metric in ("pearson_r", "ssim"):
             ax.set_ylim(min(0.0, ax.get_ylim()[0]), 1.0)
-        else:
+        elif metric == "nl2":
             ax.axhline(1.0, color="0.5", lw=0.8, ls="--")  # a blank prediction
     if len(sets) > 1:
         axes[0].legend(fontsize=8)

@@ -87,6 +87,14 @@ def register(sub: argparse._SubParsersAction) -> None:
         "on CPU and MPS), fp32, bf16 or fp16 (bf16 on a CPU is faster but can give NaN "
         "losses on small patches) [auto]",
     )
+    add_recipe_args(p, d)
+    p.add_argument(
+        "--init",
+        default=None,
+        metavar="MODEL",
+        help="fine-tune: start from this model (name or folder), taking its weights, "
+        "architecture, voxel size and normalization (--depth, --width, --voxel-size are ignored)",
+    )
     p.add_argument("--colormap", default=None, help="napari colormap of the overlay [by structure]")
     p.add_argument(
         "--resume", action="store_true", help="continue the run in MODEL_DIR from its checkpoint"
@@ -125,6 +133,38 @@ def register(sub: argparse._SubParsersAction) -> None:
     )
 
 
+def add_recipe_args(p: argparse.ArgumentParser, d: Any) -> None:
+    """The recipe options (core.train.recipe / augment); defaults from TrainConfig."""
+    from ..core.train.config import LOSSES, OPTIMIZERS, SCHEDULES
+
+    p.add_argument(
+        "--paper-recipe",
+        action="store_true",
+        help="the paper's recipe: Adam, constant lr, MSE, no augmentation, last weights kept "
+        "(overrides the four options below)",
+    )
+    p.add_argument(
+        "--no-augment",
+        dest="augment",
+        action="store_false",
+        help="no flips, rotations, intensity, noise or blur augmentation of training patches",
+    )
+    p.add_argument("--optimizer", choices=OPTIMIZERS, default=d.optimizer, help=f"[{d.optimizer}]")
+    p.add_argument(
+        "--weight-decay", type=float, default=d.weight_decay, help=f"AdamW [{d.weight_decay}]"
+    )
+    p.add_argument(
+        "--schedule", choices=SCHEDULES, default=d.schedule, help=f"lr schedule [{d.schedule}]"
+    )
+    p.add_argument("--loss", choices=LOSSES, default=d.loss, help=f"[{d.loss}]")
+    p.add_argument(
+        "--keep-last",
+        dest="keep_best",
+        action="store_false",
+        help="keep the last weights, not the best validated ones",
+    )
+
+
 def run(args: argparse.Namespace) -> int:
     from ..core.config import Architecture, ModelSpec
     from ..core.data import expand, load_pairs, split_validation
@@ -137,17 +177,23 @@ def run(args: argparse.Namespace) -> int:
         raise LabelFreeError("--depth and --width must be positive integers")
     if args.gpus != 1:
         return launch_ranks(args)
-    config = TrainConfig(
-        iterations=args.iterations,
-        batch_size=args.batch_size,
-        patch_shape=args.patch_shape,
-        lr=args.lr,
-        checkpoint_every=args.checkpoint_every,
-        validate_every=args.validate_every,
-        seed=args.seed,
-        precision=args.precision,
-        log_every=args.log_every,
-    )
+    settings = {
+        "iterations": args.iterations,
+        "batch_size": args.batch_size,
+        "patch_shape": args.patch_shape,
+        "lr": args.lr,
+        "checkpoint_every": args.checkpoint_every,
+        "validate_every": args.validate_every,
+        "seed": args.seed,
+        "precision": args.precision,
+        "weight_decay": args.weight_decay,
+        "log_every": args.log_every,
+    }
+    if args.paper_recipe:
+        config = TrainConfig.paper(**settings)
+    else:
+        recipe = ("augment", "optimizer", "schedule", "loss", "keep_best")
+        config = TrainConfig(**settings, **{k: getattr(args, k) for k in recipe})
     specs = expand(args.data, args.signal_channel, args.target_channel)
     train, notices = load_pairs(specs, args.data_voxel_size)
     val = None
@@ -188,6 +234,7 @@ def run(args: argparse.Namespace) -> int:
             device=args.device,
             resume=args.resume,
             overwrite=args.overwrite,
+            init=args.init,
         )
         if not ddp.Ranks.current().main:
             drain(gen)  # rank 0 reports and writes; the others train quietly
@@ -198,6 +245,8 @@ def run(args: argparse.Namespace) -> int:
             ddp.shutdown()
     m = bundle.spec.metrics
     line = f"wrote {bundle.path} ({m.get('iterations')} iterations, {bundle.spec.provenance.get('train_time_s')} s"
+    if m.get("best_iteration") is not None:
+        line += f"; best validation at iteration {m['best_iteration']}"
     if m.get("val_pearson_r_mean") is not None:
         line += f"; validation Pearson r {m['val_pearson_r_mean']:.3f}, nl2 {m['val_nl2_mean']:.3f}"
     print(line + ")")
@@ -296,6 +345,8 @@ def _argv_of(
         flag = action.option_strings[-1]
         if isinstance(action, argparse._StoreTrueAction):
             words += [flag] if value else []
+        elif isinstance(action, argparse._StoreFalseAction):
+            words += [] if value else [flag]
         elif isinstance(value, list):
             words += [flag, *map(str, value)]
         elif isinstance(value, tuple):

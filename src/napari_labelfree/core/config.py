@@ -245,6 +245,7 @@ class TilingConfig:
     batch_size: int = 1
     max_oom_retries: int = 3
     precision: str = "auto"
+    tta: str = "none"  # test-time augmentation, core.tta: "none", "yx" (8 variants), "yxz" (16)
 
     def __post_init__(self) -> None:
         self.tile_shape = tuple(int(v) for v in self.tile_shape)  # type: ignore[assignment]
@@ -254,6 +255,10 @@ class TilingConfig:
             )
         if not 0.0 <= self.overlap < 1.0:
             raise LabelFreeError(f"tile overlap must be a fraction in [0, 1), got {self.overlap}")
+        if self.tta not in ("none", "yx", "yxz"):
+            raise LabelFreeError(
+                f"test-time augmentation must be 'none', 'yx' or 'yxz', got {self.tta!r}"
+            )
         if self.blend not in ("gaussian", "constant"):
             raise LabelFreeError(f"blend must be 'gaussian' or 'constant', got {self.blend!r}")
         if self.precision not in PRECISIONS:

@@ -14,6 +14,16 @@ standard deviations: a blank (all-zero) prediction scores exactly 1.0, a perfect
 prediction worse than blank scores above 1.0.
 
 Pearson r is invariant to affine changes of either image, so it needs no normalization.
+
+The image-quality scores virtual-staining papers report now (scikit-image's implementations) use
+the same normalization: the prediction as is, against ``z(target)``, with the data range being the
+z-scored target's range (max - min):
+
+* **SSIM**: structural similarity (Wang et al. 2004) with a 7-voxel window (smaller where an axis
+  is shorter; 2D or 3D alike), Gaussian-free uniform window as scikit-image's default;
+* **PSNR**: 10 log10(range**2 / MSE), in dB;
+* **NRMSE**: root mean squared error divided by that range ("min-max" normalization), so it does
+  not repeat nl2 (whose square root is the RMSE divided by the target's standard deviation).
 """
 
 from __future__ import annotations
@@ -90,5 +100,60 @@ def nl2(prediction: np.ndarray, target: np.ndarray) -> float:
 
 
 def score(prediction: np.ndarray, target: np.ndarray) -> dict[str, float]:
-    """Both scores at once: ``{"pearson_r": ..., "nl2": ...}``."""
+    """Both paper scores at once: ``{"pearson_r": ..., "nl2": ...}``."""
     return {"pearson_r": pearson_r(prediction, target), "nl2": nl2(prediction, target)}
+
+
+# every score :func:`score_all` gives, in report order; True where higher is better
+SCORES: dict[str, bool] = {
+    "pearson_r": True,
+    "nl2": False,
+    "ssim": True,
+    "psnr": True,
+    "nrmse": False,
+}
+
+
+def _ssim_window(shape: tuple[int, ...]) -> int:
+    """scikit-image's 7-voxel window, shrunk to the largest odd size every axis can hold."""
+    win = min(7, *shape)
+    return win if win % 2 else win - 1
+
+
+def score_all(prediction: np.ndarray, target: np.ndarray) -> dict[str, float]:
+    """Pearson r, nl2, SSIM, PSNR and NRMSE of a prediction (normalization: module docstring).
+
+    Parameters
+    ----------
+    prediction
+        Model output (2D or 3D), in z-scored-target units.
+    target
+        Raw target of the same shape; z-scored here.
+
+    Returns
+    -------
+    dict
+        ``{name: value}`` for every name in :data:`SCORES`.
+    """
+    from skimage.metrics import (
+        normalized_root_mse,
+        peak_signal_noise_ratio,
+        structural_similarity,
+    )
+
+    p, _ = _check_pair(prediction, target)
+    t = zscore_target(target)
+    p = p.reshape(t.shape)
+    data_range = float(t.max() - t.min())
+    win = _ssim_window(t.shape)
+    out = score(prediction, target)
+    if win >= 3:
+        out["ssim"] = float(structural_similarity(t, p, win_size=win, data_range=data_range))
+    else:  # an axis under 3 voxels holds no SSIM window
+        out["ssim"] = float("nan")
+    mse = float(np.mean((p - t) ** 2))
+    out["psnr"] = (
+        float(peak_signal_noise_ratio(t, p, data_range=data_range)) if mse > 0 else float("inf")
+    )
+    out["nrmse"] = float(normalized_root_mse(t, p, normalization="min-max"))
+    return out

@@ -20,6 +20,7 @@ from .errors import LabelFreeError
 from .events import Notice, TileDone
 from .preprocess import normalize, normalize_tensor_, resize, resize_tensor
 from .tiling import iter_sliding_window
+from .tta import tta_predictor
 from .weights import inference_network
 
 if TYPE_CHECKING:
@@ -158,7 +159,8 @@ def run_volume(
                 if on_device
                 else resize(normalized, group.grid_shape)
             )
-        predictor = make_predictor(nets, dev, plan.dtype)
+        # test-time augmentation: each tile predicted once per variant, averaged (core.tta)
+        predictor = tta_predictor(make_predictor(nets, dev, plan.dtype), tiling.tta)
         tile = plan.tile_shapes[g]
         # on a GPU the stitched output stays there when it fits: blending runs on the GPU and the
         # result crosses to the host once, not tile by tile

@@ -8,10 +8,20 @@ from dataclasses import dataclass
 from ..config import PRECISIONS
 from ..errors import LabelFreeError
 
+OPTIMIZERS = ("adam", "adamw")
+SCHEDULES = ("constant", "cosine", "onecycle")
+LOSSES = ("mse", "l1+ms-ssim")
+
 
 @dataclass
 class TrainConfig:
-    """Training settings; the defaults are the paper's."""
+    """Training settings.
+
+    The first group is the paper's (Ounkomol et al. 2018: patches of 32x64x64, batch 24, Adam 0.001,
+    50,000 iterations). The recipe fields after ``precision`` default to this package's measured
+    recipe (docs/training.md, "Recipe"); :meth:`paper` gives the paper's recipe exactly: no
+    augmentation, Adam at a constant learning rate, MSE, the last weights kept.
+    """
 
     iterations: int = 50_000
     batch_size: int = 24
@@ -24,6 +34,25 @@ class TrainConfig:
     # steps between reads of the loss on the host; 0: every step on the CPU, 25 on a GPU
     # (see core.train.throughput)
     log_every: int = 0
+    # the recipe (core.train.augment, core.train.recipe); TrainConfig.paper() turns it all off
+    augment: bool = True
+    optimizer: str = "adamw"
+    weight_decay: float = 1e-2  # AdamW only; not on BatchNorm parameters or biases
+    schedule: str = "onecycle"
+    loss: str = "mse"
+    keep_best: bool = True  # with validation data: the model is the best validated weights
+
+    @classmethod
+    def paper(cls, **overrides: object) -> TrainConfig:
+        """The paper's recipe (Ounkomol et al. 2018): Adam 0.001, MSE, constant lr, no augmentation."""
+        recipe: dict[str, object] = {
+            "augment": False,
+            "optimizer": "adam",
+            "schedule": "constant",
+            "loss": "mse",
+            "keep_best": False,
+        }
+        return cls(**{**recipe, **overrides})  # type: ignore[arg-type]
 
     def __post_init__(self) -> None:
         self.patch_shape = tuple(int(v) for v in self.patch_shape)  # type: ignore[assignment]
@@ -42,5 +71,16 @@ class TrainConfig:
             raise LabelFreeError(
                 f"precision must be one of {', '.join(PRECISIONS)}, got {self.precision!r}"
             )
+        for name, known in (
+            ("optimizer", OPTIMIZERS),
+            ("schedule", SCHEDULES),
+            ("loss", LOSSES),
+        ):
+            if getattr(self, name) not in known:
+                raise LabelFreeError(
+                    f"{name} must be one of {', '.join(known)}, got {getattr(self, name)!r}"
+                )
+        if not (self.weight_decay >= 0 and math.isfinite(self.weight_decay)):
+            raise LabelFreeError(f"weight decay must be 0 or more, got {self.weight_decay}")
         if not (self.lr > 0 and math.isfinite(self.lr)):
             raise LabelFreeError(f"the learning rate must be a positive number, got {self.lr}")

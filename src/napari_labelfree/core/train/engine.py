@@ -27,6 +27,7 @@ from ..errors import LabelFreeError
 from ..metrics import pearson_r
 from ..optimize import prefers_channels_last
 from .config import TrainConfig
+from .recipe import build_optimizer, loss_function
 from .throughput import fuse_optimizer
 
 Batch = tuple[torch.Tensor, torch.Tensor]  # network input, target
@@ -41,6 +42,7 @@ class Engine:
     scaler: torch.amp.GradScaler
     autocast: Callable[[], AbstractContextManager[Any]]
     channels_last: bool
+    loss_fn: Callable[[torch.Tensor, torch.Tensor], torch.Tensor] = F.mse_loss
     # the DistributedDataParallel wrapper of ``net`` when several processes train (core.train.ddp)
     ddp: torch.nn.Module | None = None
 
@@ -54,7 +56,7 @@ class Engine:
         net = _build_network(spec).to(dev)
         if channels_last:
             net = net.to(memory_format=torch.channels_last_3d)
-        optimizer = torch.optim.Adam(net.parameters(), lr=config.lr)
+        optimizer = build_optimizer(net, config)
         # CPU bf16 autocast is not numerically safe for training (see the module docstring)
         auto_cpu = config.precision == "auto" and dev.type != "cuda"
         dtype = compute_dtype(dev, "fp32" if auto_cpu else config.precision)
@@ -66,7 +68,7 @@ class Engine:
         scaler = torch.amp.GradScaler(dev.type, enabled=amp_dtype == torch.float16)
         optimizer = fuse_optimizer(optimizer, dev)
         autocast = (lambda: torch.autocast(dev.type, dtype=amp_dtype)) if amp_dtype else nullcontext
-        return cls(net, optimizer, scaler, autocast, channels_last)
+        return cls(net, optimizer, scaler, autocast, channels_last, loss_function(config))
 
     def layout(self, batch: torch.Tensor) -> torch.Tensor:
         """A network input batch in the memory layout the network runs in."""
@@ -75,11 +77,12 @@ class Engine:
         return batch
 
     def step(self, x: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
-        """One Adam step on the MSE of a batch; returns the loss, on the device (no host wait)."""
+        """One optimizer step on the loss of a batch (MSE in the paper); returns the loss, on the
+        device (no host wait)."""
         self.optimizer.zero_grad(set_to_none=True)
         with self.autocast():
             pred = (self.ddp if self.ddp is not None else self.net)(x)
-        loss = F.mse_loss(pred.float(), y)  # loss in fp32 whatever the autocast dtype
+        loss = self.loss_fn(pred.float(), y)  # loss in fp32 whatever the autocast dtype
         self.scaler.scale(loss).backward()
         self.scaler.step(self.optimizer)
         self.scaler.update()

@@ -12,13 +12,13 @@ from ..bundle import ModelBundle
 from ..data import ImagePair
 from ..errors import LabelFreeError
 from ..events import drain
-from ..metrics import nl2, pearson_r
+from ..metrics import score_all
 
 
 def evaluate_model(
     bundle: ModelBundle, pairs: Sequence[ImagePair], device: Any = "auto"
 ) -> list[dict[str, Any]]:
-    """Whole-image Pearson r and nl2 of one model on image pairs (the scores of ``labelfree evaluate``).
+    """Whole-image scores of one model on image pairs (the scores of ``labelfree evaluate``).
 
     Each signal is predicted as a user would predict it (z-scored, resampled to the model's voxel
     size, tiled, resampled back); the prediction is scored against its target at the target's own
@@ -32,7 +32,8 @@ def evaluate_model(
     Returns
     -------
     list of dict
-        One ``{"name", "pearson_r", "nl2"}`` per pair.
+        One ``{"name", "pearson_r", "nl2", "ssim", "psnr", "nrmse"}`` per pair
+        (:func:`napari_labelfree.core.metrics.score_all`).
     """
     from ..predict import iter_predict_volume
 
@@ -46,9 +47,7 @@ def evaluate_model(
         vox = pair.voxel_size or bundle.spec.voxel_size_um
         pred = drain(iter_predict_volume(np.asarray(pair.signal), [bundle], vox, device=device))
         p = next(iter(pred.values()))
-        out.append(
-            {"name": pair.name, "pearson_r": pearson_r(p, pair.target), "nl2": nl2(p, pair.target)}
-        )
+        out.append({"name": pair.name, **score_all(p, np.asarray(pair.target))})
     return out
 
 

@@ -17,6 +17,7 @@ from ..errors import LabelFreeError
 from .checkpoint import CHECKPOINT_NAME
 from .config import TrainConfig
 from .log import LOG_NAME
+from .recipe import BEST_NAME
 
 
 def check_request(
@@ -42,7 +43,7 @@ def check_request(
         )
     if overwrite:
         return
-    run_files = (CONFIG_NAME, WEIGHTS_NAME, CHECKPOINT_NAME, LOG_NAME)
+    run_files = (CONFIG_NAME, WEIGHTS_NAME, CHECKPOINT_NAME, LOG_NAME, BEST_NAME)
     if not resume and any((out / n).exists() for n in run_files):
         raise LabelFreeError(
             f"{out} already holds a model or a training run; choose a new folder, resume it, or "

@@ -49,8 +49,10 @@ from .evaluate import evaluate_model, mean_score
 from .events import CheckpointSaved, TrainEvent, TrainStep, Validated
 from .folder import check_request
 from .guard import Divergence, DivergenceGuard, keep_last_good, weights_are_finite
+from .init import load_init_weights, resolve_init, spec_from_init
 from .log import CURVE_NAME, LOG_NAME, TrainLog, fmt, write_loss_curve
 from .patches import PatchSampler, cut_patches, prepare_pair
+from .recipe import BEST_NAME, Recipe
 from .throughput import log_interval
 
 # Fixed validation patches: enough voxels for a stable r, few enough to keep validation cheap on a CPU.
@@ -68,6 +70,7 @@ def iter_train(
     device: str | torch.device = "auto",
     resume: bool = False,
     overwrite: bool = False,
+    init: str | Path | ModelBundle | None = None,
 ) -> Generator[TrainEvent, None, ModelBundle]:
     """Train one structure model; yield progress; return the trained bundle in ``out_dir``.
 
@@ -108,6 +111,11 @@ def iter_train(
     """
     config = config or TrainConfig()
     out = Path(out_dir)
+    # provenance and metrics are filled in; the caller's spec stays as is
+    spec = copy.deepcopy(spec)
+    start = resolve_init(init) if init is not None else None  # fine-tuning (core.train.init)
+    if start is not None:
+        spec = spec_from_init(spec, start)
     check_request(train, spec, config, out, resume, overwrite)
     ranks = Ranks.current()
     if ranks.main:
@@ -116,12 +124,11 @@ def iter_train(
         except OSError as e:
             raise write_error(out, e) from e
         if overwrite and not resume:
-            # a checkpoint of the replaced run must never be taken for this run's last good state
+            # a checkpoint (or best weights) of the replaced run must never be taken for this run's
             (out / CHECKPOINT_NAME).unlink(missing_ok=True)
+            (out / BEST_NAME).unlink(missing_ok=True)
     ranks.barrier()  # every rank has checked the folder before rank 0 writes into it
     dev = ranks.device(resolve_device(device))
-    # provenance and metrics are filled in; the caller's spec stays as is
-    spec = copy.deepcopy(spec)
 
     train_arrays = yield from _prepare_all(train, spec, config)
     val_arrays = yield from _prepare_all(val or [], spec, config)
@@ -130,11 +137,14 @@ def iter_train(
     targets = [torch.from_numpy(t).to(dev) for _, t, _ in train_arrays]
 
     engine = Engine.build(spec, config, dev)
+    if start is not None:
+        load_init_weights(engine.net, start)
     patch_rng = ranks.patch_rng(config.seed)
     ranks.reseed(config.seed, 0, patch_rng)
     sampler = PatchSampler([s.shape for s, _, _ in train_arrays], config.patch_shape, patch_rng)
     val_batches = _validation_batches(val_arrays, config, engine, dev)
     run = _Run(out, spec, config, dev, engine, patch_rng, train_arrays, val_arrays, ranks)
+    run.recipe = Recipe(config, out, patch_rng, dev, bool(val_batches))
     if resume:
         yield from run.resume()
         ranks.reseed(config.seed, run.iteration, patch_rng)
@@ -175,7 +185,7 @@ def _prepare_all(
     """Every pair z-scored, at the model's voxel size and at least a patch big; notices yielded."""
     out = []
     for pair in pairs:
-        s, t, notes = prepare_pair(pair, spec.voxel_size_um, config.patch_shape)
+        s, t, notes = prepare_pair(pair, spec.voxel_size_um, config.patch_shape, spec.normalization)
         for n in notes:
             yield Notice(n)
         out.append((s, t, pair.name))
@@ -221,6 +231,7 @@ class _Run:
     iteration: int = 0
     elapsed_before: float = 0.0
     log: TrainLog | NullLog | None = None
+    recipe: Recipe | None = None
     last_val: dict[str, float] = field(default_factory=dict)
     recent_loss: deque[float] = field(default_factory=lambda: deque(maxlen=100))
     t_start: float = field(default_factory=time.perf_counter)
@@ -317,9 +328,14 @@ class _Run:
                 **self.last_val,
             }
         )
+        net = self.engine.net
+        weights = net.state_dict()
+        if self.recipe is not None:  # the best validated weights, where kept
+            self.spec.metrics.update(self.recipe.metrics(interrupted))
+            weights = self.recipe.bundle_weights(net, interrupted)
         if final_metrics:
             self.spec.metrics.update(final_metrics)
-        write_bundle_files(self.out, self.spec, self.engine.net.state_dict())
+        write_bundle_files(self.out, self.spec, weights)
         self.write_curve()
 
 
@@ -346,9 +362,11 @@ def _iterate(
     try:
         while run.iteration < config.iterations:
             where = sampler.sample(config.batch_size)
-            x = engine.layout(cut_patches(signals, where, config.patch_shape))
+            x = cut_patches(signals, where, config.patch_shape)
             y = cut_patches(targets, where, config.patch_shape)
-            pending.append(engine.step(x, y))
+            x, y = run.recipe.batch(x, y)  # augmentation (core.train.recipe hooks)
+            run.recipe.before_step(engine.optimizer, run.iteration)
+            pending.append(engine.step(engine.layout(x), y))
             run.iteration += 1
             it = run.iteration
             last = it == config.iterations
@@ -375,6 +393,7 @@ def _iterate(
             validated = None
             if validate and ranks.main:
                 vl, vr = engine.validate(val_batches)
+                run.recipe.validated(engine.net, it, vl)  # keeps the best weights
                 run.last_val = {"val_loss": vl, "val_pearson_r": vr}
                 rows[-1].update(val_loss=fmt(vl), val_pearson_r=fmt(vr))
                 validated = Validated(it, vl, vr)

@@ -7,15 +7,22 @@ from collections.abc import Sequence
 import numpy as np
 import torch
 
+from ..config import Normalization
 from ..data import ImagePair
 from ..errors import LabelFreeError
-from ..preprocess import needs_resampling, resampled_shape, resize, zscore
+from ..preprocess import needs_resampling, normalize, resampled_shape, resize, zscore
 
 
 def prepare_pair(
-    pair: ImagePair, model_voxel: Sequence[float], patch_shape: Sequence[int]
+    pair: ImagePair,
+    model_voxel: Sequence[float],
+    patch_shape: Sequence[int],
+    normalization: Normalization | None = None,
 ) -> tuple[np.ndarray, np.ndarray, list[str]]:
     """Z-score signal and target, resample them to the model's voxel size, pad up to a patch.
+
+    The signal is normalized as the model's ``normalization`` says (prediction does the same;
+    the paper's per-image z-score by default), the target always per image.
 
     Returns
     -------
@@ -36,7 +43,7 @@ def prepare_pair(
         )
     notices: list[str] = []
     try:
-        sig = zscore(sig)
+        sig = normalize(sig, normalization, pair.voxel_size, model_voxel)
         tgt = zscore(tgt)
     except LabelFreeError as e:
         raise LabelFreeError(f"{label}: {e}") from e

@@ -12,6 +12,8 @@
 
 from __future__ import annotations
 
+import inspect
+
 import torch
 
 # losses read together on a GPU: every ~0.5 s at 40 it/s, often enough for a progress bar
@@ -36,8 +38,11 @@ def fuse_optimizer(optimizer: torch.optim.Optimizer, dev: torch.device) -> torch
     if optimizer.state or "fused" not in optimizer.defaults or not fused_supported(dev):
         return optimizer
     groups = [{**g, "fused": True, "foreach": None} for g in optimizer.param_groups]
+    # defaults may hold settings the constructor does not take (AdamW's decoupled_weight_decay)
+    accepted = inspect.signature(type(optimizer).__init__).parameters
+    defaults = {k: v for k, v in optimizer.defaults.items() if k in accepted}
     try:
-        return type(optimizer)(groups, **{**optimizer.defaults, "fused": True, "foreach": None})
+        return type(optimizer)(groups, **{**defaults, "fused": True, "foreach": None})
     except (RuntimeError, TypeError, ValueError):
         return optimizer  # an option this optimizer cannot fuse with (e.g. differentiable)
 

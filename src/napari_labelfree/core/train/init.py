@@ -1,0 +1,61 @@
+"""Fine-tuning: start training from an existing model (built-in, imported or trained by a user).
+
+The starting model gives the weights, the architecture, the voxel size (the training grid) and the
+normalization of the new one; the new model keeps its own structure, target, colour and name. A
+model's grid and normalization are part of what its weights mean, so they are not options here:
+to change them, train from scratch.
+"""
+
+from __future__ import annotations
+
+import copy
+from pathlib import Path
+
+import torch
+
+from ..bundle import ModelBundle, resolve_model
+from ..config import ModelSpec
+from ..errors import LabelFreeError
+
+
+def resolve_init(init: str | Path | ModelBundle) -> ModelBundle:
+    """The starting model: a bundle, a model folder, or the name of a discovered model."""
+    if isinstance(init, ModelBundle):
+        return init
+    return resolve_model(init)
+
+
+def spec_from_init(spec: ModelSpec, start: ModelBundle) -> ModelSpec:
+    """``spec`` with the starting model's architecture, voxel size and normalization.
+
+    Provenance records where the weights came from (``provenance["init"]``).
+    """
+    out = copy.deepcopy(spec)
+    src = start.spec
+    if src.architecture.in_channels != 1 or src.architecture.out_channels != 1:
+        raise LabelFreeError(
+            f"{start.name} has {src.architecture.in_channels} input and "
+            f"{src.architecture.out_channels} output channels; fine-tuning needs a model with one "
+            "of each"
+        )
+    out.architecture = copy.deepcopy(src.architecture)
+    out.voxel_size_um = tuple(src.voxel_size_um)  # type: ignore[assignment]
+    out.normalization = copy.deepcopy(src.normalization)
+    out.provenance["init"] = {
+        "model": start.name,
+        "structure": src.structure,
+        "source": start.source,
+        "path": str(start.path),
+        "iterations": src.provenance.get("iterations"),
+    }
+    return out
+
+
+def load_init_weights(net: torch.nn.Module, start: ModelBundle) -> None:
+    """Copy the starting model's weights into ``net`` (built from :func:`spec_from_init`'s spec)."""
+    from ..weights import read_network
+
+    src = read_network(start.path, start.spec)
+    with torch.no_grad():
+        for name, value in src.state_dict().items():
+            net.state_dict()[name].copy_(value)
