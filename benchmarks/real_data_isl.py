@@ -179,6 +179,9 @@ def table(path: Path) -> str:
 RECIPES: dict[str, dict] = {
     "paper": {"paper": True},
     "default": {},
+    # ablations: which part of the default recipe helps or hurts at a short budget
+    "paper+augment": {"paper": True, "augment": True},
+    "default-augment": {"augment": False},
 }
 
 

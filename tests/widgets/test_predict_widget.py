@@ -260,3 +260,13 @@ def test_save_merged_image(open_predict, tiny_models, volume, tiling_small, qtbo
     assert rgb.shape == (*volume.shape[1:], 3) and rgb.dtype == np.uint8
     assert (rgb == 0).all(axis=-1).mean() > 0.3  # background black
     assert rgb[..., 2].max() > 200  # dna (blue) and lamin-b1 (magenta) both hold blue
+
+
+def test_test_time_augmentation_reaches_the_plan(open_predict, tiny_models, volume):
+    viewer, widget = open_predict()
+    viewer.add_image(volume, name="bright-field", scale=SCALE)
+    widget.models.set_checked([tiny_models[0].path])
+    assert widget.request().tiling.tta == "none"
+    widget.tta.value = "yx"
+    assert widget.request().tiling.tta == "yx"
+    assert widget.tta.tooltip

@@ -135,3 +135,19 @@ def test_time_estimate_is_shown_before_training(viewer_factory, volume, qtbot, m
     train.estimate()
     qtbot.waitUntil(lambda: not train.estimator.running, timeout=TIMEOUT)
     assert train.estimate_label.value == "about 0.5 s per iteration: 600 iterations take ~5 min"
+
+
+def test_start_from_a_model_fine_tunes_it(train_setup, qtbot, tiny_models):
+    viewer, predict, train = train_setup
+    train.start_from.reset_choices()
+    base = tiny_models[0]
+    assert str(base.path) in train.start_from.choices and train.start_from.value is None
+    train.start_from.value = str(base.path)
+    train.name.value = "dna-finetuned"
+    train.iterations.value = 2
+    train.depth.value, train.width.value = 3, 4  # the starting model's network wins
+    train.train_btn.native.click()
+    qtbot.waitUntil(lambda: not train.is_running, timeout=TIMEOUT)
+    bundle = open_bundle(train.last_model)
+    assert bundle.spec.architecture == base.spec.architecture
+    assert bundle.spec.provenance["init"]

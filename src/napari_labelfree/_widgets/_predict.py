@@ -8,6 +8,7 @@ and shows progress, :class:`~._overlay_run.OverlayRun` turns finished frames int
 from __future__ import annotations
 
 import contextlib
+import dataclasses
 import threading
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -87,14 +88,14 @@ class PredictWidget(QWidget):
         self.device = ComboBox(label="Device", choices=["auto", "cpu"], value="auto")
         self.tile = LineEdit(label="Max tile Z, Y, X", value="auto")
         self.overlap = FloatSpinBox(label="Tile overlap", min=0.0, max=0.75, step=0.05, value=0.1)
-        # (lead) a test-time augmentation check box goes here, into `self.advanced`
+        self.tta = ComboBox(label="Test-time augm.", choices=["none", "yx", "yxz"], value="none")
         self.predict_btn = PushButton(text="Predict")
         self.cancel_btn = PushButton(text="Cancel", enabled=False)
         self.save_merged = PushButton(text="Save merged image...")
         for name, tip in tips.items():
             getattr(self, name).tooltip = tip
         self.form = Container(widgets=[self.image, self.channel, self.voxel_size, self.force])
-        self.advanced = Container(widgets=[self.device, self.tile, self.overlap])
+        self.advanced = Container(widgets=[self.device, self.tile, self.overlap, self.tta])
         self.status = QLabel("")
         self.status.setWordWrap(True)
         layout = QVBoxLayout()
@@ -196,6 +197,7 @@ class PredictWidget(QWidget):
         tiling, auto, notice = tiling_from_text(
             self.tile.value, self.overlap.value, bundles, self.precision
         )
+        tiling = dataclasses.replace(tiling, tta=self.tta.value)
         if notice is not None:
             show_info(notice.text)
             self.tile.value = ", ".join(map(str, tiling.tile_shape))

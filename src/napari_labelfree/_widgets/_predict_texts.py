@@ -12,6 +12,9 @@ TOOLTIPS = {
     "device": "Where to compute: auto takes a GPU when there is one",
     "tile": "Largest tile in voxels at the model's voxel size; auto fits it to the device "
     "(a CPU cuts large frames into a few tiles so Cancel acts quickly)",
+    "tta": "Test-time augmentation: average the predictions of the image flipped and rotated in "
+    "Y, X (8 passes) or also flipped in Z (16 passes); that many times slower, often a little "
+    "closer to the real fluorescence",
     "overlap": "Fraction of a tile shared with its neighbours (seams blend away)",
     "predict_btn": "Predict the ticked structures; the frame on screen comes first",
     "cancel_btn": "Stop after the current tile; finished frames stay",

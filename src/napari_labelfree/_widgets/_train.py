@@ -34,6 +34,8 @@ from ._registry import registry
 from ._train_job import estimate_job, train_job
 from ._workers import load_devices, notify_error
 
+NEW = "a new network"  # the "Start from" choice that fine-tunes nothing
+
 if TYPE_CHECKING:
     import napari
 
@@ -80,7 +82,10 @@ class TrainWidget(QWidget):
             label="Model name", value=unique_model_folder(bundles.user_models_dir(), "dna").name
         )
         self.name.tooltip = "Folder name in your models; a name already used is never taken over"
-        # (lead) a "Start from" model choice for fine-tuning goes here
+        self.start_from = ComboBox(label="Start from", choices=self._start_choices, value=None)
+        self.start_from.tooltip = (
+            "Fine-tune a model (its weights, network, voxel size and normalization) or start anew"
+        )
         self.iterations = SpinBox(label="Iterations", min=1, max=1_000_000, value=500)
         self.iterations.tooltip = "Training steps (the paper: 50,000 on a GPU)"
         self.patch = LineEdit(label="Patch Z, Y, X", value=", ".join(map(str, d.patch_shape)))
@@ -103,7 +108,7 @@ class TrainWidget(QWidget):
         self.stop_btn.tooltip = "Stop at the next step and keep the current weights as a model"
         fields = [self.signal, self.target, self.structure, self.colormap, self.name]
         sizes = [self.iterations, self.patch, self.batch, self.lr, self.depth, self.width]
-        self.form = Container(widgets=[*fields, *sizes, self.device])
+        self.form = Container(widgets=[*fields, self.start_from, *sizes, self.device])
         buttons = Container(widgets=[self.train_btn, self.stop_btn], layout="horizontal")
         self.plot = LossPlot()
         self.status = QLabel("")
@@ -125,6 +130,10 @@ class TrainWidget(QWidget):
         }
 
     # -------------------------------------------------------------------------- choices
+    def _start_choices(self, *_: Any) -> list[tuple[str, str | None]]:
+        found = bundles.discover_models()
+        return [(NEW, None), *((f"{b.name} ({b.source})", str(b.path)) for b in found)]
+
     def _image_names(self, *_: Any) -> list[str]:
         return image_layer_names(self.viewer)
 
@@ -234,9 +243,9 @@ class TrainWidget(QWidget):
         self.plot.clear()
         out = bundles.user_models_dir() / name
         self.runner.what = f"training {spec.structure}"
-        self.runner.start(
-            train_job, sig, tgt, spec, out, config, self.device.value, status=f"Training {name}..."
-        )
+        init = self.start_from.value  # a model folder, or None for a new network
+        job = (sig, tgt, spec, out, config, self.device.value, init)
+        self.runner.start(train_job, *job, status=f"Training {name}...")
         self._out = out
 
     def _sources(self) -> tuple[Any, Any]:

@@ -40,10 +40,19 @@ def pairs_from_layers(signal: Layer, target: Layer) -> list:
 
 
 def train_job(
-    signal: Layer, target: Layer, spec: ModelSpec, out: Path, config: Any, device: str
+    signal: Layer,
+    target: Layer,
+    spec: ModelSpec,
+    out: Path,
+    config: Any,
+    device: str,
+    init: str | None = None,
 ) -> Generator[Any, None, Any]:
-    """Read the pairs, then train (the core checks the request); returns the bundle."""
+    """Read the pairs, then train (the core checks the request); returns the bundle.
+
+    ``init``: a model name to fine-tune from (its network and voxel size replace the form's).
+    """
     from ..core.train import iter_train  # torch is imported when training starts
 
     pairs = pairs_from_layers(signal, target)
-    return (yield from iter_train(pairs, spec, out, config, device=device))
+    return (yield from iter_train(pairs, spec, out, config, device=device, init=init))
