@@ -303,9 +303,11 @@ def test_train_recipe_and_init_options(tmp_path, sim_files, monkeypatch):
         "dna",
     ]
     default = _captured_train(monkeypatch, base)["config"]
-    assert default.augment and default.keep_best
-    off = _captured_train(monkeypatch, [*base, "--no-augment", "--schedule", "cosine"])
-    assert off["config"].augment is False and off["config"].schedule == "cosine"
+    assert not default.augment and default.keep_best  # augmentation on request (measured)
+    on = _captured_train(monkeypatch, [*base, "--augment", "--schedule", "cosine"])
+    assert on["config"].augment is True and on["config"].schedule == "cosine"
+    off = _captured_train(monkeypatch, [*base, "--no-augment"])
+    assert off["config"].augment is False
     paper = _captured_train(monkeypatch, [*base, "--paper-recipe", "--lr", "0.002"])["config"]
     assert (paper.augment, paper.optimizer, paper.schedule, paper.loss, paper.keep_best) == (
         False,

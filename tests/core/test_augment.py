@@ -83,7 +83,7 @@ def test_gamma_keeps_each_patch_range():
     assert not torch.allclose(out[1], x[1])
 
 
-def test_switch_off_and_paper_recipe_do_not_augment(tmp_path):
+def test_off_and_paper_recipe_do_not_augment(tmp_path):
     rng = np.random.default_rng(0)
     for cfg in (TrainConfig(augment=False), TrainConfig.paper()):
         r = Recipe(cfg, tmp_path, rng, torch.device("cpu"), validating=False)
@@ -92,4 +92,4 @@ def test_switch_off_and_paper_recipe_do_not_augment(tmp_path):
         ax, ay = r.batch(x, y)
         assert ax is x and ay is y
         assert rng.bit_generator.state == state  # no draws: the patch stream is untouched
-    assert TrainConfig().augment is True  # on by default
+    assert TrainConfig().augment is False  # on request (it lowered held-out r at short budgets)

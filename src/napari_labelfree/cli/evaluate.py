@@ -119,8 +119,8 @@ def run(args: argparse.Namespace) -> int:
     rows: list[dict[str, Any]] = []
     notices: set[str] = set()
     for bundle, name in zip(bundles, names, strict=True):
-        target = args.target_channel or bundle.spec.target or bundle.spec.structure
         for set_name, path in data:
+            target = args.target_channel or _target_channel(path, bundle.spec)
             pairs, more = load_pairs(
                 expand([path], args.signal_channel, target), args.data_voxel_size
             )
@@ -255,3 +255,29 @@ def plot_scores(path: Path, rows: list[dict[str, Any]]) -> None:
         os.replace(tmp, path)
     finally:
         Path(tmp).unlink(missing_ok=True)
+
+
+def _target_channel(path: str | Path, spec: Any) -> str:
+    """The channel of an image file that holds a model's structure (CSV tables name their own).
+
+    The model's target label ("Hoechst 33342") or structure name ("dna") when the file has such a
+    channel, else the channel the structure table takes for the same structure ("DAPI" for dna).
+    """
+    from ..core.io import open_image
+    from ..core.structures import find_structure
+
+    default = spec.target or spec.structure
+    if Path(path).suffix.lower() == ".csv":
+        return default
+    with open_image(path) as src:
+        names = list(src.channel_names)
+    lowered = [n.lower() for n in names]
+    for wanted in (spec.target, spec.structure):
+        if wanted and wanted.lower() in lowered:
+            return names[lowered.index(wanted.lower())]
+    mine = find_structure(spec.structure)
+    for name in names:
+        found = find_structure(name)
+        if mine is not None and found is not None and found.name == mine.name:
+            return name
+    return default

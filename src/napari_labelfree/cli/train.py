@@ -144,10 +144,11 @@ def add_recipe_args(p: argparse.ArgumentParser, d: Any) -> None:
         "(overrides the four options below)",
     )
     p.add_argument(
-        "--no-augment",
-        dest="augment",
-        action="store_false",
-        help="no flips, rotations, intensity, noise or blur augmentation of training patches",
+        "--augment",
+        action=argparse.BooleanOptionalAction,
+        default=d.augment,
+        help="flips, rotations, intensity, noise and blur augmentation of training patches "
+        f"(docs/training.md) [{'on' if d.augment else 'off'}]",
     )
     p.add_argument("--optimizer", choices=OPTIMIZERS, default=d.optimizer, help=f"[{d.optimizer}]")
     p.add_argument(
@@ -343,7 +344,9 @@ def _argv_of(
             positional += [str(v) for v in value] if isinstance(value, list) else [str(value)]
             continue
         flag = action.option_strings[-1]
-        if isinstance(action, argparse._StoreTrueAction):
+        if isinstance(action, argparse.BooleanOptionalAction):
+            words += [action.option_strings[0 if value else 1]]
+        elif isinstance(action, argparse._StoreTrueAction):
             words += [flag] if value else []
         elif isinstance(action, argparse._StoreFalseAction):
             words += [] if value else [flag]
