@@ -402,3 +402,13 @@ def test_fused_and_unfused_adam_agree_and_resume_across(tmp_path, monkeypatch):
     a, b = losses(tmp_path / "fused"), losses(tmp_path / "mixed")
     assert len(a) == len(b) == 6 and np.array_equal(a[:3], b[:3])
     np.testing.assert_allclose(b[3:], a[3:], rtol=1e-3)
+
+
+def test_bf16_training_on_a_cpu_without_it_says_fp32(tmp_path, monkeypatch):
+    # an AVX2-only CPU: the request is trained in fp32 and the run says so, never a RuntimeError
+    from napari_labelfree.core import device as device_module
+
+    monkeypatch.setattr(device_module, "cpu_runs_bf16", lambda: False)
+    _, events = _run(tmp_path / "m", _small_cfg(iterations=2, precision="bf16"))
+    notices = [e.text for e in events if isinstance(e, Notice)]
+    assert any("bf16" in n and "fp32" in n for n in notices)

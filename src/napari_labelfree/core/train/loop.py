@@ -31,7 +31,7 @@ import torch
 from ..bundle import CONFIG_NAME, ModelBundle, open_bundle
 from ..config import ModelSpec
 from ..data import ImagePair
-from ..device import resolve_device
+from ..device import resolve_device, resolve_precision
 from ..events import Notice
 from ..files import write_error
 from .checkpoint import (
@@ -137,6 +137,9 @@ def iter_train(
     targets = [torch.from_numpy(t).to(dev) for _, t, _ in train_arrays]
 
     engine = Engine.build(spec, config, dev)
+    changed = resolve_precision(dev, config.precision)[1]  # e.g. bf16 asked on an AVX2-only CPU
+    if changed:
+        yield Notice(changed, field="precision")
     if start is not None:
         load_init_weights(engine.net, start)
     patch_rng = ranks.patch_rng(config.seed)
