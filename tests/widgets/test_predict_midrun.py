@@ -103,3 +103,22 @@ def test_import_a_pytorch_fnet_model(open_predict, isolated_models, qtbot):
     assert widget.models.list.currentItem().text().endswith("(user)")
     details = widget.models.details.text()
     assert "imported from pytorch_fnet release_1" in details and "voxel size" in details
+
+
+def test_cutting_frames_for_cancel_keeps_the_plans_memory_cap():
+    # the widget cuts large CPU frames into a few tiles; never larger than the plan's own tile,
+    # which holds the CPU fp32 cap (core.tiling.max_tile_shape)
+    from types import SimpleNamespace
+
+    import torch
+
+    from napari_labelfree._widgets._predict_job import fit_tiles_to_cpu
+    from napari_labelfree.core.config import TilingConfig
+
+    group = SimpleNamespace(grid_shape=(64, 1024, 1024), multiple=16)
+    capped = (64, 144, 272)
+    plan = SimpleNamespace(
+        device=torch.device("cpu"), groups=[group], tiling=TilingConfig(), tile_shapes=[capped]
+    )
+    fit_tiles_to_cpu(plan)
+    assert all(t <= c for t, c in zip(plan.tile_shapes[0], capped, strict=True))

@@ -83,8 +83,10 @@ def fit_tiles_to_cpu(plan: Any) -> None:
     if plan.device.type != "cpu":
         return
     for g, group in enumerate(plan.groups):
+        # within the plan's own tile, which already holds the CPU fp32 memory cap
+        # (core.tiling.max_tile_shape): cutting for Cancel must never undo it
         tile = cpu_tile_shape(
-            group.grid_shape, plan.tiling.tile_shape, group.multiple, plan.tiling.overlap
+            group.grid_shape, plan.tile_shapes[g], group.multiple, plan.tiling.overlap
         )
         plan.tile_shapes[g] = fit_tile_shape(
             group.grid_shape, tile, plan.tiling.overlap, group.multiple
