@@ -327,7 +327,7 @@ def test_force_goes_ahead_with_a_large_resampling(make_tiny_model, rng):
 def test_resampling_beyond_the_machines_memory_is_refused(make_tiny_model, rng, monkeypatch):
     import napari_labelfree.core.predict as predict_mod
 
-    monkeypatch.setattr(predict_mod, "_physical_memory", lambda: 2**16)  # a 64 KiB machine
+    monkeypatch.setattr(predict_mod, "physical_memory", lambda: 2**16)  # a 64 KiB machine
     b = make_tiny_model()
     src = from_array(rng.normal(size=(16, 64, 64)).astype(np.float32), "ZYX", None, VOX)
     with pytest.raises(LabelFreeError, match="more than this machine's"):

@@ -88,11 +88,11 @@ WORKING_VOLUMES = 16
 def check_memory(shape: tuple[int, int, int], timepoints: int, channels: int) -> None:
     """Refuse a simulation that needs more memory than the machine has, before allocating it."""
     from ..core.errors import LabelFreeError
-    from ..core.predict import _physical_memory
+    from ..core.machine import physical_memory
 
     voxels = shape[0] * shape[1] * shape[2]
     need = 4 * voxels * (WORKING_VOLUMES + timepoints * channels)
-    have = _physical_memory()
+    have = physical_memory()
     if have is not None and need > have:
         raise LabelFreeError(
             f"simulating {timepoints} x {channels} channels of {'x'.join(map(str, shape))} voxels "

@@ -14,7 +14,6 @@ This module imports torch only when a plan is made, so importing it stays cheap.
 from __future__ import annotations
 
 import math
-import os
 from collections.abc import Generator, Iterable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -27,6 +26,7 @@ from .config import Normalization, TilingConfig
 from .errors import LabelFreeError
 from .events import FrameDone, FrameStarted, Notice, TileDone
 from .io import ImageSource, VoxelSize, check_3d, from_array, resolve_voxel_size
+from .machine import physical_memory
 
 if TYPE_CHECKING:
     import torch
@@ -225,7 +225,7 @@ def _check_resampling(
         )
     else:
         need = int(np.prod(grid, dtype=np.int64)) * 4 * (2 + n_out)  # grid input, outputs, blend
-        total = _physical_memory()
+        total = physical_memory()
         if total and need > total:
             why = (
                 f"resampled to the model {bundle.name}'s voxel size {tuple(group_vox)} um, one "
@@ -238,13 +238,6 @@ def _check_resampling(
             "if it is right, confirm to go ahead anyway",
             field=("voxel_size", "force"),
         )
-
-
-def _physical_memory() -> int | None:
-    try:
-        return os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES")
-    except (ValueError, OSError, AttributeError):
-        return None  # not on this system: no memory check
 
 
 def plan_prediction(
