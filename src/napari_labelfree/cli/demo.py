@@ -16,6 +16,7 @@ from typing import Any
 
 import numpy as np
 
+from ..core.files import atomic_file
 from . import _args
 
 # the paper's time-lapse: 0.065 um/px laterally, models trained at 0.108 um/px resampled to 0.29 um
@@ -181,9 +182,8 @@ def run(args: argparse.Namespace) -> int:
 
 def _write_scores(path: Path, rows: list[tuple[str, float, float, Any]]) -> None:
     lines = ["structure,pearson_r,nl2"] + [f"{n},{r:.4f},{e:.4f}" for n, r, e, _ in rows]
-    tmp = path.with_name(f".{path.name}.tmp")
-    tmp.write_text("\n".join(lines) + "\n", encoding="utf-8")
-    tmp.replace(path)
+    with atomic_file(path) as tmp:
+        tmp.write_text("\n".join(lines) + "\n", encoding="utf-8")
 
 
 def _norm(a: np.ndarray, lo: float, hi: float) -> np.ndarray:
@@ -257,6 +257,5 @@ def montage(
         fontsize=9,
     )
     fig.tight_layout(rect=(0, 0, 1, 0.97))
-    tmp = path.with_name(f".{path.name}.tmp")
-    fig.savefig(tmp, format="png")
-    tmp.replace(path)
+    with atomic_file(path) as tmp:
+        fig.savefig(tmp, format="png")

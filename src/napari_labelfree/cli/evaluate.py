@@ -9,9 +9,7 @@ from __future__ import annotations
 import argparse
 import csv
 import math
-import os
 import sys
-import tempfile
 from pathlib import Path
 from typing import Any
 
@@ -194,17 +192,14 @@ def print_table(summary: list[dict[str, Any]]) -> None:
 
 
 def write_csv(path: Path, rows: list[dict[str, Any]]) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
-    try:
-        with os.fdopen(fd, "w", newline="", encoding="utf-8") as f:
-            w = csv.DictWriter(f, fieldnames=COLUMNS)
-            w.writeheader()
-            for r in rows:
-                w.writerow({k: (f"{v:.6g}" if isinstance(v, float) else v) for k, v in r.items()})
-        os.replace(tmp, path)
-    finally:
-        Path(tmp).unlink(missing_ok=True)
+    from ..core.files import atomic_file, make_parent
+
+    make_parent(path)
+    with atomic_file(path) as tmp, open(tmp, "w", newline="", encoding="utf-8") as f:
+        w = csv.DictWriter(f, fieldnames=COLUMNS)
+        w.writeheader()
+        for r in rows:
+            w.writerow({k: (f"{v:.6g}" if isinstance(v, float) else v) for k, v in r.items()})
 
 
 def plot_scores(path: Path, rows: list[dict[str, Any]]) -> None:
@@ -247,14 +242,11 @@ def plot_scores(path: Path, rows: list[dict[str, Any]]) -> None:
     if len(sets) > 1:
         axes[0].legend(fontsize=8)
     fig.tight_layout()
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
-    os.close(fd)
-    try:
+    from ..core.files import atomic_file, make_parent
+
+    make_parent(path)
+    with atomic_file(path) as tmp:
         fig.savefig(tmp, format="png")
-        os.replace(tmp, path)
-    finally:
-        Path(tmp).unlink(missing_ok=True)
 
 
 def _target_channel(path: str | Path, spec: Any) -> str:
@@ -263,6 +255,7 @@ def _target_channel(path: str | Path, spec: Any) -> str:
     The model's target label ("Hoechst 33342") or structure name ("dna") when the file has such a
     channel, else the channel the structure table takes for the same structure ("DAPI" for dna).
     """
+    from ..core.errors import LabelFreeError
     from ..core.io import open_image
     from ..core.structures import find_structure
 
@@ -271,10 +264,11 @@ def _target_channel(path: str | Path, spec: Any) -> str:
         return default
     with open_image(path) as src:
         names = list(src.channel_names)
-    lowered = [n.lower() for n in names]
-    for wanted in (spec.target, spec.structure):
-        if wanted and wanted.lower() in lowered:
-            return names[lowered.index(wanted.lower())]
+        for wanted in filter(None, (spec.target, spec.structure)):
+            try:
+                return names[src.channel_index(wanted)]
+            except LabelFreeError:
+                continue  # not a channel of this file: try the next name
     mine = find_structure(spec.structure)
     for name in names:
         found = find_structure(name)
