@@ -243,9 +243,14 @@ def main(argv: list[str] | None = None) -> int:
     from napari_labelfree.core.train import ImagePair, iter_train
 
     def predict(signal: np.ndarray, bundle, tiling) -> np.ndarray:
-        """The one structure's prediction of a ZYX signal, through the user's prediction path."""
+        """The one structure's prediction of a ZYX signal, through the user's prediction path.
+
+        The data is on the model's own grid (trained with no voxel size), also for a fine-tuned
+        model whose grid came from its starting model: no resampling.
+        """
+        grid = tuple(bundle.spec.voxel_size_um)
         outputs = drain(
-            iter_predict_volume(signal, [bundle], vox, tiling=tiling, device=args.device)
+            iter_predict_volume(signal, [bundle], grid, tiling=tiling, device=args.device)
         )
         return next(iter(outputs.values()))
 

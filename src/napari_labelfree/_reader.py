@@ -28,6 +28,7 @@ from .core.structures import (
     fluorescence_colormaps,
     looks_transmitted,
 )
+from .core.transmitted import looks_transmitted_pixels
 
 LayerData = tuple[Any, dict[str, Any], str]
 SUFFIXES = (".czi", ".ome.tif", ".ome.tiff", ".tif", ".tiff", ".zarr")
@@ -130,14 +131,11 @@ def channel_label(name: str) -> str:
 
 
 def _pixels_look_transmitted(volume: Any) -> bool:
-    """Transmitted light is a bright field with structures about as dark as they are bright;
-    fluorescence is a dark background with a few structures far brighter than it."""
+    """Whether an eagerly read channel's middle plane looks like transmitted light."""
     if not isinstance(volume, np.ndarray) or volume.size == 0:
         return False  # lazy (huge) data is not read to decide a colour
     planes = volume.reshape(-1, *volume.shape[-2:])
-    plane = planes[planes.shape[0] // 2]
-    lo, mid, hi = np.percentile(plane[::2, ::2], [0.5, 50.0, 99.5])
-    return bool(hi - mid <= 2.0 * max(mid - lo, 1e-12))
+    return looks_transmitted_pixels(planes[planes.shape[0] // 2])
 
 
 def _transmitted(source: ImageSource, label: str, arrays: list[Any]) -> list[bool]:

@@ -37,7 +37,9 @@ def offline(monkeypatch):
 
 
 def _trained_like_bundle(folder, **spec_kwargs):
-    net = randomize_batchnorm(UNet3D(Architecture(depth=2, width=8)), seed=5)
+    with torch.random.fork_rng():  # the same weights whatever ran before (test order)
+        torch.manual_seed(5)
+        net = randomize_batchnorm(UNet3D(Architecture(depth=2, width=8)), seed=5)
     spec = ModelSpec(
         structure="lamin-b1",
         colormap="cyan",

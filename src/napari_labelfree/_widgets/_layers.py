@@ -13,6 +13,7 @@ import numpy as np
 from ..core.errors import LabelFreeError
 from ..core.io import ImageSource, from_array
 from ..core.structures import looks_transmitted
+from ..core.transmitted import brightness_skew
 
 #: Key under which this plugin keeps its facts in ``layer.metadata``.
 META_KEY = "labelfree"
@@ -143,25 +144,17 @@ def _meta(layer) -> dict:
     return layer.metadata.get(META_KEY, {}) if isinstance(layer.metadata, dict) else {}
 
 
-def brightness_ratio(layer) -> float:
-    """Median over 99.9th percentile of a strided sample: near 1 for transmitted light (a bright
-    field with faint contrast), near 0 for fluorescence (dark background, bright structures)."""
+def brightness_skew_of(layer) -> float:
+    """``core.transmitted.brightness_skew`` of the layer's middle z-plane of the first frame:
+    one cheap read even for a lazy, huge file."""
     data = layer_data(layer)
-    # the middle z-plane of the first frame: one cheap read even for a lazy, huge file
-    plane = data[(0,) * (data.ndim - 3) + (data.shape[-3] // 2,)]
-    step = max(1, int(np.ceil(np.sqrt(np.prod(plane.shape, dtype=float) / 100_000))))
-    sample = np.asarray(plane[::step, ::step], dtype=np.float32).ravel()
-    sample = sample[np.isfinite(sample)]
-    if sample.size == 0:
-        return 0.0
-    med, top = np.percentile(sample, [50.0, 99.9])
-    return float(med / top) if top > 0 else 0.0
+    return brightness_skew(data[(0,) * (data.ndim - 3) + (data.shape[-3] // 2,)])
 
 
 def transmitted_rank(layer) -> tuple[int, float]:
     """Sort key (higher = more likely transmitted light): its name, then its intensities."""
     named = looks_transmitted(str(_meta(layer).get("channel", ""))) or looks_transmitted(layer.name)
-    return (1 if named else 0, brightness_ratio(layer))
+    return (1 if named else 0, -brightness_skew_of(layer))
 
 
 def default_source(layers):
