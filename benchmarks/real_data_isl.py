@@ -187,6 +187,7 @@ RECIPES: dict[str, dict] = {
     "default+val": {"val": True},
     "default-lr2+val": {"val": True, "lr": 2e-3},
     "default-lr4+val": {"val": True, "lr": 4e-3},
+    "default-l1ssim+val": {"val": True, "loss": "l1+ms-ssim"},
     "paper+val": {"paper": True, "val": True},
 }
 
