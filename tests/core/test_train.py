@@ -412,3 +412,24 @@ def test_bf16_training_on_a_cpu_without_it_says_fp32(tmp_path, monkeypatch):
     _, events = _run(tmp_path / "m", _small_cfg(iterations=2, precision="bf16"))
     notices = [e.text for e in events if isinstance(e, Notice)]
     assert any("bf16" in n and "fp32" in n for n in notices)
+
+
+def test_loss_curve_draws_without_mathtext(tmp_path, monkeypatch):
+    """The curve is written in the training thread while the Train widget's live plot draws on
+    the GUI thread; matplotlib's shared mathtext parser is not thread-safe, so neither may use it
+    (it failed training now and then with a ParseException)."""
+    from matplotlib.mathtext import MathTextParser
+
+    from napari_labelfree.core.train.log import write_loss_curve
+
+    def refuse(*args, **kwargs):
+        raise AssertionError("mathtext parser used")
+
+    monkeypatch.setattr(MathTextParser, "parse", refuse)
+    rows = [
+        {"iteration": i, "train_loss": 2.0 / i, "val_loss": 1.5 / i if i % 5 == 0 else "",
+         "val_pearson_r": 0.1 * (i // 5) if i % 5 == 0 else ""}
+        for i in range(1, 31)
+    ]  # fmt: skip
+    write_loss_curve(tmp_path / "curve.png", rows, "model $a$ of user $b$")
+    assert (tmp_path / "curve.png").stat().st_size > 1000

@@ -48,8 +48,13 @@ def test_defaults_fit_a_cpu_and_colours_come_from_the_table(train_setup):
         assert control.tooltip
 
 
-def test_train_a_tiny_model_and_it_appears_in_predict(train_setup, qtbot):
+def test_train_a_tiny_model_and_it_appears_in_predict(train_setup, qtbot, monkeypatch):
     viewer, predict, train = train_setup
+    # the loss curve (training thread) and the live plot (GUI thread) draw at the same time:
+    # neither may use matplotlib's mathtext parser, which is not thread-safe
+    from matplotlib.mathtext import MathTextParser
+
+    monkeypatch.setattr(MathTextParser, "parse", lambda *a, **k: pytest.fail("mathtext used"))
     train.iterations.value = 4
     assert predict.models.paths() == []
     train.train_btn.native.click()

@@ -6,6 +6,8 @@ from typing import Any
 
 from qtpy.QtWidgets import QVBoxLayout, QWidget
 
+from ..core.train.log import log_scale_plain
+
 
 class LossPlot(QWidget):
     """A small matplotlib plot of training (and validation) loss against iteration."""
@@ -38,7 +40,10 @@ class LossPlot(QWidget):
         self.train_line.set_data(history["it"], history["loss"])
         self.val_line.set_data(history["val_it"], history["val"])
         if history["loss"]:
-            self.ax.set_yscale("log" if min(history["loss"]) > 0 else "linear")
+            if min(history["loss"]) > 0:
+                log_scale_plain(self.ax)  # no mathtext: the training thread draws its curve too
+            else:
+                self.ax.set_yscale("linear")
         self.ax.relim()
         self.ax.autoscale_view()
         self.canvas.draw_idle()

@@ -16,6 +16,20 @@ CURVE_NAME = "loss_curve.png"
 LOG_COLUMNS = ("iteration", "train_loss", "val_loss", "val_pearson_r")
 
 
+def log_scale_plain(ax) -> None:
+    """A log y axis whose tick labels are plain text ("0.1"), not mathtext ("10^-1").
+
+    matplotlib's mathtext parser is one object shared by all threads and not thread-safe: the
+    worker thread writing the loss curve and the Train widget's live plot on the GUI thread would
+    otherwise parse tick labels at the same time and fail now and then (a ParseException).
+    """
+    from matplotlib.ticker import FuncFormatter, NullFormatter
+
+    ax.set_yscale("log")
+    ax.yaxis.set_major_formatter(FuncFormatter(lambda v, _pos: f"{v:g}"))
+    ax.yaxis.set_minor_formatter(NullFormatter())
+
+
 def fmt(v: float | None) -> str:
     """A log cell: six significant digits, empty for no value."""
     return "" if v is None else f"{v:.6g}"
@@ -80,7 +94,7 @@ def write_loss_curve(path: Path, rows: Sequence[dict[str, str]], title: str = ""
             [v[0] for v in val], [v[1] for v in val], "o-", color="C1", ms=3, label="validation"
         )
         ax_r.plot([v[0] for v in val], [v[2] for v in val], "o-", color="C2", ms=3)
-    ax.set_yscale("log")
+    log_scale_plain(ax)
     ax.set_xlabel("iteration")
     ax.set_ylabel("MSE (z-scored target)")
     ax.legend(fontsize=8)
@@ -89,7 +103,7 @@ def write_loss_curve(path: Path, rows: Sequence[dict[str, str]], title: str = ""
     ax_r.set_ylim(min(0.0, *(v[2] for v in val if math.isfinite(v[2]))) if val else 0.0, 1.0)
     ax_r.grid(alpha=0.3)
     if title:
-        fig.suptitle(title, fontsize=10)
+        fig.suptitle(title, fontsize=10, parse_math=False)  # a "$" in a name stays text
     fig.tight_layout()
     with atomic_file(path) as tmp:
         fig.savefig(tmp, format="png")
