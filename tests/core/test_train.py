@@ -433,3 +433,25 @@ def test_loss_curve_draws_without_mathtext(tmp_path, monkeypatch):
     ]  # fmt: skip
     write_loss_curve(tmp_path / "curve.png", rows, "model $a$ of user $b$")
     assert (tmp_path / "curve.png").stat().st_size > 1000
+
+
+def test_loss_curve_axis_is_labelled_over_less_than_a_decade():
+    """A loss between 0.3 and 0.9 crosses no decade: its minor ticks must carry the labels."""
+    from matplotlib.backends.backend_agg import FigureCanvasAgg
+    from matplotlib.figure import Figure
+
+    from napari_labelfree.core.train.log import log_scale_plain
+
+    fig = Figure()
+    FigureCanvasAgg(fig)
+    ax = fig.subplots()
+    ax.plot([1, 2], [0.3, 0.9])
+    log_scale_plain(ax)
+    fig.canvas.draw()
+    lo, hi = ax.get_ylim()
+    shown = [
+        t.get_text()
+        for t in ax.get_yticklabels(minor=True) + ax.get_yticklabels()
+        if t.get_text() and lo <= t.get_position()[1] <= hi
+    ]
+    assert len(shown) >= 2, shown

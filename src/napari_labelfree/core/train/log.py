@@ -17,17 +17,19 @@ LOG_COLUMNS = ("iteration", "train_loss", "val_loss", "val_pearson_r")
 
 
 def log_scale_plain(ax) -> None:
-    """A log y axis whose tick labels are plain text ("0.1"), not mathtext ("10^-1").
+    """A log y axis whose tick labels are plain text ("1e-01"), not mathtext ("10^-1").
 
     matplotlib's mathtext parser is one object shared by all threads and not thread-safe: the
     worker thread writing the loss curve and the Train widget's live plot on the GUI thread would
     otherwise parse tick labels at the same time and fail now and then (a ParseException).
     """
-    from matplotlib.ticker import FuncFormatter, NullFormatter
+    from matplotlib.ticker import LogFormatter
 
     ax.set_yscale("log")
-    ax.yaxis.set_major_formatter(FuncFormatter(lambda v, _pos: f"{v:g}"))
-    ax.yaxis.set_minor_formatter(NullFormatter())
+    # as the log scale's own formatters (which use mathtext), minor ticks labelled where the
+    # range is too short for labelled decades
+    ax.yaxis.set_major_formatter(LogFormatter(10))
+    ax.yaxis.set_minor_formatter(LogFormatter(10, labelOnlyBase=False))
 
 
 def fmt(v: float | None) -> str:
