@@ -191,6 +191,7 @@ RECIPES: dict[str, dict] = {
     "default-lr2+val": {"val": True, "lr": 2e-3},
     "default-lr4+val": {"val": True, "lr": 4e-3},
     "default-l1ssim+val": {"val": True, "loss": "l1+ms-ssim"},
+    "default-fnetinit+val": {"val": True, "weights_init": "fnet"},
     "paper+val": {"paper": True, "val": True},
 }
 

@@ -39,7 +39,13 @@ def test_paper_recipe_is_the_paper():
 
 @pytest.mark.parametrize(
     ("field", "value"),
-    [("optimizer", "sgd"), ("schedule", "step"), ("loss", "l2"), ("weight_decay", -1.0)],
+    [
+        ("optimizer", "sgd"),
+        ("schedule", "step"),
+        ("loss", "l2"),
+        ("weight_decay", -1.0),
+        ("weights_init", "xavier"),
+    ],
 )
 def test_unknown_recipe_settings_are_refused(field, value):
     with pytest.raises(LabelFreeError):
@@ -164,3 +170,25 @@ def test_l1_ms_ssim_training_runs(tmp_path):
         iter_train(random_pairs(shape=(8, 24, 24)), tiny_spec(), tmp_path / "m", cfg, device="cpu")
     )
     assert np.isfinite(bundle.spec.metrics["final_train_loss"])
+
+
+def test_fnet_weights_init_draws_pytorch_fnets_distribution_reproducibly():
+    from napari_labelfree.core.config import Architecture, ModelSpec
+    from napari_labelfree.core.train.engine import Engine
+
+    spec = ModelSpec("dna", architecture=Architecture(depth=2, width=16))
+
+    def weights(init: str) -> tuple[list[torch.Tensor], torch.Tensor]:
+        net = Engine.build(spec, TrainConfig(weights_init=init), torch.device("cpu")).net
+        convs = [m.weight.detach() for m in net.modules() if isinstance(m, torch.nn.Conv3d)]
+        norms = [m.weight.detach() for m in net.modules() if isinstance(m, torch.nn.BatchNorm3d)]
+        return convs, torch.cat(norms)
+
+    convs, norm = weights("fnet")
+    for w in convs:  # N(0, 0.02) in every layer, whatever its fan-in
+        assert abs(float(w.std()) - 0.02) < 0.004, float(w.std())
+    assert abs(float(norm.mean()) - 1.0) < 0.01 and 0.01 < float(norm.std()) < 0.03
+    assert torch.equal(weights("fnet")[0][0], convs[0])  # the seed decides: a rerun is the same
+    torch_convs, torch_norm = weights("torch")
+    # PyTorch's default scales with the fan-in: the first layer (27 inputs) is far wider
+    assert float(torch_convs[0].std()) > 0.05 and torch.all(torch_norm == 1)

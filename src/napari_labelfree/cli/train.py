@@ -135,7 +135,7 @@ def register(sub: argparse._SubParsersAction) -> None:
 
 def add_recipe_args(p: argparse.ArgumentParser, d: Any) -> None:
     """The recipe options (core.train.recipe / augment); defaults from TrainConfig."""
-    from ..core.train.config import LOSSES, OPTIMIZERS, SCHEDULES
+    from ..core.train.config import LOSSES, OPTIMIZERS, SCHEDULES, WEIGHTS_INITS
 
     p.add_argument(
         "--paper-recipe",
@@ -158,6 +158,12 @@ def add_recipe_args(p: argparse.ArgumentParser, d: Any) -> None:
         "--schedule", choices=SCHEDULES, default=d.schedule, help=f"lr schedule [{d.schedule}]"
     )
     p.add_argument("--loss", choices=LOSSES, default=d.loss, help=f"[{d.loss}]")
+    p.add_argument(
+        "--weights-init",
+        choices=WEIGHTS_INITS,
+        default=d.weights_init,
+        help=f"a new network's initial weights: PyTorch's or pytorch_fnet's [{d.weights_init}]",
+    )
     p.add_argument(
         "--keep-last",
         dest="keep_best",
@@ -189,6 +195,7 @@ def run(args: argparse.Namespace) -> int:
         "precision": args.precision,
         "weight_decay": args.weight_decay,
         "log_every": args.log_every,
+        "weights_init": args.weights_init,
     }
     if args.paper_recipe:
         config = TrainConfig.paper(**settings)

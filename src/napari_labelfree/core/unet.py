@@ -100,6 +100,19 @@ def count_parameters(net: nn.Module) -> int:
     return sum(p.numel() for p in net.parameters())
 
 
+def fnet_weights_init(net: nn.Module) -> nn.Module:
+    """pytorch_fnet's initialisation, in place: conv weights N(0, 0.02), BatchNorm weights
+    N(1, 0.02) and biases 0 (conv biases as PyTorch makes them), from torch's global generator."""
+    with torch.no_grad():
+        for m in net.modules():
+            if isinstance(m, nn.Conv3d | nn.ConvTranspose3d):
+                m.weight.normal_(0.0, 0.02)
+            elif isinstance(m, nn.BatchNorm3d):
+                m.weight.normal_(1.0, 0.02)
+                m.bias.zero_()
+    return net
+
+
 def randomize_batchnorm(net: nn.Module, seed: int = 0) -> nn.Module:
     """Give every BatchNorm layer non-trivial running statistics and affine terms, in place.
 

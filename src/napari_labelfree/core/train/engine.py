@@ -26,6 +26,7 @@ from ..device import compute_dtype
 from ..errors import LabelFreeError
 from ..metrics import pearson_r
 from ..optimize import prefers_channels_last
+from ..unet import fnet_weights_init
 from .config import TrainConfig
 from .recipe import build_optimizer, loss_function
 from .throughput import fuse_optimizer
@@ -53,7 +54,10 @@ class Engine:
         np.random.seed(config.seed % 2**32)
         random.seed(config.seed)
         channels_last = prefers_channels_last(dev)
-        net = _build_network(spec).to(dev)
+        net = _build_network(spec)
+        if config.weights_init == "fnet":  # drawn on the CPU: the same weights on every device
+            fnet_weights_init(net)
+        net = net.to(dev)
         if channels_last:
             net = net.to(memory_format=torch.channels_last_3d)
         optimizer = build_optimizer(net, config)
