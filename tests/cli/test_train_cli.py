@@ -160,6 +160,33 @@ def test_train_errors_are_one_line(tmp_path, sim_files, capsys):
     assert rc == 2 and "multiple of 8" in capsys.readouterr().err
 
 
+def _train_args(data, out, *extra, iterations=2, batch_size=1):
+    """A quick `labelfree train` command line on the simulated field (tiny network, CPU)."""
+    return [
+        "train",
+        str(data),
+        "-o",
+        str(out),
+        "--signal-channel",
+        "bright-field",
+        "--target-channel",
+        "dna",
+        "--iterations",
+        str(iterations),
+        "--batch-size",
+        str(batch_size),
+        "--patch-shape",
+        "8,16,16",
+        "--depth",
+        "2",
+        "--width",
+        "4",
+        "--device",
+        "cpu",
+        *extra,
+    ]
+
+
 def test_ctrl_c_keeps_the_weights_and_says_so(tmp_path, sim_files, capsys, monkeypatch):
     import napari_labelfree.core.train as core_train
 
@@ -177,62 +204,13 @@ def test_ctrl_c_keeps_the_weights_and_says_so(tmp_path, sim_files, capsys, monke
 
     monkeypatch.setattr(core_train, "iter_train", interrupted_after_three_steps)
     model = tmp_path / "dna-model"
-    rc = main(
-        [
-            "train",
-            str(sim_files[0]),
-            "-o",
-            str(model),
-            "--signal-channel",
-            "bright-field",
-            "--target-channel",
-            "dna",
-            "--iterations",
-            "50",
-            "--batch-size",
-            "2",
-            "--patch-shape",
-            "8,16,16",
-            "--depth",
-            "2",
-            "--width",
-            "4",
-            "--device",
-            "cpu",
-        ]
-    )
+    rc = main(_train_args(sim_files[0], model, iterations=50, batch_size=2))
     assert rc == 130
     err = capsys.readouterr().err
     assert "interrupted; the weights so far are saved" in err and "nothing half-written" not in err
     assert "Traceback" not in err
     cfg = json.loads((model / "config.json").read_text())  # a usable bundle
     assert (model / "weights.safetensors").is_file() and cfg["structure"] == "dna"
-
-
-def _train_args(data, out, *extra):
-    return [
-        "train",
-        str(data),
-        "-o",
-        str(out),
-        "--signal-channel",
-        "bright-field",
-        "--target-channel",
-        "dna",
-        "--iterations",
-        "2",
-        "--batch-size",
-        "1",
-        "--patch-shape",
-        "8,16,16",
-        "--depth",
-        "2",
-        "--width",
-        "4",
-        "--device",
-        "cpu",
-        *extra,
-    ]
 
 
 def test_output_that_is_a_file_and_resume_over_a_model_are_refused(tmp_path, sim_files, capsys):
