@@ -35,6 +35,7 @@ from napari_labelfree.core.train.throughput import log_interval
 from napari_labelfree.core.unet import UNet3D
 
 BATCH, PATCH = 24, (32, 64, 64)
+ARCH = Architecture(depth=4, width=32)  # the paper's network (gpu_report.py --small shrinks it)
 
 
 def make_pairs(n: int = 3, shape=(64, 256, 256), seed: int = 0) -> list[ImagePair]:
@@ -53,7 +54,7 @@ def make_pairs(n: int = 3, shape=(64, 256, 256), seed: int = 0) -> list[ImagePai
 def reference_its(pairs, dev: torch.device, iterations: int, warmup: int) -> float:
     """The plain loop: host-side patches, fp32, Adam + MSE; iterations/s after the warm-up."""
     torch.manual_seed(0)
-    net = UNet3D(Architecture(depth=4, width=32)).to(dev).train()
+    net = UNet3D(ARCH).to(dev).train()
     opt = torch.optim.Adam(net.parameters(), lr=1e-3)
     rng = np.random.default_rng(0)
     zs = [((p.signal - p.signal.mean()) / p.signal.std(), (p.target - p.target.mean()) / p.target.std())
@@ -91,7 +92,7 @@ def ours_its(
     Steps are reported when their loss is read (every ``log_every``), so the clock is read at
     those points only: the first one after the warm-up and the last.
     """
-    spec = ModelSpec("dna", architecture=Architecture(depth=4, width=32))
+    spec = ModelSpec("dna", architecture=ARCH)
     cfg = TrainConfig(iterations=iterations, batch_size=BATCH, patch_shape=PATCH,
                       checkpoint_every=10**9, validate_every=10**9, seed=0,
                       log_every=log_every)  # fmt: skip
