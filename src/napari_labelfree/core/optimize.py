@@ -146,6 +146,8 @@ def _conv(
     """
     if (
         x.device.type == "cpu"
+        # torch.compile lowers convolutions its own way (and cannot trace the capability check)
+        and not torch.compiler.is_compiling()
         and x.dtype == w.dtype
         and _mkldnn_runs(x.dtype)
         and not torch.is_autocast_enabled("cpu")
