@@ -143,9 +143,10 @@ def _run_measured(cmd: list[str]) -> tuple[float, float, str]:
 def make_bundle(folder: Path, seed: int = 0):
     """Paper-size untrained bundle whose BatchNorm layers have non-trivial statistics."""
 
-    from napari_labelfree.core.bundle import init_bundle, load_network, save_bundle
+    from napari_labelfree.core.bundle import init_bundle, save_bundle
     from napari_labelfree.core.config import Architecture, ModelSpec
     from napari_labelfree.core.unet import randomize_batchnorm
+    from napari_labelfree.core.weights import load_network
 
     spec = ModelSpec("dna", voxel_size_um=VOXEL, architecture=Architecture(depth=4, width=32))
     bundle = init_bundle(folder, spec, seed=seed)

@@ -2,7 +2,7 @@
 
 Writes a simulated bright-field time-lapse (``--frames`` of ``--shape``) and untrained models
 (speed does not depend on the weights), predicts it in one process (the reference), then with
-:func:`napari_labelfree.core.distributed.predict_distributed` on local clusters of each worker
+:func:`napari_labelfree.core.predict.distributed.predict_distributed` on local clusters of each worker
 count in ``--workers`` (the machine's cores shared out between the workers' torch threads), and
 checks each output equals the reference (fp32). Prints cluster start-up time, prediction time
 and frames per second.
@@ -28,10 +28,10 @@ import torch
 
 from napari_labelfree.core.bundle import init_bundle
 from napari_labelfree.core.config import Architecture, ModelSpec, TilingConfig
-from napari_labelfree.core.distributed import predict_distributed, start_local_cluster
 from napari_labelfree.core.events import FrameDone
 from napari_labelfree.core.io import open_image, write_ome_tiff
-from napari_labelfree.core.predict import plan_prediction
+from napari_labelfree.core.predict.distributed import predict_distributed, start_local_cluster
+from napari_labelfree.core.predict.plan import plan_prediction
 from napari_labelfree.core.synth import simulate
 
 VOX = (0.29, 0.29, 0.29)

@@ -33,13 +33,13 @@ import torch
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from cpu_predict import make_bundle  # noqa: E402
 
-from napari_labelfree.core.bundle import load_network  # noqa: E402
 from napari_labelfree.core.config import TilingConfig  # noqa: E402
 from napari_labelfree.core.device import compute_dtype, resolve_device  # noqa: E402
 from napari_labelfree.core.events import drain  # noqa: E402
 from napari_labelfree.core.optimize import optimize_for_inference  # noqa: E402
-from napari_labelfree.core.predict import iter_predict_volume  # noqa: E402
+from napari_labelfree.core.predict.run import iter_predict_volume  # noqa: E402
 from napari_labelfree.core.unet import Level, UNet3D  # noqa: E402
+from napari_labelfree.core.weights import load_network  # noqa: E402
 
 VOXEL = (0.29, 0.29, 0.29)
 

@@ -58,7 +58,7 @@ def predict_figures(rows: list, bundle_dir: Path, dev: torch.device, repeat: int
     from napari_labelfree.core.config import TilingConfig
     from napari_labelfree.core.events import drain
     from napari_labelfree.core.optimize import optimize_for_inference
-    from napari_labelfree.core.predict import iter_predict_volume
+    from napari_labelfree.core.predict.run import iter_predict_volume
     from napari_labelfree.core.weights import load_network
 
     bundle = open_bundle(bundle_dir)

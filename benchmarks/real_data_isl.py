@@ -244,7 +244,7 @@ def main(argv: list[str] | None = None) -> int:
     from napari_labelfree.core.config import Architecture, ModelSpec, TilingConfig
     from napari_labelfree.core.events import drain
     from napari_labelfree.core.metrics import pearson_r
-    from napari_labelfree.core.predict import iter_predict_volume
+    from napari_labelfree.core.predict.run import iter_predict_volume
     from napari_labelfree.core.train import ImagePair, iter_train
 
     def predict(signal: np.ndarray, bundle, tiling) -> np.ndarray:

@@ -1,6 +1,6 @@
 """First-frame latency versus total time for time-lapse prediction, as the napari widget runs it.
 
-The Predict widget drives :func:`napari_labelfree.core.schedule.iter_predict_scheduled` in a
+The Predict widget drives :func:`napari_labelfree.core.predict.run.iter_predict_scheduled` in a
 worker thread, starting with the frame under the time slider. What the user waits for before
 seeing a first prediction is the time to the first ``FrameDone``; the rest fills in while they
 scrub. This script measures both, without Qt, on the simulated time-lapse sample (8 frames of
@@ -27,7 +27,8 @@ from napari_labelfree.core.bundle import init_bundle
 from napari_labelfree.core.config import Architecture, ModelSpec
 from napari_labelfree.core.events import FrameDone, TileDone
 from napari_labelfree.core.io import from_array
-from napari_labelfree.core.schedule import FrameScheduler, iter_predict_scheduled
+from napari_labelfree.core.predict.run import iter_predict_scheduled
+from napari_labelfree.core.predict.schedule import FrameScheduler
 from napari_labelfree.core.synth import simulate
 
 STRUCTURES = ("dna", "lamin-b1", "cellmask")

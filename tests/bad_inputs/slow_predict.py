@@ -13,7 +13,7 @@ import time
 from pathlib import Path
 
 from napari_labelfree.cli import main
-from napari_labelfree.core import predict_volume
+from napari_labelfree.core.predict import volume as predict_volume
 
 marker = Path(sys.argv[1])
 real = predict_volume.run_volume

@@ -345,7 +345,8 @@ def test_model_discovery_and_the_predict_command_import_no_torch(tmp_path):
 import argparse
 import napari_labelfree._widgets
 from napari_labelfree.cli import models, predict
-from napari_labelfree.core import bundle, predict as core_predict, schedule
+from napari_labelfree.core import bundle
+from napari_labelfree.core.predict import plan, run, schedule
 sub = argparse.ArgumentParser().add_subparsers()
 models.register(sub)
 predict.register(sub)

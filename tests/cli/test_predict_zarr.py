@@ -13,7 +13,7 @@ from napari_labelfree.core.config import TilingConfig
 from napari_labelfree.core.events import FrameDone
 from napari_labelfree.core.io import OmeZarrOutput, open_image, write_ome_tiff
 from napari_labelfree.core.io.ome_zarr_out import partial_path, read_done_frames
-from napari_labelfree.core.predict import plan_prediction
+from napari_labelfree.core.predict.plan import plan_prediction
 
 VOX = (0.29, 0.29, 0.29)
 N_T = 4

@@ -10,12 +10,13 @@ import numpy as np
 import pytest
 import torch
 
-from napari_labelfree.core.bundle import load_network, open_bundle, save_bundle
+from napari_labelfree.core.bundle import open_bundle, save_bundle
 from napari_labelfree.core.config import Architecture, ModelSpec, Normalization, TilingConfig
 from napari_labelfree.core.errors import LabelFreeError
 from napari_labelfree.core.events import drain
-from napari_labelfree.core.predict import iter_predict_volume
+from napari_labelfree.core.predict.run import iter_predict_volume
 from napari_labelfree.core.unet import UNet3D, randomize_batchnorm
+from napari_labelfree.core.weights import load_network
 
 pytest.importorskip("bioimageio.spec", reason="bioimageio.spec absent (extra 'bioimageio')")
 

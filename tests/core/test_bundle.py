@@ -9,7 +9,6 @@ from napari_labelfree.core.bundle import (
     CONFIG_NAME,
     WEIGHTS_NAME,
     discover_models,
-    load_network,
     open_bundle,
     resolve_model,
     save_bundle,
@@ -17,6 +16,7 @@ from napari_labelfree.core.bundle import (
 from napari_labelfree.core.config import SCHEMA_VERSION, Architecture, ModelSpec
 from napari_labelfree.core.errors import LabelFreeError
 from napari_labelfree.core.unet import build_network
+from napari_labelfree.core.weights import load_network
 
 
 def test_round_trip_keeps_spec_and_weights(tmp_path):

@@ -6,7 +6,7 @@ def test_core_imports_without_qt_or_napari():
     code = (
         "import sys\n"
         "import napari_labelfree.core\n"
-        "import napari_labelfree.core.predict, napari_labelfree.core.bundle, napari_labelfree.core.io\n"
+        "import napari_labelfree.core.predict.plan, napari_labelfree.core.bundle, napari_labelfree.core.io\n"
         "import napari_labelfree.cli\n"
         "bad = [m for m in sys.modules if m.split('.')[0] in "
         "('napari', 'qtpy', 'PyQt5', 'PyQt6', 'PySide2', 'PySide6', 'magicgui', 'superqt')]\n"

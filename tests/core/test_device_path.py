@@ -8,11 +8,11 @@ import numpy as np
 import pytest
 import torch
 
-import napari_labelfree.core.predict_volume as predict_volume
+import napari_labelfree.core.predict.volume as predict_volume
 from napari_labelfree.core.config import Normalization, TilingConfig
 from napari_labelfree.core.errors import LabelFreeError
 from napari_labelfree.core.events import drain
-from napari_labelfree.core.predict import iter_predict_volume
+from napari_labelfree.core.predict.run import iter_predict_volume
 from napari_labelfree.core.unet import randomize_batchnorm
 from napari_labelfree.core.weights import load_network
 

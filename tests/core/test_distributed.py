@@ -9,13 +9,13 @@ import pytest
 
 distributed = pytest.importorskip("distributed")
 
-from napari_labelfree.core.blocks import block_regions, predict_block  # noqa: E402
 from napari_labelfree.core.config import TilingConfig  # noqa: E402
-from napari_labelfree.core.distributed import predict_distributed, start_local_cluster  # noqa: E402
 from napari_labelfree.core.errors import LabelFreeError  # noqa: E402
 from napari_labelfree.core.events import FrameDone, drain  # noqa: E402
 from napari_labelfree.core.io import open_image, open_prediction_output, write_ome_tiff  # noqa: E402
-from napari_labelfree.core.predict import plan_prediction  # noqa: E402
+from napari_labelfree.core.predict.blocks import block_regions, predict_block  # noqa: E402
+from napari_labelfree.core.predict.distributed import predict_distributed, start_local_cluster  # noqa: E402
+from napari_labelfree.core.predict.plan import plan_prediction  # noqa: E402
 
 VOX = (0.29, 0.29, 0.29)
 TILING = TilingConfig(tile_shape=(8, 16, 16), overlap=0.25, precision="fp32")

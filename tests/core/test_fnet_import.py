@@ -10,7 +10,6 @@ import numpy as np
 import pytest
 import torch
 
-from napari_labelfree.core.bundle import load_network
 from napari_labelfree.core.config import Architecture, ModelSpec, Normalization
 from napari_labelfree.core.errors import LabelFreeError
 from napari_labelfree.core.interop.fnet import (
@@ -20,6 +19,7 @@ from napari_labelfree.core.interop.fnet import (
 )
 from napari_labelfree.core.preprocess import center_slices, normalize
 from napari_labelfree.core.unet import UNet3D, randomize_batchnorm
+from napari_labelfree.core.weights import load_network
 
 # ../shared/data beside the repository, as tests/conftest.py's SHARED_DATA
 FNET = Path(__file__).resolve().parents[2].parent / "shared" / "data" / "fnet-models"

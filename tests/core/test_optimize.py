@@ -16,15 +16,12 @@ from napari_labelfree.core.optimize import (
     fold_conv_bn,
     optimize_for_inference,
 )
-from napari_labelfree.core.predict import (
-    inference_network,
-    iter_predict_volume,
-    make_predictor,
-    network_on_device,
-)
+from napari_labelfree.core.predict.run import iter_predict_volume
+from napari_labelfree.core.predict.tiling import fit_tile_shape, tile_starts
+from napari_labelfree.core.predict.volume import make_predictor
 from napari_labelfree.core.preprocess import zscore
-from napari_labelfree.core.tiling import fit_tile_shape, tile_starts
 from napari_labelfree.core.unet import UNet3D, randomize_batchnorm
+from napari_labelfree.core.weights import inference_network, network_on_device
 
 VOX = (0.29, 0.29, 0.29)
 

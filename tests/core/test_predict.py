@@ -7,14 +7,11 @@ from napari_labelfree.core.config import TilingConfig
 from napari_labelfree.core.errors import LabelFreeError
 from napari_labelfree.core.events import FrameDone, FrameStarted, Notice, TileDone, drain
 from napari_labelfree.core.io import from_array
-from napari_labelfree.core.predict import (
-    iter_predict,
-    iter_predict_volume,
-    network_on_device,
-    plan_prediction,
-)
+from napari_labelfree.core.predict.plan import plan_prediction
+from napari_labelfree.core.predict.run import iter_predict, iter_predict_volume
 from napari_labelfree.core.preprocess import zscore
 from napari_labelfree.core.unet import randomize_batchnorm
+from napari_labelfree.core.weights import network_on_device
 
 VOX = (0.29, 0.29, 0.29)
 
@@ -76,7 +73,7 @@ def test_input_is_resampled_to_the_model_voxel_size_and_back(make_tiny_model, rn
 
 
 def test_two_models_share_each_input_tile(make_tiny_model, rng, monkeypatch):
-    import napari_labelfree.core.tiling as tiling
+    import napari_labelfree.core.predict.tiling as tiling
 
     a = make_tiny_model("dna", seed=1)
     b = make_tiny_model("tom20", seed=2)
@@ -170,7 +167,7 @@ def test_user_errors(make_tiny_model, rng):
 
 
 def test_out_of_memory_retries_with_smaller_tiles(make_tiny_model, rng, monkeypatch):
-    import napari_labelfree.core.predict_volume as predict_mod
+    import napari_labelfree.core.predict.volume as predict_mod
 
     b = make_tiny_model(depth=2, width=4)
     vol = rng.normal(size=(16, 64, 64)).astype(np.float32)
@@ -214,7 +211,7 @@ def test_out_of_memory_retries_with_smaller_tiles(make_tiny_model, rng, monkeypa
 def test_models_sharing_structure_and_folder_name_keep_apart(tmp_path, rng):
     from napari_labelfree.core.bundle import init_bundle
     from napari_labelfree.core.config import Architecture, ModelSpec
-    from napari_labelfree.core.predict import output_names
+    from napari_labelfree.core.predict.plan import output_names
 
     spec = ModelSpec("dna", voxel_size_um=VOX, architecture=Architecture(depth=2, width=4))
     a = init_bundle(tmp_path / "run1" / "model", spec, seed=1)
@@ -264,7 +261,7 @@ def test_plan_predicts_any_iterable_of_frames(make_tiny_model, rng):
 
 
 def test_networks_are_fetched_once_per_plan_not_per_frame(make_tiny_model, rng, monkeypatch):
-    import napari_labelfree.core.predict_volume as engine
+    import napari_labelfree.core.predict.volume as engine
 
     calls = []
     real = engine.inference_network
@@ -325,7 +322,7 @@ def test_force_goes_ahead_with_a_large_resampling(make_tiny_model, rng):
 
 
 def test_resampling_beyond_the_machines_memory_is_refused(make_tiny_model, rng, monkeypatch):
-    import napari_labelfree.core.predict as predict_mod
+    import napari_labelfree.core.predict.plan as predict_mod
 
     monkeypatch.setattr(predict_mod, "physical_memory", lambda: 2**16)  # a 64 KiB machine
     b = make_tiny_model()

@@ -11,8 +11,9 @@ from napari_labelfree.core.config import TilingConfig
 from napari_labelfree.core.errors import LabelFreeError
 from napari_labelfree.core.events import FrameDone, FrameStarted, TileDone
 from napari_labelfree.core.io import from_array
-from napari_labelfree.core.predict import plan_prediction
-from napari_labelfree.core.schedule import FrameScheduler, iter_predict_scheduled, outward_order
+from napari_labelfree.core.predict.plan import plan_prediction
+from napari_labelfree.core.predict.run import iter_predict_scheduled
+from napari_labelfree.core.predict.schedule import FrameScheduler, outward_order
 
 
 @pytest.mark.parametrize(

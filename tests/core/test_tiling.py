@@ -2,7 +2,7 @@ import numpy as np
 import pytest
 import torch
 
-from napari_labelfree.core.tiling import (
+from napari_labelfree.core.predict.tiling import (
     effective_tile_shape,
     pad_tensor_to,
     pad_to,
@@ -89,7 +89,7 @@ def test_a_tensor_volume_is_tiled_where_it_lies(batch_size, rng):
 
 def test_cpu_fp32_caps_only_the_default_tile():
     from napari_labelfree.core.config import TilingConfig
-    from napari_labelfree.core.tiling import CPU_FP32_MAX_TILE, max_tile_shape
+    from napari_labelfree.core.predict.tiling import CPU_FP32_MAX_TILE, max_tile_shape
 
     default = TilingConfig().tile_shape
     cpu, cuda = torch.device("cpu"), torch.device("cuda")

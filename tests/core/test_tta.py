@@ -6,13 +6,13 @@ import numpy as np
 import pytest
 import torch
 
-from napari_labelfree.core import predict_volume
 from napari_labelfree.core.bundle import init_bundle
 from napari_labelfree.core.config import Architecture, ModelSpec, TilingConfig
 from napari_labelfree.core.errors import LabelFreeError
 from napari_labelfree.core.events import drain
-from napari_labelfree.core.predict import iter_predict_volume
-from napari_labelfree.core.tta import forward, inverse, tta_predictor, variants
+from napari_labelfree.core.predict import volume as predict_volume
+from napari_labelfree.core.predict.run import iter_predict_volume
+from napari_labelfree.core.predict.tta import forward, inverse, tta_predictor, variants
 
 
 def test_variants_are_distinct_and_invertible():

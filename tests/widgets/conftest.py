@@ -122,7 +122,7 @@ class Gate:
 @pytest.fixture
 def gate(monkeypatch):
     """Every plan made while it is active pauses after each FrameDone until ``gate.release``."""
-    import napari_labelfree.core.predict as core_predict
+    import napari_labelfree.core.predict.plan as core_predict
     from napari_labelfree.core.events import FrameDone
 
     real = core_predict.plan_prediction

@@ -107,7 +107,7 @@ def test_import_a_pytorch_fnet_model(open_predict, isolated_models, qtbot):
 
 def test_cutting_frames_for_cancel_keeps_the_plans_memory_cap():
     # the widget cuts large CPU frames into a few tiles; never larger than the plan's own tile,
-    # which holds the CPU fp32 cap (core.tiling.max_tile_shape)
+    # which holds the CPU fp32 cap (core.predict.tiling.max_tile_shape)
     from types import SimpleNamespace
 
     import torch

@@ -19,7 +19,7 @@ from qtpy.QtCore import QTimer
 from qtpy.QtWidgets import QFileDialog, QLabel, QVBoxLayout, QWidget
 
 from ..core.errors import LabelFreeError
-from ..core.schedule import FrameScheduler
+from ..core.predict.schedule import FrameScheduler
 from ._jobs import JobRunner
 from ._layers import (
     LayerInfo,

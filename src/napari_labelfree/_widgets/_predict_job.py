@@ -17,8 +17,8 @@ from ..core.config import TilingConfig
 from ..core.errors import LabelFreeError
 from ..core.events import FrameDone, Notice
 from ..core.io import ImageSource
-from ..core.schedule import FrameScheduler
-from ..core.tile_advice import cpu_tile_shape, raise_tiny_tile
+from ..core.predict.schedule import FrameScheduler
+from ..core.predict.tile_advice import cpu_tile_shape, raise_tiny_tile
 from ._overlays import frame_store, store_frame
 
 LAYERS_WAIT_S = 3.0  # at most: a GUI that never answers (a closing window) must not stall the job
@@ -78,13 +78,13 @@ class Planned:
 
 def fit_tiles_to_cpu(plan: Any) -> None:
     """On a CPU cut large frames into a few tiles, so Cancel and the slider act within a frame."""
-    from ..core.tiling import fit_tile_shape
+    from ..core.predict.tiling import fit_tile_shape
 
     if plan.device.type != "cpu":
         return
     for g, group in enumerate(plan.groups):
         # within the plan's own tile, which already holds the CPU fp32 memory cap
-        # (core.tiling.max_tile_shape): cutting for Cancel must never undo it
+        # (core.predict.tiling.max_tile_shape): cutting for Cancel must never undo it
         tile = cpu_tile_shape(
             group.grid_shape, plan.tile_shapes[g], group.multiple, plan.tiling.overlap
         )
@@ -95,7 +95,7 @@ def fit_tiles_to_cpu(plan: Any) -> None:
 
 def predict_job(req: PredictRequest) -> Generator[Any, None, list[int]]:
     """Plan, then predict the frames the scheduler hands out; each frame is stored here."""
-    from ..core.predict import plan_prediction
+    from ..core.predict.plan import plan_prediction
 
     plan = plan_prediction(
         req.source,

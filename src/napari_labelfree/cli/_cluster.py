@@ -13,7 +13,7 @@ from ..core.errors import LabelFreeError
 from ._args import with_hint
 
 if TYPE_CHECKING:
-    from ..core.predict import PredictionPlan
+    from ..core.predict.plan import PredictionPlan
 
 
 def predict_on_cluster(
@@ -24,7 +24,7 @@ def predict_on_cluster(
         import distributed
     except ImportError as e:  # pragma: no cover - a dependency, absent only in odd installs
         raise LabelFreeError("prediction on a cluster needs the 'distributed' package") from e
-    from ..core.distributed import predict_plans, start_local_cluster
+    from ..core.predict.distributed import predict_plans, start_local_cluster
 
     for plan in plans:
         for notice in plan.notices:

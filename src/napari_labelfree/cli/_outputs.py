@@ -8,7 +8,9 @@ when the prediction runs on a Dask cluster, which writes OME-Zarr only).
 
 from __future__ import annotations
 
+import contextlib
 import os
+import threading
 from collections.abc import Iterator
 from pathlib import Path
 from typing import TYPE_CHECKING
@@ -20,7 +22,7 @@ from ._progress import drive_prediction
 if TYPE_CHECKING:
     import numpy as np
 
-    from ..core.predict import PredictionPlan
+    from ..core.predict.plan import PredictionPlan
     from ._timings import Timings
 
 ZARR, TIFF = "ome-zarr", "ome-tiff"
@@ -114,18 +116,22 @@ def write_tiff(
     from ._timings import compute_ahead
 
     names = list(plan.names)
-    frames = _predicted_frames(plan.iter_frames(), names, label, hints)
+    stop = threading.Event()  # set when the writer leaves: the prediction ahead of it stops
+    frames = _predicted_frames(plan.iter_frames(), names, label, hints, stop)
     if timings is not None:
-        frames = compute_ahead(frames, timings, background=plan.n_frames > 1)
-    write_ome_tiff(
-        target,
-        frames,
-        shape_tczyx=(plan.n_frames, len(names), *plan.shape_zyx),
-        channel_names=names,
-        # an assumed voxel size is not recorded as if it had been measured
-        physical_sizes=plan.output_physical_sizes,
-        overwrite=overwrite,
-    )
+        frames = compute_ahead(frames, timings, background=plan.n_frames > 1, stop=stop)
+    # closed here, whatever stops the writing (Ctrl-C, a full disk): the frame predicted ahead in
+    # the background is stopped and waited for before the command returns
+    with contextlib.closing(frames):
+        write_ome_tiff(
+            target,
+            frames,
+            shape_tczyx=(plan.n_frames, len(names), *plan.shape_zyx),
+            channel_names=names,
+            # an assumed voxel size is not recorded as if it had been measured
+            physical_sizes=plan.output_physical_sizes,
+            overwrite=overwrite,
+        )
 
 
 def write_zarr(
@@ -180,23 +186,29 @@ def interrupted_note(out) -> str:
 
 
 def _predicted_frames(
-    gen, names: list[str], label: str, hints: dict[str, str]
+    gen, names: list[str], label: str, hints: dict[str, str], stop: threading.Event | None = None
 ) -> Iterator[np.ndarray]:
-    """CZYX frames from a prediction generator, in order, for the streaming writer."""
+    """CZYX frames from a prediction generator, in order, for the streaming writer.
+
+    Once ``stop`` is set the prediction ends after its current tile (and ``gen`` is closed).
+    """
     import numpy as np
 
     done: list[FrameDone] = []
-    while True:
-        drive_prediction(_until_frame(gen, done), label, hints=hints)
-        if not done:
-            return
-        event = done.pop()
-        yield np.stack([event.arrays[n] for n in names])
+    try:
+        while True:
+            drive_prediction(_until_frame(gen, done, stop), label, hints=hints)
+            if not done:
+                return
+            event = done.pop()
+            yield np.stack([event.arrays[n] for n in names])
+    finally:
+        gen.close()
 
 
-def _until_frame(gen, done: list):
-    """Forward events of ``gen`` until one FrameDone (stored in ``done``) or the end."""
-    while True:
+def _until_frame(gen, done: list, stop: threading.Event | None = None):
+    """Forward events of ``gen`` until one FrameDone (stored in ``done``), the end or ``stop``."""
+    while stop is None or not stop.is_set():
         try:
             event = next(gen)
         except StopIteration:
@@ -205,3 +217,4 @@ def _until_frame(gen, done: list):
         if isinstance(event, FrameDone):
             done.append(event)
             return None
+    return None

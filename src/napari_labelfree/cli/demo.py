@@ -75,7 +75,8 @@ def run(args: argparse.Namespace) -> int:
     from ..core.errors import LabelFreeError
     from ..core.io import from_array, write_ome_tiff
     from ..core.metrics import nl2, pearson_r
-    from ..core.predict import iter_predict, output_names
+    from ..core.predict.plan import output_names
+    from ..core.predict.run import iter_predict
     from ..core.synth import STRUCTURES, simulate
     from ._progress import drive_prediction
 

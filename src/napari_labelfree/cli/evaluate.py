@@ -105,7 +105,7 @@ def run(args: argparse.Namespace) -> int:
     from ..core.bundle import resolve_model
     from ..core.data import expand, load_pairs
     from ..core.errors import LabelFreeError
-    from ..core.predict import output_names
+    from ..core.predict.plan import output_names
     from ..core.train import evaluate_model
 
     models, data = split_items(args.items)

@@ -25,7 +25,7 @@ from ._outputs import (
 )
 
 if TYPE_CHECKING:
-    from ..core.predict import PredictionPlan
+    from ..core.predict.plan import PredictionPlan
 
 __all__ = ["image_stem", "output_paths", "register", "run"]
 
@@ -164,7 +164,7 @@ def run(args: argparse.Namespace) -> int:
     import time
 
     from ..core.io import open_image
-    from ..core.predict import plan_prediction
+    from ..core.predict.plan import plan_prediction
     from ._timings import ReadAhead, Timings, process_seconds
 
     t_run = time.perf_counter()
@@ -216,12 +216,15 @@ def run(args: argparse.Namespace) -> int:
             timings = Timings()
             if i == 0:
                 timings.start_up = time.perf_counter() - t_run + (before_run or 0.0)
-            plan.source = ReadAhead(plan.source, timings)
+            plan.source = reader = ReadAhead(plan.source, timings)
             t_file = time.perf_counter()
-            if fmt == ZARR:
-                write_zarr(plan, target, args.resume, args.overwrite, label, args.flag_hints)
-            else:
-                write_tiff(plan, target, args.overwrite, label, args.flag_hints, timings)
+            try:
+                if fmt == ZARR:
+                    write_zarr(plan, target, args.resume, args.overwrite, label, args.flag_hints)
+                else:
+                    write_tiff(plan, target, args.overwrite, label, args.flag_hints, timings)
+            finally:
+                reader.close()  # no read left running when the command ends (or is interrupted)
             if args.timings:
                 timings.total = time.perf_counter() - t_file + timings.start_up
                 timings.writing = timings.total - timings.start_up - timings.waiting

@@ -12,17 +12,14 @@ import os
 import shutil
 from dataclasses import dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 from .config import ModelSpec
 from .errors import LabelFreeError
-from .files import make_parent, temp_dir_beside
-
-if TYPE_CHECKING:
-    from .unet import UNet3D
+from .files import give_usual_permissions, make_parent, temp_dir_beside
 
 CONFIG_NAME = "config.json"
-WEIGHTS_NAME = "weights.safetensors"  # also weights.WEIGHTS_NAME (that module imports torch)
+WEIGHTS_NAME = "weights.safetensors"
 ENV_VAR = "NAPARI_LABELFREE_MODELS"
 BUILTIN_DIR = Path(__file__).resolve().parent.parent / "models"
 
@@ -195,6 +192,15 @@ def resolve_model(name_or_path: str | Path) -> ModelBundle:
     )
 
 
+def save_weights(path: str | Path, state_dict: dict[str, Any]) -> None:
+    """Write a state dict as safetensors (no pickle: loading it never runs code)."""
+    from safetensors.torch import save_file  # imports torch: only when weights are written
+
+    tensors = {k: v.detach().to("cpu").contiguous() for k, v in state_dict.items()}
+    save_file(tensors, str(path), metadata={"format": "pt"})
+    give_usual_permissions(Path(path))
+
+
 def save_bundle(
     folder: str | Path,
     spec: ModelSpec,
@@ -205,8 +211,6 @@ def save_bundle(
 
     ``state_dict`` maps parameter names to torch tensors (written as safetensors).
     """
-    from .weights import save_weights
-
     folder = Path(folder)
     if folder.exists() and not overwrite:
         raise LabelFreeError(
@@ -228,13 +232,6 @@ def save_bundle(
     finally:
         shutil.rmtree(tmp, ignore_errors=True)
     return folder
-
-
-def load_network(bundle: ModelBundle) -> UNet3D:
-    """The bundle's network in eval mode on the CPU (see :func:`.weights.load_network`: cached)."""
-    from .weights import load_network as load
-
-    return load(bundle)
 
 
 def init_bundle(

@@ -245,7 +245,7 @@ class TilingConfig:
     batch_size: int = 1
     max_oom_retries: int = 3
     precision: str = "auto"
-    tta: str = "none"  # test-time augmentation, core.tta: "none", "yx" (8 variants), "yxz" (16)
+    tta: str = "none"  # test-time augmentation (predict.tta): "none", "yx" (8 variants), "yxz" (16)
 
     def __post_init__(self) -> None:
         self.tile_shape = tuple(int(v) for v in self.tile_shape)  # type: ignore[assignment]

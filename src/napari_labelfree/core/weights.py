@@ -1,7 +1,8 @@
-"""Model weights: reading and writing safetensors, and the one cache of loaded networks.
+"""Model weights: reading safetensors into networks, and the one cache of loaded networks.
 
-Kept apart from :mod:`.bundle` (finding and describing model folders) so discovery, `labelfree
-models` and the widgets' model lists never import torch; this module does.
+Kept apart from :mod:`.bundle` (finding, describing and writing model folders) so discovery,
+`labelfree models` and the widgets' model lists never import torch; this module does, and builds
+on :mod:`.bundle` (never the other way round).
 
 One cache serves every caller. It is keyed by the weights file (path, modification time and size):
 a retrained or replaced model is read again. Each entry holds the network as loaded (CPU, fp32,
@@ -19,26 +20,17 @@ from typing import TYPE_CHECKING
 
 import torch
 from safetensors import SafetensorError
-from safetensors.torch import load_file, save_file
+from safetensors.torch import load_file
 from torch import nn
 
+from .bundle import WEIGHTS_NAME, ModelBundle, read_spec
 from .errors import LabelFreeError
-from .files import give_usual_permissions
 from .unet import UNet3D, build_network
 
 if TYPE_CHECKING:
-    from .bundle import ModelBundle
     from .config import ModelSpec
 
-WEIGHTS_NAME = "weights.safetensors"
 _MAX_FILES = 8
-
-
-def save_weights(path: str | Path, state_dict: dict[str, torch.Tensor]) -> None:
-    """Write a state dict as safetensors (no pickle: loading it never runs code)."""
-    tensors = {k: v.detach().to("cpu").contiguous() for k, v in state_dict.items()}
-    save_file(tensors, str(path), metadata={"format": "pt"})
-    give_usual_permissions(Path(path))
 
 
 def read_network(folder: str | Path, spec: ModelSpec) -> UNet3D:
@@ -103,8 +95,7 @@ def _entry(bundle: ModelBundle) -> _Entry:
     if hit is not None:
         _CACHE.move_to_end(key)
         return hit
-    from .bundle import read_spec  # the config may have changed with the weights
-
+    # the config is read again: it may have changed with the weights
     entry = _Entry(read_network(bundle.path, read_spec(bundle.path)))
     for old in [k for k in _CACHE if k[0] == key[0]]:
         del _CACHE[old]  # an older version of this file: never asked for again

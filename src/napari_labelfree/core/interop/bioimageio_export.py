@@ -112,7 +112,7 @@ def export_package(bundle: ModelBundle, output: str | Path, overwrite: bool = Fa
     """Write ``bundle`` as a bioimage.io model package (zip) at ``output``; returns its path."""
     import torch
 
-    from ..bundle import load_network
+    from ..weights import load_network
 
     output = Path(output)
     if output.suffix.lower() != ".zip":

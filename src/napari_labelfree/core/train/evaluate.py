@@ -35,7 +35,7 @@ def evaluate_model(
         One ``{"name", "pearson_r", "nl2", "ssim", "psnr", "nrmse"}`` per pair
         (:func:`napari_labelfree.core.metrics.score_all`).
     """
-    from ..predict import iter_predict_volume
+    from ..predict.run import iter_predict_volume
 
     out = []
     for pair in pairs:

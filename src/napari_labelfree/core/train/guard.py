@@ -19,7 +19,8 @@ import math
 from collections import deque
 from collections.abc import Sequence
 from dataclasses import dataclass
-from typing import TYPE_CHECKING
+from pathlib import Path
+from typing import TYPE_CHECKING, Any, Protocol
 
 import torch
 
@@ -27,7 +28,7 @@ from ..errors import LabelFreeError
 from .checkpoint import load_checkpoint_weights, read_checkpoint
 
 if TYPE_CHECKING:
-    from .loop import _Run
+    from ..config import ModelSpec
 
 EXPLODE_FACTOR = 1e3
 ABSURD_LOSS = 1e6
@@ -88,7 +89,23 @@ def weights_are_finite(net: torch.nn.Module) -> bool:
     return bool(torch.stack(flags).all()) if flags else True
 
 
-def keep_last_good(run: _Run, bad: Divergence) -> LabelFreeError:
+class GuardedRun(Protocol):
+    """What :func:`keep_last_good` needs of a run (:mod:`.loop`'s run is one; no import of it)."""
+
+    out: Path
+    spec: ModelSpec
+    engine: Any  # its .net is the network being trained
+    iteration: int
+
+    @property
+    def ckpt_path(self) -> Path: ...
+
+    def restore_metrics(self, meta: dict) -> None: ...
+
+    def finish(self, final_metrics: dict | None, interrupted: bool) -> Any: ...
+
+
+def keep_last_good(run: GuardedRun, bad: Divergence) -> LabelFreeError:
     """Put the last checkpoint's weights back as the model; return the error that ends the run.
 
     The checkpoint itself is left as it is: the run can be resumed from it (with a lower

@@ -3,23 +3,16 @@
 Qt-free, so the order and its re-prioritization are tested without a viewer. A
 :class:`FrameScheduler` is shared by two threads: the worker iterates it for the next frame, the
 viewer tells it where the time slider now is. It is one iterable of frames a
-:class:`~napari_labelfree.core.predict.PredictionPlan` predicts (``plan.iter_frames(scheduler)``),
-so moving the slider re-prioritizes the frames still pending.
+:class:`~napari_labelfree.core.predict.plan.PredictionPlan` predicts
+(``plan.iter_frames(scheduler)``), so moving the slider re-prioritizes the frames still pending.
 """
 
 from __future__ import annotations
 
 import threading
-from collections.abc import Generator, Iterable, Iterator, Sequence
-from typing import TYPE_CHECKING
+from collections.abc import Iterable, Iterator
 
-from .errors import LabelFreeError
-
-if TYPE_CHECKING:
-    from .bundle import ModelBundle
-    from .config import TilingConfig
-    from .events import FrameDone, FrameStarted, Notice, TileDone
-    from .io import ImageSource, VoxelSize
+from ..errors import LabelFreeError
 
 
 def outward_order(center: int, n_frames: int) -> list[int]:
@@ -132,23 +125,3 @@ class FrameScheduler:
         while (t := self.next_frame()) is not None:
             yield t
             self.mark_done(t)
-
-
-def iter_predict_scheduled(
-    source: ImageSource,
-    bundles: Sequence[ModelBundle],
-    scheduler: FrameScheduler,
-    channel: str | int | None = None,
-    voxel_size: VoxelSize | None = None,
-    tiling: TilingConfig | None = None,
-    device: str = "auto",
-) -> Generator[FrameStarted | TileDone | FrameDone | Notice, None, list[int]]:
-    """Plan a prediction and predict the frames ``scheduler`` hands out, nearest the current first.
-
-    Shorthand for ``plan_prediction(...).iter_frames(scheduler)``; returns the frames in the
-    order they finished.
-    """
-    from .predict import plan_prediction  # torch is imported only when prediction starts
-
-    plan = plan_prediction(source, bundles, channel, voxel_size, tiling, device)
-    return (yield from plan.iter_frames(scheduler))

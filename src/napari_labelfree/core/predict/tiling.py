@@ -13,7 +13,7 @@ from dataclasses import dataclass
 import numpy as np
 import torch
 
-from .events import TileDone, drain
+from ..events import TileDone, drain
 
 Predictor = Callable[[torch.Tensor], torch.Tensor]
 
@@ -83,7 +83,7 @@ def max_tile_shape(
     tile_shape: Sequence[int], device: torch.device, dtype: torch.dtype
 ) -> tuple[int, int, int]:
     """The largest tile to fit: ``tile_shape``, capped on a CPU in fp32 when it is the default."""
-    from .config import TilingConfig
+    from ..config import TilingConfig
 
     tile = tuple(int(t) for t in tile_shape)
     if (

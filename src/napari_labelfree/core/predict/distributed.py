@@ -1,14 +1,14 @@
 """Prediction on a Dask cluster: one task per (input file, time point) or per block, written in place.
 
-The client checks every input once, as a local run does (:func:`.predict.plan_prediction`: the
+The client checks every input once, as a local run does (:func:`.plan.plan_prediction`: the
 z-stack, the channel, the models, the voxel size and ``force``), creates each output OME-Zarr
-(:func:`.io.open_prediction_output`) and submits one task per frame still missing, or one per
+(:func:`..io.open_prediction_output`) and submits one task per frame still missing, or one per
 Z-Y-X block of it (:mod:`.blocks`). A task runs on a worker: it rebuilds the same plan from the
 settings the client resolved (:class:`Job`: the channel index, the voxel size, the tiling; only
 the device is resolved on the worker, which may have GPUs the client lacks), reads its own frame,
 predicts it and writes it straight into its region of the output store. It returns only
 ``(input, t)``, so no array ever travels to the client. Each worker opens each model once
-(:class:`ModelPlugin`, then the one network cache of :mod:`.weights`) and keeps its plans, with
+(:class:`ModelPlugin`, then the one network cache of :mod:`..weights`) and keeps its plans, with
 their input files open, for its next frames. The client follows the futures for progress and,
 when every frame is in, commits each store.
 
@@ -31,13 +31,13 @@ from typing import TYPE_CHECKING, Any
 
 from distributed import WorkerPlugin
 
-from .config import TilingConfig
-from .errors import LabelFreeError
-from .io import OmeZarrOutput, VoxelSize, open_image, open_prediction_output
+from ..config import TilingConfig
+from ..errors import LabelFreeError
+from ..io import OmeZarrOutput, VoxelSize, open_image, open_prediction_output
 
 if TYPE_CHECKING:
     from .blocks import Region
-    from .predict import PredictionPlan
+    from .plan import PredictionPlan
 
 Progress = Callable[[int, int], None]
 #: input files (with their plans) a worker keeps open at once (frames of a file come in a row)
@@ -77,7 +77,8 @@ class ModelPlugin(WorkerPlugin):
     def setup(self, worker: Any = None) -> None:
         import torch
 
-        from .bundle import load_network, open_bundle
+        from ..bundle import open_bundle
+        from ..weights import load_network
 
         if self.torch_threads:
             torch.set_num_threads(self.torch_threads)
@@ -91,7 +92,7 @@ class ModelPlugin(WorkerPlugin):
 
     def plan(self, job: Job) -> PredictionPlan:
         """The plan of ``job``, made once by this worker (its input file kept open)."""
-        from .predict import plan_prediction
+        from .plan import plan_prediction
 
         key = repr(job)  # TilingConfig is mutable, so a Job does not hash
         if key in self._plans:
@@ -125,7 +126,7 @@ def predict_task(
     """On a worker: read frame ``t``, predict it (or its ``region``), write it into ``output``."""
     from distributed import get_worker
 
-    from .events import drain
+    from ..events import drain
 
     plan = get_worker().plugins[plugin].plan(job)
     volume = plan.source.frame(t, plan.channel)
@@ -147,7 +148,7 @@ def plan_inputs(
     force: bool = False,
 ) -> list[PredictionPlan]:
     """Check every input on the client, as a local run would (the device is the workers')."""
-    from .predict import plan_prediction
+    from .plan import plan_prediction
 
     plans = []
     models: Any = model_refs
@@ -217,7 +218,7 @@ def predict_distributed(
     From a notebook, on two local worker processes::
 
         from distributed import Client
-        from napari_labelfree.core.distributed import predict_distributed, start_local_cluster
+        from napari_labelfree.core.predict.distributed import predict_distributed, start_local_cluster
 
         cluster, threads = start_local_cluster(2)
         with cluster, Client(cluster) as client:

@@ -1,6 +1,6 @@
 """Tile sizes that serve an interactive user: tiny tiles raised, CPU frames cut into a few tiles.
 
-Two rules a front end applies around :func:`~napari_labelfree.core.predict.plan_prediction`:
+Two rules a front end applies around :func:`~napari_labelfree.core.predict.plan.plan_prediction`:
 
 - a tile under :data:`MIN_TILE` voxels on an axis is almost always a typo: every tile carries a
   border of the network's stride, so a 10x10x10 tile spends most of its work on borders (measured:
@@ -17,7 +17,7 @@ from __future__ import annotations
 import math
 from collections.abc import Sequence
 
-from .events import Notice
+from ..events import Notice
 
 #: Smallest tile side (voxels) accepted without a notice.
 MIN_TILE = 16

@@ -4,9 +4,9 @@
 a sane voxel size, the device and precision) and resolves it into a :class:`PredictionPlan`: the
 names of the outputs, each model group's grid and tile shape, the device and dtype. The plan then
 predicts any iterable of time points (a list, a range, or a
-:class:`~napari_labelfree.core.schedule.FrameScheduler` that the time slider re-orders), yielding
-FrameStarted / TileDone / FrameDone / Notice. The CLI and the widget both build a plan and drain it;
-the per-volume work runs in :mod:`.predict_volume`.
+:class:`~napari_labelfree.core.predict.schedule.FrameScheduler` that the time slider re-orders),
+yielding FrameStarted / TileDone / FrameDone / Notice. The CLI and the widget both build a plan and
+drain it; the per-volume work runs in :mod:`.volume`, the one-call shorthands live in :mod:`.run`.
 
 This module imports torch only when a plan is made, so importing it stays cheap.
 """
@@ -17,19 +17,22 @@ import math
 from collections.abc import Generator, Iterable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
 
 import numpy as np
 
-from .bundle import ModelBundle, resolve_model
-from .config import Normalization, TilingConfig
-from .errors import LabelFreeError
-from .events import FrameDone, FrameStarted, Notice, TileDone
-from .io import ImageSource, VoxelSize, check_3d, from_array, resolve_voxel_size
-from .machine import physical_memory
+from ..bundle import ModelBundle, resolve_model
+from ..config import TilingConfig
+from ..errors import LabelFreeError
+from ..events import FrameDone, FrameStarted, Notice, TileDone
+from ..io import ImageSource, VoxelSize, check_3d, resolve_voxel_size
+from ..machine import physical_memory
+from .schedule import FrameScheduler
 
 if TYPE_CHECKING:
     import torch
+
+    from .volume import ModelGroup
 
 Event = TileDone | FrameStarted | FrameDone | Notice
 ModelRef = ModelBundle | str | Path
@@ -38,22 +41,6 @@ ModelRef = ModelBundle | str | Path
 # mix-up, a missing calibration), and would allocate far more memory than the image holds.
 MAX_VOXEL_GROWTH = 64.0  # model-grid voxels per image voxel
 MAX_AXIS_FACTOR = 20.0  # per-axis image/model voxel size ratio (and 1/20 the other way)
-
-# names other modules import from here (their home is .weights or .predict_volume)
-_ELSEWHERE = {
-    "inference_network": "weights",
-    "network_on_device": "weights",
-    "load_network": "weights",
-    "make_predictor": "predict_volume",
-}
-
-
-def __getattr__(name: str) -> Any:
-    if name in _ELSEWHERE:
-        import importlib
-
-        return getattr(importlib.import_module(f".{_ELSEWHERE[name]}", __package__), name)
-    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
 
 
 def output_names(bundles: Sequence[ModelBundle]) -> list[str]:
@@ -71,18 +58,6 @@ def output_names(bundles: Sequence[ModelBundle]) -> list[str]:
             name, k = f"{base} #{k}", k + 1
         names.append(name)
     return names
-
-
-@dataclass(frozen=True)
-class ModelGroup:
-    """Models sharing a voxel size: each input tile is read and moved to the device once for all."""
-
-    indices: tuple[int, ...]  # into PredictionPlan.bundles
-    voxel_size: VoxelSize  # the models' (um, Z, Y, X)
-    multiple: int  # tile sides are multiples of this (the deepest network's stride)
-    grid_shape: tuple[int, int, int]  # one frame resampled to the models' voxel size
-    resample: bool  # whether the frame needs resampling at all
-    normalization: Normalization = field(default_factory=Normalization)  # the models'
 
 
 @dataclass
@@ -127,7 +102,7 @@ class PredictionPlan:
     def networks(self) -> list:
         """The inference networks per model group, loaded on first use (in the worker thread)."""
         if self._networks is None:
-            from .predict_volume import plan_networks
+            from .volume import plan_networks
 
             self._networks = plan_networks(self)
         return self._networks
@@ -136,7 +111,7 @@ class PredictionPlan:
         self, volume: np.ndarray, frame: int = 0
     ) -> Generator[TileDone | Notice, None, dict[str, np.ndarray]]:
         """Predict one ZYX volume of the plan's shape; returns {name: ZYX float32 array}."""
-        from .predict_volume import run_volume
+        from .volume import run_volume
 
         if tuple(volume.shape) != tuple(self.shape_zyx):
             raise ValueError(f"volume of shape {volume.shape}, the plan is for {self.shape_zyx}")
@@ -147,13 +122,10 @@ class PredictionPlan:
 
         Yields the plan's notices, then per frame FrameStarted, TileDone..., FrameDone (its ZYX
         arrays are not kept: the caller stores or writes them). Returns the frames in the order
-        they finished. A list is checked whole before any work; a
-        :class:`~napari_labelfree.core.schedule.FrameScheduler` is consumed lazily, so moving the
-        slider re-orders what is still pending. Closing the generator stops after the current
+        they finished. A list is checked whole before any work; a :class:`.schedule.FrameScheduler`
+        is consumed lazily, so moving the slider re-orders what is still pending. Closing the generator stops after the current
         tile; every FrameDone already yielded stays valid.
         """
-        from .schedule import FrameScheduler
-
         n_all = self.n_frames
         if frames is None:
             frames = range(n_all)
@@ -270,9 +242,10 @@ def plan_prediction(
         Go ahead with a resampling that looks like a wrong voxel size (more than 64x the voxels,
         or more than 20x on one axis) or needs more memory than the machine has.
     """
-    from .device import resolve_device, resolve_precision
-    from .preprocess import needs_resampling, resampled_shape
+    from ..device import resolve_device, resolve_precision
+    from ..preprocess import needs_resampling, resampled_shape
     from .tiling import fit_tile_shape, max_tile_shape
+    from .volume import ModelGroup
 
     check_3d(source)
     if source.dtype is not None and np.dtype(source.dtype).kind == "c":
@@ -333,61 +306,3 @@ def plan_prediction(
         ],
         notices=notices,
     )
-
-
-def iter_predict_volume(
-    volume: np.ndarray,
-    bundles: Sequence[ModelBundle],
-    voxel_size: VoxelSize,
-    tiling: TilingConfig | None = None,
-    device: str | torch.device = "auto",
-    frame: int = 0,
-    force: bool = False,
-) -> Generator[TileDone | Notice, None, dict[str, np.ndarray]]:
-    """Predict one ZYX volume with several models; returns {name: ZYX float32 array of its shape}.
-
-    A plan for this one volume (:func:`plan_prediction`); to predict many volumes of one image,
-    make the plan once and call :meth:`PredictionPlan.predict_volume` or ``iter_frames``.
-    """
-    volume = np.asarray(volume)
-    if volume.ndim != 3:
-        raise LabelFreeError(f"expected a 3D (Z, Y, X) volume, got shape {volume.shape}")
-    plan = plan_prediction(
-        from_array(volume, "ZYX", physical_sizes=voxel_size),
-        bundles,
-        voxel_size=voxel_size,
-        tiling=tiling,
-        device=device,
-        force=force,
-    )
-    return (yield from plan.predict_volume(volume, frame))
-
-
-def iter_predict(
-    source: ImageSource,
-    bundles: ModelRef | Sequence[ModelRef],
-    channel: str | int | None = None,
-    voxel_size: VoxelSize | None = None,
-    tiling: TilingConfig | None = None,
-    device: str | torch.device = "auto",
-    frames: Iterable[int] | None = None,
-    collect: bool = True,
-    force: bool = False,
-) -> Generator[Event, None, dict[str, np.ndarray] | None]:
-    """Plan and predict every (or the given) time point of one channel of an image.
-
-    Yields FrameStarted / TileDone / FrameDone / Notice. Returns {name: TZYX array} for the
-    predicted frames in the order given when ``collect`` is true, else None (for callers that
-    stream each FrameDone to disk).
-    """
-    plan = plan_prediction(source, bundles, channel, voxel_size, tiling, device, force)
-    collected: dict[str, list[np.ndarray]] = {n: [] for n in plan.names}
-    gen = plan.iter_frames(frames)
-    for event in gen:
-        yield event
-        if collect and isinstance(event, FrameDone):
-            for name, arr in event.arrays.items():
-                collected[name].append(arr)
-    if not collect:
-        return None
-    return {n: np.stack(v) for n, v in collected.items()}

@@ -1,30 +1,59 @@
 """The per-volume engine of a prediction plan: z-score, resample, tile, predict, stitch, resample back.
 
-Nothing here validates: :func:`~napari_labelfree.core.predict.plan_prediction` has checked the
-image, the models, the voxel size, the device and the shapes once, and :func:`run_volume` runs one
-ZYX volume through that plan. Models that share a voxel size share the tile loop: each input tile
-is read and moved to the device once.
+Nothing here validates: :func:`~napari_labelfree.core.predict.plan.plan_prediction` has checked
+the image, the models, the voxel size, the device and the shapes once, and :func:`run_volume` runs
+one ZYX volume through that plan (anything shaped like :class:`VolumeJob`). Models that share a
+voxel size share the tile loop (a :class:`ModelGroup`): each input tile is read and moved to the
+device once.
 """
 
 from __future__ import annotations
 
 from collections.abc import Generator, Sequence
-from typing import TYPE_CHECKING
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, Protocol
 
 import numpy as np
 import torch
 from torch import nn
 
-from .device import is_out_of_memory
-from .errors import LabelFreeError
-from .events import Notice, TileDone
-from .preprocess import normalize, normalize_tensor_, resize, resize_tensor
+from ..config import Normalization, TilingConfig
+from ..device import is_out_of_memory
+from ..errors import LabelFreeError
+from ..events import Notice, TileDone
+from ..preprocess import normalize, normalize_tensor_, resize, resize_tensor
+from ..weights import inference_network
 from .tiling import iter_sliding_window
 from .tta import tta_predictor
-from .weights import inference_network
 
 if TYPE_CHECKING:
-    from .predict import PredictionPlan
+    from ..bundle import ModelBundle
+    from ..io import VoxelSize
+
+
+@dataclass(frozen=True)
+class ModelGroup:
+    """Models sharing a voxel size: each input tile is read and moved to the device once for all."""
+
+    indices: tuple[int, ...]  # into the plan's bundles
+    voxel_size: VoxelSize  # the models' (um, Z, Y, X)
+    multiple: int  # tile sides are multiples of this (the deepest network's stride)
+    grid_shape: tuple[int, int, int]  # one frame resampled to the models' voxel size
+    resample: bool  # whether the frame needs resampling at all
+    normalization: Normalization = field(default_factory=Normalization)  # the models'
+
+
+class VolumeJob(Protocol):
+    """What the engine reads from a plan (:class:`~.plan.PredictionPlan` is one)."""
+
+    bundles: tuple[ModelBundle, ...]
+    names: tuple[str, ...]
+    voxel_size: VoxelSize
+    tiling: TilingConfig
+    device: torch.device
+    dtype: torch.dtype
+    groups: tuple[ModelGroup, ...]
+    tile_shapes: list[tuple[int, int, int]]  # shrunk for good after an out-of-memory
 
 
 def make_predictor(
@@ -32,7 +61,7 @@ def make_predictor(
 ):
     """A tile predictor running every network on the same input tile; outputs stacked as channels.
 
-    ``dtype`` is the dtype the networks hold (see :func:`.weights.inference_network`); the tile is
+    ``dtype`` is the dtype the networks hold (see :func:`..weights.inference_network`); the tile is
     cast to it and the outputs come back as float32. None keeps the tile's dtype.
     """
 
@@ -67,7 +96,7 @@ def _output_device(dev: torch.device, n_bytes: int) -> torch.device:
     return torch.device("cpu")
 
 
-def plan_networks(plan: PredictionPlan) -> list[list[nn.Module]]:
+def plan_networks(plan: VolumeJob) -> list[list[nn.Module]]:
     """The inference networks of each model group of ``plan`` (from the one network cache)."""
     return [
         [inference_network(plan.bundles[i], plan.device, plan.dtype) for i in group.indices]
@@ -120,7 +149,7 @@ def to_host(t: torch.Tensor) -> np.ndarray:
 
 
 def run_volume(
-    plan: PredictionPlan,
+    plan: VolumeJob,
     volume: np.ndarray,
     networks: list[list[nn.Module]],
     frame: int = 0,
@@ -159,7 +188,7 @@ def run_volume(
                 if on_device
                 else resize(normalized, group.grid_shape)
             )
-        # test-time augmentation: each tile predicted once per variant, averaged (core.tta)
+        # test-time augmentation: each tile predicted once per variant, averaged (.tta)
         predictor = tta_predictor(make_predictor(nets, dev, plan.dtype), tiling.tta)
         tile = plan.tile_shapes[g]
         # on a GPU the stitched output stays there when it fits: blending runs on the GPU and the
@@ -210,7 +239,7 @@ def run_volume(
     return {n: results[n] for n in plan.names}
 
 
-def _norm_key(group) -> tuple:
+def _norm_key(group: ModelGroup) -> tuple:
     """Groups with equal keys see the same normalized frame."""
     norm = group.normalization
     return (repr(norm), group.voxel_size if norm.scope != "per-image" else None)

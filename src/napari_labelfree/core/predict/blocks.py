@@ -8,7 +8,7 @@ each side, the neighbours that overlap into it (its halo, the tile overlap), wei
 by the whole-frame window sums and adds them up in the whole-frame order. Each voxel of the block
 therefore receives exactly the sum the single-process path computes, in the same order: with
 fp32, batches of one tile (the default) and the output stitched on the CPU, the blocks together
-are bit-identical to :meth:`.predict.PredictionPlan.predict_volume` (tested).
+are bit-identical to :meth:`.plan.PredictionPlan.predict_volume` (tested).
 
 What makes this exact, and its limits:
 
@@ -29,13 +29,13 @@ from typing import TYPE_CHECKING
 
 import numpy as np
 
-from .errors import LabelFreeError
+from ..errors import LabelFreeError
 
 if TYPE_CHECKING:
     import torch
 
-    from .config import TilingConfig
-    from .predict import PredictionPlan
+    from ..config import TilingConfig
+    from .plan import PredictionPlan
 
 #: a block's extent per axis Z, Y, X: (start, stop) in voxels of the frame
 Region = tuple[tuple[int, int], tuple[int, int], tuple[int, int]]
@@ -67,8 +67,8 @@ def predict_block(
     plan: PredictionPlan, volume: np.ndarray, region: Region
 ) -> dict[str, np.ndarray]:
     """Predict the ``region`` of one ZYX frame of ``plan``: {name: array of the region's shape}."""
-    from .predict_volume import make_predictor
-    from .preprocess import normalize
+    from ..preprocess import normalize
+    from .volume import make_predictor
 
     check_blocks(plan)
     normalized_by: dict[tuple, np.ndarray] = {}  # groups normalizing alike share one pass
