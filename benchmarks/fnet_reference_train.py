@@ -22,6 +22,7 @@ Usage::
 from __future__ import annotations
 
 import argparse
+import itertools
 import sys
 import time
 from pathlib import Path
@@ -119,31 +120,30 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--torch-init", action="store_true", help="torch's default init, not fnet's")
     ap.add_argument("--betas", type=float, nargs=2, default=(0.5, 0.999), help="[0.5 0.999]")
     args = ap.parse_args(argv)
-    data = isl.load_split(args)
-    if data is None:
+    if isl.load_split(args) is None:
         return 0
     import torch
 
     torch.set_num_threads(max(1, args.threads))
     label = f"fnet-ref{'-torchinit' if args.torch_init else ''}-b{args.betas[0]:g}"
-    for name in args.targets:
-        for seed in args.seeds:
-            t0 = time.time()
-            train_sig, train_tgt, test_sig, truth = isl.part(data, name)
-            pred = train_fnet_style(
-                train_sig,
-                train_tgt,
-                test_sig,
-                depth=args.depth,
-                width=args.width,
-                iterations=args.iterations,
-                batch_size=args.batch_size,
-                patch=tuple(args.patch_shape),
-                seed=seed,
-                betas=tuple(args.betas),
-                torch_init=args.torch_init,
-            )
-            isl.report(label, name, seed, pred, truth, time.time() - t0)
+    for split, name, seed in itertools.product(args.split, args.targets, args.seeds):
+        data = isl.load_split(args, split)
+        t0 = time.time()
+        train_sig, train_tgt, test_sig, truth = isl.part(data, name)
+        pred = train_fnet_style(
+            train_sig,
+            train_tgt,
+            test_sig,
+            depth=args.depth,
+            width=args.width,
+            iterations=args.iterations,
+            batch_size=args.batch_size,
+            patch=tuple(args.patch_shape),
+            seed=seed,
+            betas=tuple(args.betas),
+            torch_init=args.torch_init,
+        )
+        isl.report(label, name, seed, pred, truth, time.time() - t0)
     return 0
 
 

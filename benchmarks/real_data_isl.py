@@ -42,6 +42,10 @@ import numpy as np
 
 DATA = Path(__file__).resolve().parents[1].parent / "shared" / "data" / "isl-condition-b"
 TARGETS = ("DAPI", "MAP2", "NFH")
+# Split positions: the test part is the last (1 - train_fraction) of the field at this end. The
+# field is flipped / transposed so that the test part always ends up on the right; the networks
+# are trained from scratch on what they are given, so this changes nothing but which pixels test.
+SPLITS = ("right", "left", "bottom", "top")
 CITATION = (
     "Data: google/in-silico-labeling test data (condition B, Apache-2.0, Copyright Google LLC); "
     "Christiansen et al., Cell 173(3), 2018."
@@ -88,13 +92,31 @@ def add_data_args(ap: argparse.ArgumentParser) -> None:
         "--train-fraction", type=float, default=0.75, help="left part of the field [0.75]"
     )
     ap.add_argument("--gap", type=int, default=16, help="pixels between train and test parts [16]")
+    ap.add_argument(
+        "--split",
+        nargs="+",
+        default=["right"],
+        choices=SPLITS,
+        help="where the test part lies: the right, left, bottom or top end of the field [right]",
+    )
     ap.add_argument("--threads", type=int, default=1, help="CPU threads [1]")
     ap.add_argument("--seeds", type=int, nargs="+", default=[0])
     ap.add_argument("--targets", nargs="+", default=list(TARGETS), choices=TARGETS)
     ap.add_argument("--results", type=Path, default=None, help="append RESULT lines here (JSONL)")
 
 
-def load_split(args: argparse.Namespace) -> dict | None:
+def oriented(a: np.ndarray, split: str) -> np.ndarray:
+    """``a`` (..., Y, X) turned so that the ``split`` end of the field is on the right."""
+    if split == "left":
+        a = a[..., ::-1]
+    elif split in ("bottom", "top"):
+        a = np.swapaxes(a, -1, -2)
+        if split == "top":
+            a = a[..., ::-1]
+    return np.ascontiguousarray(a)
+
+
+def load_split(args: argparse.Namespace, split: str = "right") -> dict | None:
     """The field loaded, binned and split; None (with a message) where the data is absent."""
     if not (args.data / "phase_contrast_zstack.ome.tif").is_file():
         print(
@@ -104,15 +126,26 @@ def load_split(args: argparse.Namespace) -> dict | None:
         return None
     print(CITATION)
     phase, fl = load(args.data, args.bin)
+    split_name = split
+    phase, fl = oriented(phase, split), oriented(fl, split)
     z, h, w = phase.shape
     split = int(round(w * args.train_fraction))
     test_x0 = split + args.gap
     print(
         f"phase stack {phase.shape} (after {args.bin}x{args.bin} binning), targets {fl.shape}; "
-        f"train x < {split}, test x >= {test_x0} (a {args.gap}-pixel gap)"
+        f"split '{split_name}': train x < {split}, test x >= {test_x0} (a {args.gap}-pixel gap, "
+        "the field turned so that the test end is on the right)"
     )
     _ARGS["args"] = args
-    return {"phase": phase, "fl": fl, "split": split, "test_x0": test_x0, "args": args}
+    _ARGS["split"] = split_name
+    return {
+        "phase": phase,
+        "fl": fl,
+        "split": split,
+        "test_x0": test_x0,
+        "args": args,
+        "name": split_name,
+    }
 
 
 def part(data: dict, name: str) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
@@ -138,6 +171,7 @@ def report(
     row = {
         "recipe": recipe,
         "target": name,
+        "split": _ARGS.get("split", "right"),
         "seed": seed,
         **{k: round(v, 4) for k, v in scores.items()},
         "r_mean_proj": round(pearson_r(pred.mean(axis=0), truth), 4),
@@ -158,21 +192,22 @@ _ARGS: dict = {}
 def table(path: Path) -> str:
     """A Markdown table of mean +- std over seeds per recipe and target, from a RESULT file."""
     rows = [json.loads(line) for line in path.read_text().splitlines() if line.strip()]
-    groups: dict[tuple[str, str], list[dict]] = {}
+    groups: dict[tuple[str, str, str], list[dict]] = {}
     for r in rows:
-        groups.setdefault((r["recipe"], r["target"]), []).append(r)
+        groups.setdefault((r["recipe"], r["target"], r.get("split", "right")), []).append(r)
     cols = ("pearson_r", "nl2", "ssim", "psnr", "nrmse")
     lines = [
-        "| recipe | target | seeds | " + " | ".join(cols) + " |",
-        "|---|---|---|" + "---|" * len(cols),
+        "| recipe | target | split | seeds | " + " | ".join(cols) + " |",
+        "|---|---|---|---|" + "---|" * len(cols),
     ]
-    for (recipe, target), rs in sorted(groups.items(), key=lambda kv: (kv[0][1], kv[0][0])):
+    order = sorted(groups.items(), key=lambda kv: (kv[0][1], SPLITS.index(kv[0][2]), kv[0][0]))
+    for (recipe, target, split), rs in order:
         cells = []
         for c in cols:
             v = np.array([r[c] for r in rs], dtype=float)
             cells.append(f"{v.mean():.3f} +- {v.std():.3f}" if len(v) > 1 else f"{v[0]:.3f}")
         seeds = ",".join(str(r["seed"]) for r in rs)
-        lines.append(f"| {recipe} | {target} | {seeds} | " + " | ".join(cells) + " |")
+        lines.append(f"| {recipe} | {target} | {split} | {seeds} | " + " | ".join(cells) + " |")
     return "\n".join(lines)
 
 

@@ -20,6 +20,7 @@ Usage (about 30 min on a busy 2-core CPU; run it with ``nice``)::
 from __future__ import annotations
 
 import argparse
+import json
 import shutil
 import sys
 import tempfile
@@ -49,6 +50,41 @@ def fields(seeds: tuple[int, ...]) -> list:
     return [simulate(shape=SIM_SHAPE, voxel_size=SIM_VOXEL, seed=s) for s in seeds]
 
 
+def randomized_fields(
+    seeds: tuple[int, ...], structures: list[str], cache: Path | None = None
+) -> list:
+    """Domain-randomized fields (core.synth.randomize), one settings draw per seed; cached as .npz."""
+    from napari_labelfree.core.synth import SimulatedImage
+    from napari_labelfree.core.synth.randomize import random_settings, render_field
+
+    out = []
+    for seed in seeds:
+        path = cache / f"rand-{seed}-{'-'.join(structures)}.npz" if cache else None
+        if path is not None and path.is_file():
+            z = np.load(path, allow_pickle=False)
+            out.append(
+                SimulatedImage(
+                    z["data"],
+                    list(z["names"]),
+                    tuple(z["voxel"]),
+                    settings=json.loads(str(z["settings"])),
+                )
+            )
+            continue
+        im = render_field(random_settings(seed), seed, structures=structures)
+        if path is not None:
+            path.parent.mkdir(parents=True, exist_ok=True)
+            np.savez(
+                path,
+                data=im.data,
+                names=np.array(im.channel_names),
+                voxel=np.array(im.voxel_size),
+                settings=json.dumps(im.settings),
+            )
+        out.append(im)
+    return out
+
+
 def pairs(ims: list, structure: str, seeds: tuple[int, ...]) -> list[ImagePair]:
     out = []
     for im, seed in zip(ims, seeds, strict=True):
@@ -75,6 +111,21 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--out", type=Path, default=BUILTIN_DIR, help="folder for the model folders")
     ap.add_argument("--work", type=Path, default=None, help="keep checkpoints and logs here")
     ap.add_argument(
+        "--randomized",
+        action="store_true",
+        help="train on domain-randomized fields (core.synth.randomize) plus --clean-fields of the "
+        "clean preset; test on both kinds",
+    )
+    ap.add_argument("--clean-fields", type=int, default=4, help="with --randomized [4]")
+    ap.add_argument("--cache", type=Path, default=None, help="keep simulated fields here (.npz)")
+    ap.add_argument(
+        "--init",
+        type=Path,
+        default=None,
+        help="start each structure from the model in INIT/STRUCTURE (e.g. a copy of the shipped "
+        "models) instead of new weights",
+    )
+    ap.add_argument(
         "--threads",
         type=int,
         default=1,
@@ -88,10 +139,22 @@ def main(argv: list[str] | None = None) -> int:
     train_seeds = tuple(range(FIRST_TRAIN_SEED, FIRST_TRAIN_SEED + args.train_fields))
 
     t0 = time.time()
+    if args.randomized:
+        train_seeds = train_seeds[: args.clean_fields]
     train_ims, val_ims, test_ims = fields(train_seeds), fields((VAL_SEED,)), fields(TEST_SEEDS)
+    val_seeds, test_sets = (VAL_SEED,), {"clean": (TEST_SEEDS, test_ims)}
+    if args.randomized:  # randomized fields train; the clean preset keeps --clean-fields of them
+        clean_seeds = train_seeds
+        rand_seeds = tuple(range(1000, 1000 + args.train_fields))
+        rand_val, rand_test = (1150, 1151), (1200, 1201, 1202, 1203)
+        structures = list(args.structures)
+        train_ims = train_ims + randomized_fields(rand_seeds, structures, args.cache)
+        val_ims = val_ims + randomized_fields(rand_val, structures, args.cache)
+        train_seeds, val_seeds = clean_seeds + rand_seeds, val_seeds + rand_val
+        test_sets["randomized"] = (rand_test, randomized_fields(rand_test, structures, args.cache))
     print(
-        f"simulated {len(train_seeds)} training, 1 validation and {len(TEST_SEEDS)} test fields "
-        f"{SIM_SHAPE} at {SIM_VOXEL} um in {time.time() - t0:.0f} s",
+        f"simulated {len(train_seeds)} training, {len(val_seeds)} validation and "
+        f"{sum(len(v[0]) for v in test_sets.values())} test fields in {time.time() - t0:.0f} s",
         flush=True,
     )
     work = args.work or Path(tempfile.mkdtemp(prefix="labelfree-builtin-"))
@@ -103,17 +166,29 @@ def main(argv: list[str] | None = None) -> int:
             display_name=known.display_name,
             colormap=known.colormap,
             target=known.label,
-            modality="bright-field",
+            modality="bright-field, DIC, phase contrast" if args.randomized else "bright-field",
             voxel_size_um=PAPER_VOXEL_SIZE_UM,
             architecture=Architecture(depth=args.depth, width=args.width),
             provenance={
-                "data": "simulated (napari_labelfree.core.synth.simulate)",
+                "data": (
+                    "simulated only: domain-randomized fields (napari_labelfree.core.synth."
+                    "randomize) and clean-preset fields (core.synth.simulate); no real cell"
+                    if args.randomized
+                    else "simulated (napari_labelfree.core.synth.simulate)"
+                ),
                 "simulation": {
                     "shape_zyx": list(SIM_SHAPE),
                     "voxel_size_um": list(SIM_VOXEL),
                     "train_seeds": list(train_seeds),
                     "val_seed": VAL_SEED,
+                    "val_seeds": list(val_seeds),
                     "test_seeds": list(TEST_SEEDS),
+                    "randomized": args.randomized,
+                    **(
+                        {"randomized_test_seeds": list(test_sets["randomized"][0])}
+                        if args.randomized
+                        else {}
+                    ),
                 },
                 "script": "scripts/train_builtin_models.py",
                 "note": "demo model trained on simulated cells; retrain on real data for real use",
@@ -137,8 +212,9 @@ def main(argv: list[str] | None = None) -> int:
                 spec,
                 run_dir,
                 cfg,
-                val=pairs(val_ims, structure, (VAL_SEED,)),
+                val=pairs(val_ims, structure, val_seeds),
                 device=device,
+                init=args.init / structure if args.init else None,
             )
         )
         train_s = time.time() - t
@@ -146,6 +222,20 @@ def main(argv: list[str] | None = None) -> int:
         r = float(np.mean([s["pearson_r"] for s in test]))
         e = float(np.mean([s["nl2"] for s in test]))
         final = bundle.spec
+        if "randomized" in test_sets:
+            seeds, ims = test_sets["randomized"]
+            rt = evaluate_model(bundle, pairs(ims, structure, seeds), device)
+            final.metrics.update(
+                {
+                    "randomized_test_images": rt,
+                    "randomized_test_pearson_r": float(np.mean([x["pearson_r"] for x in rt])),
+                    "randomized_test_nl2": float(np.mean([x["nl2"] for x in rt])),
+                    "randomized_test_set": f"held-out domain-randomized fields, seeds {list(seeds)}",
+                }
+            )
+            print(
+                f"{structure}: randomized held-out r {final.metrics['randomized_test_pearson_r']:.3f}"
+            )
         final.metrics.update(
             {
                 "test_images": test,
@@ -156,7 +246,7 @@ def main(argv: list[str] | None = None) -> int:
                     for k in SCORES
                     if k != "pearson_r" and k != "nl2"
                 },
-                "test_set": f"held-out simulated fields, seeds {list(TEST_SEEDS)}",
+                "test_set": f"held-out simulated fields (clean preset), seeds {list(TEST_SEEDS)}",
             }
         )
         final.metrics.pop("val_images", None)

@@ -26,11 +26,11 @@ from scipy import fft as sfft
 from ..errors import LabelFreeError
 from .camera import camera
 from .optics import fluorescence_otf, transmitted_light, weak_object_transfer_functions
-from .scene import band_noise, cells_at, geometry, make_cells
+from .scene import band_noise, cells_at, geometry, make_cells, scatter_debris, spread_cells
 from .structures import TABLE, Components, SimStructure, specimen
 
 STRUCTURES: tuple[str, ...] = tuple(TABLE)
-MODALITIES = ("bright-field", "dic")
+MODALITIES = ("bright-field", "dic", "phase-contrast")
 
 __all__ = [
     "MODALITIES",
@@ -59,12 +59,15 @@ class SimulatedImage:
         Physical voxel size in um, Z, Y, X.
     masks
         Structure name -> ZYX bool mask of its geometry at t=0 (ground truth, no blur, no noise).
+    settings
+        What a randomized field was imaged with (:mod:`.randomize`); empty for :func:`simulate`.
     """
 
     data: np.ndarray
     channel_names: list[str]
     voxel_size: tuple[float, float, float]
     masks: dict[str, np.ndarray] = field(default_factory=dict)
+    settings: dict = field(default_factory=dict)
 
 
 def simulate(
@@ -89,6 +92,14 @@ def simulate(
     cell_height: float = 7.0,
     mitotic_fraction: float = 0.1,
     noise: bool = True,
+    focus_offset_um: float = 0.0,
+    spherical_waves: float = 0.0,
+    phase_annulus: tuple[float, float] = (0.7, 0.85),
+    phase_ring: tuple[float, float, float] = (np.pi / 2, 0.25, 0.03),
+    index: dict[str, float] | None = None,
+    chromatin_period_um: float = 1.2,
+    spread: tuple[float, float, float] | None = None,
+    debris_per_100um2: float = 0.0,
 ) -> SimulatedImage:
     """Simulate a field of hiPS-like cells in transmitted light and in fluorescence.
 
@@ -117,6 +128,25 @@ def simulate(
         Scene parameters (um; fraction of cells in mitosis).
     noise
         False for noise-free images (ground-truth optics only).
+    focus_offset_um
+        Moves the cells up (positive) or down relative to the stack: a stack not centred on them.
+    spherical_waves, phase_annulus, phase_ring
+        Spherical aberration (waves rms) and the phase-contrast annulus and ring
+        (:func:`transmitted_light`).
+    index
+        Refractive-index increments overriding :data:`structures.INDEX` (cytoplasm, nucleoplasm,
+        chromatin_texture, nucleolus).
+    chromatin_period_um
+        Typical size of the chromatin texture.
+    spread
+        (coverage, elongation, drop) for cells that do not fill the field
+        (:func:`scene.spread_cells`); None: the confluent monolayer.
+    debris_per_100um2
+        Unlabeled refractile particles (dust, debris, dead-cell fragments) in the medium per
+        100 um^2 of field: transmitted light sees them, fluorescence does not.
+
+    All defaults together are the clean preset (:func:`napari_labelfree.core.synth.randomize.
+    clean_settings`); :mod:`.randomize` draws every factor per field within cited ranges.
 
     Returns
     -------
@@ -134,17 +164,27 @@ def simulate(
     if unknown:
         raise LabelFreeError(f"unknown structure(s) {unknown}; choose from {', '.join(STRUCTURES)}")
     if modality not in MODALITIES:
-        raise LabelFreeError(f"unknown modality {modality!r}; choose bright-field or dic")
+        raise LabelFreeError(
+            f"unknown modality {modality!r}; choose one of {', '.join(MODALITIES)}"
+        )
     if timepoints < 1:
         raise LabelFreeError(f"timepoints must be at least 1, got {timepoints}")
 
     rng = np.random.default_rng(seed)
     extent = (shape[1] * voxel[1], shape[2] * voxel[2])
     cells = make_cells(rng, extent, cell_diameter, cell_height, mitotic_fraction)
+    if spread is not None:  # drawn from their own stream: the preset's cells stay the same
+        cells = spread_cells(cells, np.random.default_rng([seed, 3]), cell_diameter, *spread)
     z0 = float(np.clip(0.5 * (shape[0] * voxel[0] - cell_height * 1.1), 0.6, None))
+    z0 += float(focus_offset_um)
+    debris = None
+    if debris_per_100um2 > 0:
+        debris = scatter_debris(
+            np.random.default_rng([seed, 4]), shape, voxel, debris_per_100um2, z0, cell_height
+        )
     noise_rng = np.random.default_rng([seed, 1])
     fields = {
-        "dna": band_noise(noise_rng, shape, voxel, 1.2),
+        "dna": band_noise(noise_rng, shape, voxel, chromatin_period_um),
         "fine": band_noise(noise_rng, shape, voxel, 0.5),
         "er1": band_noise(noise_rng, shape, voxel, 2.0, 0.35),
         "er2": band_noise(noise_rng, shape, voxel, 2.0, 0.35),
@@ -167,7 +207,10 @@ def simulate(
         parts = Components(frame_cells, geo, fields, voxel, z0, cell_diameter)
         if t == 0:
             masks = {s.name: s.mask_of(parts) for s in chosen}
-        delta_n, absorption = specimen(parts)
+        delta_n, absorption = specimen(parts, index)
+        if debris is not None:
+            delta_n = delta_n + debris * ~parts.geo.inside
+            absorption = absorption + 2e-3 * debris * ~parts.geo.inside
         bf = transmitted_light(
             delta_n,
             absorption,
@@ -177,6 +220,9 @@ def simulate(
             na_illumination,
             na_detection,
             modality,
+            spherical_waves=spherical_waves,
+            phase_annulus=phase_annulus,
+            phase_ring=phase_ring,
         )
         data[t, 0] = camera(bf * bf_photons, cam_rng, read_noise, camera_offset, noise)
         for ci, (s, otf) in enumerate(zip(chosen, otfs, strict=True), start=1):

@@ -1,9 +1,11 @@
-"""Optics of the simulator: bright-field / DIC weak-object transfer functions, fluorescence OTF.
+"""Optics of the simulator: bright-field / DIC / phase-contrast transfer functions, fluorescence OTF.
 
 Bright-field: the 3D weak-object transfer functions of a partially coherent bright-field
 microscope (first Born approximation; Streibl 1985, Soto et al. 2017), computed exactly as
 ``waveorder.models.phase_thick_3d.calculate_transfer_function`` does, but with numpy FFTs. DIC is
-the same calculation with the detection pupil multiplied by the Nomarski shear/bias factor.
+the same calculation with the detection pupil multiplied by the Nomarski shear/bias factor; Zernike
+phase contrast is the same with an annular condenser and a phase ring (a complex pupil) over the
+annulus's image (Zernike 1942; the partially coherent WOTF of such pupils as in Streibl 1985).
 Fluorescence: a Gaussian approximation of the confocal PSF (Zhang et al. 2007).
 """
 
@@ -28,6 +30,9 @@ def weak_object_transfer_functions(
     na_detection: float = 1.2,
     dic_shear: Vec3 | None = None,
     dic_bias: float = 0.0,
+    na_illumination_inner: float = 0.0,
+    phase_ring: tuple[float, float, float] | None = None,
+    spherical_waves: float = 0.0,
 ) -> tuple[np.ndarray, np.ndarray]:
     """3D transfer functions of the real (phase) and imaginary (absorption) scattering potential.
 
@@ -52,6 +57,15 @@ def weak_object_transfer_functions(
         For DIC: the Nomarski shear vector (um, only Y and X used); None for bright-field.
     dic_bias
         DIC bias retardance (radians) between the two sheared beams.
+    na_illumination_inner
+        Inner NA of an annular condenser (Zernike phase contrast); 0 for a full disc.
+    phase_ring
+        Zernike phase contrast: (phase shift in radians, amplitude transmission, extra NA width)
+        of the objective's phase ring, which covers the image of the condenser annulus widened by
+        the extra width on each side; None for none. A finite ring width is what makes the halo.
+    spherical_waves
+        Primary spherical aberration: the pupil's Zernike Z(4,0) = sqrt(5)(6 rho^4 - 6 rho^2 + 1)
+        coefficient in waves rms (a mismatched coverslip or immersion); 0 for none.
 
     Returns
     -------
@@ -72,6 +86,9 @@ def weak_object_transfer_functions(
     df = abs(fx[0, 1] - fx[0, 0]) if nx > 1 else 1.0 / dx
     cos_max = np.sqrt(max(1.0 - (na_illumination / n_medium) ** 2, 0.0))
     illumination = expit(4.0 / df * (fz - k * cos_max)) * (fz_sq >= 0)
+    if na_illumination_inner > 0:  # annular condenser: the inner disc is dark
+        cos_min = np.sqrt(max(1.0 - (na_illumination_inner / n_medium) ** 2, 0.0))
+        illumination = illumination * expit(4.0 / df * (k * cos_min - fz))
 
     z = sfft.ifftshift((np.arange(nz) - nz // 2) * dz)[:, None, None]
     oblique = np.sqrt(np.clip(1.0 - lam_m**2 * fr**2, 0.0, None)) / lam_m
@@ -82,6 +99,17 @@ def weak_object_transfer_functions(
     ).astype(np.complex64)
 
     pupil = detection.astype(np.complex128)
+    if spherical_waves:
+        rho = np.clip(fr * wavelength / na_detection, 0.0, 1.0)
+        z40 = np.sqrt(5.0) * (6 * rho**4 - 6 * rho**2 + 1)
+        pupil = pupil * np.exp(2j * np.pi * spherical_waves * z40)
+    if phase_ring is not None:
+        # the ring sits where the undiffracted light of the annulus crosses the back focal plane
+        shift, transmission, extra = phase_ring
+        f_in = max(na_illumination_inner - extra, 0.0) / wavelength
+        f_out = (na_illumination + extra) / wavelength
+        ring = expit(4.0 / df * (fr - f_in)) * expit(4.0 / df * (f_out - fr))
+        pupil = pupil * (1 + ring * (transmission * np.exp(1j * shift) - 1))
     if dic_shear is not None:
         # Nomarski: amplitude PSF h(r - s/2) e^{i b/2} - h(r + s/2) e^{-i b/2}, i.e. the pupil
         # times -2i sin(pi f.s - b/2); the constant cancels in the normalisation below.
@@ -116,6 +144,9 @@ def transmitted_light(
     dic_shear_um: float = 0.15,
     dic_bias: float = np.pi / 2,
     z_padding_um: float = 3.0,
+    spherical_waves: float = 0.0,
+    phase_annulus: tuple[float, float] = (0.7, 0.85),
+    phase_ring: tuple[float, float, float] = (np.pi / 2, 0.25, 0.03),
 ) -> np.ndarray:
     """Noise-free transmitted-light z-stack ``I / I0`` (ZYX) of a thick weak object.
 
@@ -126,9 +157,18 @@ def transmitted_light(
     voxel_size
         um, Z, Y, X.
     modality
-        "bright-field" or "dic" (Nomarski shear along the image diagonal).
+        "bright-field", "dic" (Nomarski shear along the image diagonal) or "phase-contrast"
+        (Zernike: an annular condenser and a phase ring in the objective).
     z_padding_um
         Medium added above and below so that defocus blur does not wrap around in z.
+    spherical_waves
+        Primary spherical aberration in waves rms (see ``weak_object_transfer_functions``).
+    phase_annulus
+        Phase contrast: the condenser annulus as (inner, outer) fractions of ``na_detection``
+        (Ph1-Ph3 annuli sit at 0.6-0.9 of the objective's NA).
+    phase_ring
+        Phase contrast: the ring's (phase shift, amplitude transmission, extra NA width); a
+        +pi/2 shift of the undiffracted light gives positive (dark-object) contrast.
     """
     pad = int(np.ceil(z_padding_um / voxel_size[0]))
     # Scattering potential V = k0^2 (n^2 - n_m^2) ~ 2 k0^2 n_m (dn + i kappa), in 1/um^2. With the
@@ -143,6 +183,11 @@ def transmitted_light(
     if modality == "dic":
         s = dic_shear_um / np.sqrt(2)
         shear = (0.0, s, s)
+    inner, ring = 0.0, None
+    if modality == "phase-contrast":
+        inner = phase_annulus[0] * na_detection
+        na_illumination = phase_annulus[1] * na_detection
+        ring = tuple(float(v) for v in phase_ring)
     h_re, h_im = weak_object_transfer_functions(
         phase.shape,
         tuple(float(v) for v in voxel_size),
@@ -152,6 +197,9 @@ def transmitted_light(
         na_detection,
         shear,
         dic_bias if modality == "dic" else 0.0,
+        inner,
+        ring,
+        float(spherical_waves),
     )
     spectrum = sfft.fftn(phase.astype(np.float32), workers=-1) * h_re
     # minus: with waveorder's sign of H_im a positive imaginary potential would brighten the

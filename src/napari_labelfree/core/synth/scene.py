@@ -34,6 +34,12 @@ class Cell:
     reform: float = 1.0  # <1 for a daughter cell re-forming its nucleus after division
     velocity: np.ndarray = field(default_factory=lambda: np.zeros(2))
     mito_seed: int = 0
+    # spread shape (domain randomization; the defaults are the confluent hiPS monolayer):
+    # footprint radius (um; inf: the cell fills its Voronoi territory), elongation (long / short
+    # axis of footprint and, by its square root, of the nucleus) and the long axis's angle
+    footprint: float = np.inf
+    elongation: float = 1.0
+    orientation: float = 0.0
 
 
 def new_cell(rng: np.random.Generator, center: np.ndarray, height: float, diameter: float) -> Cell:
@@ -88,6 +94,33 @@ def make_cells(
     for i in rng.permutation(inside)[:n_mitotic] if inside else []:
         cells[i].mitosis = float(rng.uniform(0.3, 0.6))
     return cells
+
+
+def spread_cells(
+    cells: list[Cell],
+    rng: np.random.Generator,
+    diameter: float,
+    coverage: float,
+    elongation: float,
+    drop: float,
+) -> list[Cell]:
+    """Cells that do not fill the field: footprints, elongation and gaps (other cell types).
+
+    ``coverage``: footprint radius as a fraction of the diameter (about 0.5: cells just touch;
+    lower leaves medium between them); ``elongation``: the largest long/short axis ratio (each
+    cell draws its own between 1 and this, with its own orientation); ``drop``: the fraction of
+    cells removed (a sparser culture). The preset (confluent hiPS) calls none of this.
+    """
+    out = []
+    for c in cells:
+        if rng.uniform() < drop:
+            continue
+        e = float(rng.uniform(1.0, max(elongation, 1.0)))
+        radius = float(coverage * diameter * rng.uniform(0.85, 1.15))
+        out.append(
+            replace(c, footprint=radius, elongation=e, orientation=float(rng.uniform(0, np.pi)))
+        )
+    return out or cells[:1]
 
 
 def band_noise(
@@ -209,16 +242,34 @@ def geometry(
     height = np.array([c.height for c in cells], np.float32)[lab]
     mitotic = np.array([c.mitosis is not None for c in cells])[lab]
     r_cell = np.hypot(yy - centers[lab, 0], xx - centers[lab, 1]).astype(np.float32)
+    foot = np.array([c.footprint for c in cells], np.float32)
+    if np.isfinite(foot).any():  # spread cells: an elliptical footprint inside the territory
+        e = np.sqrt(np.array([c.elongation for c in cells], np.float32))[lab]
+        ang = np.array([c.orientation for c in cells], np.float32)[lab]
+        dy_, dx_ = yy - centers[lab, 0], xx - centers[lab, 1]
+        u = (dy_ * np.sin(ang) + dx_ * np.cos(ang)) / e
+        v = (dx_ * np.sin(ang) - dy_ * np.cos(ang)) * e
+        edge = (foot[lab] - np.hypot(u, v)) / e  # about the distance to the ellipse's edge
+        border = np.minimum(border, edge).astype(np.float32)
     # apical surface: gently domed per cell, dipping at junctions; mitotic cells round up
     dome = 0.78 + 0.22 * np.sqrt(np.clip(border / (0.35 * diameter), 0, 1))
     round_up = 1.15 * np.sqrt(np.clip(1 - (r_cell / (0.5 * diameter)) ** 2, 0.05, 1))
     top = z0 + height * np.where(mitotic, round_up, dome)
     inside = (zc >= z0) & (zc <= top[None])
+    if np.isfinite(foot).any():
+        inside &= (border > 0)[None]  # medium between spread cells
     dist_mem = np.minimum(np.minimum(border[None], top[None] - zc), zc - z0)
 
     # --- nuclei: irregular ellipsoids (normalised radius rho), one per interphase cell
     nuc_c = np.array([c.center + c.nucleus_offset for c in cells])
     ny_, nx_ = yy - nuc_c[lab, 0], xx - nuc_c[lab, 1]
+    if np.isfinite(foot).any():  # the nucleus follows the cell's elongation, less strongly
+        en = np.sqrt(np.sqrt(np.array([c.elongation for c in cells], np.float32)))[lab]
+        ang = np.array([c.orientation for c in cells], np.float32)[lab]
+        ny_, nx_ = (
+            (ny_ * np.sin(ang) + nx_ * np.cos(ang)) / en,
+            (nx_ * np.sin(ang) - ny_ * np.cos(ang)) * en,
+        )
     r_n = np.hypot(ny_, nx_)
     theta = np.arctan2(ny_, nx_)
     harm = np.array([c.harmonics for c in cells])[lab]
@@ -259,3 +310,43 @@ def geometry(
         nucleus_soft=nucleus_soft,
         reform=reform,
     )
+
+
+def scatter_debris(
+    rng: np.random.Generator,
+    shape: tuple[int, int, int],
+    voxel: Vec3,
+    per_100um2: float,
+    z0: float,
+    cell_height: float,
+) -> np.ndarray:
+    """Refractive-index increment (ZYX) of small unlabeled particles lying in the medium.
+
+    Debris and dust settle on the coverslip or float just above the cells: soft spheres of
+    0.3-1.0 um radius with an index 0.01-0.04 above the medium (dead-cell fragments to silica
+    dust). Only transmitted light sees them: no label marks them.
+    """
+    nz, ny, nx = shape
+    dz, dy, dx = voxel
+    area = ny * dy * nx * dx
+    n = int(rng.poisson(per_100um2 * area / 100.0))
+    out = np.zeros(shape, np.float32)
+    zc = (np.arange(nz) + 0.5) * dz
+    yc = (np.arange(ny) + 0.5) * dy
+    xc = (np.arange(nx) + 0.5) * dx
+    for _ in range(n):
+        r = float(rng.uniform(0.3, 1.0))
+        on_glass = rng.uniform() < 0.6
+        cz = z0 + r if on_glass else z0 + cell_height * rng.uniform(0.8, 1.5)
+        cy, cx = rng.uniform(0, ny * dy), rng.uniform(0, nx * dx)
+        dn = float(rng.uniform(0.01, 0.04))
+        sz = slice(*np.searchsorted(zc, [cz - 2 * r, cz + 2 * r]))
+        sy = slice(*np.searchsorted(yc, [cy - 2 * r, cy + 2 * r]))
+        sx = slice(*np.searchsorted(xc, [cx - 2 * r, cx + 2 * r]))
+        d = np.sqrt(
+            (zc[sz, None, None] - cz) ** 2
+            + (yc[None, sy, None] - cy) ** 2
+            + (xc[None, None, sx] - cx) ** 2
+        )
+        out[sz, sy, sx] = np.maximum(out[sz, sy, sx], dn * expit((r - d) / 0.1))
+    return out

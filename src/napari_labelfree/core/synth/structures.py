@@ -219,17 +219,28 @@ TABLE: dict[str, SimStructure] = {
 }
 
 
-def specimen(parts: Components) -> tuple[np.ndarray, np.ndarray]:
+# Refractive-index increments over the medium (see specimen); domain randomization varies them
+INDEX = {"cytoplasm": 0.022, "nucleoplasm": 0.012, "chromatin_texture": 0.006, "nucleolus": 0.030}
+
+
+def specimen(
+    parts: Components, index: dict[str, float] | None = None
+) -> tuple[np.ndarray, np.ndarray]:
     """Refractive-index increment over the medium and extinction (float32 ZYX) of a frame.
 
     Refractive index (medium n = 1.337): cytoplasm ~1.360, nucleoplasm lower than cytoplasm,
     nucleoli and mitochondria dense, lipid droplets much higher (Schuermann 2016). Cells are nearly
-    transparent (~1% absorbed through a cell).
+    transparent (~1% absorbed through a cell). ``index`` overrides entries of :data:`INDEX`.
     """
     g, p = parts.geo, parts
-    delta_n = 0.022 * g.inside * (1 - g.nucleus_soft)
-    delta_n += g.nucleus_soft * (0.012 + 0.006 * np.tanh(p.noise["dna"]))
-    delta_n += 0.030 * p.nucleolus + 0.012 * np.clip(p.chromatin - 0.8, 0, None) * g.mitotic[None]
+    n = {**INDEX, **(index or {})}
+    delta_n = n["cytoplasm"] * g.inside * (1 - g.nucleus_soft)
+    delta_n += g.nucleus_soft * (
+        n["nucleoplasm"] + n["chromatin_texture"] * np.tanh(p.noise["dna"])
+    )
+    delta_n += (
+        n["nucleolus"] * p.nucleolus + 0.012 * np.clip(p.chromatin - 0.8, 0, None) * g.mitotic[None]
+    )
     delta_n += (
         0.020 * p.mito + 0.006 * p.er + 0.006 * p.membrane + 0.10 * p.droplets + 0.008 * p.granular
     )
