@@ -11,6 +11,7 @@ from typing import Any
 
 from ..core import bundle as bundles
 from ..core.bundle import ModelBundle
+from ..core.model_card import card_lines
 
 #: How the model list names where a model comes from (``ModelBundle.source``).
 ORIGIN = {"builtin": "built-in", "user": "user", "env": "env", "path": "added"}
@@ -30,7 +31,7 @@ def _fmt_vox(vox: Any) -> str:
 
 def describe_model(bundle: ModelBundle) -> str:
     """What a model is, in a few lines: structure, voxel size, normalization, scores, notes."""
-    spec, prov, metrics = bundle.spec, bundle.spec.provenance, bundle.spec.metrics
+    spec, prov = bundle.spec, bundle.spec.provenance
     norm = spec.normalization
     lines = [
         f"{spec.display_name or spec.structure}: predicts {spec.structure}"
@@ -41,19 +42,10 @@ def describe_model(bundle: ModelBundle) -> str:
         + (f" ({norm.center_slices} centre slices)" if "center" in norm.scope else ""),
         f"U-Net depth {spec.architecture.depth}, width {spec.architecture.width}",
     ]
-    scores = []
-    for key, label in (("test_pearson_r", "test r"), ("val_pearson_r", "validation r")):
-        if isinstance(metrics.get(key), int | float):
-            scores.append(f"{label} {metrics[key]:.2f}")
-    if isinstance(metrics.get("test_nl2"), int | float):
-        scores.append(f"test normalized L2 {metrics['test_nl2']:.2f}")
-    lines.append("scores: " + (", ".join(scores) if scores else "none recorded"))
-    if metrics.get("test_set"):
-        lines.append(f"tested on {metrics['test_set']}")
+    # what it learned from and which score came from which data (core.model_card, as the CLI)
+    lines += card_lines(spec)
     if prov.get("note"):
         lines.append(f"note: {prov['note']}")
-    elif str(prov.get("data", "")).startswith("simulated"):
-        lines.append("note: trained on simulated cells")
     if prov.get("imported_from"):
         lines.append(f"imported from {prov['imported_from']}")
     if prov.get("interrupted"):

@@ -1,0 +1,147 @@
+"""A model's card: what it was trained on and which score came from which data, in plain words.
+
+Read from ``config.json`` (``provenance`` and ``metrics``), never from anything else, so that the
+CLI (``labelfree models NAME``) and the widgets' model details say the same. A model trained on
+simulated cells only says so first: its scores on simulated fields say nothing about real cells.
+
+Scores a card knows (``metrics`` keys):
+
+* ``test_pearson_r`` / ``test_nl2`` with ``test_set`` (held-out fields, e.g. simulated);
+* ``randomized_test_pearson_r`` with ``randomized_test_set`` (held-out domain-randomized fields);
+* ``real_data``: a list of ``{"kind": "zero-shot" | "fine-tuned", "data": ..., "pearson_r": ...,
+  "nl2": ..., "how": ...}``, scores on real images (``kind`` says whether the model saw any of
+  that data);
+* ``val_pearson_r_mean`` (whole validation images; ``val_source`` "strip": a held-out strip of the
+  training images) and ``init_val_pearson_r_mean`` (the starting model on the same data).
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass, field
+from typing import Any
+
+from .config import ModelSpec
+
+SIMULATED, REAL, IMPORTED, UNKNOWN = "simulated", "real", "imported", "unknown"
+
+
+@dataclass
+class Score:
+    """One score and the data it came from."""
+
+    name: str  # "Pearson r", "nl2"
+    value: float
+    data: str  # which images, in words
+    kind: str  # "held-out simulated", "zero-shot real", "fine-tuned real", "validation", ...
+
+
+@dataclass
+class ModelCard:
+    """What a model was trained on and its scores, each with its data."""
+
+    trained_on: str  # SIMULATED, REAL, IMPORTED or UNKNOWN
+    data: str  # the training data in words
+    warning: str | None  # said before anything else where a user might over-trust the model
+    scores: list[Score] = field(default_factory=list)
+
+
+def _num(v: Any) -> float | None:
+    return float(v) if isinstance(v, int | float) and math.isfinite(v) else None
+
+
+def trained_on(spec: ModelSpec) -> tuple[str, str]:
+    """(kind, description) of the data a model's weights were fitted to."""
+    prov = spec.provenance
+    data = str(prov.get("data", ""))
+    init = prov.get("init") or {}
+    if prov.get("imported_from"):
+        return IMPORTED, f"imported from {prov['imported_from']} (its author's data)"
+    if data.lower().startswith("simulated"):
+        return SIMULATED, data
+    if data:
+        return REAL, data
+    if prov.get("created_by") == "napari-labelfree iter_train":
+        n = prov.get("n_train_images")
+        what = f"{n} image pair(s)" if n is not None else "image pairs"
+        text = f"trained here on {what} given by its user (not recorded which)"
+        if init:
+            text += f", starting from the model {init.get('model')}"
+        return UNKNOWN, text
+    return UNKNOWN, "not recorded"
+
+
+def model_card(spec: ModelSpec) -> ModelCard:
+    """The card of a model from its spec."""
+    kind, data = trained_on(spec)
+    m = spec.metrics
+    scores: list[Score] = []
+    r = _num(m.get("test_pearson_r"))
+    if r is not None:
+        test_set = str(m.get("test_set") or "held-out test images")
+        sim = kind == SIMULATED or "simulated" in test_set
+        scores.append(Score("Pearson r", r, test_set, "held-out simulated" if sim else "test"))
+    r = _num(m.get("randomized_test_pearson_r"))
+    if r is not None:
+        scores.append(
+            Score(
+                "Pearson r",
+                r,
+                str(m.get("randomized_test_set") or "held-out domain-randomized fields"),
+                "held-out simulated",
+            )
+        )
+    for entry in m.get("real_data") or []:
+        r = _num(entry.get("pearson_r")) if isinstance(entry, dict) else None
+        if r is None:
+            continue
+        how = f"; {entry['how']}" if entry.get("how") else ""
+        scores.append(
+            Score(
+                "Pearson r",
+                r,
+                f"{entry.get('data', 'real images')}{how}",
+                f"{entry.get('kind', '')} real",
+            )
+        )
+    r = _num(m.get("val_pearson_r_mean"))
+    if r is not None:
+        where = (
+            "a held-out strip of its training images"
+            if m.get("val_source") == "strip"
+            else "its validation images"
+        )
+        scores.append(Score("Pearson r", r, where, "validation"))
+        before = _num(m.get("init_val_pearson_r_mean"))
+        if before is not None:
+            scores.append(
+                Score(
+                    "Pearson r",
+                    before,
+                    f"{where}, by the starting model {m.get('init_model')}",
+                    "before",
+                )
+            )
+    warning = None
+    if kind == SIMULATED:
+        real = [s for s in scores if s.kind.endswith("real")]
+        warning = "trained on simulated cells only"
+        if real:
+            warning += "; its scores on real images are listed below, check it on yours"
+        else:
+            warning += ": no score on real images; check it on your own images before trusting it"
+    return ModelCard(kind, data, warning, scores)
+
+
+def card_lines(spec: ModelSpec) -> list[str]:
+    """The card in a few plain lines (the CLI and the widgets show these)."""
+    card = model_card(spec)
+    lines = []
+    if card.warning:
+        lines.append(f"NOTE: {card.warning}")
+    lines.append(f"trained on: {card.data}")
+    if not card.scores:
+        lines.append("scores: none recorded")
+    for s in card.scores:
+        lines.append(f"{s.kind} {s.name} {s.value:.2f} on {s.data}")
+    return lines

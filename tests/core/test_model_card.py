@@ -1,0 +1,106 @@
+"""Model cards: what a model was trained on and which score came from which data."""
+
+from __future__ import annotations
+
+from napari_labelfree.cli import main
+from napari_labelfree.core.bundle import resolve_model
+from napari_labelfree.core.config import ModelSpec
+from napari_labelfree.core.model_card import (
+    IMPORTED,
+    REAL,
+    SIMULATED,
+    UNKNOWN,
+    card_lines,
+    model_card,
+)
+
+
+def test_a_builtin_model_says_it_learned_from_simulated_cells_first():
+    spec = resolve_model("dna").spec
+    card = model_card(spec)
+    assert card.trained_on == SIMULATED
+    assert card.warning is not None and "simulated cells only" in card.warning
+    held_out = [s for s in card.scores if s.kind == "held-out simulated"]
+    assert held_out and all("simulated" in s.data for s in held_out)
+    lines = card_lines(spec)
+    assert lines[0].startswith("NOTE: trained on simulated cells only")
+
+
+def test_real_scores_are_listed_with_their_data_and_kind():
+    spec = ModelSpec(
+        "dna",
+        provenance={"data": "simulated only: domain-randomized fields"},
+        metrics={
+            "test_pearson_r": 0.9,
+            "test_set": "held-out simulated fields (clean preset), seeds [200, 201]",
+            "randomized_test_pearson_r": 0.7,
+            "randomized_test_set": "held-out domain-randomized fields, seeds [1200]",
+            "real_data": [
+                {
+                    "kind": "zero-shot",
+                    "data": "ISL phase contrast -> DAPI, test quarter",
+                    "pearson_r": 0.31,
+                },
+                {
+                    "kind": "fine-tuned",
+                    "data": "ISL DAPI",
+                    "pearson_r": 0.74,
+                    "how": "500 iterations",
+                },
+            ],
+        },
+    )
+    card = model_card(spec)
+    kinds = [(s.kind, round(s.value, 2)) for s in card.scores]
+    assert kinds == [
+        ("held-out simulated", 0.9),
+        ("held-out simulated", 0.7),
+        ("zero-shot real", 0.31),
+        ("fine-tuned real", 0.74),
+    ]
+    assert "real images are listed" in card.warning
+    assert (
+        "zero-shot real Pearson r 0.31 on ISL phase contrast -> DAPI, test quarter"
+        in card_lines(spec)
+    )
+    assert any(line.endswith("ISL DAPI; 500 iterations") for line in card_lines(spec))
+
+
+def test_a_users_model_reports_its_strip_and_the_starting_model_before_it():
+    spec = ModelSpec(
+        "dna",
+        provenance={
+            "created_by": "napari-labelfree iter_train",
+            "n_train_images": 1,
+            "init": {"model": "dna"},
+        },
+        metrics={
+            "val_pearson_r_mean": 0.61,
+            "val_source": "strip",
+            "init_val_pearson_r_mean": 0.12,
+            "init_model": "dna",
+        },
+    )
+    card = model_card(spec)
+    assert card.trained_on == UNKNOWN and card.warning is None
+    assert "1 image pair(s)" in card.data and "starting from the model dna" in card.data
+    assert [(s.kind, s.value) for s in card.scores] == [("validation", 0.61), ("before", 0.12)]
+    assert "a held-out strip of its training images" in card.scores[0].data
+
+
+def test_imported_and_real_data_models():
+    imported = ModelSpec("dna", provenance={"imported_from": "pytorch_fnet model.p"})
+    assert model_card(imported).trained_on == IMPORTED
+    real = ModelSpec("dna", provenance={"data": "ISL condition B, left three quarters"})
+    assert model_card(real).trained_on == REAL and model_card(real).warning is None
+    assert card_lines(ModelSpec("x"))[-1] == "scores: none recorded"
+
+
+def test_labelfree_models_lists_the_training_data_and_shows_a_card(capsys):
+    assert main(["models"]) == 0
+    out = capsys.readouterr().out
+    assert "TRAINED ON" in out.splitlines()[0]
+    assert "learned from simulated cells only" in out
+    assert main(["models", "dna"]) == 0
+    out = capsys.readouterr().out
+    assert "NOTE: trained on simulated cells only" in out and "held-out simulated Pearson r" in out
