@@ -116,18 +116,11 @@ def test_a_really_full_disk(tmp_path, assets, capsys):
         subprocess.run(["umount", str(disk)], capture_output=True, timeout=30)
 
 
-@pytest.mark.parametrize(
-    ("sig", "code", "said"),
-    [
-        (signal.SIGTERM, 143, "interrupted by SIGTERM"),
-        (signal.SIGHUP, 129, "interrupted by SIGHUP"),
-        (signal.SIGINT, 130, "interrupted;"),
-    ],
-)
-def test_a_signal_half_way_through_a_prediction_leaves_nothing(
-    tmp_path, assets, rng, sig, code, said
-):
-    """What `timeout`, a batch scheduler or a closed terminal sends, at the worst moment."""
+def _interrupted_prediction(tmp_path, assets, rng, mode: str, sig: int | None):
+    """Run slow_predict.py in ``mode``; once torch is busy on frame 1, send ``sig`` (or nothing).
+
+    Returns the process, its stderr and whether the working folder is as before.
+    """
     from napari_labelfree.core.io import write_ome_tiff
 
     work = tmp_path / "work"
@@ -150,32 +143,65 @@ def test_a_signal_half_way_through_a_prediction_leaves_nothing(
     ]
     env = {**os.environ, "PYTHONPATH": f"{SRC}{os.pathsep}{os.environ.get('PYTHONPATH', '')}"}
     proc = subprocess.Popen(
-        [sys.executable, str(HERE / "slow_predict.py"), str(marker), "--", *argv],
+        [sys.executable, str(HERE / "slow_predict.py"), str(marker), mode, "--", *argv],
         stdout=subprocess.PIPE,
         stderr=subprocess.PIPE,
         text=True,
         env=env,
     )
     try:
-        deadline = time.monotonic() + 300
-        while not marker.exists():  # the first frame is in the temporary file now
-            assert proc.poll() is None, proc.communicate()
-            assert time.monotonic() < deadline, "the prediction never reached its second frame"
-            time.sleep(0.05)
-        assert any(p.name.endswith(".tmp") for p in work.iterdir()), "no half-written file"
-        proc.send_signal(sig)
+        if sig is not None:
+            deadline = time.monotonic() + 300
+            while not marker.exists():  # frame 0 is in the temporary file, torch is on frame 1
+                assert proc.poll() is None, proc.communicate()
+                assert time.monotonic() < deadline, "the prediction never reached its second frame"
+                time.sleep(0.05)
+            assert any(p.name.endswith(".tmp") for p in work.iterdir()), "no half-written file"
+            proc.send_signal(sig)
         out, err = proc.communicate(timeout=120)
     finally:
         if proc.poll() is None:
             proc.kill()
+    return proc, err, snapshot(work) == before
+
+
+@pytest.mark.parametrize(
+    ("sig", "code", "said"),
+    [
+        (signal.SIGTERM, 143, "interrupted by SIGTERM"),
+        (signal.SIGHUP, 129, "interrupted by SIGHUP"),
+        (signal.SIGINT, 130, "interrupted;"),
+    ],
+)
+def test_a_signal_half_way_through_a_prediction_leaves_nothing(
+    tmp_path, assets, rng, sig, code, said
+):
+    """What `timeout`, a batch scheduler or a closed terminal sends, at the worst moment.
+
+    Torch is at work in the thread predicting ahead of the writer when the signal comes: the
+    command waits for it to stop, then exits 128 + signal (a thread left in torch at exit aborted
+    the process, exit 134, after the right message).
+    """
+    proc, err, unchanged = _interrupted_prediction(tmp_path, assets, rng, "signal", sig)
     assert proc.returncode == code, err
-    assert "Traceback" not in err
+    assert "Traceback" not in err and "terminate called" not in err
     # progress lines of the frames done, then the one line saying what happened
     last = err.strip().splitlines()[-1]
     assert last.startswith("labelfree predict: ") and said in last
     assert "nothing half-written" in last
     # the older prediction is untouched and no temporary is left
-    assert snapshot(work) == before
+    assert unchanged
+
+
+def test_a_disk_filling_up_half_way_through_a_time_lapse_is_one_line(tmp_path, assets, rng):
+    """The write of frame 0 fails (ENOSPC) while torch predicts frame 1 in the background."""
+    proc, err, unchanged = _interrupted_prediction(tmp_path, assets, rng, "full-disk", None)
+    assert proc.returncode == 2, err
+    assert "Traceback" not in err and "terminate called" not in err
+    last = err.strip().splitlines()[-1]
+    assert last.startswith("labelfree predict: error: cannot write ")
+    assert last.endswith("the disk is full; choose another output location")
+    assert unchanged
 
 
 def test_ctrl_c_while_starting_is_one_line(tmp_path):

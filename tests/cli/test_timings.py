@@ -1,5 +1,8 @@
 """`labelfree predict --timings`, reading ahead and predicting ahead of the writer."""
 
+import threading
+import time
+
 import numpy as np
 import pytest
 
@@ -46,3 +49,33 @@ def test_compute_ahead_hands_over_items_and_errors():
             got.append(item)
     assert got == [1, 2]
     assert list(compute_ahead(iter([5, 6]), timings, background=False)) == [5, 6]
+
+
+def test_closing_compute_ahead_stops_the_background_work_before_returning():
+    """The writer stopping (Ctrl-C, a full disk) leaves no thread computing: one left in torch
+    while the interpreter exits aborts the process."""
+    stop = threading.Event()
+    steps_after_stop = []
+
+    def frames():
+        yield "frame 0"
+        while True:  # frame 1: tile after tile until told to stop
+            time.sleep(0.01)
+            if stop.is_set():
+                steps_after_stop.append(1)
+                return
+        yield "frame 1"
+
+    ahead = compute_ahead(frames(), Timings(), stop=stop)
+    assert next(ahead) == "frame 0"
+    ahead.close()
+    assert stop.is_set() and steps_after_stop == [1]
+    assert not [t for t in threading.enumerate() if t.name == "labelfree-predict"]
+
+
+def test_read_ahead_close_leaves_no_reader(rng):
+    data = rng.normal(size=(3, 1, 2, 4, 4)).astype(np.float32)
+    reader = ReadAhead(from_array(data, "TCZYX"), Timings())
+    reader.frame(0, 0)  # frame 1 is being read in the background
+    reader.close()
+    assert not [t for t in threading.enumerate() if t.name.startswith("labelfree-read")]

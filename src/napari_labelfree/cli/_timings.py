@@ -86,14 +86,25 @@ class ReadAhead:
             self._next = ((t + 1, c), self._pool.submit(self._read, t + 1, c))
         return data
 
+    def close(self) -> None:
+        """Drop a read not yet started and wait for the one under way (no reader left running)."""
+        self._next = None
+        self._pool.shutdown(wait=True, cancel_futures=True)
 
-def compute_ahead(frames: Iterator, timings: Timings, background: bool = True) -> Iterator:
+
+def compute_ahead(
+    frames: Iterator, timings: Timings, background: bool = True, stop: threading.Event | None = None
+) -> Iterator:
     """Yield ``frames``' items, computing the next one in a background thread meanwhile.
 
     The consumer (the writer) works on item t while item t + 1 is computed. The time the consumer
     waits for an item is counted in ``timings.waiting``. An exception in the producer is raised
-    here; closing this generator stops the producer after its current item. With ``background``
-    false the items are computed here, in turn (nothing to overlap with a single frame).
+    here. When the consumer leaves (the end, an error, Ctrl-C, or closing this generator), ``stop``
+    is set and the producer thread is waited for: ``frames`` should check ``stop`` between its
+    steps (tiles) so that this takes one step, not one item. Nothing computes in the background
+    after this generator is closed: torch at work in a thread while the interpreter exits aborts
+    the process (``terminate called without an active exception``). With ``background`` false the
+    items are computed here, in turn (nothing to overlap with a single frame).
     """
     if not background:
         while True:
@@ -106,20 +117,26 @@ def compute_ahead(frames: Iterator, timings: Timings, background: bool = True) -
                 timings.waiting += time.perf_counter() - t0
             yield item
     items: queue.Queue = queue.Queue(maxsize=1)
-    stop = threading.Event()
+    stop = stop or threading.Event()
     done = object()
 
     def produce() -> None:
         try:
-            for item in frames:
-                items.put((True, item))
-                if stop.is_set():
-                    break
-            items.put((True, done))
+            try:
+                for item in frames:
+                    if stop.is_set():
+                        break
+                    items.put((True, item))
+                items.put((True, done))
+            finally:
+                close = getattr(frames, "close", None)
+                if close is not None:
+                    close()  # in this thread, which ran it
         except BaseException as e:  # handed to the consumer, raised there
             items.put((False, e))
 
-    threading.Thread(target=produce, name="labelfree-predict", daemon=True).start()
+    producer = threading.Thread(target=produce, name="labelfree-predict", daemon=True)
+    producer.start()
     try:
         while True:
             t0 = time.perf_counter()
@@ -132,5 +149,7 @@ def compute_ahead(frames: Iterator, timings: Timings, background: bool = True) -
             yield item
     finally:
         stop.set()
-        with contextlib.suppress(queue.Empty):  # unblock a producer waiting to hand over
-            items.get_nowait()
+        while producer.is_alive():  # take what it hands over, so it never blocks on a full queue
+            with contextlib.suppress(queue.Empty):
+                items.get(timeout=0.05)
+        producer.join()
