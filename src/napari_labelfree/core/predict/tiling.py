@@ -14,6 +14,7 @@ import numpy as np
 import torch
 
 from ..events import TileDone, drain
+from .pipeline import iter_device_tiles, staging_for
 
 Predictor = Callable[[torch.Tensor], torch.Tensor]
 
@@ -202,8 +203,6 @@ def iter_sliding_window(
     else:
         # float32 and padded only where needed: an in-range float32 volume is used without a copy
         src = pad_to(np.asarray(volume, dtype=np.float32), plan.padded_shape)
-    # page-locked staging lets the host-to-GPU copy run asynchronously, behind the compute
-    pin = device.type == "cuda" and not on_device
     out = torch.zeros((n_out, *plan.padded_shape), dtype=torch.float32, device=output_device)
     tz, ty, tx = plan.tile_shape
     grid = [
@@ -216,24 +215,25 @@ def iter_sliding_window(
     weights = [
         [torch.from_numpy(w.astype(np.float32)).to(device) for w in ws] for ws in plan.weights
     ]
-    done = 0
-    for b0 in range(0, len(grid), max(1, batch_size)):
-        batch = grid[b0 : b0 + max(1, batch_size)]
+    step = max(1, batch_size)
+    batches = [grid[b0 : b0 + step] for b0 in range(0, len(grid), step)]
+
+    def cut(i: int) -> np.ndarray | torch.Tensor:
+        """Batch ``i`` as (B, 1, z, y, x), cut from ``src`` where it lives."""
+        batch = batches[i]
         if len(batch) == 1:
             (z, y, x) = batch[0][1]
-            tiles = src[None, z : z + tz, y : y + ty, x : x + tx]
-        else:
-            cut = [src[z : z + tz, y : y + ty, x : x + tx] for _, (z, y, x) in batch]
-            tiles = torch.stack(cut) if on_device else np.stack(cut)
-        if on_device:
-            inp = tiles[:, None]
-        else:
-            host = torch.from_numpy(np.ascontiguousarray(tiles))[:, None]
-            if pin:
-                host = host.pin_memory()
-            inp = host.to(device, non_blocking=True)
-            del host
-        del tiles
+            return src[None, None, z : z + tz, y : y + ty, x : x + tx]
+        tiles = [src[z : z + tz, y : y + ty, x : x + tx] for _, (z, y, x) in batch]
+        return (torch.stack(tiles) if on_device else np.stack(tiles))[:, None]
+
+    if on_device:
+        inputs = (cut(i) for i in range(len(batches)))
+    else:
+        # on a GPU, tile n+1 is cut and uploaded (page-locked, side stream) while n computes
+        inputs = iter_device_tiles(cut, len(batches), device, staging_for(device))
+    done = 0
+    for batch, inp in zip(batches, inputs, strict=True):
         pred = predictor(inp)
         del inp
         for k, (index, (z, y, x)) in enumerate(batch):

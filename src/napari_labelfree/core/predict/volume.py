@@ -23,6 +23,8 @@ from ..errors import LabelFreeError
 from ..events import Notice, TileDone
 from ..preprocess import normalize, normalize_tensor_, resize, resize_tensor
 from ..weights import inference_network
+from .compile_cache import Acceleration
+from .fast_tiles import FixedShapeRunner, accelerated
 from .tiling import iter_sliding_window
 from .tta import tta_predictor
 
@@ -62,17 +64,26 @@ def make_predictor(
     """A tile predictor running every network on the same input tile; outputs stacked as channels.
 
     ``dtype`` is the dtype the networks hold (see :func:`..weights.inference_network`); the tile is
-    cast to it and the outputs come back as float32. None keeps the tile's dtype.
+    cast to it and the outputs come back as float32. None keeps the tile's dtype. Each network runs
+    through :func:`.fast_tiles.accelerated` (cuDNN autotuning per tile shape on CUDA; opt-in
+    compile and CUDA graphs, :class:`.compile_cache.Acceleration`); ``predict.take_notices()``
+    returns the lines their fallbacks left.
     """
+    settings = Acceleration.from_env()
+    runs = [accelerated(net, device, dtype or torch.float32, settings) for net in nets]
 
     def predict(batch: torch.Tensor) -> torch.Tensor:
         with torch.inference_mode():
             x = batch if dtype is None or batch.dtype == dtype else batch.type(dtype)
-            outs = [net(x) for net in nets]
+            outs = [run(x) for run in runs]
             if len(outs) == 1:
                 return outs[0].float()
             return torch.cat(outs, dim=1).float()
 
+    def take_notices() -> list[str]:
+        return [t for r in runs if isinstance(r, FixedShapeRunner) for t in r.take_notices()]
+
+    predict.take_notices = take_notices  # type: ignore[attr-defined]
     return predict
 
 
@@ -168,7 +179,8 @@ def run_volume(
     normalized_by: dict[tuple, np.ndarray | torch.Tensor] = {}  # groups normalizing alike share
     if dev.type == "cuda":
         # every tile has the same shape: cuDNN's autotuning is paid once, then pays per tile
-        torch.backends.cudnn.benchmark = True
+        # (LABELFREE_CUDNN_BENCHMARK=0 skips it, for a one-frame run that may not repay it)
+        torch.backends.cudnn.benchmark = Acceleration.from_env().cudnn_benchmark
     results: dict[str, np.ndarray] = {}
     for g, (group, nets) in enumerate(zip(plan.groups, networks, strict=True)):
         key = keys[g]
@@ -189,7 +201,8 @@ def run_volume(
                 else resize(normalized, group.grid_shape)
             )
         # test-time augmentation: each tile predicted once per variant, averaged (.tta)
-        predictor = tta_predictor(make_predictor(nets, dev, plan.dtype), tiling.tta)
+        base = make_predictor(nets, dev, plan.dtype)
+        predictor = tta_predictor(base, tiling.tta)
         tile = plan.tile_shapes[g]
         # on a GPU the stitched output stays there when it fits: blending runs on the GPU and the
         # result crosses to the host once, not tile by tile
@@ -226,6 +239,9 @@ def run_volume(
                     torch.cuda.empty_cache()
                 yield Notice(f"out of memory with tiles of {tile} voxels; retrying with {smaller}")
                 tile = plan.tile_shapes[g] = smaller
+        # a compile or CUDA-graph fallback, said once (any predictor without them says nothing)
+        for text in getattr(base, "take_notices", list)():
+            yield Notice(text)
         del grid
         if not bool(torch.isfinite(out).all()):
             bad = ", ".join(plan.names[i] for i in group.indices)
