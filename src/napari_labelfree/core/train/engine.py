@@ -11,6 +11,7 @@ and a step returns its loss on the device (:mod:`.throughput`).
 
 from __future__ import annotations
 
+import logging
 import random
 from collections.abc import Callable, Sequence
 from contextlib import AbstractContextManager, nullcontext
@@ -22,7 +23,7 @@ import torch
 import torch.nn.functional as F
 
 from ..config import ModelSpec
-from ..device import compute_dtype
+from ..device import compute_dtype, is_out_of_memory
 from ..errors import LabelFreeError
 from ..metrics import pearson_r
 from ..optimize import prefers_channels_last
@@ -46,6 +47,7 @@ class Engine:
     loss_fn: Callable[[torch.Tensor, torch.Tensor], torch.Tensor] = F.mse_loss
     # the DistributedDataParallel wrapper of ``net`` when several processes train (core.train.ddp)
     ddp: torch.nn.Module | None = None
+    compiled: bool = False  # torch.compile'd in place (opt-in: LABELFREE_TRAIN_COMPILE=1)
 
     @classmethod
     def build(cls, spec: ModelSpec, config: TrainConfig, dev: torch.device) -> Engine:
@@ -72,7 +74,23 @@ class Engine:
         scaler = torch.amp.GradScaler(dev.type, enabled=amp_dtype == torch.float16)
         optimizer = fuse_optimizer(optimizer, dev)
         autocast = (lambda: torch.autocast(dev.type, dtype=amp_dtype)) if amp_dtype else nullcontext
-        return cls(net, optimizer, scaler, autocast, channels_last, loss_function(config))
+        engine = cls(net, optimizer, scaler, autocast, channels_last, loss_function(config))
+        from ..predict.compile_cache import Acceleration
+
+        settings = Acceleration.from_env()
+        if settings.train_compile:
+            engine.compile(settings.compile_backend)
+        return engine
+
+    def compile(self, backend: str = "inductor") -> None:
+        """``torch.compile`` the network in place: forward and backward fused per patch shape.
+
+        In place (``nn.Module.compile``) so parameter names, checkpoints and bundles are those of
+        the plain network. Opt-in: not bit-identical to eager (fused kernels round differently)
+        and not yet measured on a GPU. A first step that fails falls back to eager (:meth:`step`).
+        """
+        self.net.compile(backend=backend, dynamic=False)
+        self.compiled = True
 
     def layout(self, batch: torch.Tensor) -> torch.Tensor:
         """A network input batch in the memory layout the network runs in."""
@@ -83,6 +101,25 @@ class Engine:
     def step(self, x: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
         """One optimizer step on the loss of a batch (MSE in the paper); returns the loss, on the
         device (no host wait)."""
+        if not self.compiled:
+            return self._step(x, y)
+        try:
+            return self._step(x, y)
+        except Exception as e:  # noqa: BLE001 - a compile that fails costs its time, not the run
+            if is_out_of_memory(e):
+                raise
+            # nothing was stepped: the failure came before the optimizer (forward or backward)
+            self.net._compiled_call_impl = None
+            self.compiled = False
+            first = (str(e).strip().splitlines() or [""])[0][:200]
+            logging.getLogger(__name__).warning(
+                "torch.compile failed for training (%s: %s); training with eager PyTorch",
+                type(e).__name__,
+                first,
+            )
+            return self._step(x, y)
+
+    def _step(self, x: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
         self.optimizer.zero_grad(set_to_none=True)
         with self.autocast():
             pred = (self.ddp if self.ddp is not None else self.net)(x)
