@@ -115,7 +115,7 @@ def write_tiff(
     from ..core.io import write_ome_tiff
     from ._timings import compute_ahead
 
-    names = list(plan.names)
+    names = list(plan.output_names)
     stop = threading.Event()  # set when the writer leaves: the prediction ahead of it stops
     frames = _predicted_frames(plan.iter_frames(), names, label, hints, stop)
     if timings is not None:
@@ -151,8 +151,8 @@ def write_zarr(
 
     out = open_prediction_output(
         target,
-        plan.names,
-        plan.colours,
+        plan.output_names,
+        plan.output_colours,
         plan.shape_zyx,
         plan.output_physical_sizes,
         plan.n_frames,

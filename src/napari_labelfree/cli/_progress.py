@@ -13,6 +13,7 @@ from typing import Any
 from tqdm import tqdm
 
 from ..core.events import FrameDone, FrameStarted, Notice, TileDone
+from ..core.trust.ood import InputWarning
 from ._args import with_hint
 
 
@@ -30,7 +31,9 @@ def drive_prediction(
                 event = next(gen)
             except StopIteration as stop:
                 return stop.value
-            if isinstance(event, Notice):
+            if isinstance(event, InputWarning):  # the one line a user must not miss
+                tqdm.write(f"warning: {event.text}", file=sys.stderr)
+            elif isinstance(event, Notice):
                 text = with_hint(event.text, event.field, hints or {})
                 tqdm.write(f"labelfree: {text}", file=sys.stderr)
             elif isinstance(event, FrameStarted):

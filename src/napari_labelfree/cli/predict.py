@@ -107,6 +107,12 @@ def register(sub: argparse._SubParsersAction) -> None:
         help="test-time augmentation: average the predictions of the 8 flips/rotations in YX "
         "(8x the prediction time, no more memory)",
     )
+    p.add_argument(
+        "--uncertainty",
+        action="store_true",
+        help="add per model an output '<structure> (uncertainty)': the voxel-wise spread of the "
+        "predictions of the 8 flips/rotations in YX (8x the prediction time; see docs/trust.md)",
+    )
     p.add_argument("--overwrite", action="store_true", help="replace existing output files")
     p.add_argument(
         "--timings",
@@ -177,6 +183,7 @@ def run(args: argparse.Namespace) -> int:
         overlap=defaults.overlap if args.overlap is None else args.overlap,
         precision=args.precision,
         tta=args.tta,
+        uncertainty=args.uncertainty,
     )
     targets, fmt = output_paths(
         args.inputs, args.output, args.format, default_fmt=ZARR if on_cluster else TIFF
@@ -230,7 +237,7 @@ def run(args: argparse.Namespace) -> int:
                 timings.writing = timings.total - timings.start_up - timings.waiting
                 print(f"{target.name}: {timings.line()}", file=sys.stderr)
     for target, plan in zip(targets, plans, strict=True):
-        print(f"{target}: {plan.n_frames} time point(s) x {', '.join(plan.names)}")
+        print(f"{target}: {plan.n_frames} time point(s) x {', '.join(plan.output_names)}")
     return 0
 
 

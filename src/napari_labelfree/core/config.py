@@ -128,6 +128,8 @@ class ModelSpec:
     architecture: Architecture = field(default_factory=Architecture)
     provenance: dict[str, Any] = field(default_factory=dict)
     metrics: dict[str, Any] = field(default_factory=dict)
+    # statistics of the training inputs (core.trust.stats); None for models that lack them
+    input_statistics: dict[str, Any] | None = None
     schema_version: int = SCHEMA_VERSION
 
     def __post_init__(self) -> None:
@@ -146,6 +148,8 @@ class ModelSpec:
     def to_dict(self) -> dict[str, Any]:
         d = dataclasses.asdict(self)
         d["voxel_size_um"] = list(self.voxel_size_um)
+        if d["input_statistics"] is None:
+            del d["input_statistics"]  # configs of models without statistics stay as they were
         return d
 
     def to_json(self) -> str:
@@ -193,6 +197,8 @@ class ModelSpec:
             for name in ("provenance", "metrics"):
                 if name in kwargs and not isinstance(kwargs[name], dict):
                     raise TypeError(f"{name} must be an object, got {kwargs[name]!r}")
+            if not isinstance(kwargs.get("input_statistics") or {}, dict):
+                kwargs["input_statistics"] = None  # unreadable statistics: the check says so
             kwargs["schema_version"] = SCHEMA_VERSION
             spec = cls(**kwargs)
         except (TypeError, ValueError) as e:
@@ -245,6 +251,8 @@ class TilingConfig:
     batch_size: int = 1
     max_oom_retries: int = 3
     precision: str = "auto"
+    # per output a second one, "<name> (uncertainty)": the spread over the TTA variants (core.trust)
+    uncertainty: bool = False
     tta: str = "none"  # test-time augmentation (predict.tta): "none", "yx" (8 variants), "yxz" (16)
 
     def __post_init__(self) -> None:

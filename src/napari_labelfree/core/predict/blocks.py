@@ -68,6 +68,7 @@ def predict_block(
 ) -> dict[str, np.ndarray]:
     """Predict the ``region`` of one ZYX frame of ``plan``: {name: array of the region's shape}."""
     from ..preprocess import normalize
+    from .tta import spread_predictor, tta_predictor, uncertainty_name
     from .volume import make_predictor
 
     check_blocks(plan)
@@ -81,9 +82,12 @@ def predict_block(
         out = _predict_tiles(
             normalized_by[key],
             region,
-            make_predictor(nets, plan.device, plan.dtype),
+            # with uncertainty the variants' mean, then their spread (.tta)
+            (spread_predictor if plan.tiling.uncertainty else tta_predictor)(
+                make_predictor(nets, plan.device, plan.dtype), plan.tiling.tta
+            ),
             plan.tile_shapes[g],
-            len(group.indices),
+            len(group.indices) * (2 if plan.tiling.uncertainty else 1),
             plan.tiling,
             group.multiple,
             plan.device,
@@ -94,9 +98,12 @@ def predict_block(
                 f"the prediction of {bad} holds NaN or infinite values: the model's weights are "
                 "broken or the image is far outside what it was trained on"
             )
+        n = len(group.indices)
         for k, i in enumerate(group.indices):
             results[plan.names[i]] = out[k]
-    return {n: results[n] for n in plan.names}
+            if plan.tiling.uncertainty:
+                results[uncertainty_name(plan.names[i])] = out[n + k]
+    return {n: results[n] for n in plan.output_names}
 
 
 def _predict_tiles(

@@ -341,8 +341,8 @@ def _open_output(
         )
     return open_prediction_output(
         path,
-        plan.names,
-        plan.colours,
+        plan.output_names,
+        plan.output_colours,
         plan.shape_zyx,
         plan.output_physical_sizes,
         plan.n_frames,

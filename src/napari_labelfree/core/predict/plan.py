@@ -27,7 +27,9 @@ from ..errors import LabelFreeError
 from ..events import FrameDone, FrameStarted, Notice, TileDone
 from ..io import ImageSource, VoxelSize, check_3d, resolve_voxel_size
 from ..machine import physical_memory
+from ..trust.ood import input_warnings
 from .schedule import FrameScheduler
+from .tta import UNCERTAINTY_COLORMAP, with_uncertainty_names
 
 if TYPE_CHECKING:
     import torch
@@ -92,6 +94,17 @@ class PredictionPlan:
         return tuple(b.spec.colormap for b in self.bundles)
 
     @property
+    def output_names(self) -> tuple[str, ...]:
+        """Every array a frame yields: one per model, then with uncertainty one "... (uncertainty)" each."""
+        return tuple(with_uncertainty_names(self.names, self.tiling.uncertainty))
+
+    @property
+    def output_colours(self) -> tuple[str, ...]:
+        """A napari colormap per output (:attr:`output_names`)."""
+        n_extra = len(self.output_names) - len(self.names)
+        return self.colours + (UNCERTAINTY_COLORMAP,) * n_extra
+
+    @property
     def output_physical_sizes(self) -> tuple[float | None, float | None, float | None]:
         """Voxel size to record with the output: None on axes where it was only assumed."""
         return tuple(  # type: ignore[return-value]
@@ -144,7 +157,10 @@ class PredictionPlan:
         done: list[int] = []
         for t in frames:
             yield FrameStarted(t, n)
-            arrays = yield from self.predict_volume(self.source.frame(t, self.channel), frame=t)
+            volume = self.source.frame(t, self.channel)
+            if not done:  # once per image: is it like each model's training images? (core.trust)
+                yield from input_warnings(self.bundles, volume, self.voxel_size)
+            arrays = yield from self.predict_volume(volume, frame=t)
             done.append(t)
             yield FrameDone(t, n, arrays)
         return done

@@ -69,7 +69,7 @@ def iter_predict(
     stream each FrameDone to disk).
     """
     plan = plan_prediction(source, bundles, channel, voxel_size, tiling, device, force)
-    collected: dict[str, list[np.ndarray]] = {n: [] for n in plan.names}
+    collected: dict[str, list[np.ndarray]] = {n: [] for n in plan.output_names}
     gen = plan.iter_frames(frames)
     for event in gen:
         yield event

@@ -26,7 +26,7 @@ from ..weights import inference_network
 from .compile_cache import Acceleration
 from .fast_tiles import FixedShapeRunner, accelerated
 from .tiling import iter_sliding_window
-from .tta import tta_predictor
+from .tta import spread_predictor, tta_predictor, uncertainty_name, with_uncertainty_names
 
 if TYPE_CHECKING:
     from ..bundle import ModelBundle
@@ -203,6 +203,8 @@ def run_volume(
         # test-time augmentation: each tile predicted once per variant, averaged (.tta)
         base = make_predictor(nets, dev, plan.dtype)
         predictor = tta_predictor(base, tiling.tta)
+        if tiling.uncertainty:  # the variants' spread too, as n more output channels (.tta)
+            predictor = spread_predictor(make_predictor(nets, dev, plan.dtype), tiling.tta)
         tile = plan.tile_shapes[g]
         # on a GPU the stitched output stays there when it fits: blending runs on the GPU and the
         # result crosses to the host once, not tile by tile
@@ -215,7 +217,7 @@ def run_volume(
                     grid,
                     predictor,
                     tile,
-                    n_out=len(group.indices),
+                    n_out=len(group.indices) * (2 if tiling.uncertainty else 1),
                     overlap=tiling.overlap,
                     blend=tiling.blend,
                     batch_size=tiling.batch_size,
@@ -251,8 +253,15 @@ def run_volume(
             )
         for k, i in enumerate(group.indices):
             results[plan.names[i]] = _back_to_frame(out[k], volume.shape, on_device)
+        if tiling.uncertainty:
+            n = len(group.indices)
+            for k, i in enumerate(group.indices):
+                name = plan.names[i]
+                results[uncertainty_name(name)] = _back_to_frame(
+                    out[n + k], results[name].shape, on_device
+                )
         del out
-    return {n: results[n] for n in plan.names}
+    return {n: results[n] for n in with_uncertainty_names(plan.names, tiling.uncertainty)}
 
 
 def _norm_key(group: ModelGroup) -> tuple:

@@ -34,6 +34,7 @@ from ..data import ImagePair
 from ..device import resolve_device, resolve_precision
 from ..events import Notice
 from ..files import write_error
+from ..trust.stats import training_statistics
 from .checkpoint import (
     CHECKPOINT_NAME,
     json_safe,
@@ -132,6 +133,8 @@ def iter_train(
 
     train_arrays = yield from _prepare_all(train, spec, config)
     val_arrays = yield from _prepare_all(val or [], spec, config)
+    # what the network is trained on, for prediction's out-of-distribution check (core.trust)
+    spec.input_statistics = training_statistics([s for s, _, _ in train_arrays], config.seed)
     # Images on the training device: on a GPU every patch is then cut without a host copy.
     signals = [torch.from_numpy(s).to(dev) for s, _, _ in train_arrays]
     targets = [torch.from_numpy(t).to(dev) for _, t, _ in train_arrays]

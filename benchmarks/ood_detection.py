@@ -1,0 +1,198 @@
+"""Out-of-distribution warning: false alarms on held-out in-domain images, detection of the usual mistakes.
+
+Two models' training statistics (core.trust), no network needed (the check reads only the input):
+
+* ``simulated``: the built-in models' (simulated bright-field fields, seeds 100-115, 32x192x192
+  at 0.29/0.108/0.108 um, as scripts/train_builtin_models.py trains them). In-domain: held-out
+  simulated fields. Out-of-domain: a fluorescence channel as input, the voxel size wrong by 3x
+  (both ways, in Y and X), DIC instead of bright-field, and real images (the ISL phase-contrast
+  stack, cut into fields) for a simulated-only model.
+* ``isl``: a model trained on the ISL condition-B phase-contrast field (the training part of
+  benchmarks/real_data_isl.py's split, its own grid). In-domain: fields of the test part.
+  Out-of-domain: a simulated bright-field field, the voxel size wrong by 3x, a fluorescence image
+  (the DAPI projection repeated along z).
+
+The threshold is chosen on validation images only (simulated seeds 150-169; the ISL validation
+strip): the smallest multiple of 0.5 above every validation image's score. The held-out images
+(seeds 300-339, the ISL test part) only measure. Prints one line per case and ``RESULT {json}``.
+
+    OMP_NUM_THREADS=1 python benchmarks/ood_detection.py
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import math
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+
+SIM_SHAPE = (32, 192, 192)
+SIM_VOXEL = (0.29, 0.108, 0.108)
+TRAIN_SEEDS = tuple(range(100, 116))
+VAL_SEEDS = tuple(range(150, 170))
+TEST_SEEDS = tuple(range(300, 340))
+
+
+def score(frame, voxel, spec) -> float:
+    from napari_labelfree.core.trust.ood import check_input
+
+    return max(check_input(frame, voxel, spec).scores.values())
+
+
+def choose_threshold(val_scores: list[float]) -> float:
+    return math.floor(max(val_scores) / 0.5) * 0.5 + 0.5
+
+
+def simulated(args) -> dict:
+    from napari_labelfree.core.config import ModelSpec
+    from napari_labelfree.core.io import open_image
+    from napari_labelfree.core.synth import STRUCTURES, simulate
+    from napari_labelfree.core.trust.builtin import simulated_statistics
+
+    spec = ModelSpec("dna")
+    t0 = time.time()
+    spec.input_statistics = simulated_statistics(spec, TRAIN_SEEDS, SIM_SHAPE, SIM_VOXEL)
+    print(
+        f"simulated: statistics of {len(TRAIN_SEEDS)} training fields in {time.time() - t0:.0f} s"
+    )
+
+    def field(seed, modality="bright-field"):
+        return simulate(SIM_SHAPE, SIM_VOXEL, seed=seed, modality=modality)
+
+    val = [score(field(s).data[0, 0], SIM_VOXEL, spec) for s in VAL_SEEDS[: args.n_val]]
+    tau = choose_threshold(val)
+    cases: dict[str, list[float]] = {"in-domain": []}
+    ood = (
+        "fluorescence",
+        "voxel size 3x too large",
+        "voxel size 3x too small",
+        "DIC",
+        "real (ISL phase)",
+    )
+    for name in ood:
+        cases[name] = []
+    for k, s in enumerate(TEST_SEEDS[: args.n_test]):
+        im = field(s)
+        bf = im.data[0, 0]
+        cases["in-domain"].append(score(bf, SIM_VOXEL, spec))
+        c = 1 + k % len(STRUCTURES)
+        cases["fluorescence"].append(score(im.data[0, c], SIM_VOXEL, spec))
+        big = (SIM_VOXEL[0], 3 * SIM_VOXEL[1], 3 * SIM_VOXEL[2])
+        small = (SIM_VOXEL[0], SIM_VOXEL[1] / 3, SIM_VOXEL[2] / 3)
+        cases["voxel size 3x too large"].append(score(bf, big, spec))
+        cases["voxel size 3x too small"].append(score(bf, small, spec))
+        cases["DIC"].append(score(field(s, "dic").data[0, 0], SIM_VOXEL, spec))
+    isl = args.data / "phase_contrast_zstack.ome.tif"
+    if isl.is_file():
+        phase = open_image(isl).frame(0, 0)
+        for y in range(0, 1024, 256):
+            for x in range(0, 1024, 256):
+                crop = phase[:, y : y + 256, x : x + 256]
+                cases["real (ISL phase)"].append(score(crop, SIM_VOXEL, spec))
+    else:
+        del cases["real (ISL phase)"]
+    return report("simulated", tau, val, cases)
+
+
+def isl(args) -> dict | None:
+    from real_data_isl import load
+
+    from napari_labelfree.core.config import ModelSpec
+    from napari_labelfree.core.preprocess import normalize
+    from napari_labelfree.core.synth import simulate
+    from napari_labelfree.core.trust.stats import training_statistics
+
+    if not (args.data / "phase_contrast_zstack.ome.tif").is_file():
+        print("isl: skipped, the real data is not here", file=sys.stderr)
+        return None
+    phase, fl = load(args.data, 2)  # as real_data_isl.py: binned 2x, own grid
+    w = phase.shape[2]
+    split = int(round(w * 0.75))
+    train, test = phase[:, :, :split], phase[:, :, split + 16 :]
+    cut = train.shape[2] - 64  # the validation strip of real_data_isl.py's "+val" recipes
+    val_strip, train = train[:, :, cut:], train[:, :, : cut - 16]
+    grid = (1.0, 1.0, 1.0)
+    spec = ModelSpec("dapi", voxel_size_um=grid)
+    spec.input_statistics = training_statistics([normalize(train)], 0)
+
+    def fields(a, size=64):
+        return [
+            a[:, y : y + size, x : x + size]
+            for y in range(0, a.shape[1] - size + 1, size)
+            for x in range(0, a.shape[2] - size + 1, size)
+        ]
+
+    val = [score(f, grid, spec) for f in fields(val_strip)]
+    tau = choose_threshold(val)
+    test_fields = fields(test)
+    cases = {
+        "in-domain": [score(f, grid, spec) for f in test_fields],
+        "voxel size 3x too large": [score(f, (1.0, 3.0, 3.0), spec) for f in test_fields],
+        "voxel size 3x too small": [score(f, (1.0, 1 / 3, 1 / 3), spec) for f in test_fields],
+        "fluorescence": [
+            score(np.repeat(f[None], phase.shape[0], 0), grid, spec)
+            for f in fields(fl[0][None, :, split + 16 :])
+            for f in [f[0]]
+        ],
+        "simulated bright-field": [
+            score(
+                simulate((13, 192, 192), (1.0, 1.0, 1.0), seed=s, structures=()).data[0, 0],
+                grid,
+                spec,
+            )
+            for s in TEST_SEEDS[:8]
+        ],
+    }
+    return report("isl", tau, val, cases)
+
+
+def report(model: str, tau: float, val: list[float], cases: dict[str, list[float]]) -> dict:
+    from napari_labelfree.core.trust.ood import THRESHOLD
+
+    print(
+        f"{model}: threshold chosen on {len(val)} validation images: {tau:g} "
+        f"(their largest score {max(val):.2f}); the code uses {THRESHOLD:g}"
+    )
+    row = {"model": model, "chosen_threshold": tau, "code_threshold": THRESHOLD}
+    for name, scores in cases.items():
+        s = np.array(scores)
+        rate = float((s > THRESHOLD).mean())
+        what = "false alarms" if name == "in-domain" else "detected"
+        print(
+            f"  {name:26s} n={len(s):3d}  {what} {rate:6.1%}  scores min {s.min():.2f} "
+            f"median {np.median(s):.2f} max {s.max():.2f}"
+        )
+        row[name] = {
+            "n": len(s),
+            "rate": round(rate, 3),
+            "min": round(float(s.min()), 2),
+            "max": round(float(s.max()), 2),
+        }
+    print("RESULT " + json.dumps(row), flush=True)
+    return row
+
+
+def main(argv: list[str] | None = None) -> int:
+    from real_data_isl import DATA
+
+    ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    ap.add_argument("--data", type=Path, default=DATA)
+    ap.add_argument("--n-val", type=int, default=len(VAL_SEEDS))
+    ap.add_argument("--n-test", type=int, default=len(TEST_SEEDS))
+    ap.add_argument("--models", nargs="+", default=["simulated", "isl"])
+    args = ap.parse_args(argv)
+    if "simulated" in args.models:
+        simulated(args)
+    if "isl" in args.models:
+        isl(args)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

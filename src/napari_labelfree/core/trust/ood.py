@@ -1,0 +1,205 @@
+"""Is this image like the ones a model was trained on? A check on the statistics of :mod:`.stats`.
+
+The input is normalized and resampled to the model's grid as prediction does (a central crop of
+at most ``CROP_ZYX`` model voxels: the check costs a fraction of one tile's prediction), cut into
+patches, and the median of each feature over the patches is compared with the model's training
+statistics in units of their spread. A group of features (intensity, spectrum, contrast,
+relief) differs when the root mean square of its features' deviations exceeds
+``THRESHOLD``. The threshold was chosen on training and validation images only
+(benchmarks/ood_detection.py measures the false-alarm and detection rates on held-out ones).
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+import numpy as np
+
+from ..config import ModelSpec
+from ..events import Notice
+from .stats import GROUPS, INPUT_PATCHES, SPREAD_FLOOR, STATS_VERSION, sample_features
+
+# Deviation (root mean square over a group's features, in training spreads) above which a group
+# differs; chosen on validation images (benchmarks/ood_detection.py, docs/trust.md).
+THRESHOLD = 3.0
+CROP_ZYX = (48, 256, 256)
+
+OK, DIFFERS, UNKNOWN = "ok", "differs", "unknown"
+
+# what each group's difference most often means, phrased as the thing to check
+HINTS = {
+    "intensity": "is it a fluorescence channel rather than transmitted light?",
+    "spectrum": "is the voxel size right?",
+    "contrast": "another microscope, modality or kind of sample?",
+    "relief": "is it DIC for a model of bright-field or phase contrast (or the other way)?",
+}
+LABELS = {
+    "intensity": "intensity distribution",
+    "spectrum": "spatial frequencies",
+    "contrast": "local contrast",
+    "relief": "shaded relief",
+}
+
+
+@dataclass(frozen=True)
+class InputCheck:
+    """The outcome of comparing one image with one model's training inputs."""
+
+    model: str
+    status: str  # OK, DIFFERS or UNKNOWN (the model stores no statistics)
+    scores: dict[str, float] = field(default_factory=dict)  # group -> deviation in spreads
+
+    @property
+    def differing(self) -> list[str]:
+        return [g for g, s in self.scores.items() if s > THRESHOLD]
+
+    def text(self) -> str:
+        """One line for the user ('' when the image looks like the training images)."""
+        if self.status == UNKNOWN:
+            return (
+                f"model {self.model} stores no statistics of its training images (imported, or "
+                "trained before napari-labelfree kept them): cannot check whether this image is "
+                "like them"
+            )
+        if self.status == OK:
+            return ""
+        worst = sorted(self.differing, key=lambda g: -self.scores[g])
+        what = ", ".join(f"{LABELS[g]} {self.scores[g]:.1f}x" for g in worst)
+        hints = " ".join(HINTS[g] for g in worst)
+        return (
+            f"model {self.model}: this image is unlike the model's training images ({what} "
+            f"its training spread, over {THRESHOLD:g}x is unusual): {hints} Its prediction may "
+            "look plausible and still be wrong"
+        )
+
+
+def has_statistics(spec: ModelSpec) -> bool:
+    stats = getattr(spec, "input_statistics", None)
+    return isinstance(stats, dict) and stats.get("version") == STATS_VERSION and "groups" in stats
+
+
+def input_on_model_grid(
+    frame: np.ndarray, voxel_size: Sequence[float], spec: ModelSpec
+) -> np.ndarray:
+    """A central crop of a ZYX frame as the network sees it: normalized, on the model's grid.
+
+    The mean and standard deviation are the model normalization's, taken over the whole frame
+    (slice by slice: no float copy of a large frame); only the crop is resampled.
+    """
+    from ..preprocess import _normalization_region, to_model_grid
+
+    frame = np.asarray(frame)
+    model_vox = spec.voxel_size_um
+    region = _normalization_region(frame.shape[0], spec.normalization, voxel_size, model_vox)
+    part = frame if region is None else frame[region]
+    s1 = s2 = 0.0
+    for plane in part:
+        p = plane.astype(np.float64)
+        s1 += float(p.sum())
+        s2 += float((p * p).sum())
+    n = part.size
+    mean = s1 / n
+    std = math.sqrt(max(s2 / n - mean * mean, 0.0))
+    if not math.isfinite(std) or std == 0.0:
+        raise ValueError("constant or non-finite image")
+    crop = []
+    for n_ax, c, v, m in zip(frame.shape, CROP_ZYX, voxel_size, model_vox, strict=True):
+        k = min(n_ax, max(1, int(math.ceil(c * m / v))))
+        start = (n_ax - k) // 2
+        crop.append(slice(start, start + k))
+    sub = (frame[tuple(crop)].astype(np.float32) - np.float32(mean)) / np.float32(std)
+    return to_model_grid(sub, voxel_size, model_vox)
+
+
+def compare(features: np.ndarray, stats: dict[str, Any]) -> dict[str, float]:
+    """Deviation per group of one image's median features from the training statistics."""
+    med = np.nanmedian(np.asarray(features, dtype=np.float64), axis=0)
+    scores: dict[str, float] = {}
+    k = 0
+    for group, names in GROUPS.items():
+        n = len(names)
+        ref = stats["groups"].get(group)
+        x = med[k : k + n]
+        k += n
+        if ref is None:
+            continue
+        mu = np.array([np.nan if v is None else v for v in ref["median"]], dtype=float)
+        sd = np.array([np.nan if v is None else v for v in ref["spread"]], dtype=float)
+        z = (x - mu) / np.maximum(sd, SPREAD_FLOOR[group])
+        z = z[np.isfinite(z)]
+        if z.size:
+            scores[group] = round(float(np.sqrt(np.mean(z * z))), 2)
+    return scores
+
+
+def input_features(
+    frame: np.ndarray, voxel_size: Sequence[float], spec: ModelSpec
+) -> np.ndarray | None:
+    """Features of random patches of a frame as ``spec``'s network sees it (None: constant frame)."""
+    try:
+        grid = input_on_model_grid(frame, voxel_size, spec)
+    except ValueError:
+        return None  # a constant frame: prediction itself says so
+    return sample_features([grid], INPUT_PATCHES, np.random.default_rng(0))
+
+
+def check_input(
+    frame: np.ndarray,
+    voxel_size: Sequence[float],
+    spec: ModelSpec,
+    model: str = "",
+    features: np.ndarray | None = None,
+) -> InputCheck:
+    """Compare a raw ZYX frame (at ``voxel_size`` um) with ``spec``'s training inputs.
+
+    ``features`` (:func:`input_features` for a spec of the same voxel size and normalization)
+    saves computing them again for each of several models.
+    """
+    name = model or spec.display_name or spec.structure
+    if not has_statistics(spec):
+        return InputCheck(name, UNKNOWN)
+    if features is None:
+        features = input_features(frame, voxel_size, spec)
+    if features is None:
+        return InputCheck(name, UNKNOWN)
+    scores = compare(features, spec.input_statistics)  # type: ignore[arg-type]
+    status = DIFFERS if any(s > THRESHOLD for s in scores.values()) else OK
+    return InputCheck(name, status, scores)
+
+
+@dataclass(frozen=True)
+class InputWarning(Notice):
+    """A prediction's warning that its input is unlike a model's training images (or unchecked).
+
+    The CLI prints it as a line beginning ``warning:``; the Predict widget shows it and marks
+    the model (``model`` is the model's folder name, ``status`` DIFFERS or UNKNOWN).
+    """
+
+    model: str = ""
+    status: str = DIFFERS
+
+
+def input_warnings(
+    bundles: Sequence[Any], frame: np.ndarray, voxel_size: Sequence[float]
+) -> list[InputWarning]:
+    """One warning per model whose training images this frame is unlike, or that cannot tell.
+
+    Models that see the frame alike (voxel size, normalization) share one computation.
+    """
+    cache: dict[tuple, np.ndarray | None] = {}
+    out = []
+    for b in bundles:
+        spec = b.spec
+        features = None
+        if has_statistics(spec):
+            key = (tuple(spec.voxel_size_um), repr(spec.normalization))
+            if key not in cache:
+                cache[key] = input_features(frame, voxel_size, spec)
+            features = cache[key]
+        check = check_input(frame, voxel_size, spec, b.name, features)
+        if check.status != OK:
+            out.append(InputWarning(check.text(), "model_input", b.name, check.status))
+    return out

@@ -1,0 +1,199 @@
+"""Compact statistics of what a network sees: a few dozen numbers per image, no pixels.
+
+Computed on z-scored volumes on the model's grid (what the network is fed), per patch, in four
+groups that tell apart the usual ways an input can be unlike a model's training images:
+
+* ``intensity``: quantiles of the z-scored values. A fluorescence channel (dark background,
+  bright objects) is strongly skewed; transmitted light is roughly symmetric about its mean.
+* ``spectrum``: the share of YX power in half-octave bands of spatial frequency (cycles per
+  voxel) and of Z power in octave bands. A voxel size wrong by 3x moves features by 3x in scale,
+  i.e. shifts this curve by more than three bands.
+* ``contrast``: quantiles of the local standard deviation (7x7 windows in YX): how texture is
+  spread over the image (empty background, dense cells, noise).
+* ``relief``: odd (third-order) moments of neighbouring voxels along four directions. Over a
+  bright-field or phase contrast image they average out; DIC's shear shades one side of every
+  edge bright and the other dark, always in the same direction.
+
+A model's training statistics are the median and the spread (scaled MAD) of each feature over
+random patches of its training inputs; :mod:`.ood` compares an input's median with them.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from typing import Any
+
+import numpy as np
+
+STATS_VERSION = 1
+# Patch (Z, Y, X) on the model grid; smaller images use the whole of their smaller axes.
+PATCH_SHAPE = (16, 64, 64)
+TRAINING_PATCHES = 192
+INPUT_PATCHES = 24
+QUANTILES = (0.005, 0.05, 0.25, 0.5, 0.75, 0.95, 0.995)
+# half-octave YX bands from 1/64 to 1/2 cycles per voxel; octave Z bands from 1/16 to 1/2
+YX_EDGES = tuple(0.5 * 2.0 ** (-k / 2) for k in range(10, -1, -1))
+Z_EDGES = (1 / 16, 1 / 8, 1 / 4, 0.5)
+CONTRAST_QUANTILES = (0.1, 0.5, 0.9)
+LOCAL_WINDOW = 7
+RELIEF_SHIFT = 2  # voxels on the model grid
+
+GROUPS: dict[str, list[str]] = {
+    "intensity": [f"q{q:g}" for q in QUANTILES],
+    "spectrum": [f"yx{lo:.3g}-{hi:.3g}" for lo, hi in zip(YX_EDGES, YX_EDGES[1:], strict=False)]
+    + [f"z{lo:.3g}-{hi:.3g}" for lo, hi in zip(Z_EDGES, Z_EDGES[1:], strict=False)],
+    "contrast": [f"local_std_q{q:g}" for q in CONTRAST_QUANTILES],
+    "relief": ["relief_x", "relief_y", "relief_diag", "relief_antidiag"],
+}
+FEATURE_NAMES: list[str] = [n for names in GROUPS.values() for n in names]
+# Smallest spread per group (feature units): a feature that barely varies in training must not
+# turn a harmless difference into a warning (spectrum and contrast are log10, intensity z units).
+SPREAD_FLOOR = {"intensity": 0.05, "spectrum": 0.05, "contrast": 0.03, "relief": 0.01}
+
+
+def patch_features(patch: np.ndarray) -> np.ndarray:
+    """The features (``FEATURE_NAMES`` order) of one z-scored ZYX patch; NaN where undefined."""
+    p = np.asarray(patch, dtype=np.float64)
+    out = [np.quantile(p, QUANTILES)]
+    out += [_yx_spectrum(p), _z_spectrum(p), _local_contrast(p), _relief(p)]
+    return np.concatenate(out)
+
+
+def _band_shares(power: np.ndarray, freq: np.ndarray, edges: Sequence[float]) -> np.ndarray:
+    """log10 share of power per band (NaN for a band no frequency of this patch falls in)."""
+    lo, hi = edges[0], edges[-1]
+    inside = (freq >= lo) & (freq <= hi)
+    total = power[inside].sum()
+    shares = np.full(len(edges) - 1, np.nan)
+    if total <= 0:
+        return shares
+    for k, (a, b) in enumerate(zip(edges, edges[1:], strict=False)):
+        sel = (freq >= a) & ((freq < b) if k < len(edges) - 2 else (freq <= b))
+        if sel.any():
+            shares[k] = np.log10(max(power[sel].mean() * sel.sum() / total, 1e-12))
+    return shares
+
+
+def _yx_spectrum(p: np.ndarray) -> np.ndarray:
+    """log10 band shares of the YX power (averaged over z-slices)."""
+    _, ny, nx = p.shape
+    window = np.outer(np.hanning(ny), np.hanning(nx)) if min(ny, nx) > 2 else np.ones((ny, nx))
+    planes = (p - p.mean(axis=(1, 2), keepdims=True)) * window
+    power = (np.abs(np.fft.rfft2(planes)) ** 2).mean(axis=0)
+    fy = np.fft.fftfreq(ny)[:, None]
+    fx = np.fft.rfftfreq(nx)[None, :]
+    return _band_shares(power, np.sqrt(fy**2 + fx**2), YX_EDGES)
+
+
+def _relief(p: np.ndarray) -> np.ndarray:
+    """How much brighter one side of an edge is than the other, along X, Y and both diagonals.
+
+    A power spectrum cannot see it (an image and its mirror image share one); the third-order
+    moment E[a b (b - a)] of voxel pairs a, b ``RELIEF_SHIFT`` apart changes sign under mirroring.
+    Scaled by E[(b - a)^2]^1.5 it does not depend on contrast. Signed: over many patches of a
+    bright-field or phase image it averages out; DIC's fixed shear direction keeps one sign.
+    """
+    k = RELIEF_SHIFT
+    _, ny, nx = p.shape
+    if min(ny, nx) <= k:
+        return np.full(4, np.nan)
+    out = []
+    for dy, dx in ((0, k), (k, 0), (k, k), (k, -k)):
+        a = p[:, : ny - dy, max(0, -dx) : nx - max(0, dx)]
+        b = p[:, dy:, max(0, dx) : nx - max(0, -dx)]
+        energy = float(np.mean((b - a) ** 2))
+        out.append(float(np.mean(a * b * (b - a))) / energy**1.5 if energy > 0 else np.nan)
+    return np.array(out)
+
+
+def _z_spectrum(p: np.ndarray) -> np.ndarray:
+    nz = p.shape[0]
+    if nz < 4:
+        return np.full(len(Z_EDGES) - 1, np.nan)
+    cols = (p - p.mean(axis=0, keepdims=True)) * np.hanning(nz)[:, None, None]
+    power = (np.abs(np.fft.rfft(cols, axis=0)) ** 2).mean(axis=(1, 2))
+    return _band_shares(power, np.fft.rfftfreq(nz), Z_EDGES)
+
+
+def _local_contrast(p: np.ndarray) -> np.ndarray:
+    from scipy.ndimage import uniform_filter
+
+    size = (1, LOCAL_WINDOW, LOCAL_WINDOW)
+    mean = uniform_filter(p, size, mode="reflect")
+    var = np.clip(uniform_filter(p * p, size, mode="reflect") - mean * mean, 1e-12, None)
+    return np.log10(np.sqrt(np.quantile(var, CONTRAST_QUANTILES)))
+
+
+def patch_shape_for(shape_zyx: Sequence[int]) -> tuple[int, int, int]:
+    """The statistics patch for a volume: ``PATCH_SHAPE``, cut down to the volume's size."""
+    return tuple(min(p, int(n)) for p, n in zip(PATCH_SHAPE, shape_zyx, strict=True))  # type: ignore[return-value]
+
+
+def sample_features(
+    volumes: Sequence[np.ndarray], n_patches: int, rng: np.random.Generator
+) -> np.ndarray:
+    """(n, n_features) features of ``n_patches`` random patches, uniform over every position.
+
+    Each volume is a z-scored ZYX array on the model grid; a volume draws patches in proportion to
+    its number of patch positions (as training draws its patches).
+    """
+    vols = [np.asarray(v) for v in volumes if np.asarray(v).size]
+    if not vols:
+        raise ValueError("no volume to compute statistics from")
+    shapes = [patch_shape_for(v.shape) for v in vols]
+    counts = np.array(
+        [
+            np.prod([n - p + 1 for n, p in zip(v.shape, s, strict=True)])
+            for v, s in zip(vols, shapes, strict=True)
+        ],
+        dtype=float,
+    )
+    picks = rng.choice(len(vols), size=n_patches, p=counts / counts.sum())
+    rows = []
+    for i in picks:
+        v, s = vols[int(i)], shapes[int(i)]
+        z, y, x = (int(rng.integers(0, n - p + 1)) for n, p in zip(v.shape, s, strict=True))
+        rows.append(patch_features(v[z : z + s[0], y : y + s[1], x : x + s[2]]))
+    return np.stack(rows)
+
+
+def summarize(features: np.ndarray) -> dict[str, Any]:
+    """The statistics stored in config.json: per feature the median and robust spread."""
+    features = np.asarray(features, dtype=np.float64)
+    with np.errstate(all="ignore"):
+        import warnings
+
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", RuntimeWarning)  # an all-NaN feature stays NaN
+            median = np.nanmedian(features, axis=0)
+            spread = 1.4826 * np.nanmedian(np.abs(features - median), axis=0)
+    groups = {}
+    k = 0
+    for group, names in GROUPS.items():
+        n = len(names)
+        groups[group] = {
+            "median": [_num(v) for v in median[k : k + n]],
+            "spread": [_num(v) for v in spread[k : k + n]],
+        }
+        k += n
+    return {
+        "version": STATS_VERSION,
+        "patch_shape_zyx": list(PATCH_SHAPE),
+        "n_patches": int(features.shape[0]),
+        "features": {g: GROUPS[g] for g in GROUPS},
+        "groups": groups,
+    }
+
+
+def _num(v: float) -> float | None:
+    return None if not np.isfinite(v) else round(float(v), 5)
+
+
+def training_statistics(volumes: Sequence[np.ndarray], seed: int = 0) -> dict[str, Any]:
+    """Statistics of a model's training inputs (z-scored ZYX volumes on the model grid).
+
+    Used by training (``core.train.loop``) and for models trained elsewhere (see
+    :func:`~napari_labelfree.core.trust.builtin.simulated_statistics`). Deterministic for a seed.
+    """
+    rng = np.random.default_rng([seed, 7])
+    return summarize(sample_features(volumes, TRAINING_PATCHES, rng))

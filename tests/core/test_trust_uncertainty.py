@@ -1,0 +1,100 @@
+"""Uncertainty outputs: the spread over test-time variants, named "<structure> (uncertainty)"."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import torch
+
+from napari_labelfree.cli import main
+from napari_labelfree.core.config import TilingConfig
+from napari_labelfree.core.events import FrameDone, drain
+from napari_labelfree.core.io import open_image, write_ome_tiff
+from napari_labelfree.core.predict.blocks import block_regions, predict_block
+from napari_labelfree.core.predict.plan import plan_prediction
+from napari_labelfree.core.predict.tta import spread_predictor, tta_predictor
+
+VOX = (0.29, 0.29, 0.29)
+TILING = TilingConfig(tile_shape=(8, 16, 16), overlap=0.25, precision="fp32")
+
+
+def test_the_spread_is_zero_for_a_symmetric_predictor_and_not_for_a_directional_one():
+    x = torch.randn(1, 1, 4, 8, 8)
+    mean_std = spread_predictor(lambda t: 2 * t, "none")(x)  # "none" still uses the 8 variants
+    assert mean_std.shape == (1, 2, 4, 8, 8)
+    torch.testing.assert_close(mean_std[:, :1], 2 * x)
+    assert float(mean_std[:, 1:].abs().max()) < 1e-5
+
+    ramp = torch.arange(8.0).expand(1, 1, 4, 8, 8)  # an output that depends on the orientation
+    mean_std = spread_predictor(lambda t: t + ramp, "yx")(x)
+    torch.testing.assert_close(mean_std[:, :1], tta_predictor(lambda t: t + ramp, "yx")(x))
+    assert float(mean_std[:, 1:].min()) > 0.4
+
+
+@pytest.fixture
+def movie(tmp_path):
+    data = np.random.default_rng(3).normal(100, 10, size=(2, 1, 8, 24, 20)).astype(np.float32)
+    return write_ome_tiff(tmp_path / "movie.ome.tif", data, None, ["bright"], VOX), data
+
+
+def test_a_plan_with_uncertainty_yields_one_more_output_per_model(movie, make_tiny_model):
+    path, data = movie
+    bundles = [make_tiny_model("dna", "blue"), make_tiny_model("tom20", "green", seed=1)]
+    tiling = TilingConfig(tile_shape=(8, 16, 16), overlap=0.25, precision="fp32", uncertainty=True)
+    plan = plan_prediction(open_image(path), bundles, None, None, tiling, "cpu")
+    assert plan.output_names == ("dna", "tom20", "dna (uncertainty)", "tom20 (uncertainty)")
+    assert plan.output_colours[2:] == ("magma", "magma")
+    frames = [e for e in drain_events(plan.iter_frames()) if isinstance(e, FrameDone)]
+    assert len(frames) == 2
+    plain = plan_prediction(
+        open_image(path), bundles, None, None, TilingConfig(**{**vars(TILING), "tta": "yx"}), "cpu"
+    )
+    reference = drain(plain.predict_volume(data[0, 0]))
+    for name in ("dna", "tom20"):
+        u = frames[0].arrays[f"{name} (uncertainty)"]
+        assert u.shape == data.shape[2:] and u.dtype == np.float32
+        assert (u >= 0).all() and u.max() > 0  # untrained networks are not rotation-invariant
+        # the prediction itself is the mean over the same variants as --tta
+        np.testing.assert_allclose(frames[0].arrays[name], reference[name], atol=1e-5)
+
+
+def drain_events(gen):
+    out = []
+    while True:
+        try:
+            out.append(next(gen))
+        except StopIteration:
+            return out
+
+
+def test_blocks_give_the_uncertainty_of_the_whole_frame(tmp_path, make_tiny_model):
+    volume = np.random.default_rng(5).normal(size=(10, 24, 20)).astype(np.float32)
+    src = open_image(write_ome_tiff(tmp_path / "v.ome.tif", volume[None, None], physical_sizes=VOX))
+    tiling = TilingConfig(tile_shape=(8, 16, 16), overlap=0.25, precision="fp32", uncertainty=True)
+    plan = plan_prediction(src, [make_tiny_model()], None, None, tiling, "cpu")
+    whole = drain(plan.predict_volume(volume))
+    assembled = {n: np.full(volume.shape, np.nan, np.float32) for n in plan.output_names}
+    for region in block_regions(volume.shape, (5, 13, 11)):
+        for name, arr in predict_block(plan, volume, region).items():
+            assembled[name][tuple(slice(a, b) for a, b in region)] = arr
+    for name in plan.output_names:
+        np.testing.assert_allclose(assembled[name], whole[name], atol=1e-5)
+
+
+@pytest.mark.parametrize("suffix", [".ome.tif", ".ome.zarr"])
+def test_cli_uncertainty_channel_reopens_with_its_name(
+    tmp_path, movie, make_tiny_model, suffix, capsys
+):
+    path, data = movie
+    model = make_tiny_model("dna", "blue")
+    out = tmp_path / f"pred{suffix}"
+    args = ["predict", str(path), "-m", str(model.path), "-o", str(out), "--device", "cpu"]
+    assert main([*args, "--uncertainty", "--tile", "8,16,16"]) == 0
+    src = open_image(out)
+    assert src.channel_names == ["dna", "dna (uncertainty)"]
+    assert src.shape_tczyx == (2, 2, *data.shape[2:])
+    assert (src.frame(1, 1) >= 0).all() and src.frame(1, 1).max() > 0
+    err = capsys.readouterr().err
+    # a model without training statistics: one warning line that says it cannot check
+    lines = [ln for ln in err.splitlines() if ln.startswith("warning:")]
+    assert len(lines) == 1 and "dna" in lines[0] and "cannot check" in lines[0]
