@@ -1,7 +1,9 @@
-"""Layer colours <-> the colours stored in files (OME-TIFF ``Channel/@Color``, OME-Zarr omero).
+"""How layers look <-> what files store: colours (OME-TIFF ``Channel/@Color``, OME-Zarr omero) and
+contrast limits (an OME-TIFF MapAnnotation, OME-Zarr omero windows).
 
 The RRGGBB of each named colormap is :data:`core.io.ome_zarr_out.OMERO_COLOURS`, so a prediction
-saved as OME-TIFF or OME-Zarr reopens in the colour it was shown in.
+saved as OME-TIFF or OME-Zarr reopens in the colour it was shown in, with the contrast limits it
+was shown with (a prediction's background at black).
 """
 
 from __future__ import annotations
@@ -9,6 +11,8 @@ from __future__ import annotations
 import json
 from pathlib import Path
 from typing import Any
+
+import numpy as np
 
 from .core.io.ome_zarr_out import OMERO_COLOURS, omero_colour
 
@@ -100,3 +104,70 @@ def _zarr_hexes(path: Path, n: int) -> list[str | None] | None:
             if len(channels) == n:
                 return [str(c["color"]) if c.get("color") else None for c in channels]
     return None
+
+
+#: OME MapAnnotation namespace of the contrast limits this plugin's writer stores (key: channel
+#: index, value: "low high").
+CONTRAST_NAMESPACE = "napari-labelfree/contrast-limits"
+
+
+def contrast_annotation(limits: list[Any]) -> dict[str, str] | None:
+    """The MapAnnotation for per-channel contrast limits (None where a channel has none)."""
+    pairs = {}
+    for c, lim in enumerate(limits):
+        try:
+            lo, hi = (float(v) for v in lim)
+        except (TypeError, ValueError):
+            continue
+        if np.isfinite([lo, hi]).all() and hi > lo:
+            pairs[str(c)] = f"{lo!r} {hi!r}"
+    return {"Namespace": CONTRAST_NAMESPACE, **pairs} if pairs else None
+
+
+def stored_contrast_limits(path: Path | None, n_channels: int) -> list[tuple[float, float] | None]:
+    """Contrast limits per channel as a file stores them, None where it stores none."""
+    none: list[tuple[float, float] | None] = [None] * n_channels
+    if path is None:
+        return none
+    try:
+        found = _zarr_windows(path, n_channels) if path.is_dir() else _ome_tiff_limits(path)
+    except Exception:  # a nicety: a file we cannot parse opens with napari's own limits
+        return none
+    return [found.get(c) for c in range(n_channels)] if found else none
+
+
+def _ome_tiff_limits(path: Path) -> dict[int, tuple[float, float]]:
+    if not path.name.lower().endswith((".tif", ".tiff")):
+        return {}
+    import xml.etree.ElementTree as ET
+
+    import tifffile
+
+    with tifffile.TiffFile(path) as tif:
+        xml = tif.ome_metadata
+    out: dict[int, tuple[float, float]] = {}
+    for ann in ET.fromstring(xml).iter() if xml else ():
+        if ann.tag.endswith("MapAnnotation") and ann.get("Namespace") == CONTRAST_NAMESPACE:
+            for m in ann.iter():
+                if m.tag.endswith("}M") and m.text:
+                    lo, hi = (float(v) for v in m.text.split())
+                    if hi > lo:
+                        out[int(m.get("K", "-1"))] = (lo, hi)
+    return out
+
+
+def _zarr_windows(path: Path, n: int) -> dict[int, tuple[float, float]]:
+    for name in ("zarr.json", ".zattrs"):
+        f = path / name
+        if f.is_file():
+            attrs = json.loads(f.read_text())
+            attrs = attrs.get("attributes", attrs)
+            channels = attrs.get("ome", attrs).get("omero", {}).get("channels", [])
+            if len(channels) == n:
+                windows = [c.get("window") or {} for c in channels]
+                return {
+                    c: (float(w["start"]), float(w["end"]))
+                    for c, w in enumerate(windows)
+                    if "start" in w and "end" in w and float(w["end"]) > float(w["start"])
+                }
+    return {}

@@ -1,40 +1,95 @@
-"""At most one reader question: this plugin becomes napari's remembered reader for its formats.
+"""Asked, not taken: whether this plugin becomes napari's remembered reader for its formats.
 
 napari asks which plugin should read a file whenever two can (its own builtin reader also takes
-TIFF and Zarr) and no reader is remembered for the file's pattern in
-``settings.plugins.extension2reader``. napari offers no reader priority in the manifest; the
-remembered choice is the one mechanism it has, the same one its reader dialog's "Remember this
-choice" box sets, and the user can change it under Preferences > Plugins.
+TIFF and Zarr) and no reader is remembered for the file's pattern in napari's
+``settings.plugins.extension2reader`` (what the reader dialog's "Remember this choice" box sets, and
+what Preferences > Plugins shows and edits). This plugin never writes that setting on its own: on
+its first use in a session (npe2's ``on_activate``) it asks once, with a napari notification whose
+buttons answer, and the Predict widget shows the same question until it is answered. Only "Yes"
+writes napari's setting, once, for the patterns the user has not chosen a reader for; the answer
+itself is kept in this plugin's own settings file (:func:`settings_path`), so the question is not
+asked again. Undo: Preferences > Plugins > File extension readers (or delete the settings file to
+be asked again).
 
-So, when npe2 first activates the plugin (its first command run in a session: the first file it
-reads, a sample, a widget), :func:`activate` remembers this reader for the patterns that have no
-remembered reader yet; a choice the user made is never replaced.
-
-For saving, napari's File > Save dialog offers the writers in npe2's order and preselects the
-first; for one image layer that is napari's plain TIFF writer, which drops voxel size, names and
-colours even from a file named ``x.ome.tif``. npe2 has no public writer priority, so
-:func:`prefer_own_writer` moves this plugin's writer to the front of npe2's writer index (a
-private list; left as it is when its layout differs). The writer hands anything that is not a
-TIFF z-stack back to napari's own writer, so being first never makes a save worse.
+npe2's writer order is left as it is (napari has no public writer priority): the save dialog lists
+this plugin's writer ("OME-TIFF with voxel size, names and colours") among the others.
 """
 
 from __future__ import annotations
 
+import json
 import os
 import sys
+from pathlib import Path
 from typing import Any
 
+from psygnal import Signal
+
 PLUGIN = "napari-labelfree"
-#: Patterns remembered for this reader. A folder's path is matched with a trailing separator.
+#: Patterns remembered for this reader on "Yes". A folder's path is matched with a trailing separator.
 READER_PATTERNS = ("*.czi", "*.ome.tif", "*.ome.tiff", "*.tif", "*.tiff", "*.zarr" + os.sep)
+#: Key of the answer in this plugin's settings file: True (yes), False (no), absent (not asked).
+READER_KEY = "open_files_with_labelfree"
+QUESTION = (
+    "Open TIFF, CZI and OME-Zarr files with napari-labelfree without napari asking which reader? "
+    "(It keeps voxel sizes in um, names and colours channels; undo in Preferences > Plugins.)"
+)
 
 
-def activate(context: Any = None) -> None:
-    """npe2's ``on_activate``: remember the reader and put the writer first (inside napari only)."""
-    if "napari" not in sys.modules:
-        return  # npe2 used on its own (e.g. ``npe2 validate``): leave napari's settings alone
-    remember_reader()
-    prefer_own_writer()
+class _Answers:
+    """Tells open widgets that the question was answered (from a notification or a widget)."""
+
+    answered = Signal(bool)
+
+
+answers = _Answers()
+_asked_this_session = False
+
+
+def settings_path() -> Path:
+    """This plugin's settings file, in the user's config folder (platformdirs)."""
+    from platformdirs import user_config_path
+
+    return user_config_path(PLUGIN, appauthor=False) / "settings.json"
+
+
+def load_settings() -> dict[str, Any]:
+    """This plugin's settings; empty when the file is missing or unreadable."""
+    try:
+        loaded = json.loads(settings_path().read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        return {}
+    return loaded if isinstance(loaded, dict) else {}
+
+
+def save_setting(key: str, value: Any) -> None:
+    """Store one setting (written to a temporary file, then renamed)."""
+    from .core.files import atomic_file
+
+    path = settings_path()
+    path.parent.mkdir(parents=True, exist_ok=True)
+    with atomic_file(path) as tmp:
+        tmp.write_text(json.dumps({**load_settings(), key: value}, indent=2), encoding="utf-8")
+
+
+def reader_answer() -> bool | None:
+    """The user's answer to :data:`QUESTION`, or None when it was never answered."""
+    value = load_settings().get(READER_KEY)
+    return value if isinstance(value, bool) else None
+
+
+def answer(use_reader: bool, settings: Any = None) -> list[str]:
+    """Record the answer; on "Yes" remember this reader in napari's settings.
+
+    Returns
+    -------
+    list of str
+        The reader patterns written into napari's settings (empty for "No").
+    """
+    save_setting(READER_KEY, bool(use_reader))
+    added = remember_reader(settings) if use_reader else []
+    answers.answered.emit(bool(use_reader))
+    return added
 
 
 def remember_reader(settings: Any = None) -> list[str]:
@@ -56,23 +111,26 @@ def remember_reader(settings: Any = None) -> list[str]:
     return added
 
 
-def prefer_own_writer(plugin_manager: Any = None) -> bool:
-    """Move this plugin's writer contributions ahead of the others in npe2's writer order.
+def question_notification() -> Any:
+    """The question as a napari notification whose buttons answer it."""
+    from napari.utils.notifications import Notification, NotificationSeverity
 
-    Returns False (and changes nothing) when npe2's private index has another layout.
+    return Notification(
+        QUESTION,
+        severity=NotificationSeverity.INFO,
+        actions=[("Yes", lambda *_: answer(True)), ("No", lambda *_: answer(False))],
+    )
+
+
+def activate(context: Any = None) -> None:
+    """npe2's ``on_activate``: ask the question once a session while it has no answer.
+
+    Writes nothing: only an answer does (see :func:`answer`).
     """
-    if plugin_manager is None:
-        from npe2 import PluginManager
+    global _asked_this_session
+    if "napari" not in sys.modules or _asked_this_session or reader_answer() is not None:
+        return  # npe2 on its own (``npe2 validate``), asked already, or answered
+    _asked_this_session = True
+    from napari.utils.notifications import notification_manager
 
-        plugin_manager = PluginManager.instance()
-    writers = getattr(getattr(plugin_manager, "_contrib", None), "_writers", None)
-    if not isinstance(writers, list) or not all(
-        isinstance(w, tuple) and len(w) == 4 for w in writers
-    ):
-        return False
-
-    def ours(entry: tuple) -> bool:
-        return str(getattr(entry[3], "command", "")).startswith(PLUGIN + ".")
-
-    writers.sort(key=lambda entry: not ours(entry))  # stable: each group keeps its order
-    return True
+    notification_manager.dispatch(question_notification())

@@ -6,7 +6,7 @@ Image layer named "file: channel", with scale (z, y, x in um; 1 for the time axi
 the file has more than one time point. Transmitted light opens grey and opaque beneath the
 fluorescence channels, which open additive in their structure's colour (or the colour the file
 stores). A TIFF that is a plain picture (RGB, or one 2D plane without sizes) is handed to napari's
-own reader, since this plugin is the remembered reader for TIFFs (see :mod:`._preferences`).
+own reader, since this plugin may be the remembered reader for TIFFs (see :mod:`._preferences`).
 Files this reader cannot read get ``None``, so napari tries the next reader.
 """
 
@@ -19,7 +19,7 @@ from typing import Any
 
 import numpy as np
 
-from ._colours import colormap_for_hex, stored_hexes
+from ._colours import colormap_for_hex, stored_contrast_limits, stored_hexes
 from .core.errors import LabelFreeError
 from .core.io import ImageSource, is_zarr, open_image
 from .core.structures import (
@@ -28,7 +28,7 @@ from .core.structures import (
     fluorescence_colormaps,
     looks_transmitted,
 )
-from .core.transmitted import looks_transmitted_pixels
+from .core.transmitted import looks_transmitted_stack
 
 LayerData = tuple[Any, dict[str, Any], str]
 SUFFIXES = (".czi", ".ome.tif", ".ome.tiff", ".tif", ".tiff", ".zarr")
@@ -131,11 +131,10 @@ def channel_label(name: str) -> str:
 
 
 def _pixels_look_transmitted(volume: Any) -> bool:
-    """Whether an eagerly read channel's middle plane looks like transmitted light."""
+    """Whether an eagerly read channel looks like transmitted light: every frame, many planes."""
     if not isinstance(volume, np.ndarray) or volume.size == 0:
         return False  # lazy (huge) data is not read to decide a colour
-    planes = volume.reshape(-1, *volume.shape[-2:])
-    return looks_transmitted_pixels(planes[planes.shape[0] // 2])
+    return looks_transmitted_stack(volume)
 
 
 def _transmitted(source: ImageSource, label: str, arrays: list[Any]) -> list[bool]:
@@ -191,6 +190,7 @@ def source_layers(source: ImageSource) -> list[LayerData]:
     arrays = [_channel_array(source, c) for c in range(source.n_channels)]
     transmitted = _transmitted(source, label, arrays)
     stored = stored_hexes(source.path, source.n_channels)
+    limits = stored_contrast_limits(source.path, source.n_channels)  # as it was shown when saved
     # a lone channel without a structure's name takes its colour from the file name
     lone = source.n_channels == 1 and find_structure(source.channel_names[0]) is None
     keys = [label] if lone else source.channel_names
@@ -216,6 +216,7 @@ def source_layers(source: ImageSource) -> list[LayerData]:
                 "axes": "TZYX" if has_time else "ZYX",
                 "voxel_size": list(sizes),
                 "file": label,
+                "transmitted": bool(transmitted[c]),  # the Predict widget's default input
             }
         }
         kwargs = {
@@ -227,6 +228,8 @@ def source_layers(source: ImageSource) -> list[LayerData]:
             "visible": transmitted[c] or source.n_channels <= 4,
             **units,
         }
+        if limits[c] is not None:
+            kwargs["contrast_limits"] = list(limits[c])
         layers.append((transmitted[c], (arrays[c], kwargs, "image")))
     # napari stacks layers in the order given: transmitted light at the bottom, so the additive
     # fluorescence stays visible over it

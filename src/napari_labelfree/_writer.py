@@ -1,13 +1,15 @@
 """npe2 writer: image layers (one prediction, or several) -> one multi-channel OME-TIFF.
 
 Each layer becomes a channel named as the layer was shown (without the "file: " part the reader
-adds), in the layer's colour (OME ``Channel/@Color``), with physical sizes from the layer's scale
+adds), in the layer's colour (OME ``Channel/@Color``) and contrast limits (an OME MapAnnotation the
+reader restores: a prediction's background stays black), with physical sizes from the layer's scale
 (Z, Y, X in um) where they are known: an axis of unknown size (scale 1 in napari's "pixel" unit, or
 recorded as unknown by the reader) is written without a size, never as a made-up 1 um. The file is
 written atomically by :func:`napari_labelfree.core.io.write_ome_tiff`, in the layers' own dtype.
 
-This writer is offered first in napari's save dialog (see :mod:`._preferences`); what is not a
-grayscale image saved as TIFF (another file type, an RGB layer) goes to napari's own writer.
+napari's save dialog lists this writer as "OME-TIFF with voxel size, names and colours" beside its
+own (npe2 has no public writer priority, so it is not preselected); what is not a grayscale image
+saved as TIFF (another file type, an RGB layer) goes to napari's own writer.
 """
 
 from __future__ import annotations
@@ -18,7 +20,7 @@ from typing import Any
 
 import numpy as np
 
-from ._colours import hex_to_ome_int, layer_hex
+from ._colours import contrast_annotation, hex_to_ome_int, layer_hex
 from .core.errors import LabelFreeError
 from .core.io import write_ome_tiff
 
@@ -131,5 +133,6 @@ def write_predictions(
         channel_colors=[hex_to_ome_int(h) if h else None for h in hexes],
         dtype=dtype,
         overwrite=True,
+        annotation=contrast_annotation([meta.get("contrast_limits") for _, meta, _ in layer_data]),
     )
     return [str(target)]

@@ -28,7 +28,7 @@ def test_widget_lists_models_with_origin_and_details(open_predict, tiny_models, 
     viewer, widget = open_predict()
     viewer.add_image(volume, name="bright-field", scale=SCALE)
     labels = [widget.models.list.item(i).text() for i in range(widget.models.list.count())]
-    assert labels == ["dna (env)", "lamin-b1 (env)"]
+    assert labels == ["DNA (env)", "Lamin B1 (nuclear envelope) (env)"]  # the table's names
     widget.models.set_checked([tiny_models[0].path], show=tiny_models[0].path)
     details = widget.models.details.text()
     assert "voxel size 0.29, 0.29, 0.29 um" in details and "zscore" in details
@@ -44,7 +44,8 @@ def test_default_image_is_the_transmitted_light_one(open_predict, tiny_models, v
     viewer, widget = open_predict()
     dark = np.zeros_like(volume)
     dark[2:4, 10:12, 10:12] = 500.0  # fluorescence: dark background, bright spots
-    viewer.add_image(volume, name="Channel:0:0", scale=SCALE)  # no telling name: by intensities
+    bright = volume.max() + volume.min() - volume  # a bright field with a dark (absorbing) cell
+    viewer.add_image(bright, name="Channel:0:0", scale=SCALE)  # no telling name: by intensities
     viewer.add_image(dark, name="Channel:0:0 [1]", scale=SCALE)  # opened last, and active
     assert widget.image.value == "Channel:0:0"
 
@@ -149,7 +150,7 @@ def test_failed_run_keeps_the_previous_prediction(
     _predict(widget, qtbot)
     before = np.array(viewer.layers["dna (predicted)"].data)
 
-    widget.voxel_size.value = "290, 108, 108"  # nm typed as um
+    widget.voxel_size.value = "2.9, 10.8, 10.8"  # plausible alone, 37x the model's: refused
     n = len(notification_manager.records)
     _predict(widget, qtbot)
     errors = _messages_since(n)
@@ -197,7 +198,11 @@ def test_voxel_size_and_channel_are_remembered(
     assert widget.channel.value == "dna" and widget.voxel_size.value == "0.29, 0.29, 0.29"
     tiling_small(widget)
     widget.models.set_checked([tiny_models[0].path])
-    _predict(widget, qtbot)
+    n = len(notification_manager.records)
+    _predict(widget, qtbot)  # from a DNA channel: warned of first
+    assert "looks like fluorescence" in _messages_since(n, "warning")[-1]
+    assert _prediction_layers(viewer) == []
+    _predict(widget, qtbot)  # the user insists
     assert widget.channel.value == "dna" and widget.voxel_size.value == "0.29, 0.29, 0.29"
     (layer,) = _prediction_layers(viewer)
     assert layer.data.shape == (1, *volume.shape)

@@ -2,11 +2,13 @@
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
 
 import numpy as np
 import pytest
 import tifffile
+from napari.utils.notifications import notification_manager
 
 from napari_labelfree._reader import get_reader, layers_take_units
 from napari_labelfree._writer import write_predictions
@@ -100,6 +102,39 @@ def test_reader_opens_an_imagej_hyperstack(tmp_path):
         np.testing.assert_allclose(kw["scale"], SIZES)
 
 
+def test_imagej_timelapse_channels_are_judged_on_the_whole_stack(tmp_path):
+    """Three unnamed channels of a time-lapse: only the bright field opens grey, although the
+    fluorescence channels' first planes (out of the cells) are symmetric noise like a bright field."""
+    rng = np.random.default_rng(9)
+    n_t, n_z = 4, 6
+    y, x = np.mgrid[0:24, 0:24]
+    nuclei = ((y - 8) ** 2 + (x - 8) ** 2 < 12) | ((y - 17) ** 2 + (x - 15) ** 2 < 15)
+    data = np.empty((n_t, n_z, 3, 24, 24), np.float32)  # TZCYX, as ImageJ stores a hyperstack
+    data[:, :, 0] = 2000 + 80 * np.sin(x / 2.0) + rng.normal(0, 30, (n_t, n_z, 24, 24))
+    for c in (1, 2):
+        data[:, :, c] = 100 + rng.normal(0, 5, (n_t, n_z, 24, 24))
+        data[:, 2:4, c] += (1500 * c) * nuclei  # in focus in the middle planes only
+    path = tmp_path / "lapse.tif"
+    tifffile.imwrite(
+        path,
+        data.clip(0).astype(np.uint16),
+        imagej=True,
+        resolution=(4.0, 4.0),
+        metadata={"axes": "TZCYX", "spacing": 0.5, "unit": "um"},
+    )
+    layers = _read(path)
+    kinds = {
+        kw["name"]: (kw["blending"], kw["metadata"]["labelfree"]["transmitted"])
+        for _, kw, _ in layers
+    }
+    assert kinds == {
+        "lapse: channel 0": ("opaque", True),
+        "lapse: channel 1": ("additive", False),
+        "lapse: channel 2": ("additive", False),
+    }
+    assert layers[0][0].shape == (n_t, n_z, 24, 24)
+
+
 def test_reader_opens_a_czi_with_its_scale(tmp_path, write_czi):
     data = np.random.default_rng(1).integers(0, 3000, size=(1, 2, 5, 24, 20)).astype(np.uint16)
     path = write_czi(tmp_path / "cells.czi", data, ["TL Brightfield", "DAPI"], SIZES)
@@ -172,6 +207,27 @@ def test_writer_keeps_unknown_sizes_unknown(tmp_path):
     np.testing.assert_allclose(open_image(out).physical_sizes, (0.29, 0.108, 0.108))
 
 
+def test_contrast_limits_are_saved_and_restored(tmp_path):
+    """A reopened prediction keeps the limits it was shown with (its background stays black)."""
+    rng = np.random.default_rng(3)
+    layers = [
+        (
+            rng.random((4, 8, 8), dtype=np.float32) - 0.7,
+            {"name": name, "contrast_limits": lim},
+            "image",
+        )
+        for name, lim in (("dna (predicted)", (-0.2, 0.25)), ("tom20 (predicted)", (-0.62, -0.36)))
+    ]
+    (out,) = write_predictions(str(tmp_path / "limits.ome.tif"), layers)
+    read = _read(out)
+    assert [kw["contrast_limits"] for _, kw, _ in read] == [[-0.2, 0.25], [-0.62, -0.36]]
+    # a file without stored limits opens with napari's own
+    (plain,) = write_predictions(
+        str(tmp_path / "plain.ome.tif"), [(layers[0][0], {"name": "x"}, "image")]
+    )
+    assert all("contrast_limits" not in kw for _, kw, _ in _read(plain))
+
+
 def test_writer_refuses_layers_of_different_shapes(tmp_path):
     layers = [
         (np.zeros((4, 8, 8), np.float32), {"name": "a"}, "image"),
@@ -196,11 +252,18 @@ def fresh_settings(monkeypatch):
 
 
 @pytest.fixture
-def activated(fresh_settings, make_napari_viewer):
-    """The plugin as npe2 activates it on its first use in a session (manifest ``on_activate``).
+def plugin_settings(tmp_path, monkeypatch):
+    """This plugin's own settings file in a temporary folder, nothing asked yet this session."""
+    from napari_labelfree import _preferences
 
-    Set up after ``make_napari_viewer``, which resets the settings.
-    """
+    path = tmp_path / "config" / "settings.json"
+    monkeypatch.setattr(_preferences, "settings_path", lambda: path)
+    monkeypatch.setattr(_preferences, "_asked_this_session", False)
+    return path
+
+
+def _activate() -> None:
+    """The plugin as npe2 activates it on its first use in a session (manifest ``on_activate``)."""
     from napari.plugins import _initialize_plugins
     from npe2 import PluginManager
 
@@ -208,22 +271,91 @@ def activated(fresh_settings, make_napari_viewer):
     pm = PluginManager.instance()
     pm.deactivate("napari-labelfree")
     pm.activate("napari-labelfree")
+
+
+@pytest.fixture
+def opted_in(fresh_settings, plugin_settings, make_napari_viewer):
+    """The plugin activated and the user's "Yes" to its reader question (after
+    ``make_napari_viewer``, which resets the settings)."""
+    from napari_labelfree._preferences import answer
+
+    _activate()
+    answer(True)
     return fresh_settings
 
 
-def test_first_use_remembers_the_reader_but_keeps_the_users_choices(fresh_settings):
-    from napari.plugins import _initialize_plugins
+def _writer_order() -> list[str]:
     from npe2 import PluginManager
 
-    _initialize_plugins()
+    return [str(w.command) for w in PluginManager.instance().iter_compatible_writers(["image"])]
+
+
+def test_first_use_asks_and_writes_nothing_until_answered(fresh_settings, plugin_settings):
+    from napari_labelfree._preferences import QUESTION
+
+    _activate()  # a session's first use: asks
+    before = _writer_order()
+    n = len(notification_manager.records)
+    _activate()  # npe2 may activate again in the same session: asked once
+    _activate_new_session()
+    asked = [r for r in notification_manager.records[n:] if r.message == QUESTION]
+    assert len(asked) == 1 and [name for name, _ in asked[0].actions] == ["Yes", "No"]
+    assert dict(fresh_settings.plugins.extension2reader) == {}  # napari's settings untouched
+    assert _writer_order() == before  # npe2's writer order untouched
+    assert not plugin_settings.exists()
+
     fresh_settings.plugins.extension2reader = {"*.tiff": "some-other-plugin"}
-    pm = PluginManager.instance()
-    pm.deactivate("napari-labelfree")
-    pm.activate("napari-labelfree")
+    dict(asked[0].actions)["Yes"](None)  # the notification's button (napari passes the toast)
     prefs = fresh_settings.plugins.extension2reader
-    assert prefs["*.tiff"] == "some-other-plugin"
+    assert prefs["*.tiff"] == "some-other-plugin"  # a choice the user made is kept
     for pattern in ("*.czi", "*.ome.tif", "*.ome.tiff", "*.tif"):
         assert prefs[pattern] == "napari-labelfree"
+    assert json.loads(plugin_settings.read_text()) == {"open_files_with_labelfree": True}
+
+    # undone in Preferences > Plugins: a later session neither asks nor writes it back
+    fresh_settings.plugins.extension2reader = {}
+    n = len(notification_manager.records)
+    _activate_new_session()
+    assert dict(fresh_settings.plugins.extension2reader) == {}
+    assert not any(r.message == QUESTION for r in notification_manager.records[n:])
+
+
+def test_no_is_remembered_and_writes_nothing(fresh_settings, plugin_settings):
+    from napari_labelfree._preferences import QUESTION
+
+    n = len(notification_manager.records)
+    _activate_new_session()
+    (asked,) = [r for r in notification_manager.records[n:] if r.message == QUESTION]
+    dict(asked.actions)["No"](None)
+    assert dict(fresh_settings.plugins.extension2reader) == {}
+    n = len(notification_manager.records)
+    _activate_new_session()
+    assert not any(r.message == QUESTION for r in notification_manager.records[n:])
+
+
+def test_the_predict_widget_asks_until_answered(
+    fresh_settings, plugin_settings, make_napari_viewer
+):
+    from napari_labelfree._widgets._reader_question import ReaderQuestion
+
+    viewer = make_napari_viewer()
+    _, widget = viewer.window.add_plugin_dock_widget("napari-labelfree", "Label-free prediction")
+    (question,) = widget.findChildren(ReaderQuestion)
+    assert not question.isHidden()
+    question.yes.click()
+    assert question.isHidden()
+    assert fresh_settings.plugins.extension2reader["*.czi"] == "napari-labelfree"
+    _, second = viewer.window.add_plugin_dock_widget(
+        "napari-labelfree", "Label-free prediction"
+    )  # opened again later: not asked again
+    assert all(q.isHidden() for q in second.findChildren(ReaderQuestion))
+
+
+def _activate_new_session() -> None:
+    from napari_labelfree import _preferences
+
+    _preferences._asked_this_session = False
+    _activate()
 
 
 def _bright_field_and_dna() -> np.ndarray:
@@ -267,7 +399,7 @@ def files(tmp_path, write_czi):
 
 
 def test_files_open_with_this_reader_without_a_question(
-    activated, make_napari_viewer, files, monkeypatch
+    opted_in, make_napari_viewer, files, monkeypatch
 ):
     import napari._qt.qt_viewer as qt_viewer
 
@@ -292,7 +424,7 @@ def test_files_open_with_this_reader_without_a_question(
             assert bottom.colormap.name == "gray" and bottom.blending == "opaque", path
 
 
-def test_saving_predictions_keeps_sizes_names_and_colours(activated, make_napari_viewer, tmp_path):
+def test_saving_predictions_keeps_sizes_names_and_colours(opted_in, make_napari_viewer, tmp_path):
     from napari.plugins import _npe2
 
     viewer = make_napari_viewer()
@@ -308,12 +440,12 @@ def test_saving_predictions_keeps_sizes_names_and_colours(activated, make_napari
         )
         for structure, colour in (("dna", "blue"), ("lamin-b1", "magenta"))
     )
-    # File > Save Selected Layers preselects the first writer napari lists for one image layer
+    # File > Save Selected Layers lists this writer (npe2's order is napari's: not reordered)
     _, writers = _npe2.file_extensions_string_for_layers([dna])
-    assert writers[0].command == "napari-labelfree.write_predictions"
+    (ours,) = [w for w in writers if w.command == "napari-labelfree.write_predictions"]
     viewer.layers.selection = {dna}
     one = tmp_path / "one.ome.tif"
-    assert viewer.layers.save(str(one), selected=True, _writer=writers[0]) == [str(one)]
+    assert viewer.layers.save(str(one), selected=True, _writer=ours) == [str(one)]
     # a script naming no writer gets this one for .ome.tif too; several layers go in one file
     viewer.layers.selection = {dna, lamin}
     both = tmp_path / "both.ome.tif"

@@ -12,8 +12,8 @@ import numpy as np
 
 from ..core.errors import LabelFreeError
 from ..core.io import ImageSource, from_array
-from ..core.structures import looks_transmitted
-from ..core.transmitted import brightness_skew
+from ..core.structures import looks_transmitted  # noqa: F401 (the widgets' name test)
+from ..core.voxel_size import check_voxel_size, format_voxel_size, parse_voxel_size  # noqa: F401 (re-exported)
 
 #: Key under which this plugin keeps its facts in ``layer.metadata``.
 META_KEY = "labelfree"
@@ -120,6 +120,17 @@ def output_geometry(layer, info: LayerInfo) -> tuple[list[float], list[float]]:
     return scale, translate
 
 
+def output_units(layer, info: LayerInfo) -> dict[str, list[str]]:
+    """``units`` for a prediction layer: the source's, without a channel axis (so the scale bar
+    keeps saying um and napari does not warn of inconsistent units); {} where napari has none."""
+    from .._reader import layers_take_units
+
+    units = getattr(layer, "units", None)
+    if units is None or len(units) != len(info.axes) or not layers_take_units():
+        return {}
+    return {"units": [str(u) for a, u in zip(info.axes, units, strict=True) if a != "C"]}
+
+
 def prediction_tag(source_name: str, model_path: str) -> dict[str, str]:
     """The metadata that identifies a prediction layer (source layer + model folder)."""
     return {"role": "prediction", "source": source_name, "model": model_path}
@@ -140,63 +151,22 @@ def find_prediction_layers(viewer, source_name: str, model_paths: Sequence[str])
     return found
 
 
-def _meta(layer) -> dict:
-    return layer.metadata.get(META_KEY, {}) if isinstance(layer.metadata, dict) else {}
-
-
-def brightness_skew_of(layer) -> float:
-    """``core.transmitted.brightness_skew`` of the layer's middle z-plane of the first frame:
-    one cheap read even for a lazy, huge file."""
-    data = layer_data(layer)
-    return brightness_skew(data[(0,) * (data.ndim - 3) + (data.shape[-3] // 2,)])
-
-
-def transmitted_rank(layer) -> tuple[int, float]:
-    """Sort key (higher = more likely transmitted light): its name, then its intensities."""
-    named = looks_transmitted(str(_meta(layer).get("channel", ""))) or looks_transmitted(layer.name)
-    return (1 if named else 0, -brightness_skew_of(layer))
-
-
 def default_source(layers):
-    """The image layer to predict from when the user has not chosen: the transmitted-light one
-    (by channel or layer name, then by intensities), never an overlay, a 2D or an RGB layer."""
-    candidates = [
-        ly
-        for ly in layers
-        if _meta(ly).get("role") != "prediction" and ly.ndim >= 3 and not getattr(ly, "rgb", False)
-    ]
-    if not candidates:
-        return None
-    return max(candidates, key=transmitted_rank)
+    """The image layer to predict from when the user has not chosen (see ``._source_kind``)."""
+    from ._source_kind import default_source as choose
+
+    return choose(layers)
 
 
-def parse_voxel_size(text: str) -> tuple[float, float, float] | None:
-    """'0.29, 0.108, 0.108' -> (0.29, 0.108, 0.108); empty -> None (unknown)."""
-    text = text.strip()
-    if not text:
-        return None
-    try:
-        values = tuple(float(v) for v in text.replace(";", ",").replace(" ", ",").split(",") if v)
-    except ValueError:
-        values = ()
-    if len(values) != 3 or not all(np.isfinite(values)) or min(values) <= 0:
-        raise LabelFreeError(
-            f"voxel size {text!r} is not three positive numbers Z, Y, X in um "
-            "(e.g. 0.29, 0.108, 0.108)",
-            field="voxel_size",
-        )
-    return values  # type: ignore[return-value]
-
-
-def format_voxel_size(vox) -> str:
-    return ", ".join(f"{v:g}" for v in vox) if vox else ""
-
-
-def set_voxel_size(layer, info: LayerInfo, vox: tuple[float, float, float]) -> None:
-    """Give the layer the physical scale of an entered voxel size (its Z, Y, X axes)."""
+def set_voxel_size(layer, info: LayerInfo, vox: tuple[float, float, float]) -> bool:
+    """Give the layer the physical scale of an entered voxel size (its Z, Y, X axes), checked by
+    ``core.voxel_size`` first; True when the scale changed (the caller resets the view)."""
+    vox = check_voxel_size(vox)
     scale = [float(s) for s in layer.scale]
     for axis, v in zip("ZYX", vox, strict=True):
         if axis in info.axes:
             scale[info.axes.index(axis)] = float(v)
-    if not np.allclose(scale, layer.scale):
-        layer.scale = scale
+    if np.allclose(scale, layer.scale):
+        return False
+    layer.scale = scale
+    return True

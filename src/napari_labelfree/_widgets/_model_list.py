@@ -27,6 +27,7 @@ from qtpy.QtWidgets import (
 
 from ..core.bundle import ModelBundle
 from ..core.errors import LabelFreeError
+from ..core.interop.fnet import NeedsDataVoxelSize
 from ..core.structures import rgb_for
 from ._jobs import JobRunner
 from ._layers import parse_voxel_size
@@ -162,7 +163,17 @@ class ModelPanel(QWidget):
         except LabelFreeError as e:
             notify_error(e)
             return
-        self.set_checked([*self.checked_paths(), *(b.path for b in added)], show=added[0].path)
+        self.tick_instead([b.path for b in added], show=added[0].path)
+
+    def tick_instead(self, paths: list[str | Path], show: str | Path | None = None) -> None:
+        """Tick new models in place of the ticked ones of the same structures (one model per
+        structure; the others stay ticked)."""
+        new = {str(Path(p).resolve()) for p in paths}
+        structures = {
+            b.spec.structure for p, b in self.bundles.items() if str(Path(p).resolve()) in new
+        }
+        keep = [p for p in self.checked_paths() if self.bundles[p].spec.structure not in structures]
+        self.set_checked([*keep, *paths], show=show)
 
     def _ask_import(self) -> None:
         path, _ = QFileDialog.getOpenFileName(
@@ -170,33 +181,49 @@ class ModelPanel(QWidget):
         )
         if not path:
             return
-        vox = None
-        if not path.lower().endswith(".zip"):
-            text, ok = QInputDialog.getText(
-                self,
-                "Voxel size of the training images",
-                "Voxel size of the images the model was trained on, Z, Y, X in um\n"
-                "(leave empty when the model's files record it)",
-            )
+        if path.lower().endswith(".zip"):
+            self.import_model(path)
+        elif (vox := self._ask_voxel_size(required=False)) is not False:
+            self.import_model(path, vox)
+
+    def _ask_voxel_size(self, required: bool) -> Any:
+        """The training images' voxel size for a pytorch_fnet import, asked until it is valid:
+        a size, None (empty: the model's files record it) or False (cancelled)."""
+        prompt = "Voxel size of the images the model was trained on, Z, Y, X in um\n" + (
+            "(this model does not record it: please enter it)"
+            if required
+            else "(leave empty when the model's files record it)"
+        )
+        while True:
+            text, ok = QInputDialog.getText(self, "Voxel size of the training images", prompt)
+            if not ok:
+                return False
             try:
-                vox = parse_voxel_size(text) if ok else None
+                vox = parse_voxel_size(text, "training voxel size")
             except LabelFreeError as e:
                 notify_error(e)
-                return
-        self.import_model(path, vox)
+                continue
+            if vox is not None or not required:
+                return vox
 
     def import_model(self, path: str | Path, data_voxel_size: Any = None) -> None:
         """Import into the user model folder (in a worker); the model is then listed and ticked."""
         self.import_btn.enabled = False
+        self.importing = str(path)
         self.importer.start(_import_job, str(path), data_voxel_size, status="Importing...")
 
     def _imported(self, value: Any, stopped: bool, error: BaseException | None) -> None:
         self.import_btn.enabled = True
+        if isinstance(error, NeedsDataVoxelSize):  # the prompt was left empty: ask again
+            vox = self._ask_voxel_size(required=True)
+            if vox:
+                self.import_model(self.importing, vox)
+            return
         if error is not None or value is None:
             return
         bundle, warning = value
         if warning:
             show_warning(warning)
         registry.refresh()
-        self.set_checked([*self.checked_paths(), bundle.path], show=bundle.path)
+        self.tick_instead([bundle.path], show=bundle.path)
         show_info(f"imported {bundle.spec.structure!r} into {bundle.path}")

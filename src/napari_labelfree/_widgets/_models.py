@@ -12,21 +12,33 @@ from typing import Any
 from ..core import bundle as bundles
 from ..core.bundle import ModelBundle
 from ..core.model_card import card_lines
+from ..core.structures import find_structure
+from ..core.voxel_size import format_voxel_size
 
 #: How the model list names where a model comes from (``ModelBundle.source``).
 ORIGIN = {"builtin": "built-in", "user": "user", "env": "env", "path": "added"}
 
 
+def display_name(bundle: ModelBundle) -> str:
+    """A model's name for people: its own display name, else the structure table's ("DNA" for an
+    imported "dna"), else its structure."""
+    spec = bundle.spec
+    if spec.display_name and spec.display_name != spec.structure:
+        return spec.display_name
+    known = find_structure(spec.structure)  # a plain structure name (the default display name)
+    return known.display_name if known else spec.structure
+
+
 def model_label(bundle: ModelBundle) -> str:
     """One line of the model list: display name, folder when it differs, where it comes from."""
     spec = bundle.spec
-    name = spec.display_name or spec.structure
+    name = display_name(bundle)
     folder = "" if bundle.name in (spec.structure, name) else f" [{bundle.name}]"
     return f"{name}{folder} ({ORIGIN.get(bundle.source, bundle.source)})"
 
 
 def _fmt_vox(vox: Any) -> str:
-    return ", ".join(f"{v:g}" for v in vox)
+    return format_voxel_size(vox)  # rounded: an imported 0.290003 reads 0.29
 
 
 def describe_model(bundle: ModelBundle) -> str:
@@ -34,7 +46,7 @@ def describe_model(bundle: ModelBundle) -> str:
     spec, prov = bundle.spec, bundle.spec.provenance
     norm = spec.normalization
     lines = [
-        f"{spec.display_name or spec.structure}: predicts {spec.structure}"
+        f"{display_name(bundle)}: predicts {spec.structure}"
         + (f" ({spec.target})" if spec.target else "")
         + f" from {spec.modality}",
         f"voxel size {_fmt_vox(spec.voxel_size_um)} um (Z, Y, X); images are resampled to it",

@@ -18,6 +18,7 @@ from ._layers import (
     current_frame,
     find_prediction_layers,
     output_geometry,
+    output_units,
     prediction_tag,
 )
 from ._overlays import PREDICTED_SUFFIX, RUNNING_SUFFIX, FrameReady
@@ -100,8 +101,10 @@ class OverlayRun:
             translate=self.translate,
             contrast_limits=(lo, hi),
             metadata={META_KEY: meta},
+            **output_units(self.source, self.info),  # the source's um: one unit for the scale bar
         )
-        layer.contrast_limits_range = (min(lo, 0.0), max(hi, lo + 1e-6) * 2)
+        # room above the limits to brighten, for negative predictions too (hi < 0 doubled is lower)
+        layer.contrast_limits_range = (min(lo, 0.0), hi + max(hi - lo, abs(hi)))
         self.layers[name] = layer
         if not self.pending and self.source in self.viewer.layers:
             self.viewer.layers.selection.active = self.source  # the source stays the active layer

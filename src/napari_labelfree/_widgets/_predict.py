@@ -10,13 +10,12 @@ from __future__ import annotations
 import contextlib
 import dataclasses
 import threading
-from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from magicgui.widgets import CheckBox, ComboBox, Container, FloatSpinBox, LineEdit, PushButton
 from napari.utils.notifications import show_info
 from qtpy.QtCore import QTimer
-from qtpy.QtWidgets import QFileDialog, QLabel, QVBoxLayout, QWidget
+from qtpy.QtWidgets import QLabel, QVBoxLayout, QWidget
 
 from ..core.errors import LabelFreeError
 from ..core.predict.schedule import FrameScheduler
@@ -30,13 +29,16 @@ from ._layers import (
     layer_source,
     looks_transmitted,
     parse_voxel_size,
-    set_voxel_size,
 )
 from ._model_list import ModelPanel
 from ._overlay_run import OverlayRun
-from ._overlays import FrameReady, image_layer_names, save_merged
+from ._overlays import FrameReady, image_layer_names
+from ._predict_export import MergedExport
+from ._predict_guards import enter_voxel_size, show_assumption, warn_fluorescence_once
 from ._predict_job import Planned, PredictRequest, predict_job, tiling_from_text
 from ._predict_texts import TOOLTIPS, UNKNOWN_VOXEL
+from ._reader_question import ReaderQuestion
+from ._scroll import set_scrolling_layout
 from ._workers import load_devices, notify_error
 
 if TYPE_CHECKING:
@@ -47,7 +49,13 @@ def _row(*widgets: Any) -> Container:
     return Container(widgets=list(widgets), layout="horizontal", labels=False)
 
 
-class PredictWidget(QWidget):
+def _label() -> QLabel:
+    label = QLabel("")
+    label.setWordWrap(True)
+    return label
+
+
+class PredictWidget(MergedExport, QWidget):
     """Dock widget: image, channel, voxel size, models, device and tiles; Predict / Cancel."""
 
     def __init__(self, napari_viewer: napari.viewer.Viewer) -> None:
@@ -57,6 +65,7 @@ class PredictWidget(QWidget):
         self.run: OverlayRun | None = None
         self.layers_ready = threading.Event()
         self.precision = "auto"  # TilingConfig.precision; tests set "fp32" (no control yet)
+        self.warned: tuple[str, int | None] | None = None  # fluorescence warned of, once
         self._build()
         self.runner = JobRunner(
             self,
@@ -64,7 +73,8 @@ class PredictWidget(QWidget):
             self._on_event,
             self._on_done,
             controls={"voxel_size": self.voxel_size, "force": self.force, "tile_shape": self.tile}
-            | {"channel": self.channel, "device": self.device, "precision": self.device},
+            | {"image": self.image, "channel": self.channel, "device": self.device}
+            | {"precision": self.device},
         )
         self.runner.state.events.running.connect(self._set_running)
         self.runner.state.events.status.connect(lambda text: self.status.setText(text))
@@ -90,31 +100,35 @@ class PredictWidget(QWidget):
         self.overlap = FloatSpinBox(label="Tile overlap", min=0.0, max=0.75, step=0.05, value=0.1)
         self.tta = ComboBox(label="Test-time augm.", choices=["none", "yx", "yxz"], value="none")
         self.predict_btn = PushButton(text="Predict")
+        self.assumption = _label()  # the voxel size Predict assumes, while it is unknown
         self.cancel_btn = PushButton(text="Cancel", enabled=False)
         self.save_merged = PushButton(text="Save merged image...")
         for name, tip in tips.items():
             getattr(self, name).tooltip = tip
         self.form = Container(widgets=[self.image, self.channel, self.voxel_size, self.force])
         self.advanced = Container(widgets=[self.device, self.tile, self.overlap, self.tta])
-        self.status = QLabel("")
-        self.status.setWordWrap(True)
+        self.status = _label()
         layout = QVBoxLayout()
         for part in (
+            ReaderQuestion(),
             self.form.native,
             self.models,
             self.advanced.native,
             _row(self.predict_btn, self.cancel_btn).native,
+            self.assumption,
             self.save_merged.native,
             self.status,
         ):
             layout.addWidget(part)
         layout.addStretch(1)
-        self.setLayout(layout)
+        set_scrolling_layout(self, layout)  # a dock shorter than its contents scrolls
         self.image.changed.connect(self._on_image)
         self.channel.changed.connect(lambda v: self._remember("channel", v))
         self.voxel_size.native.editingFinished.connect(self._on_voxel_entered)
-        self.predict_btn.clicked.connect(self.predict)
-        self.cancel_btn.clicked.connect(self.cancel)
+        for signal in (self.voxel_size.changed, self.models.list.itemChanged):
+            signal.connect(self._show_assumption)
+        for button, slot in ((self.predict_btn, self.predict), (self.cancel_btn, self.cancel)):
+            button.clicked.connect(slot)
         self.save_merged.clicked.connect(self._ask_save_merged)
 
     # -------------------------------------------------------------------------- the image
@@ -127,8 +141,8 @@ class PredictWidget(QWidget):
         self.image.reset_choices()
         names = self._image_names()
         if keep not in names:
-            best = default_source([self.viewer.layers[n] for n in names])
-            self.image.value = best.name if best is not None else (names[0] if names else None)
+            best = default_source([self.viewer.layers[n] for n in names])  # never fluorescence
+            self.image.value = best.name if best is not None else None
         self._on_image(self.image.value)
 
     def _layer(self) -> tuple[Any, LayerInfo]:
@@ -147,6 +161,7 @@ class PredictWidget(QWidget):
         except LabelFreeError:
             with self.channel.changed.blocked():
                 self.channel.choices, self.voxel_size.value = [], ""
+            self._show_assumption()
             return
         mem = self.memory.setdefault(layer.name, {})
         guess = next((n for n in info.channel_names if looks_transmitted(n)), info.channel_names[0])
@@ -155,24 +170,20 @@ class PredictWidget(QWidget):
             self.channel.value = mem.get("channel", guess)
         self.channel.enabled = info.has_channels and not self.runner.running
         self.voxel_size.value = mem.get("voxel_size") or format_voxel_size(info.voxel_size)
-        if not self.voxel_size.value:
-            self.status.setText(f"The voxel size of {layer.name} is unknown: please enter it.")
+        self._show_assumption()
+
+    def _show_assumption(self, *_: Any) -> None:
+        show_assumption(self)  # beside Predict, while the voxel size is unknown
 
     def _remember(self, key: str, value: Any) -> None:
         if self.image.value and value is not None:
             self.memory.setdefault(self.image.value, {})[key] = str(value)
 
     def _on_voxel_entered(self) -> None:
-        """An entered voxel size is remembered and becomes the layer's scale."""
-        try:
-            layer, info = self._layer()
-            vox = parse_voxel_size(self.voxel_size.value)
-        except LabelFreeError:
-            return  # said on Predict, with the control highlighted
-        self.runner.clear_highlight()
+        """An entered voxel size is checked (core), remembered, and becomes the layer's scale."""
+        vox = enter_voxel_size(self)
         if vox is not None:
             self._remember("voxel_size", format_voxel_size(vox))
-            set_voxel_size(layer, info, vox)
 
     def _set_devices(self, devices: list[str]) -> None:
         with contextlib.suppress(RuntimeError):  # the widget closed before torch answered
@@ -228,6 +239,8 @@ class PredictWidget(QWidget):
             self.runner.highlight(e.fields)
             return
         layer, info = self._layer()
+        if warn_fluorescence_once(self, layer, req.channel):
+            return  # said once: Predict again goes ahead
         self.run = OverlayRun(self.viewer, layer, info, req.model_paths)
         self.scheduler, self.layers_ready = req.scheduler, req.layers_ready
         self.runner.start(predict_job, req, status=f"Predicting on {layer.name}...")
@@ -282,15 +295,3 @@ class PredictWidget(QWidget):
         self.cancel_btn.enabled = running
         if not running:
             self._on_image(self.image.value)
-
-    # ------------------------------------------------------------------------------ export
-    def _ask_save_merged(self) -> None:
-        path, _ = QFileDialog.getSaveFileName(
-            self, "Save merged image", "merged.png", "PNG (*.png);;TIFF (*.tif *.tiff)"
-        )
-        if path:
-            self.save_merged_image(path)
-
-    def save_merged_image(self, path: str | Path) -> Path | None:
-        """Write the visible overlays on the shown plane as one RGB PNG or TIFF."""
-        return save_merged(self.viewer, path)

@@ -17,9 +17,13 @@ def ome_metadata(
     channel_names: Sequence[str],
     physical_sizes: Sequence[float | None],
     channel_colors: Sequence[int | None] | None = None,
+    annotation: dict[str, str] | None = None,
 ) -> dict:
-    """tifffile's OME metadata: axes, channel names (and OME Colors), sizes known in um only."""
+    """tifffile's OME metadata: axes, channel names (and OME Colors), sizes known in um only, and
+    an OME MapAnnotation (key-value pairs under ``annotation["Namespace"]``) when given."""
     md: dict[str, Any] = {"axes": "TCZYX", "Channel": {"Name": list(channel_names)}}
+    if annotation:
+        md["MapAnnotation"] = dict(annotation)
     if channel_colors is not None and all(c is not None for c in channel_colors):
         md["Channel"]["Color"] = [int(c) for c in channel_colors]  # type: ignore[arg-type]
     for axis, size in zip("ZYX", physical_sizes, strict=True):
@@ -38,12 +42,14 @@ def write_ome_tiff(
     channel_colors: Sequence[int | None] | None = None,
     dtype: Any = np.float32,
     overwrite: bool = False,
+    annotation: dict[str, str] | None = None,
 ) -> Path:
     """Write a TCZYX OME-TIFF atomically (temporary file, then rename).
 
     ``frames`` is a TCZYX array or an iterable of CZYX arrays (one per time point, streamed to disk
     so a long time-lapse never sits in memory whole; then ``shape_tczyx`` is required).
-    ``channel_colors`` are OME Colors (RGBA in a signed 32-bit integer), written when all are given.
+    ``channel_colors`` are OME Colors (RGBA in a signed 32-bit integer), written when all are given;
+    ``annotation`` an OME MapAnnotation (see :func:`ome_metadata`).
     """
     import tifffile
 
@@ -85,7 +91,7 @@ def write_ome_tiff(
             dtype=dtype,
             ome=True,
             photometric="minisblack",
-            metadata=ome_metadata(names, physical_sizes, channel_colors),
+            metadata=ome_metadata(names, physical_sizes, channel_colors, annotation),
             bigtiff=t * c * z * y * x * np.dtype(dtype).itemsize > 2**31,
         )
         if path.exists() and not overwrite:
