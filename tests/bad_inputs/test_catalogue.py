@@ -190,6 +190,31 @@ def code_pickles(w, a):
     (w / "fake.zip").write_bytes(b"PK not a zip")
 
 
+def zarr_holes(w, a):
+    """OME-Zarr inputs with chunks missing from the store (copied in part): not zeros."""
+    from napari_labelfree.core.io import open_prediction_output
+
+    for name in ("holes", "no-chunks"):
+        out = open_prediction_output(
+            w / f"{name}.ome.zarr",
+            ["bf"],
+            ["gray"],
+            (8, 16, 16),
+            (0.29,) * 3,
+            1,
+            chunks_zyx=(4, 16, 16),
+        )
+        out.write_frame(0, {"bf": _stack()})
+        out.commit()
+    chunks = sorted(
+        p for p in (w / "holes.ome.zarr").rglob("*") if p.is_file() and p.name.isdigit()
+    )
+    chunks[-1].unlink()
+    for p in (w / "no-chunks.ome.zarr").rglob("*"):
+        if p.is_file() and p.name.isdigit():
+            p.unlink()
+
+
 SETUPS: dict[str, Callable] = {
     f.__name__: f
     for f in (
@@ -204,6 +229,7 @@ SETUPS: dict[str, Callable] = {
         broken_models,
         pair_data,
         code_pickles,
+        zarr_holes,
     )
 }
 MONKEY_SETUPS = {"bioio_fails_late": bioio_fails_late}
@@ -302,6 +328,18 @@ CASES = [
         "predict {w}/complex.tif -m {model} " + OUT,
         "holds complex numbers",
         "odd_images",
+    ),
+    Case(
+        "zarr-chunk-missing",
+        "predict {w}/holes.ome.zarr -m {model} " + OUT,
+        "time point 0, channel 0 of .*holes.ome.zarr: 1 of its 2 chunks are missing",
+        "zarr_holes",
+    ),
+    Case(
+        "zarr-all-chunks-missing",
+        "predict {w}/no-chunks.ome.zarr -m {model} " + OUT,
+        "2 of its 2 chunks are missing",
+        "zarr_holes",
     ),
     # ---- predict: channel, voxel size, tiling, precision, device -------------------------------
     Case("no-channel-of-two", "predict {good} -m {model} " + OUT, "2 channels.*--channel"),

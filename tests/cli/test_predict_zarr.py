@@ -109,15 +109,39 @@ def test_ctrl_c_leaves_an_incomplete_partial_store_that_resume_finishes(
     assert read_done_frames(partial) == {0, 1}
     assert json.loads((partial / ".zattrs").read_text())["labelfree"]["complete"] is False
 
-    # the resumed run predicts only frames 2 and 3: frame 0's pixels, zeroed here, stay zero
+    # the resumed run predicts only frames 2 and 3: frame 0's pixels, set to 7 here, stay 7
     import zarr
 
-    zarr.open_array(str(partial / "0"), mode="r+", zarr_format=2)[0] = 0.0
+    zarr.open_array(str(partial / "0"), mode="r+", zarr_format=2)[0] = 7.0
     monkeypatch.setattr(OmeZarrOutput, "write_frame", write)
     assert main(_args(case, out, "--resume")) == 0
     reference = _reference(case)
     src = _assert_store(out, reference, skip=(0,))
-    assert not src.frame(0, 0).any()
+    assert (src.frame(0, 0) == 7.0).all()
+
+
+def test_resume_predicts_again_a_done_frame_whose_chunk_was_deleted(
+    case, tmp_path, monkeypatch, capsys
+):
+    """A done-marker says the frame was written; its chunk gone since, it would read as zeros."""
+    out = tmp_path / "result.ome.zarr"
+    write = OmeZarrOutput.write_frame
+
+    def write_then_stop(self, t, arrays):
+        if t == 2:
+            raise KeyboardInterrupt
+        write(self, t, arrays)
+
+    monkeypatch.setattr(OmeZarrOutput, "write_frame", write_then_stop)
+    assert main(_args(case, out)) == 130
+    partial = partial_path(out)
+    assert read_done_frames(partial) == {0, 1}
+    (partial / "0" / "1" / "1" / "0" / "0" / "0").unlink()  # frame 1, channel 1
+    monkeypatch.setattr(OmeZarrOutput, "write_frame", write)
+    capsys.readouterr()
+    assert main(_args(case, out, "--resume")) == 0
+    assert "1 of 4 frames already done" in capsys.readouterr().out
+    _assert_store(out, _reference(case))
 
 
 def test_several_inputs_into_a_folder_of_stores(case, tmp_path):

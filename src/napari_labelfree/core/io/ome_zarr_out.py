@@ -290,7 +290,7 @@ def open_prediction_output(
                     f"the unfinished {path.name} beside it was started with other models or "
                     "another image (or other blocks); start again without resuming to replace it"
                 )
-            out.done_frames = read_done_frames(partial)
+            out.done_frames = _whole_frames(partial, read_done_frames(partial))
             return out
     if path.exists() and not overwrite:
         raise LabelFreeError(
@@ -301,6 +301,27 @@ def open_prediction_output(
         shutil.rmtree(partial)  # an earlier run's leftover, not resumed: start it again
     _create_store(partial, names, colours, shape, scale, expected)
     return out
+
+
+def _whole_frames(store: Path, done: set[int]) -> set[int]:
+    """The frames of ``done`` whose chunks are all in ``store``; the others lose their marker.
+
+    A marker says the frame was written; a chunk deleted since (or lost in a copy) would read as
+    zeros in the finished store, so its frame is predicted again.
+    """
+    from .zarr_chunks import missing_chunk_files, ome_zarr_level0
+
+    found = ome_zarr_level0(store)
+    if found is None:
+        return set()  # not a store this can check: every frame is predicted again
+    array, _ = found
+    whole = set()
+    for t in sorted(done):
+        if missing_chunk_files(store, array, {0: t})[0] == 0:
+            whole.add(t)
+        else:
+            (store / DONE_DIR / str(t)).unlink(missing_ok=True)
+    return whole
 
 
 def _matches(store: Path, expected: dict) -> bool:

@@ -182,11 +182,37 @@ def _from_reader(path: Path, reader: Any) -> ImageSource:
             dtype=dtype,
         )
 
+    check_chunks = _chunk_check(path) if is_zarr(path) else None
+
     def read_frame(t: int, c: int) -> np.ndarray:
+        if check_chunks is not None:
+            check_chunks(t, c)
         data = reader.get_image_dask_data("ZYX", T=t, C=c)
         return np.asarray(data.compute(), dtype=np.float32)
 
     return ImageSource(path, shape, names, sizes, backend, _guarded(path, read_frame), dtype=dtype)  # type: ignore[arg-type]
+
+
+def _chunk_check(path: Path) -> Callable[[int, int], None] | None:
+    """For a local OME-Zarr: refuse a frame with chunks missing from the store (read as zeros)."""
+    from .zarr_chunks import missing_chunk_files, ome_zarr_level0
+
+    found = ome_zarr_level0(path)
+    if found is None:
+        return None
+    array, axes = found
+
+    def check(t: int, c: int) -> None:
+        fixed = {axes.index(a): i for a, i in (("t", t), ("c", c)) if a in axes}
+        missing, total = missing_chunk_files(path, array, fixed)
+        if missing:
+            raise LabelFreeError(
+                f"cannot read time point {t}, channel {c} of {path}: {missing} of its {total} "
+                "chunks are missing from the store (copied or written only in part?); copy or "
+                "write it again"
+            )
+
+    return check
 
 
 def _tiff_planes(path: Path, reader: Any) -> Any:
