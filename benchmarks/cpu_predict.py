@@ -116,10 +116,10 @@ def _worker_reference(bundle: str, image: str, result: str) -> None:
 # --------------------------------------------------------------------------------------------
 # the parent: set-up, subprocesses, comparison
 # --------------------------------------------------------------------------------------------
-def _run_measured(cmd: list[str]) -> tuple[float, float, str]:
+def _run_measured(cmd: list[str], env: dict | None = None) -> tuple[float, float, str]:
     """Run ``cmd``; (wall seconds, peak RSS in MB of that process alone, its stdout)."""
     t0 = time.perf_counter()
-    proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env)
     # read the pipes in threads so wait4 (not Popen.wait) reaps the child and returns its rusage
     import threading
 
@@ -140,15 +140,17 @@ def _run_measured(cmd: list[str]) -> tuple[float, float, str]:
     return wall, usage.ru_maxrss / 1024, chunks.get("out", "")
 
 
-def make_bundle(folder: Path, seed: int = 0):
-    """Paper-size untrained bundle whose BatchNorm layers have non-trivial statistics."""
+def make_bundle(folder: Path, seed: int = 0, depth: int = 4, width: int = 32):
+    """Untrained bundle (paper size by default) whose BatchNorm layers have non-trivial statistics."""
 
     from napari_labelfree.core.bundle import init_bundle, save_bundle
     from napari_labelfree.core.config import Architecture, ModelSpec
     from napari_labelfree.core.unet import randomize_batchnorm
     from napari_labelfree.core.weights import load_network
 
-    spec = ModelSpec("dna", voxel_size_um=VOXEL, architecture=Architecture(depth=4, width=32))
+    spec = ModelSpec(
+        "dna", voxel_size_um=VOXEL, architecture=Architecture(depth=depth, width=width)
+    )
     bundle = init_bundle(folder, spec, seed=seed)
     net = randomize_batchnorm(load_network(bundle), seed)
     save_bundle(folder, spec, net.state_dict(), overwrite=True)
@@ -182,6 +184,13 @@ def main() -> None:
     p.add_argument("--repeat", type=int, default=2, help="rounds over every configuration")
     p.add_argument("--keep", default=None, help="folder to keep inputs/outputs in (else temporary)")
     p.add_argument("--json", default=None, help="also write every figure to this JSON file")
+    p.add_argument(
+        "--before",
+        default=None,
+        metavar="SRC",
+        help="also run the command from another source tree's src folder (e.g. an older commit "
+        "unpacked with git archive) in the same run: before/after ratios on one machine state",
+    )
     p.add_argument("--worker", default=None, help=argparse.SUPPRESS)
     p.add_argument("--bundle", default=None, help=argparse.SUPPRESS)
     p.add_argument("--image", default=None, help=argparse.SUPPRESS)
@@ -206,6 +215,11 @@ def main() -> None:
     bundle = make_bundle(work / "paper-dna")
     images = {s: make_image(work / f"in_{'x'.join(map(str, s))}.ome.tif", s) for s in sizes}
     rows: list[dict] = []
+    # (label, source folder or None for the installed command), alternating in each round
+    codes: list[tuple[str, str | None]] = [("", None)]
+    if args.before:
+        here = str(Path(__file__).resolve().parent.parent / "src")
+        codes = [(" (before)", str(Path(args.before).resolve())), (" (after)", here)]
     for rnd in range(1, args.repeat + 1):
         for shape in sizes:
             tag = "x".join(map(str, shape))
@@ -220,16 +234,22 @@ def main() -> None:
                    "process_seconds": wall, "mvox_s": nvox / ref_s / 1e6, "peak_mb": peak}  # fmt: skip
             rows.append(row)
             print(json.dumps(row), flush=True)
-            for prec in precisions:
+            before_pred: dict[str, np.ndarray] = {}
+            for prec, (label, src) in [(p, c) for p in precisions for c in codes]:
                 target = work / f"out_{tag}_{prec}.ome.tif"
-                cmd = [labelfree, "predict", str(images[shape]), "-m", str(bundle), "-o",
-                       str(target), "--device", "cpu", "--precision", prec, "--overwrite"]  # fmt: skip
-                wall, peak, _ = _run_measured(cmd)
+                args_ = [str(images[shape]), "-m", str(bundle), "-o",
+                         str(target), "--device", "cpu", "--precision", prec, "--overwrite"]  # fmt: skip
+                if src is None:
+                    cmd, env = [labelfree, "predict", *args_], None
+                else:  # the package from that source tree, by this interpreter
+                    cmd = [sys.executable, "-m", "napari_labelfree", "predict", *args_]
+                    env = {**os.environ, "PYTHONPATH": src}
+                wall, peak, _ = _run_measured(cmd, env)
                 import tifffile
 
                 pred = tifffile.imread(target).reshape(shape)
                 r, err = _compare(pred, ref)
-                row = {"round": rnd, "shape": tag, "config": f"labelfree predict --precision {prec}",
+                row = {"round": rnd, "shape": tag, "config": f"labelfree predict{label} --precision {prec}",
                        "seconds": wall, "mvox_s": nvox / wall / 1e6, "peak_mb": peak,
                        "speed_vs_ref": ref_s / wall,
                        "pearson_r_vs_ref": r, "max_abs_err_vs_ref": err}  # fmt: skip
@@ -238,6 +258,11 @@ def main() -> None:
                     and x["config"] == "reference"
                 )  # fmt: skip
                 row["mem_vs_ref"] = peak / ref_row["peak_mb"]
+                if label == " (before)":
+                    before_pred[prec] = pred
+                elif label == " (after)":
+                    same = _compare(pred, before_pred.pop(prec))
+                    row["r_vs_before"], row["max_abs_diff_vs_before"] = same
                 rows.append(row)
                 print(json.dumps(row), flush=True)
     _summary(rows, sizes, precisions, args.repeat)
@@ -264,12 +289,23 @@ def _summary(rows: list[dict], sizes, precisions, repeat: int) -> None:
     if "64x256x256" in tags and "64x512x512" in tags:
         print("\nflat memory (peak 64x512x512 / peak 64x256x256), goal <= 1.3:")
         for rnd in range(1, repeat + 1):
-            for prec in ["reference"] + [f"labelfree predict --precision {p}" for p in precisions]:
+            for prec in dict.fromkeys(r["config"] for r in rows):
                 peak = {
                     r["shape"]: r["peak_mb"] for r in rows
                     if r["round"] == rnd and r["config"] == prec
                 }  # fmt: skip
                 print(f"  round {rnd} {prec}: {peak['64x512x512'] / peak['64x256x256']:.2f}")
+    before = [r for r in rows if "(before)" in r["config"]]
+    if before:
+        print("\nafter / before, same round (speed > 1: the new code is faster; peak < 1: leaner):")
+        for b in before:
+            a = next(
+                r for r in rows if r["round"] == b["round"] and r["shape"] == b["shape"]
+                and r["config"] == b["config"].replace("(before)", "(after)")
+            )  # fmt: skip
+            print(f"  round {b['round']} {b['shape']} {a['config']}: speed "
+                  f"{b['seconds'] / a['seconds']:.2f}x, peak {a['peak_mb'] / b['peak_mb']:.2f}x, "
+                  f"output max abs diff {a['max_abs_diff_vs_before']:.1e}")  # fmt: skip
 
 
 if __name__ == "__main__":
