@@ -23,6 +23,7 @@ from ._layers import (
 )
 from ._overlays import PREDICTED_SUFFIX, RUNNING_SUFFIX, FrameReady
 from ._predict_job import Planned
+from ._trust import base_name, overlay_style
 
 
 def _unwrap(obj: Any) -> Any:
@@ -87,7 +88,7 @@ class OverlayRun:
         if not self.pending:
             return False
         name = self.pending.pop(0)
-        bundle = self.bundles[self.names.index(name)]
+        bundle = self.bundles[self.names.index(base_name(name))]  # an uncertainty: its model's
         data = self.first_arrays[name] if self.first_arrays else self.stores[name]  # type: ignore[index]
         meta = prediction_tag(self.source_name, str(bundle.path))
         meta["structure"] = bundle.spec.structure
@@ -95,7 +96,7 @@ class OverlayRun:
         layer = self.viewer.add_image(
             data,
             name=f"{name}{RUNNING_SUFFIX}",
-            colormap=bundle.spec.colormap,
+            **overlay_style(name, bundle),  # an uncertainty: hidden, its own colormap
             blending="additive",
             scale=self.scale,
             translate=self.translate,

@@ -39,6 +39,7 @@ from ._predict_job import Planned, PredictRequest, predict_job, tiling_from_text
 from ._predict_texts import TOOLTIPS, UNKNOWN_VOXEL
 from ._reader_question import ReaderQuestion
 from ._scroll import set_scrolling_layout
+from ._trust import TrustControls
 from ._workers import load_devices, notify_error
 
 if TYPE_CHECKING:
@@ -67,6 +68,7 @@ class PredictWidget(MergedExport, QWidget):
         self.precision = "auto"  # TilingConfig.precision; tests set "fp32" (no control yet)
         self.warned: tuple[str, int | None] | None = None  # fluorescence warned of, once
         self._build()
+        self.trust = TrustControls(self)  # uncertainty option, input warnings, Compare with
         self.runner = JobRunner(
             self,
             "prediction",
@@ -208,7 +210,9 @@ class PredictWidget(MergedExport, QWidget):
         tiling, auto, notice = tiling_from_text(
             self.tile.value, self.overlap.value, bundles, self.precision
         )
-        tiling = dataclasses.replace(tiling, tta=self.tta.value)
+        tiling = dataclasses.replace(
+            tiling, tta=self.tta.value, uncertainty=bool(self.trust.uncertainty.value)
+        )
         if notice is not None:
             show_info(notice.text)
             self.tile.value = ", ".join(map(str, tiling.tile_shape))
@@ -251,6 +255,7 @@ class PredictWidget(MergedExport, QWidget):
         self.layers_ready.set()
 
     def _on_event(self, event: Any) -> None:
+        self.trust.on_event(event)  # marks a model whose training images the input is unlike
         if self.run is None:
             return
         if isinstance(event, Planned):

@@ -111,8 +111,8 @@ def predict_job(req: PredictRequest) -> Generator[Any, None, list[int]]:
     stores = None
     if req.has_time:  # chunked on disk: a long time-lapse must not sit in RAM
         shape = (plan.n_frames, *plan.shape_zyx)
-        stores = {name: frame_store(shape) for name in plan.names}
-    yield Planned(plan.names, plan.bundles, stores)
+        stores = {name: frame_store(shape) for name in plan.output_names}
+    yield Planned(plan.output_names, plan.bundles, stores)
     done: list[int] = []
     for event in plan.iter_frames(req.scheduler):
         if isinstance(event, FrameDone):

@@ -12,6 +12,7 @@ relief) differs when the root mean square of its features' deviations exceeds
 from __future__ import annotations
 
 import math
+import warnings
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Any
@@ -116,7 +117,9 @@ def input_on_model_grid(
 
 def compare(features: np.ndarray, stats: dict[str, Any]) -> dict[str, float]:
     """Deviation per group of one image's median features from the training statistics."""
-    med = np.nanmedian(np.asarray(features, dtype=np.float64), axis=0)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", RuntimeWarning)  # a band a small image lacks stays NaN
+        med = np.nanmedian(np.asarray(features, dtype=np.float64), axis=0)
     scores: dict[str, float] = {}
     k = 0
     for group, names in GROUPS.items():

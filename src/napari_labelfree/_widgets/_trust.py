@@ -1,0 +1,161 @@
+"""The Predict widget's trust controls: the uncertainty option, input warnings, "Compare with".
+
+* "Uncertainty layer" asks the prediction for a second output per model, "<structure>
+  (uncertainty)" (core.predict.tta): added as its own layer, hidden, in a perceptually uniform
+  colormap, at the prediction's scale.
+* A warning that the image is unlike a model's training images (core.trust.ood) is shown as a
+  notification by the job runner; here the model is marked in the model list.
+* "Compare with <channel>": where a prediction layer and a fluorescence layer of the same
+  structure (by name, core.structures) are open, r / SSIM against it and the error map as a layer.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from magicgui.widgets import CheckBox, ComboBox, Label, PushButton
+from qtpy.QtCore import Qt
+
+from ..core.errors import LabelFreeError
+from ..core.predict.tta import UNCERTAINTY_COLORMAP, UNCERTAINTY_SUFFIX
+from ..core.trust.ood import InputWarning
+from ._layers import META_KEY
+from ._workers import notify_error
+
+MARK = "\u26a0 "  # a model whose training images the input is unlike
+ERROR_COLORMAP = "bwr"
+TOOLTIP_UNCERTAINTY = (
+    "Add per model a hidden layer '<structure> (uncertainty)': how much the predictions of the 8 "
+    "flipped/rotated copies of the image disagree, voxel by voxel (8x the prediction time). "
+    "High where the model is unsure; low does not prove it right (docs/trust.md)."
+)
+
+
+def overlay_style(name: str, bundle: Any) -> dict[str, Any]:
+    """Colormap (and visibility) of an output layer: its model's colour, or the uncertainty's."""
+    if name.endswith(UNCERTAINTY_SUFFIX):
+        return {"colormap": UNCERTAINTY_COLORMAP, "visible": False}
+    return {"colormap": bundle.spec.colormap}
+
+
+def base_name(name: str) -> str:
+    """The model output an output belongs to ("dna (uncertainty)" -> "dna")."""
+    return name.removesuffix(UNCERTAINTY_SUFFIX)
+
+
+def _tag(layer: Any) -> dict:
+    meta = layer.metadata if isinstance(layer.metadata, dict) else {}
+    tag = meta.get(META_KEY, {})
+    return tag if isinstance(tag, dict) else {}
+
+
+class TrustControls:
+    """Added to a Predict widget (``widget.trust``); the widget hands it every job event."""
+
+    def __init__(self, widget: Any) -> None:
+        self.widget = widget
+        self.viewer = widget.viewer
+        self.uncertainty = CheckBox(text="Uncertainty layer (8x time)", value=False)
+        self.uncertainty.tooltip = TOOLTIP_UNCERTAINTY
+        self.stain = ComboBox(label="Compare with", choices=[])
+        self.stain.tooltip = (
+            "A fluorescence layer of a predicted structure (same field): Compare shows r / SSIM "
+            "against it and adds the error map"
+        )
+        self.compare_btn = PushButton(text="Compare")
+        self.result = Label(value="")
+        widget.advanced.append(self.uncertainty)
+        widget.advanced.append(self.stain)
+        widget.advanced.append(self.compare_btn)
+        widget.advanced.append(self.result)
+        self.compare_btn.clicked.connect(self.compare)
+        layers = self.viewer.layers
+        for ev in (layers.events.inserted, layers.events.removed, layers.events.moved):
+            ev.connect(self.refresh)
+        self.refresh()
+
+    # ------------------------------------------------------------------ warnings
+    def on_event(self, event: Any) -> None:
+        if isinstance(event, InputWarning):
+            self.mark_model(event.model, event.text)
+
+    def mark_model(self, model: str, text: str) -> None:
+        """Mark the model's row in the list (its folder name) with the warning as its tooltip."""
+        lst = self.widget.models.list
+        for i in range(lst.count()):
+            item = lst.item(i)
+            path = str(item.data(Qt.ItemDataRole.UserRole) or "")
+            if path.rstrip("/\\").split("/")[-1].split("\\")[-1] != model:
+                continue
+            if not item.text().startswith(MARK):
+                item.setText(MARK + item.text())
+            item.setToolTip(text)
+
+    # ------------------------------------------------------------------ compare
+    def pairs(self) -> dict[str, tuple[Any, Any]]:
+        """'<stain> vs <prediction>' -> (prediction layer, stain layer) for every open match."""
+        from ..core.trust.compare import matching_stains
+
+        layers = list(self.viewer.layers)
+        names = [ly.name for ly in layers]
+        out: dict[str, tuple[Any, Any]] = {}
+        for pred in layers:
+            tag = _tag(pred)
+            if tag.get("role") != "prediction" or pred.name.endswith(UNCERTAINTY_SUFFIX):
+                continue
+            if " (uncertainty)" in pred.name:
+                continue
+            for stain_name in matching_stains(str(tag.get("structure", "")), names):
+                stain = self.viewer.layers[stain_name]
+                if _tag(stain).get("role") == "prediction":
+                    continue
+                if tuple(stain.data.shape) == tuple(pred.data.shape):
+                    out[f"{stain_name} vs {pred.name}"] = (pred, stain)
+        return out
+
+    def refresh(self, *_: Any) -> None:
+        choices = list(self.pairs())
+        keep = self.stain.value
+        self.stain.choices = choices
+        if keep in choices:
+            self.stain.value = keep
+        elif choices:
+            self.stain.value = choices[0]
+        self.stain.visible = self.compare_btn.visible = bool(choices)
+        if choices:
+            stain = self.stain.value.split(" vs ")[0]
+            self.compare_btn.text = f"Compare with {stain}"
+
+    def compare(self) -> str | None:
+        """Score the chosen prediction against its stain; add the error map. Returns the text."""
+        from ..core.trust.compare import compare_with_stain
+
+        pair = self.pairs().get(self.stain.value or "")
+        if pair is None:
+            notify_error(LabelFreeError("open a prediction and a stain of its structure first"))
+            return None
+        pred, stain = pair
+        try:
+            result = compare_with_stain(pred.data, stain.data)
+        except LabelFreeError as e:
+            notify_error(e)
+            return None
+        name = f"{pred.name.split(' (')[0]} error vs {stain.name}"
+        if name in self.viewer.layers:
+            self.viewer.layers.remove(name)
+        lim = float(max(abs(result.error.min()), abs(result.error.max()), 1e-6))
+        self.viewer.add_image(
+            result.error,
+            name=name,
+            colormap=ERROR_COLORMAP,
+            contrast_limits=(-lim, lim),
+            scale=pred.scale,
+            translate=pred.translate,
+            visible=True,
+        )
+        text = result.text(pred.name, stain.name)
+        self.result.value = f"r {result.pearson_r:.3f}, SSIM {result.ssim:.3f}"
+        from napari.utils.notifications import show_info
+
+        show_info(text)
+        return text

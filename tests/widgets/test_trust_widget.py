@@ -1,0 +1,69 @@
+"""The Predict widget's trust controls: uncertainty layer, input warning mark, Compare with a stain."""
+
+from __future__ import annotations
+
+import numpy as np
+from napari.utils.notifications import notification_manager
+
+from napari_labelfree._widgets._layers import META_KEY
+from napari_labelfree._widgets._trust import MARK
+
+SCALE = (0.29, 0.29, 0.29)
+TIMEOUT = 60_000
+
+
+def _predict(widget, qtbot):
+    widget.predict_btn.native.click()
+    qtbot.waitUntil(lambda: not widget.is_running, timeout=TIMEOUT)
+
+
+def test_uncertainty_layer_is_hidden_uniform_and_at_the_same_scale(
+    open_predict, tiny_models, volume, tiling_small, qtbot
+):
+    viewer, widget = open_predict()
+    src = viewer.add_image(volume, name="bright-field", scale=SCALE, translate=(1.0, 2.0, 3.0))
+    tiling_small(widget)
+    widget.models.set_checked([tiny_models[0].path])
+    assert widget.trust.uncertainty.value is False  # off unless asked for
+    widget.trust.uncertainty.value = True
+    n = len(notification_manager.records)
+    _predict(widget, qtbot)
+    layers = {ly.name: ly for ly in viewer.layers if META_KEY in ly.metadata}
+    assert set(layers) == {"dna (predicted)", "dna (uncertainty) (predicted)"}
+    u = layers["dna (uncertainty) (predicted)"]
+    assert u.visible is False and layers["dna (predicted)"].visible is True
+    assert u.colormap.name == "magma"
+    assert u.data.shape == volume.shape and float(u.data.min()) >= 0.0
+    np.testing.assert_allclose(u.scale, src.scale)
+    np.testing.assert_allclose(u.translate, src.translate)
+    # the tiny model stores no training statistics: told, and marked in the model list
+    texts = [str(r.message) for r in notification_manager.records[n:]]
+    assert any("cannot check" in t and "dna" in t for t in texts)
+    item = widget.models.list.item(0)
+    assert item.text().startswith(MARK) and "cannot check" in item.toolTip()
+
+
+def test_compare_with_a_stain_shows_r_and_adds_the_error_map(
+    open_predict, tiny_models, volume, tiling_small, qtbot
+):
+    viewer, widget = open_predict()
+    viewer.add_image(volume, name="cells: bright-field", scale=SCALE)
+    tiling_small(widget)
+    widget.models.set_checked([tiny_models[0].path])
+    _predict(widget, qtbot)
+    assert widget.trust.stain.choices == ()  # no stain open: nothing to compare with
+    stain = viewer.add_image(volume[::-1].copy(), name="cells: Hoechst 33342", scale=SCALE)
+    assert widget.trust.stain.choices == ("cells: Hoechst 33342 vs dna (predicted)",)
+    assert widget.trust.compare_btn.text == "Compare with cells: Hoechst 33342"
+    text = widget.trust.compare()
+    assert text is not None and "Pearson r" in text and "SSIM" in text
+    assert widget.trust.result.value.startswith("r ")
+    error = viewer.layers["dna error vs cells: Hoechst 33342"]
+    assert error.data.shape == stain.data.shape
+    np.testing.assert_allclose(error.scale, stain.scale)
+    # the scores are those of the z-scored images
+    pred = viewer.layers["dna (predicted)"].data
+    z = lambda a: (a - a.mean()) / a.std()  # noqa: E731
+    expected_r = float(np.corrcoef(pred.ravel(), stain.data.ravel())[0, 1])
+    assert f"{expected_r:.3f}" in text
+    np.testing.assert_allclose(error.data, z(pred) - z(stain.data), atol=1e-4)
