@@ -12,6 +12,7 @@ every structure (hidden, additive blending, one colour per structure), all in um
 
 from __future__ import annotations
 
+import weakref
 from concurrent.futures import wait
 from typing import Any
 
@@ -60,6 +61,7 @@ def _simulated(kind: str) -> SimulatedImage:
         pool.shutdown(wait=False)
         _notify(f"Simulating the {kind} sample (a few seconds on a CPU)...")
     app = _qt_app()
+    deferred = _CloseDeferred.install() if app is not None else None
     try:
         while not future.done():
             if app is not None:
@@ -70,7 +72,60 @@ def _simulated(kind: str) -> SimulatedImage:
         _CACHE[kind] = future.result()
     finally:
         _RUNNING.pop(kind, None)
+        if deferred is not None:
+            deferred.release()
     return _CACHE[kind]
+
+
+class _CloseDeferred:
+    """Holds back closing the viewer's window while a sample is simulated (issue 19).
+
+    napari adds the sample's layers when this function returns; a window closed meanwhile (the
+    events are processed above) makes that addition fail in napari's closed dims widget with a
+    traceback. So a close asked for now hides the window at once and really closes it right after
+    the layers are added.
+    """
+
+    def __init__(self, window: Any, napari_window: Any) -> None:
+        from qtpy.QtCore import QEvent, QObject
+
+        outer = self
+
+        class Filter(QObject):
+            def eventFilter(self, obj: Any, event: Any) -> bool:  # noqa: N802 (Qt's name)
+                if event.type() == QEvent.Type.Close and outer.window is not None:
+                    outer.asked = True
+                    obj.hide()
+                    event.ignore()
+                    return True
+                return False
+
+        self.window, self.asked = window, False
+        self.napari_window = weakref.ref(napari_window)
+        self.filter = Filter()
+        window.installEventFilter(self.filter)
+
+    @classmethod
+    def install(cls) -> _CloseDeferred | None:
+        try:
+            from napari import current_viewer
+
+            napari_window = current_viewer().window  # type: ignore[union-attr]
+            window = getattr(napari_window, "_qt_window", None)
+        except Exception:  # no viewer (a script calling the sample function): nothing to hold
+            return None
+        return cls(window, napari_window) if window is not None else None
+
+    def release(self) -> None:
+        window, self.window = self.window, None
+        window.removeEventFilter(self.filter)
+        napari_window = self.napari_window()
+        # viewer.close() (a script) tears the viewer down itself and drops its Qt window: a
+        # second close would stop its deleted threads again
+        if self.asked and napari_window is not None and hasattr(napari_window, "_qt_window"):
+            from qtpy.QtCore import QTimer
+
+            QTimer.singleShot(0, window.close)  # after napari has added the layers
 
 
 def _qt_app() -> Any:

@@ -26,6 +26,7 @@ def train_setup(viewer_factory, volume, monkeypatch):
     _, predict = viewer.window.add_plugin_dock_widget(PLUGIN, PREDICT)
     _, train = viewer.window.add_plugin_dock_widget(PLUGIN, TRAIN)
     train.structure.value = "dna"
+    train.start_from.value = None  # a new network (by default the built-in dna model is adapted)
     train.patch.value = "8, 16, 16"
     train.batch.value = 2
     train.depth.value = 2
@@ -73,8 +74,9 @@ def test_train_a_tiny_model_and_it_appears_in_predict(train_setup, qtbot, monkey
     assert train.train_btn.enabled and not train.stop_btn.enabled
 
 
-def test_stop_at_the_next_step_keeps_a_usable_model(train_setup, qtbot, monkeypatch):
-    """Stop is taken at the next yield: the worker is held after step 2 until Stop is pressed."""
+@pytest.fixture
+def held_training(monkeypatch):
+    """Training held after step 2 until released (so closing happens mid-training)."""
     import napari_labelfree.core.train as core_train
 
     real = core_train.iter_train
@@ -88,10 +90,20 @@ def test_stop_at_the_next_step_keeps_a_usable_model(train_setup, qtbot, monkeypa
                 if type(event).__name__ == "TrainStep" and event.iteration == 2:
                     reached.set()
                     release.wait(30)
+        except BaseException as e:  # closing: pass it on as the caller meant it
+            gen.throw(e)
+            raise
         finally:
-            gen.close()  # Stop closes this generator: the training one writes its model
+            gen.close()
 
     monkeypatch.setattr(core_train, "iter_train", held)
+    yield reached, release
+    release.set()
+
+
+def test_stop_at_the_next_step_keeps_a_usable_model(train_setup, qtbot, held_training):
+    """Stop is taken at the next yield: the worker is held after step 2 until Stop is pressed."""
+    reached, release = held_training
     viewer, predict, train = train_setup
     train.iterations.value = 100_000
     train.train_btn.native.click()
@@ -156,3 +168,47 @@ def test_start_from_a_model_fine_tunes_it(train_setup, qtbot, tiny_models):
     bundle = open_bundle(train.last_model)
     assert bundle.spec.architecture == base.spec.architecture
     assert bundle.spec.provenance["init"]
+
+
+def test_closing_the_window_mid_training_asks_and_no_keeps_training(
+    train_setup, qtbot, monkeypatch, held_training
+):
+    """A user closing the window is asked; No keeps the window and the training."""
+    from napari_labelfree._widgets import _jobs
+
+    reached, release = held_training
+    asked = []
+    monkeypatch.setattr(_jobs, "confirm_close", lambda parent, q: asked.append(q) or False)
+    viewer, predict, train = train_setup
+    train.iterations.value = 100_000
+    train.train_btn.native.click()
+    qtbot.waitUntil(reached.is_set, timeout=TIMEOUT)
+    # the title bar's X sends a spontaneous Close event, which a test cannot make: the close
+    # filter's callback is called as that event calls it
+    assert train.runner._on_window_close(by_user=True) is False
+    assert asked and "discard" in asked[-1] and "iteration 2/100000" in asked[-1]
+    assert train.is_running  # No: still training
+    train.stop_btn.native.click()
+    release.set()
+    qtbot.waitUntil(lambda: not train.is_running, timeout=TIMEOUT)
+    assert open_bundle(train.last_model).spec.provenance.get("interrupted") is True
+
+
+def test_closing_the_window_mid_training_discards_the_unfinished_model(
+    train_setup, qtbot, held_training
+):
+    """Closing mid-training (Yes, or closed by a script) writes no model of 2 iterations."""
+    reached, release = held_training
+    viewer, predict, train = train_setup
+    train.iterations.value = 100_000
+    train.train_btn.native.click()
+    qtbot.waitUntil(reached.is_set, timeout=TIMEOUT)
+    out = train._out
+    assert out.exists()  # the run's folder (log, checkpoints) is there while it trains
+    n = len(notification_manager.records)
+    release.set()
+    viewer.close()  # not by the user: no question, the run is discarded
+    assert not out.exists()
+    assert not train.is_running and train.last_model is None
+    messages = [str(r.message) for r in notification_manager.records[n:]]
+    assert any("discarded" in m for m in messages)

@@ -4,17 +4,21 @@ A :class:`JobRunner` starts the job, reduces its events into one :class:`~._prog
 shows it in determinate napari progress bars refreshed a few times a second (never per event,
 never a busy bar), cancels it at the job's next yield, shows errors as notifications (a
 :class:`~napari_labelfree.core.errors.LabelFreeError` names the settings to fix: their controls are
-highlighted and focused), and cancels the job when the viewer window closes.
+highlighted and focused), and cancels the job when the viewer window closes or the widget goes.
+
+Closing: the job is stopped at its next yield and waited for before the window goes, and nothing
+it yields afterwards reaches the widget or the viewer. A job that must not end unasked (training)
+sets ``ask_on_close``: a user closing the window is asked first and may keep it open.
 """
 
 from __future__ import annotations
 
+import logging
 import threading
 from collections.abc import Callable, Generator
 from dataclasses import dataclass
 from typing import Any
 
-from napari.qt.threading import create_worker
 from napari.utils import progress
 from napari.utils.notifications import show_info
 from psygnal import evented
@@ -23,12 +27,13 @@ from qtpy.QtCore import QEvent, QObject, QTimer
 from ..core.errors import LabelFreeError
 from ..core.events import Notice
 from ._progress import Progress, reduce
-from ._workers import guarded, notify_error, stoppable
+from ._workers import guarded, make_worker, notify_error, stop_at_exit, stoppable
 
 #: How often progress reaches the screen (ms): a few times a second is smooth enough to read and
 #: costs the GUI thread nothing measurable, whatever the event rate.
 REFRESH_MS = 400
 _HIGHLIGHT = "border: 2px solid #e0533a;"
+logger = logging.getLogger(__name__)
 
 
 @evented
@@ -65,6 +70,12 @@ class JobRunner:
         Called on the GUI thread when the job ended: ``(result, stopped, error)``.
     controls
         Core field name -> magicgui widget, to highlight the control an error is about.
+    on_close
+        Called (GUI thread) when the window closes or the widget goes while a job runs, before
+        the job is stopped: the training widget marks its run to be discarded.
+    ask_on_close
+        A question (``str.format``-ed with ``status``) to ask a user who closes the window while
+        a job runs; None: the job is stopped without asking.
     """
 
     def __init__(
@@ -74,10 +85,13 @@ class JobRunner:
         on_event: Callable[[Any], None],
         on_done: Callable[[Any, bool, BaseException | None], None],
         controls: dict[str, Any] | None = None,
+        on_close: Callable[[], None] | None = None,
+        ask_on_close: str | None = None,
     ) -> None:
         self.widget, self.what = widget, what
         self.on_event, self.on_done = on_event, on_done
         self.controls = controls or {}
+        self.on_close, self.ask_on_close = on_close, ask_on_close
         self.state = JobState()
         self.progress = Progress()
         self.worker: Any = None
@@ -93,6 +107,9 @@ class JobRunner:
         self._timer = QTimer()
         self._timer.setInterval(REFRESH_MS)
         self._timer.timeout.connect(self._show_progress)
+        # the dock closed (its widget deleted): stop, and never call into the widget again
+        widget.destroyed.connect(self._detach)
+        stop_at_exit(self)
 
     # ------------------------------------------------------------------------------ control
     @property
@@ -106,7 +123,7 @@ class JobRunner:
         self.clear_highlight()
         self.progress, self._error, self._result = Progress(), None, None
         self._stop, self._ended = threading.Event(), threading.Event()
-        worker = create_worker(_job_body, fn, args, self._stop, self._ended, _ignore_errors=True)
+        worker = make_worker(_job_body, fn, args, self._stop, self._ended)
         worker.yielded.connect(self._on_yield)
         worker.returned.connect(self._on_returned)
         worker.errored.connect(self._on_error)
@@ -145,6 +162,9 @@ class JobRunner:
 
     def _on_error(self, exc: BaseException) -> None:
         self._error = exc
+        if self.closed:  # the widget is gone: a log line, no notification or highlight
+            logger.warning("%s ended after its window closed: %s", self.what, exc)
+            return
         notify_error(exc, self.what)
         if isinstance(exc, LabelFreeError):
             self.highlight(exc.fields)
@@ -227,27 +247,71 @@ class JobRunner:
             self._watched = id(top)
             top.installEventFilter(self._close_filter)
 
-    def _on_window_close(self) -> None:
-        if self.running:
-            self._cancel_for_close()
+    def _on_window_close(self, by_user: bool) -> bool:
+        """The window is asked to close; False keeps it open (the user chose to go on)."""
+        if not self.running or self.closed:
+            return True
+        if by_user and self.ask_on_close and not confirm_close(self.widget, self._question()):
+            return False
+        self._cancel_for_close()
+        return True
+
+    def _question(self) -> str:
+        return self.ask_on_close.format(status=self.progress.text() or self.state.status)  # type: ignore[union-attr]
 
     def _cancel_for_close(self) -> None:
         """The window closes: stop the job and wait for it, close the bars while the window lives."""
+        if self.on_close is not None:
+            self.on_close()
         self.cancel_and_wait()
         self.closed = True
         self._timer.stop()
         self._close_bars()
         self.state.running = False
 
+    def _detach(self, *_: Any) -> None:
+        """The widget was deleted: stop the job; nothing it yields reaches a widget or layer now."""
+        self.closed = True
+        if self.running and self.on_close is not None:
+            self.on_close()
+        self._stop.set()
+        self._timer.stop()
+
+    def stop_for_exit(self) -> None:
+        """The interpreter is exiting: stop the job (the exit hook then waits for the thread)."""
+        if self.running and not self._stop.is_set() and self.on_close is not None:
+            self.on_close()
+        self.closed = True
+        self._stop.set()
+
+
+def confirm_close(parent: Any, question: str) -> bool:
+    """Ask whether to close the window while a job runs (a modal Yes/No box, No by default)."""
+    from qtpy.QtWidgets import QMessageBox
+
+    answer = QMessageBox.question(
+        parent,
+        "napari-labelfree",
+        question,
+        QMessageBox.StandardButton.Yes | QMessageBox.StandardButton.No,
+        QMessageBox.StandardButton.No,
+    )
+    return answer == QMessageBox.StandardButton.Yes
+
 
 class _CloseFilter(QObject):
-    """Calls back when the watched window receives its Close event (before it goes)."""
+    """Calls back when the watched window receives its Close event (before it goes).
 
-    def __init__(self, callback: Callable[[], None]) -> None:
+    ``callback(by_user)`` returns False to keep the window open: the event is then ignored and
+    goes no further (napari's own close handling never sees it).
+    """
+
+    def __init__(self, callback: Callable[[bool], bool]) -> None:
         super().__init__()
         self.callback = callback
 
     def eventFilter(self, obj: QObject, event: QEvent) -> bool:  # noqa: N802 (Qt's name)
-        if event.type() == QEvent.Type.Close:
-            self.callback()
+        if event.type() == QEvent.Type.Close and not self.callback(event.spontaneous()):
+            event.ignore()
+            return True
         return False

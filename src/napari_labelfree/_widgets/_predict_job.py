@@ -45,25 +45,33 @@ class PredictRequest:
     layers_ready: threading.Event = field(default_factory=threading.Event)
 
 
+def parse_zyx_shape(text: str) -> tuple[int, int, int] | None:
+    """'16, 64, 64' (commas, semicolons or spaces) -> (16, 64, 64): three positive whole numbers
+    of voxels (a tile, a patch); None when the text is not that. Not a voxel size: no um range."""
+    parts = [v for v in text.replace(";", ",").replace(" ", ",").split(",") if v]
+    try:
+        values = [float(v) for v in parts]
+    except ValueError:
+        return None
+    if len(values) != 3 or any(not (0 < v < 1e6) or v != round(v) for v in values):
+        return None
+    return (round(values[0]), round(values[1]), round(values[2]))
+
+
 def tiling_from_text(
     text: str, overlap: float, bundles: list[ModelBundle], precision: str = "auto"
 ) -> tuple[TilingConfig, bool, Notice | None]:
     """(tiling, auto, notice) from the tile box: "auto" or "Z, Y, X"; tiny tiles are raised."""
-    from ._layers import parse_voxel_size
-
     if text.strip().lower() in ("", "auto"):
         return TilingConfig(overlap=float(overlap), precision=precision), True, None
-    try:
-        given = parse_voxel_size(text)
-    except LabelFreeError:
-        given = None
-    if given is None or any(t != round(t) for t in given):
+    given = parse_zyx_shape(text)
+    if given is None:
         raise LabelFreeError(
             f"tile {text!r} is not three whole numbers Z, Y, X (voxels) or 'auto'",
             field="tile_shape",
         )
     multiple = max(b.spec.architecture.multiple for b in bundles)
-    tile, notice = raise_tiny_tile([round(t) for t in given], multiple)
+    tile, notice = raise_tiny_tile(list(given), multiple)
     return TilingConfig(tile_shape=tile, overlap=float(overlap), precision=precision), False, notice
 
 
@@ -111,8 +119,8 @@ def predict_job(req: PredictRequest) -> Generator[Any, None, list[int]]:
     stores = None
     if req.has_time:  # chunked on disk: a long time-lapse must not sit in RAM
         shape = (plan.n_frames, *plan.shape_zyx)
-        stores = {name: frame_store(shape) for name in plan.output_names}
-    yield Planned(plan.output_names, plan.bundles, stores)
+        stores = {name: frame_store(shape) for name in plan.names}
+    yield Planned(plan.names, plan.bundles, stores)
     done: list[int] = []
     for event in plan.iter_frames(req.scheduler):
         if isinstance(event, FrameDone):

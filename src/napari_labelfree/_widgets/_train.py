@@ -9,6 +9,7 @@ Predict widget lists it, under a name no other model has.
 
 from __future__ import annotations
 
+import threading
 import time
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -25,10 +26,11 @@ from ..core.errors import LabelFreeError
 from ..core.structures import COLORMAP_CHOICES, colormap_for
 from ..core.train_estimate import defaults_for
 from ._jobs import JobRunner
-from ._layers import default_source, layer_info, layer_source, looks_transmitted, parse_voxel_size
+from ._layers import default_source, layer_info, layer_source, looks_transmitted
 from ._loss_plot import LossPlot
 from ._models import taken_names, unique_model_folder
 from ._overlays import image_layer_names
+from ._predict_job import parse_zyx_shape
 from ._progress import format_duration
 from ._registry import registry
 from ._train_job import estimate_job, train_job
@@ -50,7 +52,18 @@ class TrainWidget(QWidget):
         self.history: dict[str, list] = {"it": [], "loss": [], "val_it": [], "val": []}
         self._last_draw = 0.0
         self._build()
-        self.runner = JobRunner(self, "training", self._on_event, self._on_done)
+        self._discard = threading.Event()  # set when the window closes mid-training
+        self.runner = JobRunner(
+            self,
+            "training",
+            self._on_event,
+            self._on_done,
+            on_close=self._discard_on_close,
+            ask_on_close=(
+                "A model is being trained ({status}). Close the window and discard it? "
+                "(No keeps training; Stop keeps the weights trained so far as a model.)"
+            ),
+        )
         self.runner.state.events.running.connect(self._set_running)
         self.runner.state.events.status.connect(lambda text: self.status.setText(text))
         self.estimator = JobRunner(self, "time estimate", lambda _: None, self._on_estimate)
@@ -173,8 +186,8 @@ class TrainWidget(QWidget):
     def _spec_and_config(self) -> tuple[ModelSpec, Any]:
         from ..core.train.config import TrainConfig
 
-        patch = parse_voxel_size(self.patch.value)
-        if patch is None or any(p != round(p) for p in patch):
+        patch = parse_zyx_shape(self.patch.value)
+        if patch is None:
             raise LabelFreeError(
                 "the patch size is three whole numbers Z, Y, X", field="patch_shape"
             )
@@ -187,7 +200,7 @@ class TrainWidget(QWidget):
         config = TrainConfig(
             iterations=n,
             batch_size=self.batch.value,
-            patch_shape=tuple(round(p) for p in patch),
+            patch_shape=patch,
             lr=float(self.lr.value),
             checkpoint_every=max(1, min(500, n)),
             validate_every=max(1, min(500, n)),
@@ -244,7 +257,8 @@ class TrainWidget(QWidget):
         out = bundles.user_models_dir() / name
         self.runner.what = f"training {spec.structure}"
         init = self.start_from.value  # a model folder, or None for a new network
-        job = (sig, tgt, spec, out, config, self.device.value, init)
+        self._discard = threading.Event()
+        job = (sig, tgt, spec, out, config, self.device.value, init, self._discard)
         self.runner.start(train_job, *job, status=f"Training {name}...")
         self._out = out
 
@@ -262,6 +276,11 @@ class TrainWidget(QWidget):
             info = layer_info(layer)
             out.append((layer_source(layer, info), info.voxel_size, n))
         return out[0], out[1]
+
+    def _discard_on_close(self) -> None:
+        """The window (or this dock) closes mid-training: the run is discarded, not saved."""
+        self._discard.set()
+        show_info("Training stopped because its window closed; the unfinished model was discarded.")
 
     def stop(self) -> None:
         """Stop at the next step; the current weights are written as a usable model."""

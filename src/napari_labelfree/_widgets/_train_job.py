@@ -2,6 +2,10 @@
 
 from __future__ import annotations
 
+import contextlib
+import logging
+import shutil
+import threading
 from collections.abc import Generator
 from pathlib import Path
 from typing import Any
@@ -9,6 +13,11 @@ from typing import Any
 from ..core.config import ModelSpec
 
 Layer = tuple[Any, Any, str]  # (ImageSource, voxel size or None, layer name)
+logger = logging.getLogger(__name__)
+
+
+class _Discarded(Exception):
+    """Thrown into the training generator so that it ends without writing a model."""
 
 
 def estimate_job(spec: ModelSpec, config: Any, device: str) -> Generator[Any, None, float]:
@@ -47,12 +56,52 @@ def train_job(
     config: Any,
     device: str,
     init: str | None = None,
+    discard: threading.Event | None = None,
 ) -> Generator[Any, None, Any]:
     """Read the pairs, then train (the core checks the request); returns the bundle.
 
     ``init``: a model name to fine-tune from (its network and voxel size replace the form's).
+    ``discard``: when set before the job is closed (the window closed mid-training), the new
+    folder ``out`` is removed instead of holding a model of a few iterations.
     """
     from ..core.train import iter_train  # torch is imported when training starts
 
     pairs = pairs_from_layers(signal, target)
-    return (yield from iter_train(pairs, spec, out, config, device=device, init=init))
+    gen = iter_train(pairs, spec, out, config, device=device, init=init)
+    if discard is None:
+        return (yield from gen)
+    return (yield from _discardable(gen, discard, out))
+
+
+def _discardable(
+    gen: Generator[Any, None, Any], discard: threading.Event, out: Path
+) -> Generator[Any, None, Any]:
+    """Forward ``gen``; closed with ``discard`` set, end it unsaved and remove ``out``.
+
+    Closing the training generator normally writes the current weights as a model (Stop keeps
+    them); a run the user did not stop, cut short by the window closing, must not leave one.
+    """
+    iteration = 0
+    try:
+        while True:
+            try:
+                event = next(gen)
+            except StopIteration as done:
+                return done.value
+            if type(event).__name__ == "TrainStep":
+                iteration = event.iteration
+            yield event
+    except GeneratorExit:
+        if not discard.is_set():
+            gen.close()  # Stop: the current weights become the model
+            raise
+        with contextlib.suppress(_Discarded, StopIteration):
+            gen.throw(_Discarded())
+        shutil.rmtree(out, ignore_errors=True)
+        logger.warning(
+            "napari-labelfree: training %r stopped at iteration %d because its window closed; "
+            "the unfinished model was discarded (nothing was written)",
+            out.name,
+            iteration,
+        )
+        raise

@@ -1,16 +1,28 @@
-"""Running core generators in napari worker threads, and showing what went wrong.
+"""Running core generators in worker threads, ending them with the application, and errors.
 
-No Qt widget code here: wrappers around generators plus the error notification.
+No Qt widget code here: wrappers around generators, the worker classes every widget starts, the
+wait for them at exit, and the error notification.
+
+Why the exit wait: superqt's workers run on Qt's global thread pool, outside Python's
+``threading``, so the interpreter does not wait for them. A worker still running when Python
+finalizes (the device probe importing torch when the viewer is closed at once, say) finds its
+signal object deleted; the RuntimeError escapes ``QRunnable.run`` and PyQt aborts the process
+(SIGABRT, issue 19). So every worker the plugin starts is a :class:`QuietFunctionWorker` /
+:class:`QuietGeneratorWorker` made by :func:`make_worker`: jobs are asked to stop and the pool is
+waited for before the interpreter goes, and a worker whose signals are gone ends silently.
 """
 
 from __future__ import annotations
 
+import atexit
 import logging
 import threading
+import weakref
 from collections.abc import Callable, Generator
 from typing import Any
 
 from napari.utils.notifications import show_error
+from superqt.utils import FunctionWorker, GeneratorWorker
 
 from ..core.errors import LabelFreeError
 
@@ -63,6 +75,81 @@ def notify_error(exc: BaseException, what: str = "the job") -> None:
     show_error(f"{what} failed: {exc}")
 
 
+#: At exit, how long to wait for workers (ms). Jobs stop at their next yield (a tile, a training
+#: step); the device probe ends when torch is imported. Bounded: a stuck thread must not hang exit.
+EXIT_WAIT_MS = 120_000
+
+_stops: weakref.WeakSet = weakref.WeakSet()  # stop callbacks' owners, asked first at exit
+_exit_hook_installed = False
+
+
+class _EndsQuietly:
+    """``run`` that ends silently when the worker's signals were deleted (the app is going)."""
+
+    def run(self) -> None:
+        try:
+            super().run()  # type: ignore[misc]
+        except RuntimeError:
+            # "wrapped C/C++ object ... has been deleted": nobody is left to tell, and an exception
+            # escaping QRunnable.run aborts the process (PyQt calls qFatal)
+            logger.debug("a worker ended after its signals were deleted")
+
+
+class QuietFunctionWorker(_EndsQuietly, FunctionWorker):
+    """A FunctionWorker that never aborts the process when it outlives the application."""
+
+
+class QuietGeneratorWorker(_EndsQuietly, GeneratorWorker):
+    """A GeneratorWorker that never aborts the process when it outlives the application."""
+
+
+def make_worker(fn: Callable[..., Any], *args: Any, **kwargs: Any) -> Any:
+    """A (not yet started) worker running ``fn(*args, **kwargs)`` that ends cleanly at exit.
+
+    superqt's, not napari's ``create_worker``: napari's registers each worker as a task of the
+    current viewer (any viewer), whose close dialog then lists "Executing <function ...>"; the
+    job runner asks in words instead (training) or just stops the job (the rest).
+    """
+    import inspect
+
+    from superqt.utils import create_worker
+
+    _install_exit_hook()
+    cls = QuietGeneratorWorker if inspect.isgeneratorfunction(fn) else QuietFunctionWorker
+    return create_worker(fn, *args, _worker_class=cls, _ignore_errors=True, **kwargs)
+
+
+def stop_at_exit(owner: Any) -> None:
+    """Call ``owner.stop_for_exit()`` before the interpreter finalizes (weakly held)."""
+    _install_exit_hook()
+    _stops.add(owner)
+
+
+def _install_exit_hook() -> None:
+    global _exit_hook_installed
+    if not _exit_hook_installed:
+        # registered after PyQt's own handlers, so it runs before them (atexit is last-in first-out)
+        atexit.register(wait_for_workers)
+        _exit_hook_installed = True
+
+
+def wait_for_workers(timeout_ms: int = EXIT_WAIT_MS) -> bool:
+    """Ask every job to stop, then wait for the thread pool; True if every worker ended."""
+    for owner in list(_stops):
+        try:
+            owner.stop_for_exit()
+        except Exception:  # exit goes on whatever one owner does
+            logger.debug("stop_for_exit failed", exc_info=True)
+    try:
+        from qtpy.QtCore import QThreadPool
+    except Exception:
+        return True
+    done = bool(QThreadPool.globalInstance().waitForDone(timeout_ms))
+    if not done:
+        logger.warning("napari-labelfree: a worker thread was still running at exit")
+    return done
+
+
 def _available_devices() -> list[str]:
     from ..core.device import available_devices  # imports torch: off the GUI thread
 
@@ -72,8 +159,7 @@ def _available_devices() -> list[str]:
 def load_devices(then: Callable[[list[str]], None]) -> None:
     """Find the compute devices in a worker thread (torch's import takes seconds) and call
     ``then(devices)`` on the GUI thread; opening a widget stays quick and imports no torch."""
-    from napari.qt.threading import create_worker
-
-    worker = create_worker(_available_devices)
+    worker = make_worker(_available_devices)
     worker.returned.connect(then)
+    worker.errored.connect(lambda e: logger.warning("finding the compute devices failed: %s", e))
     worker.start()
