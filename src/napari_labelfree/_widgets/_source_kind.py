@@ -22,8 +22,9 @@ from ._layers import META_KEY, layer_data, layer_info
 
 #: Layer-name endings of predictions and of simulated truths: fluorescence, never an input.
 NOT_INPUT_SUFFIXES = (" (predicted)", " (predicting)", " (true)")
-#: Frames read of lazy data (each can be a whole file read); every frame of data in memory.
-LAZY_FRAMES = 8
+#: Frames read of lazy data (first, middle, last: each read can be a large file read on the GUI
+#: thread); data in memory is sampled in every frame.
+LAZY_FRAMES = 3
 
 _skews: weakref.WeakKeyDictionary = weakref.WeakKeyDictionary()
 
@@ -39,8 +40,9 @@ def _meta(layer: Any) -> dict:
 
 
 def _channel_stack(layer: Any, channel: int | None) -> Any:
-    """The layer's data (..., Z, Y, X) of one channel (all of it for a layer without channels)."""
-    data = layer_data(layer)
+    """The layer's data (..., Z, Y, X) of one channel (all of it for a layer without channels);
+    the smallest level of a multiscale layer (the same pixels, far fewer to read)."""
+    data = layer.data[-1] if getattr(layer, "multiscale", False) else layer.data
     try:
         info = layer_info(layer)
     except LabelFreeError:
@@ -121,7 +123,8 @@ def default_source(layers: Any) -> Any:
     def rank(item: tuple[Any, int | None]) -> tuple[bool, bool, float]:
         layer, c = item
         named = any(looks_transmitted(n) for n in _names(layer, c))
-        return (layer.ndim >= 3, named, -pixel_skew(layer, c))
+        said = named or _meta(layer).get("transmitted") is True  # no pixels read for these
+        return (layer.ndim >= 3, said, 0.0 if said else -pixel_skew(layer, c))
 
     return max(inputs, key=rank)[0]
 
