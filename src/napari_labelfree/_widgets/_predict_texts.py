@@ -3,10 +3,13 @@
 UNKNOWN_VOXEL = "unknown, please enter Z, Y, X in um"
 
 TOOLTIPS = {
-    "image": "The transmitted-light z-stack to predict from",
+    "image": "The transmitted-light z-stack to predict from (a layer that looks like "
+    "fluorescence or is a prediction is never chosen for you, and Predict warns once before using "
+    "it)",
     "channel": "Which channel of a multi-channel layer is transmitted light",
     "voxel_size": "Voxel size of the image, Z, Y, X in micrometres (not nm). Taken from the "
-    "layer's scale; entering it sets the layer's scale. Images are resampled to each model's.",
+    "layer's scale; entering it (Enter) checks it and sets the layer's scale. Images are "
+    "resampled to each model's.",
     "force": "Go ahead even when the voxel sizes mean resampling by more than 20x on an axis or "
     "more than the machine's memory (usually a voxel size in the wrong unit)",
     "device": "Where to compute: auto takes a GPU when there is one",
