@@ -138,6 +138,25 @@ def timelapse(path: Path) -> None:
     plt.close(fig)
 
 
+def randomized(path: Path, seeds: tuple[int, ...] = (1, 3, 5, 7, 9, 11)) -> None:
+    """Domain-randomized fields: transmitted light (middle plane) over the dna target (max proj.)."""
+    from napari_labelfree.core.synth.randomize import random_settings, render_field
+
+    fig, axes = plt.subplots(2, len(seeds), figsize=(2.6 * len(seeds), 5.6))
+    for col, seed in zip(axes.T, seeds, strict=True):
+        s = random_settings(seed)
+        d = render_field(s, seed).data[0]
+        col[0].imshow(_norm(d[0, d.shape[1] // 2]), cmap="gray")
+        col[0].set_title(
+            f"{s.modality}\n{s.pixel_um:.2f} um px, NA {s.na_detection:.2f}", fontsize=8
+        )
+        col[1].imshow(_norm(d[1].max(0)), cmap="magma")
+        for ax in col:
+            ax.set_axis_off()
+    fig.savefig(path, bbox_inches="tight", facecolor="white")
+    plt.close(fig)
+
+
 def main() -> None:
     OUT.mkdir(parents=True, exist_ok=True)
     im = synth.simulate((48, 256, 256), seed=0)
@@ -153,6 +172,7 @@ def main() -> None:
     through_focus(dic, OUT / "sim_dic_focus.png", y)
     transfer_function(OUT / "sim_transfer_function.png")
     timelapse(OUT / "sim_timelapse.png")
+    randomized(OUT / "sim_randomized.png")
     print("wrote", sorted(p.name for p in OUT.glob("sim_*.png")))
 
 

@@ -12,7 +12,8 @@ def register(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser(
         "synth",
         help="simulate paired transmitted-light / fluorescence data",
-        description="Simulate a field of hiPS-like cells: channel 0 is bright-field (or DIC) from a "
+        description="Simulate a field of hiPS-like cells: channel 0 is bright-field (or DIC, or "
+        "phase contrast) from a "
         "partially coherent weak-object model, then one true fluorescence channel per structure. "
         "Written as an OME-TIFF TCZYX with physical sizes.",
     )
@@ -34,7 +35,17 @@ def register(sub: argparse._SubParsersAction) -> None:
     )
     p.add_argument("--seed", type=int, default=0, help="random seed; same seed, same data [0]")
     p.add_argument(
-        "--modality", choices=["bright-field", "dic"], default="bright-field", help="[bright-field]"
+        "--modality",
+        choices=["bright-field", "dic", "phase-contrast"],
+        default=None,
+        help="[bright-field; drawn with --randomize]",
+    )
+    p.add_argument(
+        "--randomize",
+        action="store_true",
+        help="domain randomization: draw the optics, camera, pixel size, z-step and cells from "
+        "the seed (docs/simulation.md); the field's size follows from the drawn voxel size "
+        "(--shape and --voxel-size are not used, one time point)",
     )
     p.add_argument("--overwrite", action="store_true", help="replace OUTPUT if it exists")
     p.set_defaults(func=run)
@@ -58,14 +69,20 @@ def run(args: argparse.Namespace) -> int:
         structures = [s.strip() for s in args.structures.split(",") if s.strip()]
     check_memory(args.shape, args.timepoints, len(structures) + 1)
     start = time.perf_counter()
-    im = simulate(
-        shape=args.shape,
-        voxel_size=args.voxel_size,
-        structures=structures,
-        seed=args.seed,
-        timepoints=args.timepoints,
-        modality=args.modality,
-    )
+    if args.randomize:
+        from ..core.synth.randomize import random_settings, render_field
+
+        settings = random_settings(args.seed, modality=args.modality)
+        im = render_field(settings, args.seed, structures=structures)
+    else:
+        im = simulate(
+            shape=args.shape,
+            voxel_size=args.voxel_size,
+            structures=structures,
+            seed=args.seed,
+            timepoints=args.timepoints,
+            modality=args.modality or "bright-field",
+        )
     write_ome_tiff(
         out,
         im.data,
