@@ -21,4 +21,4 @@ timeout "${BUILTIN_S:-270}" $py scripts/train_builtin_models.py --device cuda --
 tar czf "$OUT/models.tgz" -C "$models" .   # the models that finished, even after a time-out
 
 timeout 100 $py benchmarks/gpu_train.py --iterations 110 --warmup 10 2>&1 | tee "$OUT/train.log"
-timeout 200 $py benchmarks/gpu_report.py --skip-train 2>&1 | tee "$OUT/report.log"
+timeout 200 $py benchmarks/gpu_report.py --skip-train --skip-compile --budget 190 --json "$OUT/report.json" 2>&1 | tee "$OUT/report.log"
