@@ -190,6 +190,37 @@ def code_pickles(w, a):
     (w / "fake.zip").write_bytes(b"PK not a zip")
 
 
+def bad_packages(w, a):
+    """bioimage.io packages whose rdf.yaml is broken, runs code, or points outside the package."""
+    weights = "weights:\n  pytorch_state_dict:\n    source: {}\n    sha256: {}\n"
+    sha = "0" * 64
+    rdfs = {
+        "not-yaml": "type: model\nname: [unclosed\n",
+        "python-tag": f"type: model\nname: !!python/object/apply:os.mkdir ['{w}/ran']\n",
+        "weights-outside": weights.format("../../outside.pt", sha),
+        "weights-absolute": weights.format(str(w / "outside.pt"), sha),
+        "weights-url": weights.format("https://127.0.0.1:9/w.pt", sha),
+        "weights-missing": weights.format("weights.pt", sha),
+    }
+    (w / "outside.pt").write_bytes(b"not these bytes")
+    for name, rdf in rdfs.items():
+        with zipfile.ZipFile(w / f"{name}.zip", "w") as z:
+            z.writestr("rdf.yaml", rdf)
+            z.writestr("unet.py", "# the architecture")
+
+
+def bad_fnet_models(w, a):
+    """pytorch_fnet folders whose model.p is text, a folder, or holds nn_state as a list."""
+    import torch
+
+    for name in ("fnet-text", "fnet-list", "fnet-folder"):
+        (w / name).mkdir()
+        (w / name / "train_options.json").write_text("{}")
+    (w / "fnet-text" / "model.p").write_text("a text file, not a model\n")
+    torch.save({"nn_state": [1, 2, 3], "nn_module": "fnet_nn_3d"}, w / "fnet-list" / "model.p")
+    (w / "fnet-folder" / "model.p").mkdir()
+
+
 def zarr_holes(w, a):
     """OME-Zarr inputs with chunks missing from the store (copied in part): not zeros."""
     from napari_labelfree.core.io import open_prediction_output
@@ -230,6 +261,8 @@ SETUPS: dict[str, Callable] = {
         pair_data,
         code_pickles,
         zarr_holes,
+        bad_packages,
+        bad_fnet_models,
     )
 }
 MONKEY_SETUPS = {"bioio_fails_late": bioio_fails_late}
@@ -509,6 +542,60 @@ CASES = [
         "code_pickles",
     ),
     Case("import-fake-zip", "import {w}/fake.zip -o {w}/imported", "zip|package", "code_pickles"),
+    Case(
+        "import-rdf-not-yaml",
+        "import {w}/not-yaml.zip -o {w}/imported",
+        "rdf.yaml is not valid YAML \\(line 3\\)",
+        "bad_packages",
+    ),
+    Case(
+        "import-rdf-python-tag",
+        "import {w}/python-tag.zip -o {w}/imported",
+        "tag that is not plain data.*python/object/apply.*nothing in it was run",
+        "bad_packages",
+    ),
+    Case(
+        "import-weights-outside-package",
+        "import {w}/weights-outside.zip -o {w}/imported",
+        "points weights.pytorch_state_dict.source outside the package \\(../../outside.pt\\)",
+        "bad_packages",
+    ),
+    Case(
+        "import-weights-absolute-path",
+        "import {w}/weights-absolute.zip -o {w}/imported",
+        "outside the package",
+        "bad_packages",
+    ),
+    Case(
+        "import-weights-web-address",
+        "import {w}/weights-url.zip -o {w}/imported",
+        "outside the package",
+        "bad_packages",
+    ),
+    Case(
+        "import-weights-missing",
+        "import {w}/weights-missing.zip -o {w}/imported",
+        "lacks the file weights.pt that its rdf.yaml names",
+        "bad_packages",
+    ),
+    Case(
+        "import-fnet-model-text",
+        "import {w}/fnet-text -o {w}/imported",
+        "model.p is not a readable torch file",
+        "bad_fnet_models",
+    ),
+    Case(
+        "import-fnet-nn-state-list",
+        "import {w}/fnet-list -o {w}/imported",
+        "'nn_state' is a list, not the network's weights",
+        "bad_fnet_models",
+    ),
+    Case(
+        "import-fnet-model-folder",
+        "import {w}/fnet-folder -o {w}/imported",
+        "model.p is a folder, not a pytorch_fnet model file",
+        "bad_fnet_models",
+    ),
     Case(
         "import-missing",
         "import {w}/nothing.zip -o {w}/imported",

@@ -62,6 +62,7 @@ def read_package(path: str | Path) -> tuple[ModelSpec, dict[str, Any]]:
     if not path.is_file() or not zipfile.is_zipfile(path):
         raise LabelFreeError(f"{path} is not a zip file; give a bioimage.io model package (.zip)")
     spec_lib = bioimageio_spec()
+    weights_member = _check_rdf(path)
     try:
         descr = spec_lib.load_description(path, perform_io_checks=True, format_version="latest")
     except (ValueError, OSError, KeyError) as e:  # no rdf.yaml, unreadable members
@@ -90,9 +91,15 @@ def read_package(path: str | Path) -> tuple[ModelSpec, dict[str, Any]]:
     voxel = _voxel_size(descr.inputs[0], path)
     _check_preprocessing(descr.inputs[0], path)
     with zipfile.ZipFile(path) as z, tempfile.TemporaryDirectory() as tmp:
-        name = str(weights.source.path)
-        z.extract(name, tmp)
-        state = check_state_dict(torch_load_data(Path(tmp) / name), arch, path)
+        # the member rdf.yaml names, checked to lie inside the package (_check_rdf): the bytes
+        # hashed are the bytes loaded
+        extracted = Path(z.extract(weights_member or "", tmp))
+        if weights.sha256 is not None and sha256(extracted) != str(weights.sha256):
+            raise LabelFreeError(
+                f"{path}: its weights file {weights_member} does not match the sha256 in rdf.yaml; "
+                "the package is damaged or was altered"
+            )
+        state = check_state_dict(torch_load_data(extracted), arch, path)
     ours = (descr.config.model_extra or {}).get(CONFIG_KEY) or {}
     saved = ModelSpec.from_dict(ours["spec"]) if isinstance(ours.get("spec"), dict) else None
     structure = saved.structure if saved else str(descr.outputs[0].id)
@@ -114,6 +121,84 @@ def read_package(path: str | Path) -> tuple[ModelSpec, dict[str, Any]]:
         metrics=saved.metrics if saved else {},
     )
     return spec, state
+
+
+def _check_rdf(path: Path) -> str | None:
+    """Read a package's rdf.yaml as plain data and check the files it names are in the package.
+
+    Returns the zip member holding the PyTorch weights (None when rdf.yaml names none; the
+    validation that follows says what is wrong). bioimage.io's loader would report malformed
+    YAML or a ``!!python/...`` tag as a traceback, and would resolve a weights path such as
+    ``../../x.pt`` or ``/x.pt`` outside the package: loaded bytes other than those hashed.
+    """
+    import yaml
+
+    with zipfile.ZipFile(path) as z:
+        members = set(z.namelist())
+        rdf_name = next((n for n in ("rdf.yaml", "bioimageio.yaml") if n in members), None)
+        if rdf_name is None:
+            return None  # bioimage.io's loader says what is missing
+        text = z.read(rdf_name)
+    try:
+        rdf = yaml.safe_load(text)
+    except yaml.YAMLError as e:
+        mark = getattr(e, "problem_mark", None)
+        where = f" (line {mark.line + 1})" if mark is not None else ""
+        problem = getattr(e, "problem", None) or str(e).splitlines()[0]
+        if isinstance(e, yaml.constructor.ConstructorError):
+            raise LabelFreeError(
+                f"{path}: its {rdf_name} holds a tag that is not plain data{where} ({problem}); "
+                "refused, nothing in it was run"
+            ) from None
+        raise LabelFreeError(
+            f"{path}: its {rdf_name} is not valid YAML{where}: {problem}"
+        ) from None
+    if not isinstance(rdf, dict):
+        raise LabelFreeError(f"{path}: its {rdf_name} is not a bioimage.io description")
+    for key, source in _sources(rdf):
+        if "://" in source and not key.startswith("weights."):
+            continue  # a web address bioimage.io's loader fetches (or refuses)
+        if "://" in source or not _inside_package(source):
+            raise LabelFreeError(
+                f"{path}: its {rdf_name} points {key} outside the package ({source}); only files "
+                "inside the package, checked against their sha256, are loaded"
+            )
+        if source not in members:
+            raise LabelFreeError(
+                f"{path} lacks the file {source} that its {rdf_name} names ({key}); the package "
+                "is incomplete: export it again"
+            )
+    weights = (rdf.get("weights") or {}).get("pytorch_state_dict")
+    source = weights.get("source") if isinstance(weights, dict) else None
+    return str(source) if isinstance(source, str) else None
+
+
+def _sources(node: Any, key: str = "") -> list[tuple[str, str]]:
+    """Every ``source`` string of a description, with where it is (``weights.x.source``)."""
+    found: list[tuple[str, str]] = []
+    if isinstance(node, dict):
+        for k, v in node.items():
+            here = f"{key}.{k}" if key else str(k)
+            if k == "source" and isinstance(v, str):
+                found.append((here, v))
+            else:
+                found += _sources(v, here)
+    elif isinstance(node, list):
+        for i, v in enumerate(node):
+            found += _sources(v, f"{key}[{i}]")
+    return found
+
+
+def _inside_package(source: str) -> bool:
+    from pathlib import PurePosixPath, PureWindowsPath
+
+    posix = PurePosixPath(source)
+    return not (
+        posix.is_absolute()
+        or PureWindowsPath(source).drive
+        or ".." in posix.parts
+        or "\\" in source
+    )
 
 
 def _package_architecture(weights, path: Path):

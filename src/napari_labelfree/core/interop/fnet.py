@@ -73,6 +73,8 @@ def find_model_file(path: str | Path) -> Path:
     p = Path(path).expanduser()
     if p.is_dir():
         p = p / MODEL_FILE
+    if p.is_dir():
+        raise LabelFreeError(f"{p} is a folder, not a pytorch_fnet model file")
     if not p.is_file():
         raise LabelFreeError(
             f"{p} does not exist; give a pytorch_fnet model folder (with {MODEL_FILE} and "
@@ -105,7 +107,12 @@ def read_fnet_model(path: str | Path) -> FnetModel:
             f"{model_file} holds a pytorch_fnet {network!r} network; only the paper's 3D U-Net "
             f"({' or '.join(_NETWORKS)}) can be imported"
         )
-    state = {k.removeprefix("module."): v for k, v in raw["nn_state"].items()}
+    if not isinstance(raw["nn_state"], dict):
+        raise LabelFreeError(
+            f"{model_file}: its 'nn_state' is a {type(raw['nn_state']).__name__}, not the "
+            "network's weights (names -> tensors); the file is damaged or not pytorch_fnet's"
+        )
+    state = {str(k).removeprefix("module."): v for k, v in raw["nn_state"].items()}
     arch = _architecture(state, model_file)
     _check_kwargs(network, nn_kwargs, arch, model_file)
     options = _read_options(model_file.parent)

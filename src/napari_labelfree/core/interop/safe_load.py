@@ -24,18 +24,23 @@ def torch_load_data(path: Path) -> Any:
 
     try:
         return torch.load(path, map_location="cpu", weights_only=True)
-    except pickle.UnpicklingError as e:
+    except IsADirectoryError:
+        raise LabelFreeError(f"{path} is a folder, not a model file") from None
+    except Exception as e:  # a pickle reader raises many types (KeyError, IndexError...) on junk
         found = re.search(r"Unsupported (?:global|operand)[^\n.]*", str(e))
-        detail = f" ({found.group(0).strip()})" if found else ""
+        if isinstance(e, pickle.UnpicklingError) and found:
+            raise LabelFreeError(
+                f"{path} cannot be read without running code stored in it "
+                f"({found.group(0).strip()}): model files are read as data only (tensors, "
+                "numbers, text), so it was not loaded. Save the network's state_dict (a dict of "
+                "tensors) from the software that made it and import that"
+            ) from None
+        first = str(e).splitlines()[0] if str(e) else ""
+        why = f"{type(e).__name__}: {first}" if first else type(e).__name__
+        if "Weights only load failed" in first:
+            why = "not a pickle torch can read"
         raise LabelFreeError(
-            f"{path} cannot be read without running code stored in it{detail}: model files are "
-            "read as data only (tensors, numbers, text), so it was not loaded. Save the "
-            "network's state_dict (a dict of tensors) from the software that made it and import that"
-        ) from None
-    except (RuntimeError, EOFError, OSError, ValueError) as e:
-        raise LabelFreeError(
-            f"{path} is not a readable torch file ({str(e).splitlines()[0] if str(e) else e!r}); "
-            "it may be truncated or of another kind"
+            f"{path} is not a readable torch file ({why}); it may be truncated or of another kind"
         ) from None
 
 
