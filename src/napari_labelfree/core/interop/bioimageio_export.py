@@ -12,6 +12,7 @@ from __future__ import annotations
 import shutil
 import tempfile
 import warnings
+from collections.abc import Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -108,8 +109,21 @@ def _readme(spec: ModelSpec, name: str) -> str:
     return "\n".join(lines)
 
 
-def export_package(bundle: ModelBundle, output: str | Path, overwrite: bool = False) -> Path:
-    """Write ``bundle`` as a bioimage.io model package (zip) at ``output``; returns its path."""
+# the package's author when none is given: bioimage.io requires one, and a made-up name would
+# be credited as if it were a person
+UNKNOWN_AUTHOR = "unknown (no author given at export)"
+
+
+def export_package(
+    bundle: ModelBundle,
+    output: str | Path,
+    overwrite: bool = False,
+    authors: Sequence[str] = (),
+) -> Path:
+    """Write ``bundle`` as a bioimage.io model package (zip) at ``output``; returns its path.
+
+    ``authors`` are the names bioimage.io credits; none gives :data:`UNKNOWN_AUTHOR`.
+    """
     import torch
 
     from ..weights import load_network
@@ -120,6 +134,13 @@ def export_package(bundle: ModelBundle, output: str | Path, overwrite: bool = Fa
     if output.exists() and not overwrite:
         raise LabelFreeError(
             f"{output} already exists; choose a new name (nothing was overwritten)"
+        )
+    authors = [a.strip() for a in authors]
+    bad = [a for a in authors if not a or "/" in a or "\\" in a]
+    if bad:
+        raise LabelFreeError(
+            f"author {bad[0]!r} is not a name bioimage.io accepts: give a non-empty name "
+            "without / or \\ (for example 'Ada Lovelace')"
         )
     bioimageio_spec()  # a clear message when the optional package is missing
     spec = bundle.spec
@@ -143,7 +164,7 @@ def export_package(bundle: ModelBundle, output: str | Path, overwrite: bool = Fa
     tmp = Path(tempfile.mkdtemp(prefix=".labelfree-export."))
     try:
         files = _write_files(tmp, bundle, net, test_in, test_out)
-        descr = _describe(spec, bundle.name, files, output.name)
+        descr = _describe(spec, bundle.name, files, output.name, authors)
         output.parent.mkdir(parents=True, exist_ok=True)
         with atomic_file(output) as part:
             _save(descr, part)
@@ -182,7 +203,9 @@ def _write_files(tmp: Path, bundle, net, test_in, test_out) -> dict[str, Path]:
     return files
 
 
-def _describe(spec: ModelSpec, name: str, files: dict[str, Path], zip_name: str):
+def _describe(
+    spec: ModelSpec, name: str, files: dict[str, Path], zip_name: str, authors: Sequence[str] = ()
+):
     from bioimageio.spec.model import v0_5 as bm
 
     z, y, x = spec.voxel_size_um
@@ -262,7 +285,7 @@ def _describe(spec: ModelSpec, name: str, files: dict[str, Path], zip_name: str)
         name=_title(spec),
         description=f"Label-free prediction of {spec.structure} fluorescence from "
         f"{spec.modality} z-stacks (3D U-Net, Ounkomol et al. 2018), made with napari-labelfree",
-        authors=[bm.Author(name="napari-labelfree user")],
+        authors=[bm.Author(name=a) for a in authors] or [bm.Author(name=UNKNOWN_AUTHOR)],
         cite=[bm.CiteEntry(text=PAPER, doi=bm.Doi(PAPER_DOI))],
         license=bm.LicenseId(LICENSE),
         documentation=bm.FileDescr(source=files["readme"]),
