@@ -72,3 +72,64 @@ def test_a_voxel_size_wrong_by_3x_is_caught(fields, stats):
     check = check_input(fields[4].data[0, 0], wrong, spec, "dna")
     assert check.status == DIFFERS
     assert "spatial frequencies" in check.text() and "voxel size" in check.text()
+
+
+def test_training_stores_the_statistics_of_its_inputs(tmp_path, fields):
+    from napari_labelfree.core.bundle import open_bundle
+    from napari_labelfree.core.config import Architecture
+    from napari_labelfree.core.events import drain
+    from napari_labelfree.core.train import ImagePair, TrainConfig, iter_train
+
+    pair = ImagePair(fields[0].data[0, 0], fields[0].data[0, 1], VOXEL, "field 0")
+    spec = ModelSpec("dna", voxel_size_um=GRID, architecture=Architecture(depth=2, width=8))
+    val = ImagePair(fields[1].data[0, 0], fields[1].data[0, 1], VOXEL, "field 1")
+    cfg = TrainConfig(iterations=2, batch_size=1, patch_shape=(8, 16, 16))
+    drain(iter_train([pair], spec, tmp_path / "dna", cfg, val=[val], device="cpu"))
+    saved = open_bundle(tmp_path / "dna").spec
+    assert has_statistics(saved)
+    stats = json.loads((tmp_path / "dna" / "config.json").read_text())["input_statistics"]
+    assert stats == saved.input_statistics
+    # the same image passes; its fluorescence does not
+    assert check_input(fields[0].data[0, 0], VOXEL, saved).status == OK
+    assert check_input(fields[0].data[0, 1], VOXEL, saved).status == DIFFERS
+
+
+def test_cli_warns_once_naming_the_model_and_what_differs(tmp_path, fields, stats, capsys):
+    from napari_labelfree.cli import main
+    from napari_labelfree.core.bundle import init_bundle
+    from napari_labelfree.core.config import Architecture
+    from napari_labelfree.core.io import write_ome_tiff
+
+    spec = ModelSpec(
+        "dna",
+        voxel_size_um=GRID,
+        architecture=Architecture(depth=2, width=8),
+        input_statistics=stats,
+    )
+    model = init_bundle(tmp_path / "my-dna", spec)
+    fluo = np.stack([fields[4].data[0, 1]] * 2)[:, None]  # a 2-frame time-lapse of a stain
+    path = write_ome_tiff(tmp_path / "stain.ome.tif", fluo, None, ["Hoechst"], VOXEL)
+    out = tmp_path / "out.ome.tif"
+    args = ["predict", str(path), "-m", str(model.path), "-o", str(out), "--device", "cpu"]
+    assert main(args) == 0  # a warning, not a refusal
+    lines = [ln for ln in capsys.readouterr().err.splitlines() if ln.startswith("warning:")]
+    assert len(lines) == 1  # once per image and model, not per frame
+    assert "model my-dna" in lines[0] and "intensity" in lines[0]
+
+    bf = fields[4].data[:, :1]
+    path = write_ome_tiff(tmp_path / "bf.ome.tif", bf, None, ["bright-field"], VOXEL)
+    assert (
+        main(
+            [
+                *args[:1],
+                str(path),
+                *args[2:-4],
+                "-o",
+                str(tmp_path / "bf_out.ome.tif"),
+                "--device",
+                "cpu",
+            ]
+        )
+        == 0
+    )
+    assert "warning:" not in capsys.readouterr().err

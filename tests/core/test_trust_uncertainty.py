@@ -98,3 +98,17 @@ def test_cli_uncertainty_channel_reopens_with_its_name(
     # a model without training statistics: one warning line that says it cannot check
     lines = [ln for ln in err.splitlines() if ln.startswith("warning:")]
     assert len(lines) == 1 and "dna" in lines[0] and "cannot check" in lines[0]
+
+
+def test_cli_uncertainty_on_a_dask_cluster(tmp_path, movie, make_tiny_model, capsys):
+    pytest.importorskip("distributed")
+    path, data = movie
+    model = make_tiny_model("dna", "blue")
+    out = tmp_path / "pred.ome.zarr"
+    args = ["predict", str(path), "-m", str(model.path), "-o", str(out), "--device", "cpu"]
+    assert main([*args, "--uncertainty", "--tile", "8,16,16", "--workers", "1"]) == 0
+    src = open_image(out)
+    assert src.channel_names == ["dna", "dna (uncertainty)"]
+    assert (src.frame(0, 1) >= 0).all() and src.frame(0, 1).max() > 0
+    lines = [ln for ln in capsys.readouterr().err.splitlines() if ln.startswith("warning:")]
+    assert len(lines) == 1 and "dna" in lines[0] and "cannot check" in lines[0]

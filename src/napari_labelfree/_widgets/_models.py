@@ -41,6 +41,18 @@ def _fmt_vox(vox: Any) -> str:
     return format_voxel_size(vox)  # rounded: an imported 0.290003 reads 0.29
 
 
+def trust_line(spec: Any) -> str:
+    """What the model details say about its out-of-distribution check (core.trust)."""
+    from ..core.trust.ood import has_statistics
+
+    if has_statistics(spec):
+        return (
+            "training-image statistics stored: Predict warns when an image is unlike them "
+            "(no warning is no proof the prediction is right)"
+        )
+    return "no training-image statistics: Predict cannot check an image against its training data"
+
+
 def describe_model(bundle: ModelBundle) -> str:
     """What a model is, in a few lines: structure, voxel size, normalization, scores, notes."""
     spec, prov = bundle.spec, bundle.spec.provenance
@@ -64,6 +76,7 @@ def describe_model(bundle: ModelBundle) -> str:
         lines.append("training was stopped early")
     if not prov.get("trained", True):
         lines.append("untrained (random weights)")
+    lines.append(trust_line(spec))  # whether an image can be checked against its training data
     lines.append(f"{ORIGIN.get(bundle.source, bundle.source)} model in {bundle.path}")
     return "\n".join(lines)
 

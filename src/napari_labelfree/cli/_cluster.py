@@ -25,6 +25,7 @@ def predict_on_cluster(
     except ImportError as e:  # pragma: no cover - a dependency, absent only in odd installs
         raise LabelFreeError("prediction on a cluster needs the 'distributed' package") from e
     from ..core.predict.distributed import predict_plans, start_local_cluster
+    from ..core.trust.ood import input_warnings
 
     for plan in plans:
         for notice in plan.notices:
@@ -32,6 +33,10 @@ def predict_on_cluster(
             if notice.field != "precision":
                 text = with_hint(notice.text, notice.field, args.flag_hints)
                 tqdm.write(f"labelfree: {text}", file=sys.stderr)
+        # the first frame read here once: is the image like each model's training images?
+        frame = plan.source.frame(0, plan.channel)
+        for warning in input_warnings(plan.bundles, frame, plan.voxel_size):
+            tqdm.write(f"warning: {warning.text}", file=sys.stderr)
     bar = tqdm(desc="cluster", unit="block" if args.block else "frame", file=sys.stderr)
 
     def progress(done: int, total: int) -> None:
