@@ -86,7 +86,14 @@ def answer(use_reader: bool, settings: Any = None) -> list[str]:
     list of str
         The reader patterns written into napari's settings (empty for "No").
     """
-    save_setting(READER_KEY, bool(use_reader))
+    from .core.errors import LabelFreeError
+
+    try:
+        save_setting(READER_KEY, bool(use_reader))
+    except (LabelFreeError, OSError) as e:  # a read-only config folder: asked again next time
+        from napari.utils.notifications import show_warning
+
+        show_warning(f"could not remember the answer in {settings_path()}: {e}")
     added = remember_reader(settings) if use_reader else []
     answers.answered.emit(bool(use_reader))
     return added

@@ -333,6 +333,19 @@ def test_no_is_remembered_and_writes_nothing(fresh_settings, plugin_settings):
     assert not any(r.message == QUESTION for r in notification_manager.records[n:])
 
 
+def test_an_unwritable_config_folder_is_one_warning(fresh_settings, tmp_path, monkeypatch):
+    from napari_labelfree import _preferences
+
+    blocker = tmp_path / "not-a-folder"
+    blocker.write_text("")
+    monkeypatch.setattr(_preferences, "settings_path", lambda: blocker / "settings.json")
+    n = len(notification_manager.records)
+    _preferences.answer(True)  # a button's callback: must not raise
+    (warning,) = [str(r.message) for r in notification_manager.records[n:]]
+    assert "could not remember the answer" in warning
+    assert fresh_settings.plugins.extension2reader["*.czi"] == "napari-labelfree"
+
+
 def test_the_predict_widget_asks_until_answered(
     fresh_settings, plugin_settings, make_napari_viewer
 ):
