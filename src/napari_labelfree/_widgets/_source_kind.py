@@ -133,7 +133,7 @@ def fluorescence_warning(layer: Any, channel: int | None) -> str | None:
     """What to say before predicting from a layer that looks like fluorescence; None otherwise."""
     if kind(layer, channel) == "transmitted":
         return None
-    what = f"{layer.name!r}" + (f" (channel {channel})" if channel else "")
+    what = f"{layer.name!r}" + (f" (channel {channel})" if channel is not None else "")
     return (
         f"{what} looks like fluorescence (a dark background with bright structures, or a "
         "prediction), not transmitted light: the models predict fluorescence from bright-field, "
