@@ -106,3 +106,76 @@ def test_sliding_window_double_buffered_equals_sequential(
     if which == "identity":
         # blending weights sum to one up to float rounding
         np.testing.assert_allclose(buffered[0].numpy(), volume, rtol=0, atol=1e-5)
+
+
+class DeferredStaging:
+    """A side stream emulated on the CPU: copies run only when an event is waited for, in order.
+
+    A buffer refilled before its copy has run, or read before its copy has run, gives a wrong
+    result here, as it would on a GPU.
+    """
+
+    def __init__(self):
+        self.queue: list = []  # (event, copy) in stream order
+        self.buffers = 0
+
+    def pinned(self, like):
+        self.buffers += 1
+        return torch.empty(like.shape, dtype=like.dtype)
+
+    def _run_until(self, event):
+        while self.queue:
+            ev, copy = self.queue.pop(0)
+            copy()
+            ev.done = True
+            if ev is event:
+                return
+
+    def _enqueue(self, copy):
+        staging = self
+
+        class Event:
+            done = False
+
+            def synchronize(self):
+                if not self.done:
+                    staging._run_until(self)
+
+        ev = Event()
+        self.queue.append((ev, copy))
+        return ev
+
+    def copy_in(self, dst, host):
+        return self._enqueue(lambda: dst.copy_(host))
+
+    def copy_out(self, host, src):
+        return self._enqueue(lambda: host.copy_(src))
+
+    def after_compute(self):
+        pass
+
+    def wait(self, ready):
+        ready.synchronize()  # what the compute stream's wait makes true before it reads
+
+
+@pytest.mark.parametrize("slab_bytes", [1, 3 * 40 * 36 * 4, 1 << 30])
+@pytest.mark.parametrize("dtype", [np.uint16, np.float32])
+def test_frames_cross_in_slabs_exactly(rng, slab_bytes, dtype):
+    volume = (1000 * rng.random(size=(11, 40, 36))).astype(dtype)
+    staging = DeferredStaging()
+    up = pipeline.upload_slabs(volume, torch.float32, torch.device("cpu"), staging, slab_bytes)
+    assert not staging.queue  # every slab crossed before the frame was handed over
+    assert np.array_equal(up.numpy(), volume.astype(np.float32))
+    assert np.shares_memory(up.numpy(), volume) is False
+    assert staging.buffers == (1 if len(pipeline.slabs(volume.shape, 4, slab_bytes)) == 1 else 2)
+    down = pipeline.download_slabs(up * 2, staging, slab_bytes)
+    assert down.dtype == np.float32 and np.array_equal(down, volume.astype(np.float32) * 2)
+
+
+def test_slabs_cover_the_frame_in_order():
+    parts = pipeline.slabs((10, 4, 4), 4, slab_bytes=3 * 64)
+    assert [(p.start, p.stop) for p in parts] == [(0, 3), (3, 6), (6, 9), (9, 10)]
+    assert [(p.start, p.stop) for p in pipeline.slabs((2, 4, 4), 4, slab_bytes=1)] == [
+        (0, 1),
+        (1, 2),
+    ]

@@ -6,6 +6,12 @@ the compute stream waits for that upload on the device (an event), never the hos
 tile n+1 after handing tile n over, that is while the GPU computes n, and its upload overlaps that
 compute. A buffer is refilled only after its previous upload has finished (its event).
 
+Whole frames cross the same way, in Z-slabs (:func:`upload_slabs`, :func:`download_slabs`): on the
+way up, slab k+1 is converted (uint16 to float32, say) into one page-locked buffer while slab k
+crosses from the other; on the way down, slab k crosses while slab k-1 is copied out of its
+buffer into the result. A frame then costs about one host pass instead of a staging copy, a
+transfer and a second copy one after the other.
+
 On the CPU, or for any other device, tiles are cut and moved one after the other: the plain path,
 and the one the double-buffered path must equal exactly (tests/core/test_pipeline.py).
 """
@@ -27,6 +33,14 @@ class Staging(Protocol):
     def upload(self, host: torch.Tensor) -> tuple[torch.Tensor, Any]: ...
 
     def hand_over(self, tensor: torch.Tensor, ready: Any) -> None: ...
+
+    def copy_in(self, dst: torch.Tensor, host: torch.Tensor) -> Any: ...
+
+    def copy_out(self, host: torch.Tensor, src: torch.Tensor) -> Any: ...
+
+    def after_compute(self) -> None: ...
+
+    def wait(self, ready: Any) -> None: ...
 
 
 class CudaStaging:
@@ -51,6 +65,25 @@ class CudaStaging:
         compute.wait_event(ready)  # a wait on the device: the host goes on
         # allocated on the side stream, used on the compute stream: the allocator must know
         tensor.record_stream(compute)
+
+    def _copy(self, dst: torch.Tensor, src: torch.Tensor) -> torch.cuda.Event:
+        with torch.cuda.stream(self.stream):
+            dst.copy_(src, non_blocking=True)
+            done = torch.cuda.Event()
+            done.record(self.stream)
+        return done
+
+    def copy_in(self, dst: torch.Tensor, host: torch.Tensor) -> torch.cuda.Event:
+        return self._copy(dst, host)
+
+    def copy_out(self, host: torch.Tensor, src: torch.Tensor) -> torch.cuda.Event:
+        return self._copy(host, src)
+
+    def after_compute(self) -> None:
+        self.stream.wait_stream(torch.cuda.current_stream(self.device))
+
+    def wait(self, ready: torch.cuda.Event) -> None:
+        torch.cuda.current_stream(self.device).wait_event(ready)
 
 
 def staging_for(device: torch.device) -> Staging | None:
@@ -99,3 +132,74 @@ def iter_device_tiles(
         del tensor
         if i + 1 < n:
             pending = start(i + 1)
+
+
+# 16 MiB: large enough for full bus speed per copy, small enough that a 64x1024x1024 frame
+# crosses in 16 slabs (float32) and the host's part overlaps all but one of them
+SLAB_BYTES = 16 << 20
+
+
+def slabs(shape: tuple[int, ...], itemsize: int, slab_bytes: int = SLAB_BYTES) -> list[slice]:
+    """Z ranges of about ``slab_bytes`` each (at least one plane) covering axis 0 of ``shape``."""
+    plane = max(1, int(np.prod(shape[1:], dtype=np.int64)) * itemsize)
+    n = max(1, slab_bytes // plane)
+    return [slice(z, min(z + n, shape[0])) for z in range(0, shape[0], n)]
+
+
+def upload_slabs(
+    volume: np.ndarray,
+    dtype: torch.dtype,
+    device: torch.device,
+    staging: Staging,
+    slab_bytes: int = SLAB_BYTES,
+) -> torch.Tensor:
+    """``volume`` as a new ``dtype`` tensor on ``device``, crossing in Z-slabs (double-buffered).
+
+    Each slab is converted to ``dtype`` while it is copied into a page-locked buffer (no
+    full-size converted copy on the host); the compute stream waits for the last slab on the
+    device. The result never shares memory with ``volume``.
+    """
+    out = torch.empty(volume.shape, dtype=dtype, device=device)
+    parts = slabs(volume.shape, out.element_size(), slab_bytes)
+    buffers: list[torch.Tensor | None] = [None, None]
+    copies: list[Any] = [None, None]
+    for k, z in enumerate(parts):
+        i = k % 2
+        if copies[i] is not None:
+            copies[i].synchronize()  # this buffer's last slab has crossed
+        if buffers[i] is None:
+            first = volume[parts[0]]
+            buffers[i] = staging.pinned(torch.empty(first.shape, dtype=dtype))
+        buf = buffers[i][: z.stop - z.start]
+        buf.numpy()[...] = volume[z]  # converted on the way into page-locked memory
+        copies[i] = staging.copy_in(out[z], buf)
+    if parts:
+        # copies on one stream run in order: the last slab's event covers every slab
+        staging.wait(copies[(len(parts) - 1) % 2])
+    return out
+
+
+def download_slabs(t: torch.Tensor, staging: Staging, slab_bytes: int = SLAB_BYTES) -> np.ndarray:
+    """A device tensor as a new numpy array, crossing in Z-slabs: slab k crosses while slab k-1
+    is copied out of its page-locked buffer into the result."""
+    out = np.empty(tuple(t.shape), dtype=torch.empty(0, dtype=t.dtype).numpy().dtype)
+    parts = slabs(tuple(t.shape), t.element_size(), slab_bytes)
+    staging.after_compute()  # the copies start when the tensor is computed
+    buffers: list[torch.Tensor | None] = [None, None]
+    pending: tuple[Any, torch.Tensor, slice] | None = None
+    for k, z in enumerate(parts):
+        i = k % 2
+        if buffers[i] is None:
+            buffers[i] = staging.pinned(t[parts[0]])
+        buf = buffers[i][: z.stop - z.start]
+        done = staging.copy_out(buf, t[z])
+        if pending is not None:  # slab k-1 leaves its buffer while slab k crosses
+            p_done, p_buf, p_z = pending
+            p_done.synchronize()
+            out[p_z] = p_buf.numpy()
+        pending = (done, buf, z)
+    if pending is not None:
+        p_done, p_buf, p_z = pending
+        p_done.synchronize()
+        out[p_z] = p_buf.numpy()
+    return out

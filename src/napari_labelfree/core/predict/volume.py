@@ -25,6 +25,7 @@ from ..preprocess import normalize, normalize_tensor_, resize, resize_tensor
 from ..weights import inference_network
 from .compile_cache import Acceleration
 from .fast_tiles import FixedShapeRunner, accelerated
+from .pipeline import download_slabs, staging_for, upload_slabs
 from .tiling import iter_sliding_window
 from .tta import spread_predictor, tta_predictor, uncertainty_name, with_uncertainty_names
 
@@ -132,10 +133,14 @@ _UPLOAD_DTYPES = {np.dtype(t) for t in ("uint8", "int8", "int16", "int32", "floa
 def to_device(volume: np.ndarray, device: torch.device) -> torch.Tensor:
     """A ZYX frame as a float32 tensor of its own on ``device``: one host-to-device copy.
 
-    On a GPU the copy goes through page-locked memory (PyTorch's caching host allocator reuses the
-    buffer from frame to frame), so it is asynchronous and runs at full bus speed.
+    On a GPU the frame crosses in Z-slabs through two page-locked buffers (:mod:`.pipeline`):
+    slab k+1 is converted and staged on the host while slab k crosses, on a side stream.
     """
     v = np.asarray(volume)
+    if device.type == "cuda":
+        raw = v.dtype if v.dtype in _UPLOAD_DTYPES else np.dtype(np.float32)
+        wire = torch.from_numpy(np.empty(0, raw)).dtype
+        return upload_slabs(v, wire, device, staging_for(device)).float()
     if v.dtype not in _UPLOAD_DTYPES:
         v = v.astype(np.float32)
     host = torch.from_numpy(np.ascontiguousarray(v))
@@ -149,14 +154,11 @@ def to_device(volume: np.ndarray, device: torch.device) -> torch.Tensor:
 
 
 def to_host(t: torch.Tensor) -> np.ndarray:
-    """A device tensor as a numpy array of its own (through page-locked memory from a GPU)."""
+    """A device tensor as a numpy array of its own (from a GPU in Z-slabs through two page-locked
+    buffers: slab k crosses while slab k-1 is copied into the result)."""
     if t.device.type != "cuda":
         return t.cpu().numpy()
-    staging = torch.empty(t.shape, dtype=t.dtype, pin_memory=True)
-    staging.copy_(t, non_blocking=True)
-    torch.cuda.current_stream(t.device).synchronize()
-    # a copy: the pinned block goes back to the allocator's cache for the next frame
-    return staging.numpy().copy()
+    return download_slabs(t, staging_for(t.device))
 
 
 def run_volume(
