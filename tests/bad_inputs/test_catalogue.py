@@ -515,6 +515,21 @@ CASES = [
         "existing_outputs",
     ),
     Case("missing-model-flag", "predict {good} " + OUT, "required"),
+    Case(
+        "scheduler-not-an-address",
+        P + " --scheduler notanaddress -o {w}/out.ome.zarr",
+        "expected a Dask scheduler address tcp://HOST:PORT",
+    ),
+    Case(
+        "scheduler-port-99999",
+        P + " --scheduler tcp://127.0.0.1:99999 -o {w}/out.ome.zarr",
+        "port 1-65535.*99999",
+    ),
+    Case(
+        "scheduler-unknown-scheme",
+        P + " --scheduler http://127.0.0.1:8787 -o {w}/out.ome.zarr",
+        "expected a Dask scheduler address",
+    ),
     # ---- models and discovery ------------------------------------------------------------------
     Case(
         "export-not-a-model",

@@ -37,7 +37,12 @@ def predict_on_cluster(
         frame = plan.source.frame(0, plan.channel)
         for warning in input_warnings(plan.bundles, frame, plan.voxel_size):
             tqdm.write(f"warning: {warning.text}", file=sys.stderr)
-    bar = tqdm(desc="cluster", unit="block" if args.block else "frame", file=sys.stderr)
+    bar = tqdm(
+        desc="cluster",
+        unit="block" if args.block else "frame",
+        file=sys.stderr,
+        disable=None,  # off when stderr is not a terminal, as the local bars
+    )
 
     def progress(done: int, total: int) -> None:
         bar.total = total

@@ -12,7 +12,7 @@ from typing import TYPE_CHECKING
 
 from ..core.config import PRECISIONS, TilingConfig
 from ..core.errors import LabelFreeError
-from . import _args
+from . import _args, _kind
 from ._outputs import (
     FORMATS,
     TIFF,
@@ -73,10 +73,10 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--channel", default=None, help="transmitted-light channel, by name or index")
     p.add_argument(
         "--voxel-size",
-        type=_args.voxel_size,
+        type=_kind.voxel_size,
         default=None,
         metavar="Z,Y,X",
-        help="voxel size in um when the file lacks it or it is wrong",
+        help="voxel size in um when the file lacks it or it is wrong (Y,X with 2D models)",
     )
     p.add_argument(
         "--tile",
@@ -131,6 +131,7 @@ def register(sub: argparse._SubParsersAction) -> None:
     )
     cluster.add_argument(
         "--scheduler",
+        type=_scheduler,
         default=None,
         metavar="tcp://HOST:PORT",
         help="send the frames to a running Dask scheduler and its workers",
@@ -156,6 +157,25 @@ def register(sub: argparse._SubParsersAction) -> None:
             "voxel_size", "channel", "force", "device", "tile_shape", "models", "precision"
         ),
     )
+
+
+def _scheduler(text: str) -> str:
+    """A Dask scheduler address, checked for its form before any work (not yet reached)."""
+    address = text.strip()
+    scheme, sep, location = address.rpartition("://")
+    host, colon, port = location.rpartition(":")
+    ok = (
+        (not sep or scheme in ("tcp", "tls", "ucx", "ws", "wss"))
+        and colon
+        and host.strip("[]")
+        and port.isdigit()
+        and 1 <= int(port) <= 65535
+    )
+    if not ok:
+        raise argparse.ArgumentTypeError(
+            f"expected a Dask scheduler address tcp://HOST:PORT (port 1-65535), got {text!r}"
+        )
+    return address if sep else f"tcp://{address}"
 
 
 def _workers(text: str) -> int | str:

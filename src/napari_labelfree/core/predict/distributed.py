@@ -264,13 +264,14 @@ def predict_plans(
     if block is not None:
         for plan in plans:
             check_blocks(plan)
-    outputs = [
-        _open_output(plan, Path(path), resume, overwrite, block)
-        for plan, path in zip(plans, output_paths, strict=True)
-    ]
+    # the scheduler is reached before any store is made: a wrong address leaves nothing behind
     client = _client(client_or_address)
     futures: dict[Any, tuple[int, int]] = {}
     try:
+        outputs = [
+            _open_output(plan, Path(path), resume, overwrite, block)
+            for plan, path in zip(plans, output_paths, strict=True)
+        ]
         plugin = ModelPlugin([str(b.path.resolve()) for b in plans[0].bundles], torch_threads)
         client.register_plugin(plugin, name=plugin.name)
         left: dict[tuple[int, int], int] = {}  # blocks still out, per (output, frame)
@@ -313,18 +314,68 @@ def predict_plans(
     return [out.commit() for out in outputs]
 
 
+#: seconds a scheduler has to accept the connection and answer who it is
+CONNECT_SECONDS = 10.0
+
+
 def _client(client_or_address: Any) -> Any:
     from distributed import Client
 
     if isinstance(client_or_address, Client):
         return client_or_address
+    check_scheduler(str(client_or_address), CONNECT_SECONDS)
     try:
-        return Client(client_or_address)
+        return Client(client_or_address, timeout=CONNECT_SECONDS)
     except OSError as e:
         raise LabelFreeError(
             f"cannot reach the Dask scheduler at {client_or_address} ({e}); start it "
             "(dask scheduler) or check its address"
         ) from e
+
+
+def check_scheduler(address: str, seconds: float) -> None:
+    """Refuse, within ``seconds``, an address where no Dask scheduler answers.
+
+    A closed port is refused at once; a server of another kind (a web server) accepts the
+    connection and then never answers Dask's handshake, where ``Client`` would wait forever.
+    """
+    import asyncio
+    import socket
+
+    from distributed.comm import connect, parse_address, parse_host_port
+
+    def unreachable(why: str) -> LabelFreeError:
+        return LabelFreeError(
+            f"cannot reach the Dask scheduler at {address} ({why}); start it (dask scheduler) "
+            "or check its address"
+        )
+
+    scheme, location = parse_address(address)
+    if scheme != "tcp":
+        return  # TLS and other transports need their own settings: Client checks them
+    host, port = parse_host_port(location)
+    try:
+        socket.create_connection((host, port), timeout=seconds).close()
+    except OSError as e:
+        raise unreachable(e.strerror or type(e).__name__) from None
+
+    async def identity() -> Any:
+        comm = await asyncio.wait_for(connect(address, timeout=seconds), seconds)
+        try:
+            await comm.write({"op": "identity", "reply": True})
+            return await asyncio.wait_for(comm.read(), seconds)
+        finally:
+            comm.abort()
+
+    try:
+        answer = asyncio.run(identity())
+    except (OSError, TimeoutError, ValueError, TypeError):
+        answer = None
+    if not (isinstance(answer, dict) and answer.get("type") == "Scheduler"):
+        raise LabelFreeError(
+            f"no Dask scheduler answers at {address} within {seconds:g} s (is it another kind "
+            "of server?); give the address the scheduler prints (tcp://HOST:PORT)"
+        )
 
 
 def _open_output(
@@ -343,7 +394,7 @@ def _open_output(
         path,
         plan.output_names,
         plan.output_colours,
-        plan.shape_zyx,
+        plan.output_shape_zyx,
         plan.output_physical_sizes,
         plan.n_frames,
         resume,
