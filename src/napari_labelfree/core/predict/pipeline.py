@@ -160,6 +160,9 @@ def upload_slabs(
     device. The result never shares memory with ``volume``.
     """
     out = torch.empty(volume.shape, dtype=dtype, device=device)
+    # ``out`` comes from the compute stream's memory, which work still queued there may be
+    # releasing: the side stream writes into it only after that work
+    staging.after_compute()
     parts = slabs(volume.shape, out.element_size(), slab_bytes)
     buffers: list[torch.Tensor | None] = [None, None]
     copies: list[Any] = [None, None]
