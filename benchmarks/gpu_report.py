@@ -147,6 +147,26 @@ def time_predict(volume, bundle, dev, precision: str, runs: int) -> tuple[list[f
 
 
 # --------------------------------------------------------------------------------------------
+# 0. the device path against the CPU's (catches a GPU-only mistake before any figure)
+# --------------------------------------------------------------------------------------------
+def correctness(rep: Report, bundle, dev, sz: Sizes) -> None:
+    from napari_labelfree.core.config import TilingConfig
+    from napari_labelfree.core.events import drain
+    from napari_labelfree.core.predict.run import iter_predict_volume
+
+    shape = (min(32, sz.shape[0]), min(256, sz.shape[1]), min(256, sz.shape[2]))
+    volume = make_volume(shape, seed=3).astype(np.uint16)  # uint16: converted slab by slab
+    tiling = TilingConfig(tile_shape=(shape[0], 128, 128), precision="fp32")
+    out = {d: drain(iter_predict_volume(volume, [bundle], VOXEL, tiling, d))["dna"]
+           for d in (dev, torch.device("cpu"))}  # fmt: skip
+    a, b = out[dev], out[torch.device("cpu")]
+    err = float(np.abs(a - b).max() / (np.abs(b).max() + 1e-12))
+    rep.row(f"device path vs CPU path, {'x'.join(map(str, shape))} uint16, fp32, several tiles",
+            f"r {pearson(a, b):.7f}, max abs error {err:.1e} of the output's range",
+            "", "r > 0.99999", r=pearson(a, b))  # fmt: skip
+
+
+# --------------------------------------------------------------------------------------------
 # 1. one tile
 # --------------------------------------------------------------------------------------------
 def tile_figures(rep: Report, bundle, dev: torch.device, sz: Sizes, repeat: int) -> None:
@@ -487,6 +507,8 @@ def main() -> int:
         bundle = open_bundle(make_bundle(work / "model", depth=sz.depth, width=sz.width))
         volume = make_volume(sz.shape)
         np.save(work / "volume.npy", volume)
+        if rep.step("device path vs CPU path", 20):
+            correctness(rep, bundle, dev, sz)
         if rep.step("one tile", 20):
             tile_figures(rep, bundle, dev, sz, repeat)
         if rep.step("end to end", 60):

@@ -31,6 +31,8 @@ def test_gpu_report_small_runs_through(tmp_path):
     end = next(r for r in rows if r["what"].startswith("iter_predict_volume end to end"))
     assert end["r_vs_fp32"] > 0.9999 and end["reference_mvox_s"] > 0
     assert any(w.startswith("warm first overlay") for w in what)
+    same = next(r for r in rows if r["what"].startswith("device path vs CPU path"))
+    assert same["r"] > 0.99999  # on the CPU both are the CPU path: a check of the check
     assert "| what | measured |" in done.stdout  # the table for docs/performance.md
 
 
