@@ -186,3 +186,18 @@ def test_prediction_says_a_compile_fallback_once_and_predicts_the_same(
     assert np.array_equal(fallback, plain)
     assert [n for n in notices if "torch.compile failed" in n] == [notices[-1]]
     assert "TritonMissing" in notices[-1] and not [n for n in none if "compile" in n]
+
+
+def test_the_cuda_calls_used_exist_in_this_torch():
+    # the CUDA paths cannot run here; at least every name they call must exist in torch's API
+    for owner, names in [
+        (torch.cuda, ["Stream", "Event", "CUDAGraph", "graph", "stream", "current_stream"]),
+        (torch.cuda.Stream, ["wait_stream", "wait_event"]),
+        (torch.cuda.Event, ["record", "synchronize"]),
+        (torch.cuda.CUDAGraph, ["replay"]),
+        (torch.Tensor, ["record_stream", "pin_memory"]),
+        (torch.compiler, ["save_cache_artifacts", "load_cache_artifacts", "is_compiling"]),
+        (torch.nn.Module, ["compile"]),
+    ]:
+        missing = [n for n in names if not hasattr(owner, n)]
+        assert not missing, (owner, missing)
