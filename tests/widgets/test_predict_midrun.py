@@ -122,3 +122,80 @@ def test_cutting_frames_for_cancel_keeps_the_plans_memory_cap():
     )
     fit_tiles_to_cpu(plan)
     assert all(t <= c for t, c in zip(plan.tile_shapes[0], capped, strict=True))
+
+
+def _complete_run(widget, gate, qtbot):
+    """Predict every frame (the gate open), then close the gate for the next run."""
+    gate.release.set()
+    widget.predict_btn.native.click()
+    qtbot.waitUntil(lambda: not widget.is_running, timeout=TIMEOUT)
+    gate.release.clear()
+
+
+def _frames_with_data(layer, n_t):
+    return [t for t in range(n_t) if np.abs(np.asarray(layer.data[t])).any()]
+
+
+@pytest.fixture
+def predicted_lapse(open_predict, tiny_models, volume, tiling_small, gate, qtbot):
+    """A 4-frame time-lapse predicted completely with both models."""
+    viewer, widget = open_predict()
+    viewer.add_image(np.stack([volume] * 4), name="bright-field", scale=(1.0, *SCALE))
+    tiling_small(widget)
+    widget.models.set_checked([m.path for m in tiny_models])
+    _complete_run(widget, gate, qtbot)
+    old = {ly.name: ly for ly in _prediction_layers(viewer)}
+    assert set(old) == {"dna (predicted)", "lamin-b1 (predicted)"}
+    assert all(_frames_with_data(ly, 4) == [0, 1, 2, 3] for ly in old.values())
+    return viewer, widget, old
+
+
+def test_rerun_then_cancel_keeps_the_complete_overlays(predicted_lapse, gate, qtbot):
+    """Issue 20: a re-run cancelled after one frame replaced 8-frame overlays by 1-frame ones."""
+    viewer, widget, old = predicted_lapse
+    widget.predict_btn.native.click()
+    run = widget.run
+    qtbot.waitUntil(lambda: len(run.frames_done) == 1, timeout=TIMEOUT)
+    widget.cancel_btn.native.click()
+    gate.release.set()
+    qtbot.waitUntil(lambda: not widget.is_running, timeout=TIMEOUT)
+
+    for name, layer in old.items():  # the same layers, every frame, shown again
+        assert layer in viewer.layers and layer.name == name and layer.visible
+        assert _frames_with_data(layer, 4) == [0, 1, 2, 3]
+    new = [ly for ly in _prediction_layers(viewer) if ly.name not in old]
+    assert len(new) == 2 and not any(ly.visible for ly in new)  # the partial run, kept beside
+    assert all(_frames_with_data(ly, 4) == run.frames_done for ly in new)
+    assert "earlier overlays are shown again" in widget.status.text()
+
+
+def test_removing_an_overlay_during_a_rerun_keeps_the_earlier_ones(predicted_lapse, gate, qtbot):
+    """Issue 20: removing one overlay of a re-run deleted the earlier overlays of both models."""
+    viewer, widget, old = predicted_lapse
+    widget.predict_btn.native.click()
+    run = widget.run
+    qtbot.waitUntil(lambda: len(run.layers) == 2, timeout=TIMEOUT)
+    viewer.layers.remove(run.layers["dna"])  # the new dna overlay: the run stops
+    gate.release.set()
+    qtbot.waitUntil(lambda: not widget.is_running, timeout=TIMEOUT)
+
+    for layer in old.values():
+        assert layer in viewer.layers and layer.visible
+        assert _frames_with_data(layer, 4) == [0, 1, 2, 3]
+    names = sorted(ly.name for ly in _prediction_layers(viewer))
+    assert names == ["dna (predicted)", "lamin-b1 (predicted)", "lamin-b1 (predicted) [1]"]
+
+
+def test_a_complete_rerun_is_added_beside_the_earlier_overlays(predicted_lapse, gate, qtbot):
+    viewer, widget, old = predicted_lapse
+    _complete_run(widget, gate, qtbot)
+    layers = {ly.name: ly for ly in _prediction_layers(viewer)}
+    assert set(layers) == {
+        "dna (predicted)",
+        "lamin-b1 (predicted)",
+        "dna (predicted) [1]",
+        "lamin-b1 (predicted) [1]",
+    }
+    assert all(not ly.visible for ly in old.values())  # hidden, not removed
+    assert layers["dna (predicted) [1]"].visible and layers["lamin-b1 (predicted) [1]"].visible
+    assert "earlier overlays are kept, hidden" in widget.status.text()

@@ -76,13 +76,15 @@ def test_predict_two_models_gives_coloured_additive_overlays(
     assert widget.predict_btn.enabled and not widget.cancel_btn.enabled
     assert widget.status.text().startswith("Done")
 
-    # predicting again replaces the overlays of the same source and models
+    # predicting again adds new overlays beside the earlier ones, which are hidden, not removed
     widget.models.set_checked([tiny_models[0].path])
     _predict(widget, qtbot)
     assert sorted(ly.name for ly in _prediction_layers(viewer)) == [
         "dna (predicted)",
+        "dna (predicted) [1]",
         "lamin-b1 (predicted)",
     ]
+    assert not viewer.layers["dna (predicted)"].visible
 
 
 def test_timelapse_current_frame_first_into_a_chunked_store(
@@ -136,7 +138,9 @@ def test_cancel_keeps_finished_frames(open_predict, tiny_models, volume, tiling_
     (first,) = run.frames_done  # the frame under the slider, then Cancel
     for t in range(n_t):
         assert np.abs(layer.data[t]).any() == (t == first)
-    assert widget.status.text() == f"Stopped: 1 of {n_t} frames predicted; the others are empty."
+    assert widget.status.text() == (
+        f"Stopped: 1 of {n_t} frames predicted (dna (predicted); the others are empty)."
+    )
     assert widget.predict_btn.enabled and not widget.cancel_btn.enabled
 
 

@@ -1,10 +1,13 @@
-"""The overlays of one prediction run, on the GUI thread: created lazily, replaced only on success.
+"""The overlays of one prediction run, on the GUI thread: created lazily, never removing any layer.
 
-A run's layers appear with the first finished frame, named "<structure> (predicting)"; the
-earlier run's overlays of the same image and models are hidden meanwhile. When the run ends with
-at least one frame (done, or cancelled by the user) the earlier overlays go and the new ones are
-renamed "<structure> (predicted)"; when it fails, the new ones go and the earlier ones come back,
-so a failed run never loses what was shown. No Qt here.
+A run's layers appear with the first finished frame, named "<structure> (predicting)", beside
+the earlier run's overlays of the same image and models, which are hidden meanwhile (not
+removed). At the end the new layers are renamed "<structure> (predicted)" (napari numbers a name
+already taken). A run that predicted every frame stays shown, the earlier overlays hidden beside
+it; a run that stopped early (Cancel, a removed layer, an error) keeps the frames it finished,
+and where there were earlier overlays those are shown again as they were and the partial new
+ones are kept hidden. Only the user removes overlays: a finished prediction is never lost.
+No Qt here.
 """
 
 from __future__ import annotations
@@ -111,33 +114,53 @@ class OverlayRun:
             self.viewer.layers.selection.active = self.source  # the source stays the active layer
         return bool(self.pending)
 
+    def complete(self, total: int) -> bool:
+        """Whether every frame of the source was predicted (``total``: frames in the run)."""
+        return len(set(self.frames_done)) >= max(total, 1)
+
     def summary(self, error: BaseException | None, stopped: bool, total: int) -> str:
         """The status line for the end of the run."""
         n = len(self.frames_done)
-        if error is not None:
-            return "Prediction failed" + ("; earlier overlays are kept." if self.previous else ".")
-        if stopped and n < max(total, 1):
-            if self.info.has_time:
-                return f"Stopped: {n} of {total} frames predicted; the others are empty."
-            return "Stopped before the prediction finished."
-        names = ", ".join(ly.name for ly in self.layers.values() if ly in self.viewer.layers)
-        return f"Done: {names}" + (f" ({n} frames)" if self.info.has_time else "")
+        alive = [ly.name for ly in self.layers.values() if ly in self.viewer.layers]
+        earlier = self._previous_alive()
+        if self.complete(total) and error is None:
+            done = f"Done: {', '.join(alive)}" + (f" ({n} frames)" if self.info.has_time else "")
+            if earlier:
+                done += f"; the earlier overlays are kept, hidden ({', '.join(earlier)})"
+            return done
+        head = "Prediction failed" if error is not None else "Stopped"
+        if n == 0 or not alive:
+            kept = "nothing new was predicted"
+        elif self.info.has_time:
+            kept = f"{n} of {total} frames predicted ({', '.join(alive)}; the others are empty)"
+        else:
+            kept = "before the prediction finished"
+        text = f"{head}: {kept}"
+        if earlier:
+            text += f"; the earlier overlays are shown again ({', '.join(earlier)})"
+            if alive and n:
+                text += ", the new partial ones are hidden beside them"
+        return text + "."
 
-    def finish(self, succeeded: bool) -> list[str]:
-        """End the run: keep the new overlays (and drop the earlier ones) or roll back."""
-        while succeeded and self.create_next():
+    def _previous_alive(self) -> list[str]:
+        return [ly.name for ly, _ in self.previous if ly in self.viewer.layers]
+
+    def finish(self, complete: bool) -> list[str]:
+        """End the run; every finished frame is kept and no layer is removed.
+
+        ``complete``: every frame was predicted. The new overlays are renamed "(predicted)"; when
+        the run stopped early and earlier overlays exist, those are shown again and the partial
+        new ones hidden beside them.
+        """
+        while self.create_next():  # frames that finished get their layers, whatever the end
             pass
         alive = [ly for ly in self.layers.values() if ly in self.viewer.layers]
-        if succeeded and alive:
-            for layer, _ in self.previous:
-                if layer in self.viewer.layers:
-                    self.viewer.layers.remove(layer)
-            for layer in alive:
-                layer.name = layer.name.removesuffix(RUNNING_SUFFIX) + PREDICTED_SUFFIX
-            return [ly.name for ly in alive]
         for layer in alive:
-            self.viewer.layers.remove(layer)
-        for layer, visible in self.previous:
-            if layer in self.viewer.layers:
-                layer.visible = visible
-        return []
+            layer.name = layer.name.removesuffix(RUNNING_SUFFIX) + PREDICTED_SUFFIX
+        if not complete and self._previous_alive():
+            for layer, visible in self.previous:
+                if layer in self.viewer.layers:
+                    layer.visible = visible
+            for layer in alive:
+                layer.visible = False
+        return [ly.name for ly in alive]

@@ -276,9 +276,9 @@ class PredictWidget(MergedExport, QWidget):
         run, self.run = self.run, None
         if run is None:
             return
-        keep = error is None or not run.previous  # a failed run never replaces what was shown
-        run.finish(succeeded=keep)
-        self.status.setText(run.summary(error, stopped, self.runner.progress.frames_total))
+        total = self.runner.progress.frames_total
+        run.finish(complete=error is None and run.complete(total))  # never removes a layer
+        self.status.setText(run.summary(error, stopped, total))
 
     def _on_removed(self, event: Any) -> None:
         """A layer went: a run whose source or overlay it was stops; the image list follows."""
