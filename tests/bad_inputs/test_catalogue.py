@@ -147,6 +147,9 @@ def existing_outputs(w, a):
     shutil.copy(a.good, w / "second.ome.tif")
     (w / "sub").mkdir()
     shutil.copy(a.good, w / "sub" / "copy.ome.tif")
+    (w / "folder.ome.zarr").mkdir()  # named like a store, holding the user's files
+    (w / "folder.ome.zarr" / "notes.txt").write_text("keep me")
+    (w / ".in-the-way.ome.zarr.partial").write_text("a file at the partial store's name")
 
 
 def broken_models(w, a):
@@ -512,6 +515,24 @@ CASES = [
         "several-inputs-same-name",
         "predict {w}/copy.ome.tif {w}/sub/copy.ome.tif --channel 1 -m {model} -o {w}/preds",
         "same file name",
+        "existing_outputs",
+    ),
+    Case(
+        "overwrite-a-folder-that-is-not-a-store",
+        P + " -o {w}/folder.ome.zarr --overwrite",
+        "folder.ome.zarr is a folder but not a Zarr store; --overwrite replaces only a store",
+        "existing_outputs",
+    ),
+    Case(
+        "partial-store-is-a-file",
+        P + " -o {w}/in-the-way.ome.zarr",
+        "in-the-way.ome.zarr.partial is in the way",
+        "existing_outputs",
+    ),
+    Case(
+        "resume-partial-store-is-a-file",
+        P + " -o {w}/in-the-way.ome.zarr --resume",
+        "in-the-way.ome.zarr.partial is in the way",
         "existing_outputs",
     ),
     Case("missing-model-flag", "predict {good} " + OUT, "required"),

@@ -230,3 +230,42 @@ def test_signal_handlers_are_restored(work, assets, capsys):
     run_cli(["models"], capsys)
     run_cli(["predict", "nope.tif", "-m", str(assets.model), "-o", "x.ome.tif"], capsys)
     assert {s: signal.getsignal(s) for s in before} == before
+
+
+def test_an_ome_zarr_on_a_full_disk_is_one_line_that_names_what_is_kept(
+    work, assets, capsys, monkeypatch
+):
+    """The disk fills while a frame is written: the partial store is kept, and said so."""
+    from napari_labelfree.core.io import ome_zarr_out
+
+    def full(self, *args, **kwargs):
+        raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC))
+
+    monkeypatch.setattr(ome_zarr_out.OmeZarrOutput, "write_block", full)
+    argv = _predict(assets, work)
+    argv[argv.index("-o") + 1] = str(work / "out.ome.zarr")
+    result = run_cli(argv, capsys)
+    assert result.code == 2 and "Traceback" not in result.err, result.err
+    last = result.err.strip().splitlines()[-1]
+    assert "cannot write" in last and "the disk is full" in last
+    assert "0 of 1 frames of out.ome.zarr are kept in" in last and "--resume" in last
+    assert not (work / "out.ome.zarr").exists()
+
+
+def test_an_ome_zarr_that_cannot_be_created_leaves_nothing(work, assets, capsys, monkeypatch):
+    from napari_labelfree.core.io import ome_zarr_out
+
+    real = ome_zarr_out._create_store
+
+    def half_made(store, *args):
+        real(store, *args)
+        raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC))
+
+    monkeypatch.setattr(ome_zarr_out, "_create_store", half_made)
+    before = snapshot(work, assets.root)
+    argv = _predict(assets, work)
+    argv[argv.index("-o") + 1] = str(work / "out.ome.zarr")
+    result = run_cli(argv, capsys)
+    assert result.code == 2 and "Traceback" not in result.err, result.err
+    assert "the disk is full" in message_line(result.err)
+    assert snapshot(work, assets.root) == before

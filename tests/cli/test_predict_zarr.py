@@ -78,6 +78,7 @@ def test_predict_writes_an_ome_zarr_with_names_colours_and_scale(case, tmp_path)
 def test_an_existing_store_is_kept_unless_overwrite(case, tmp_path, capsys):
     out = tmp_path / "result.ome.zarr"
     out.mkdir()
+    (out / ".zgroup").write_text('{"zarr_format": 2}')
     (out / "keep").touch()
     assert main(_args(case, out)) == 2
     assert "--overwrite" in capsys.readouterr().err
@@ -85,6 +86,42 @@ def test_an_existing_store_is_kept_unless_overwrite(case, tmp_path, capsys):
     assert main(_args(case, out, "--overwrite")) == 0
     assert not (out / "keep").exists()
     _assert_store(out, _reference(case))
+
+
+def test_overwrite_never_replaces_a_folder_that_is_not_a_store(case, tmp_path, capsys):
+    """A folder merely named x.ome.zarr holds the user's files: --overwrite must not delete it."""
+    out = tmp_path / "result.ome.zarr"
+    out.mkdir()
+    (out / "thesis.docx").write_text("three years of work")
+    assert main(_args(case, out, "--overwrite")) == 2
+    assert "not a Zarr store" in capsys.readouterr().err
+    assert (out / "thesis.docx").read_text() == "three years of work"
+    assert not partial_path(out).exists()
+
+
+def test_a_second_run_into_the_same_store_is_refused_while_the_first_writes(
+    case, tmp_path, monkeypatch, capsys
+):
+    """Two predictions into one .ome.zarr: the second neither deletes nor joins the first's."""
+    out = tmp_path / "result.ome.zarr"
+    write = OmeZarrOutput.write_frame
+    results = []
+
+    def second_run_meanwhile(self, t, arrays):
+        write(self, t, arrays)
+        if t == 0:
+            monkeypatch.setattr(OmeZarrOutput, "write_frame", write)
+            results.append(main(_args(case, out)))
+            results.append(main(_args(case, out, "--resume")))
+            results.append(capsys.readouterr().err)
+
+    monkeypatch.setattr(OmeZarrOutput, "write_frame", second_run_meanwhile)
+    assert main(_args(case, out)) == 0
+    assert results[:2] == [2, 2]
+    assert results[2].count("another labelfree run is writing result.ome.zarr") == 2
+    _assert_store(out, _reference(case))
+    assert not partial_path(out).exists()
+    assert not (out / ".labelfree-lock").exists()
 
 
 def test_ctrl_c_leaves_an_incomplete_partial_store_that_resume_finishes(

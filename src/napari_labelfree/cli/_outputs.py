@@ -91,6 +91,7 @@ def check_targets(targets: list[Path], overwrite: bool, resume: bool) -> None:
     A resumed store is checked when it is opened.
     """
     from ..core.files import check_output_location
+    from ..core.io.ome_zarr_out import check_replaceable
 
     for target in targets:
         check_output_location(target)
@@ -98,6 +99,8 @@ def check_targets(targets: list[Path], overwrite: bool, resume: bool) -> None:
             raise LabelFreeError(
                 f"{target} already exists; choose another output or add --overwrite"
             )
+        if overwrite and format_of(target) == ZARR:
+            check_replaceable(target)
 
 
 def write_tiff(
@@ -171,6 +174,10 @@ def write_zarr(
         )
     except KeyboardInterrupt:
         raise KeyboardInterrupt(interrupted_note(out)) from None
+    except OSError as e:  # a full disk, a store made read-only: the frames done are kept
+        from ..core.files import write_error
+
+        raise LabelFreeError(f"{write_error(target, e)}; {interrupted_note(out)}") from None
     finally:
         out.close()
     out.commit()

@@ -28,6 +28,7 @@ from typing import Any
 import numpy as np
 
 from ..errors import LabelFreeError
+from ..files import write_error
 
 DONE_DIR = ".labelfree-done"
 #: a chunk holds at most one channel of one frame, and at most this many bytes
@@ -70,6 +71,92 @@ def partial_path(path: Path) -> Path:
     return path.parent / f".{path.name}.partial"
 
 
+LOCK_NAME = ".labelfree-lock"
+#: files at the top of a Zarr store (v2, v3): a folder without one is not a store
+_STORE_MARKERS = (".zgroup", ".zattrs", ".zarray", "zarr.json")
+
+
+def is_zarr_store(path: Path) -> bool:
+    """True for a folder that holds a Zarr store at its top."""
+    return path.is_dir() and any((path / m).is_file() for m in _STORE_MARKERS)
+
+
+def check_replaceable(path: Path) -> None:
+    """Refuse to replace ``path`` unless it is an OME-Zarr store (``--overwrite``).
+
+    A folder merely named ``x.ome.zarr`` may hold anything of the user's: replacing it whole
+    would delete their files.
+    """
+    if not path.exists() and not path.is_symlink():
+        return
+    if not path.is_dir():
+        raise LabelFreeError(
+            f"{path} is a file, not an OME-Zarr store; --overwrite replaces only a store: "
+            "move it or choose another output name"
+        )
+    if not is_zarr_store(path):
+        raise LabelFreeError(
+            f"{path} is a folder but not a Zarr store; --overwrite replaces only a store, "
+            "never a folder of other files: move them or choose another output name"
+        )
+
+
+class _StoreLock:
+    """An exclusive lock on a partial store while one run writes into it (POSIX ``flock``).
+
+    The kernel drops it when the process ends, however it ends: a lock left by a killed run
+    never blocks the next one.
+    """
+
+    def __init__(self, store: Path) -> None:
+        self.path = store / LOCK_NAME
+        self._file: Any = None
+
+    def acquire(self) -> bool:
+        """Take the lock; False if another process holds it."""
+        try:
+            import fcntl
+        except ImportError:  # Windows: no lock (a second run there is not detected)
+            return True
+        self._file = open(self.path, "a")  # noqa: SIM115 (held open while the run writes)
+        try:
+            fcntl.flock(self._file, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except OSError:
+            self._file.close()
+            self._file = None
+            return False
+        return True
+
+    def release(self, remove: bool = False) -> None:
+        if self._file is None:
+            return
+        if remove:
+            self.path.unlink(missing_ok=True)
+        self._file.close()  # closing drops the lock
+        self._file = None
+
+
+def _in_use(store: Path) -> bool:
+    """True if another live process holds the lock of the partial store ``store``."""
+    if not store.is_dir():
+        return False
+    probe = _StoreLock(store)
+    try:
+        if not probe.acquire():
+            return True
+    except OSError:
+        return False
+    probe.release()
+    return False
+
+
+def _busy(path: Path, partial: Path) -> LabelFreeError:
+    return LabelFreeError(
+        f"another labelfree run is writing {path.name} (into {partial.name}); wait for it to "
+        "finish or choose another output name"
+    )
+
+
 def read_done_frames(store: str | Path) -> set[int]:
     """Time points whose every channel is written in a store (marker files, see module notes)."""
     folder = Path(store) / DONE_DIR
@@ -104,6 +191,7 @@ class OmeZarrOutput:
     done_frames: set[int] = field(default_factory=set)
     overwrite: bool = False
     _writer: Any = field(default=None, repr=False, compare=False)
+    _lock: Any = field(default=None, repr=False, compare=False)
 
     @property
     def n_frames(self) -> int:
@@ -196,6 +284,10 @@ class OmeZarrOutput:
         block["complete"] = True
         root.attrs["labelfree"] = block
         shutil.rmtree(self.work_path / DONE_DIR, ignore_errors=True)
+        if self._lock is not None:
+            self._lock.release(remove=True)  # not part of the result
+            self._lock = None
+        (self.work_path / LOCK_NAME).unlink(missing_ok=True)
         _replace_dir(self.work_path, self.path, self.overwrite)
         self.work_path = self.path
         self._writer = None
@@ -204,6 +296,9 @@ class OmeZarrOutput:
     def close(self) -> None:
         """Let go of the store without committing (a partial one stays for resuming)."""
         self._writer = None
+        if self._lock is not None:
+            self._lock.release()
+            self._lock = None
 
     def __enter__(self) -> OmeZarrOutput:
         return self
@@ -216,6 +311,7 @@ class OmeZarrOutput:
     def __getstate__(self) -> dict:
         state = dict(self.__dict__)
         state["_writer"] = None  # an open zarr handle does not travel; each process opens its own
+        state["_lock"] = None  # the run's lock stays with the process that started the run
         return state
 
 
@@ -285,7 +381,12 @@ def open_prediction_output(
         ):
             return OmeZarrOutput(path, path, names, shape, set(range(shape[0])), overwrite)  # type: ignore[arg-type]
         if partial.is_dir():
+            out._lock = _StoreLock(partial)
+            if not out._lock.acquire():
+                out._lock = None
+                raise _busy(path, partial)
             if not _matches(partial, expected):
+                out.close()
                 raise LabelFreeError(
                     f"the unfinished {path.name} beside it was started with other models or "
                     "another image (or other blocks); start again without resuming to replace it"
@@ -296,10 +397,27 @@ def open_prediction_output(
         raise LabelFreeError(
             f"{path} already exists; choose another output name (nothing was overwritten)"
         )
-    path.parent.mkdir(parents=True, exist_ok=True)
-    if partial.exists():
-        shutil.rmtree(partial)  # an earlier run's leftover, not resumed: start it again
-    _create_store(partial, names, colours, shape, scale, expected)
+    check_replaceable(path)
+    if partial.exists() or partial.is_symlink():
+        if not partial.is_dir() or partial.is_symlink():
+            raise LabelFreeError(
+                f"{partial} is in the way (a file where the unfinished store goes); move or "
+                "delete it"
+            )
+        if _in_use(partial):
+            raise _busy(path, partial)
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        if partial.exists():
+            shutil.rmtree(partial)  # an earlier run's leftover, not resumed: start it again
+        _create_store(partial, names, colours, shape, scale, expected)
+        out._lock = _StoreLock(partial)
+        if not out._lock.acquire():  # another run made it in the meantime
+            out._lock = None
+            raise _busy(path, partial)
+    except OSError as e:
+        shutil.rmtree(partial, ignore_errors=True)  # nothing in it yet
+        raise write_error(path, e) from None
     return out
 
 
