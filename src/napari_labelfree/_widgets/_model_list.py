@@ -21,6 +21,7 @@ from qtpy.QtWidgets import (
     QLabel,
     QListWidget,
     QListWidgetItem,
+    QSizePolicy,
     QVBoxLayout,
     QWidget,
 )
@@ -33,6 +34,7 @@ from ._jobs import JobRunner
 from ._layers import parse_voxel_size
 from ._models import describe_model, import_model, model_label
 from ._registry import registry
+from ._scroll import VerticalScroll
 from ._workers import notify_error
 
 _PATH = Qt.ItemDataRole.UserRole
@@ -85,7 +87,11 @@ class ModelPanel(QWidget):
         buttons = Container(widgets=[self.add_folder, self.import_btn], layout="horizontal")
         buttons.margins = (0, 0, 0, 0)
         layout.addWidget(buttons.native)
-        layout.addWidget(self.details)
+        # a long model card scrolls, so Predict stays in view
+        self.details_area = VerticalScroll(self.details)
+        self.details_area.setMaximumHeight(9 * self.details.fontMetrics().height())
+        self.details_area.setSizePolicy(QSizePolicy.Policy.Preferred, QSizePolicy.Policy.Minimum)
+        layout.addWidget(self.details_area)
         self.setLayout(layout)
         self.importer = JobRunner(self, "model import", lambda _: None, self._imported)
         self.add_folder.clicked.connect(self._ask_model_folder)
@@ -124,6 +130,7 @@ class ModelPanel(QWidget):
     def _show_details(self, item: QListWidgetItem | None, _previous: object = None) -> None:
         bundle = self.bundles.get(item.data(_PATH)) if item is not None else None
         self.details.setText(describe_model(bundle) if bundle else "")
+        self.details_area.updateGeometry()  # its height follows the text (up to 9 lines)
 
     def paths(self) -> list[str]:
         return [self.list.item(i).data(_PATH) for i in range(self.list.count())]
