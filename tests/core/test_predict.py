@@ -242,7 +242,8 @@ def test_plan_resolves_everything_once(make_tiny_model, rng):
     assert [g.indices for g in plan.groups] == [(0,), (1,)]
     assert [g.grid_shape for g in plan.groups] == [(8, 32, 32), (8, 64, 64)]
     assert not plan.groups[0].resample and plan.groups[1].resample
-    assert all(t % g.multiple == 0 for g in plan.groups for t in plan.tile_shapes[0])
+    g = plan.groups[0]
+    assert all(t % m == 0 for t, m in zip(plan.tile_shapes[0], g.multiple, strict=True))
 
 
 def test_plan_predicts_any_iterable_of_frames(make_tiny_model, rng):

@@ -85,11 +85,8 @@ def layer_voxel_size(layer, axes: str | None = None) -> tuple[float, float, floa
 
 def layer_source(layer, info: LayerInfo) -> ImageSource:
     """The layer as a lazily indexed ImageSource (no copy of the data)."""
-    if "Z" not in info.axes:
-        raise LabelFreeError(
-            f"layer {layer.name!r} is 2D ({'x'.join(map(str, layer.data.shape))}); label-free models "
-            "need a z-stack of transmitted light. Open the z-stack (CZI, OME-TIFF, multi-page TIFF)"
-        )
+    # a 2D image or 2D time-lapse (no Z axis) is one plane per frame: 2D models predict it, the
+    # plan refuses it for 3D and 2.5D models with the reason
     return from_array(
         layer_data(layer), info.axes, info.channel_names, physical_sizes=info.voxel_size
     )

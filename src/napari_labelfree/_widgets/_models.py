@@ -34,7 +34,8 @@ def model_label(bundle: ModelBundle) -> str:
     spec = bundle.spec
     name = display_name(bundle)
     folder = "" if bundle.name in (spec.structure, name) else f" [{bundle.name}]"
-    return f"{name}{folder} ({ORIGIN.get(bundle.source, bundle.source)})"
+    kind = "" if spec.kind == "unet3d" else f", {spec.kind_label}"  # 2D / 2.5D said; 3D is usual
+    return f"{name}{folder} ({ORIGIN.get(bundle.source, bundle.source)}{kind})"
 
 
 def _fmt_vox(vox: Any) -> str:
@@ -64,7 +65,7 @@ def describe_model(bundle: ModelBundle) -> str:
         f"voxel size {_fmt_vox(spec.voxel_size_um)} um (Z, Y, X); images are resampled to it",
         f"normalization: {norm.method} {norm.scope}"
         + (f" ({norm.center_slices} centre slices)" if "center" in norm.scope else ""),
-        f"U-Net depth {spec.architecture.depth}, width {spec.architecture.width}",
+        f"{spec.kind_label} U-Net depth {spec.architecture.depth}, width {spec.architecture.width}",
     ]
     # what it learned from and which score came from which data (core.model_card, as the CLI)
     lines += card_lines(spec)

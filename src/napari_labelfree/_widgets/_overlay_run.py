@@ -56,6 +56,9 @@ class OverlayRun:
 
     def planned(self, event: Planned) -> None:
         self.names, self.bundles, self.stores = event.names, event.bundles, event.stores
+        if event.drop_z and "Z" in self.info.axes:  # a projection: one plane over every z
+            self.z_dropped = [a for a in self.info.axes if a != "C"].index("Z")
+            del self.scale[self.z_dropped], self.translate[self.z_dropped]
 
     def owns(self, layer: Any) -> bool:
         """Whether removing ``layer`` concerns this run (its source or one of its overlays)."""
@@ -105,7 +108,7 @@ class OverlayRun:
             translate=self.translate,
             contrast_limits=(lo, hi),
             metadata={META_KEY: meta},
-            **output_units(self.source, self.info),  # the source's um: one unit for the scale bar
+            **self._units(),  # the source's um: one unit for the scale bar
         )
         # room above the limits to brighten, for negative predictions too (hi < 0 doubled is lower)
         layer.contrast_limits_range = (min(lo, 0.0), hi + max(hi - lo, abs(hi)))
@@ -117,6 +120,12 @@ class OverlayRun:
     def complete(self, total: int) -> bool:
         """Whether every frame of the source was predicted (``total``: frames in the run)."""
         return len(set(self.frames_done)) >= max(total, 1)
+
+    def _units(self) -> dict[str, list[str]]:
+        units = output_units(self.source, self.info)
+        if units and getattr(self, "z_dropped", None) is not None:
+            del units["units"][self.z_dropped]
+        return units
 
     def summary(self, error: BaseException | None, stopped: bool, total: int) -> str:
         """The status line for the end of the run."""

@@ -69,8 +69,14 @@ def display_limits(arr: np.ndarray, high: float = 99.9) -> tuple[float, float]:
     return lo, hi
 
 
-def store_frame(event: FrameDone, stores: dict[str, Any] | None) -> FrameReady:
-    """Write a finished frame into its stores (worker thread) and compute its display limits."""
+def store_frame(
+    event: FrameDone, stores: dict[str, Any] | None, drop_z: bool = False
+) -> FrameReady:
+    """Write a finished frame into its stores (worker thread) and compute its display limits.
+
+    ``drop_z``: each array is one plane shown without a Z axis (a 2D layer, a projection)."""
+    if drop_z:
+        event = FrameDone(event.frame, event.n_frames, {n: a[0] for n, a in event.arrays.items()})
     limits = {name: display_limits(arr) for name, arr in event.arrays.items()}
     if stores is None:  # one volume: the arrays become the layers' data as they are
         return FrameReady(event.frame, event.n_frames, event.arrays, limits)

@@ -230,6 +230,7 @@ class PredictWidget(MergedExport, QWidget):
             scheduler=FrameScheduler(source.n_timepoints, current_frame(self.viewer, layer, info)),
             has_time=info.has_time,
             model_paths=[str(b.path) for b in bundles],
+            has_z="Z" in info.axes,
         )
 
     def predict(self) -> None:

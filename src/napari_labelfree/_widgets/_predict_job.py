@@ -40,6 +40,7 @@ class PredictRequest:
     scheduler: FrameScheduler
     has_time: bool
     model_paths: list[str] = field(default_factory=list)
+    has_z: bool = True  # the layer has a Z axis (a 2D image or 2D time-lapse has none)
     # set by the GUI once the overlays of the first frame are added: until then the worker waits,
     # so adding layers (a few hundred ms of GUI work each) does not compete with the network
     layers_ready: threading.Event = field(default_factory=threading.Event)
@@ -71,7 +72,8 @@ def tiling_from_text(
             field="tile_shape",
         )
     multiple = max(b.spec.architecture.multiple for b in bundles)
-    tile, notice = raise_tiny_tile(list(given), multiple)
+    flat = all(b.spec.architecture.flat for b in bundles)  # 2D / 2.5D: one plane is a tile
+    tile, notice = raise_tiny_tile(list(given), multiple, flat)
     return TilingConfig(tile_shape=tile, overlap=float(overlap), precision=precision), False, notice
 
 
@@ -82,6 +84,8 @@ class Planned:
     names: tuple[str, ...]
     bundles: tuple[ModelBundle, ...]
     stores: dict[str, Any] | None
+    # one output plane shown without a Z axis: a 2D layer's, or a projection over the stack's
+    drop_z: bool = False
 
 
 def fit_tiles_to_cpu(plan: Any) -> None:
@@ -94,10 +98,10 @@ def fit_tiles_to_cpu(plan: Any) -> None:
         # within the plan's own tile, which already holds the CPU fp32 memory cap
         # (core.predict.tiling.max_tile_shape): cutting for Cancel must never undo it
         tile = cpu_tile_shape(
-            group.grid_shape, plan.tile_shapes[g], group.multiple, plan.tiling.overlap
+            group.feed_shape, plan.tile_shapes[g], group.multiple, plan.tiling.overlap
         )
         plan.tile_shapes[g] = fit_tile_shape(
-            group.grid_shape, tile, plan.tiling.overlap, group.multiple
+            group.feed_shape, tile, plan.tiling.overlap, group.multiple
         )
 
 
@@ -117,15 +121,17 @@ def predict_job(req: PredictRequest) -> Generator[Any, None, list[int]]:
     if req.auto_tile:
         fit_tiles_to_cpu(plan)
     stores = None
+    out_zyx = plan.output_shape_zyx
+    drop_z = out_zyx[0] == 1 and (not req.has_z or bool(plan.groups[0].projection))
     if req.has_time:  # chunked on disk: a long time-lapse must not sit in RAM
-        shape = (plan.n_frames, *plan.shape_zyx)
+        shape = (plan.n_frames, *out_zyx[int(drop_z) :])
         stores = {name: frame_store(shape) for name in plan.names}
-    yield Planned(plan.names, plan.bundles, stores)
+    yield Planned(plan.names, plan.bundles, stores, drop_z)
     done: list[int] = []
     for event in plan.iter_frames(req.scheduler):
         if isinstance(event, FrameDone):
             done.append(event.frame)
-            event = store_frame(event, stores)
+            event = store_frame(event, stores, drop_z)
         yield event
         if len(done) == 1 and isinstance(event, FrameDone):
             req.layers_ready.wait(LAYERS_WAIT_S)

@@ -129,7 +129,7 @@ def write_tiff(
         write_ome_tiff(
             target,
             frames,
-            shape_tczyx=(plan.n_frames, len(names), *plan.shape_zyx),
+            shape_tczyx=(plan.n_frames, len(names), *plan.output_shape_zyx),
             channel_names=names,
             # an assumed voxel size is not recorded as if it had been measured
             physical_sizes=plan.output_physical_sizes,
@@ -156,7 +156,7 @@ def write_zarr(
         target,
         plan.output_names,
         plan.output_colours,
-        plan.shape_zyx,
+        plan.output_shape_zyx,
         plan.output_physical_sizes,
         plan.n_frames,
         resume=resume,

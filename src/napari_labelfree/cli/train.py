@@ -7,7 +7,7 @@ import sys
 from typing import Any
 
 from ..core.config import PAPER_VOXEL_SIZE_UM, PRECISIONS
-from . import _args
+from . import _args, _kind
 
 
 def register(sub: argparse._SubParsersAction) -> None:
@@ -49,14 +49,15 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--width", type=int, default=32, help="channels at the top level [32]")
     p.add_argument(
         "--voxel-size",
-        type=_args.voxel_size,
+        type=_kind.voxel_size,
         default=PAPER_VOXEL_SIZE_UM,
         metavar="Z,Y,X",
         help="voxel size in um the model works at; images are resampled to it [0.29,0.29,0.29]",
     )
+    _kind.add_kind_args(p)
     p.add_argument(
         "--data-voxel-size",
-        type=_args.voxel_size,
+        type=_kind.voxel_size,
         default=None,
         metavar="Z,Y,X",
         help="voxel size in um of the data, where the files lack it or it is wrong",
@@ -184,6 +185,7 @@ def run(args: argparse.Namespace) -> int:
         raise LabelFreeError("--depth and --width must be positive integers")
     if args.gpus != 1:
         return launch_ranks(args)
+    kind = _kind.kind_settings(args, tuple(args.voxel_size))
     settings = {
         "iterations": args.iterations,
         "batch_size": args.batch_size,
@@ -203,11 +205,12 @@ def run(args: argparse.Namespace) -> int:
         recipe = ("augment", "optimizer", "schedule", "loss", "keep_best")
         config = TrainConfig(**settings, **{k: getattr(args, k) for k in recipe})
     specs = expand(args.data, args.signal_channel, args.target_channel)
-    train, notices = load_pairs(specs, args.data_voxel_size)
+    data_voxel = _kind.data_voxel_size(args.data_voxel_size)
+    train, notices = load_pairs(specs, data_voxel)
     val = None
     if args.val:
         val, more = load_pairs(
-            expand(args.val, args.signal_channel, args.target_channel), args.data_voxel_size
+            expand(args.val, args.signal_channel, args.target_channel), data_voxel
         )
         notices += more
     elif args.val_fraction is not None:
@@ -223,8 +226,9 @@ def run(args: argparse.Namespace) -> int:
         structure=structure,
         colormap=args.colormap or colormap_for(structure),
         target=str(args.target_channel or ""),
-        voxel_size_um=args.voxel_size,
-        architecture=Architecture(depth=args.depth, width=args.width),
+        voxel_size_um=kind["voxel_size_um"],
+        architecture=Architecture(depth=args.depth, width=args.width, **kind["architecture"]),
+        target_projection=kind["target_projection"],
     )
     print(
         f"training {structure}: {len(train)} training pair(s), {len(val or [])} validation pair(s), "

@@ -19,21 +19,50 @@ MAX_DEPTH = 6
 MAX_PARAMETERS = 500_000_000
 
 
+# Network kinds (``Architecture.name``): the paper's 3D U-Net; a 2D U-Net (one plane in, that plane
+# out); a 2.5D U-Net (a window of ``in_planes`` z-planes in, the centre plane out). The 2D and 2.5D
+# networks are the 3D one with flat (1x3x3) kernels, so tiling, blending, TTA and the inference
+# twin serve all three; the 2.5D one reads its window with a first in_planes x 3 x 3 convolution.
+KINDS = ("unet3d", "unet2d", "unet2.5d")
+KIND_OPTIONS = {"3d": "unet3d", "2d": "unet2d", "2.5d": "unet2.5d"}  # the command-line names
+PROJECTIONS = ("max", "mean")
+
+
 @dataclass
 class Architecture:
-    """3D U-Net of the paper: ``depth`` down-samplings, ``width`` channels at the top level."""
+    """U-Net of the paper: ``depth`` down-samplings, ``width`` channels at the top level.
+
+    ``name`` is the kind (:data:`KINDS`); ``in_planes`` the z-window of a 2.5D network (odd, at
+    least 3; 1 for the other kinds).
+    """
 
     name: str = "unet3d"
     depth: int = 4
     width: int = 32
     in_channels: int = 1
     out_channels: int = 1
+    in_planes: int = 1
 
     def __post_init__(self) -> None:
-        for name in ("depth", "width", "in_channels", "out_channels"):
+        for name in ("depth", "width", "in_channels", "out_channels", "in_planes"):
             value = getattr(self, name)
             if isinstance(value, bool) or not isinstance(value, int):
                 raise LabelFreeError(f"architecture {name} must be a whole number, got {value!r}")
+        if self.name not in KINDS:
+            raise LabelFreeError(
+                f"unknown network kind {self.name!r}; this version knows "
+                f"{', '.join(map(repr, KINDS))}: upgrade napari-labelfree to use this model"
+            )
+        if self.name == "unet2.5d" and (self.in_planes < 3 or self.in_planes % 2 == 0):
+            raise LabelFreeError(
+                f"a 2.5D network reads an odd number of z-planes (3 or more, e.g. 5) around the "
+                f"one it predicts; got {self.in_planes}"
+            )
+        if self.name != "unet2.5d" and self.in_planes != 1:
+            raise LabelFreeError(
+                f"in_planes ({self.in_planes}) is a setting of 2.5D networks; a {self.name} "
+                "network reads one plane (2D) or the whole stack (3D)"
+            )
         if not 0 <= self.depth <= MAX_DEPTH:
             raise LabelFreeError(
                 f"network depth must be 0 to {MAX_DEPTH} (the paper uses 4), got {self.depth}"
@@ -48,27 +77,40 @@ class Architecture:
             )
 
     @property
+    def flat(self) -> bool:
+        """Whether the network works plane by plane (2D, 2.5D): never down-sampled along z."""
+        return self.name != "unet3d"
+
+    @property
     def multiple(self) -> int:
-        """Every spatial size fed to the network must be a multiple of this."""
+        """Every Y and X size fed to the network (and Z for 3D) must be a multiple of this."""
         return 2**self.depth
+
+    @property
+    def multiples(self) -> tuple[int, int, int]:
+        """Z, Y, X sizes fed to the network must be multiples of these (Z: any for 2D, 2.5D)."""
+        m = self.multiple
+        return (1 if self.flat else m, m, m)
 
     def n_parameters(self) -> int:
         """Parameters of the U-Net this describes, counted without building it (see core.unet)."""
+        k3, k2 = (9, 4) if self.flat else (27, 8)  # kernel volumes: 3x3(x3), 2x2(x2)
+        first = 9 * self.in_planes if self.name == "unet2.5d" else k3
 
-        def double_conv(n_in: int, n_out: int) -> int:
-            return 27 * n_in * n_out + 27 * n_out * n_out + 6 * n_out  # 2 convs + 2 BatchNorms
+        def double_conv(n_in: int, n_out: int, k_first: int = k3) -> int:
+            return k_first * n_in * n_out + k3 * n_out * n_out + 6 * n_out  # 2 convs + 2 BNs
 
-        def level(n_in: int, n_out: int, depth: int) -> int:
-            n = double_conv(n_in, n_out)
+        def level(n_in: int, n_out: int, depth: int, k_first: int = k3) -> int:
+            n = double_conv(n_in, n_out, k_first)
             if depth > 0:
-                n += 8 * n_out * n_out + 3 * n_out  # 2x2x2 down conv + BatchNorm
+                n += k2 * n_out * n_out + 3 * n_out  # down conv + BatchNorm
                 n += level(n_out, 2 * n_out, depth - 1)
-                n += 16 * n_out * n_out + 3 * n_out  # 2x2x2 transposed conv + BatchNorm
+                n += 2 * k2 * n_out * n_out + 3 * n_out  # transposed conv + BatchNorm
                 n += double_conv(2 * n_out, n_out)
             return n
 
-        head = 27 * self.width * self.out_channels + self.out_channels
-        return level(self.in_channels, self.width, self.depth) + head
+        head = k3 * self.width * self.out_channels + self.out_channels
+        return level(self.in_channels, self.width, self.depth, first) + head
 
 
 NORMALIZATION_SCOPES = ("per-image", "center-slices")
@@ -130,6 +172,9 @@ class ModelSpec:
     metrics: dict[str, Any] = field(default_factory=dict)
     # statistics of the training inputs (core.trust.stats); None for models that lack them
     input_statistics: dict[str, Any] | None = None
+    # "max" / "mean": trained against the z-projection of the target, the model predicts that one
+    # plane per stack (2.5D: from the in_planes around the stack's centre); "": plane by plane
+    target_projection: str = ""
     schema_version: int = SCHEMA_VERSION
 
     def __post_init__(self) -> None:
@@ -144,12 +189,39 @@ class ModelSpec:
                 f"voxel_size_um must be three positive numbers (Z, Y, X in um), "
                 f"got {self.voxel_size_um}"
             )
+        if self.target_projection not in ("", *PROJECTIONS):
+            raise LabelFreeError(
+                f"unknown target projection {self.target_projection!r}; this version knows "
+                "'max' and 'mean': upgrade napari-labelfree to use this model"
+            )
+        if self.target_projection and self.architecture.name != "unet2.5d":
+            raise LabelFreeError(
+                "a projection target is for 2.5D networks (a window of planes in, one plane "
+                f"out); this model is a {self.architecture.name}"
+            )
+
+    @property
+    def kind(self) -> str:
+        """The network kind: "unet3d", "unet2d" or "unet2.5d" (old configs: unet3d)."""
+        return self.architecture.name
+
+    @property
+    def kind_label(self) -> str:
+        """The kind as a user reads it: "3D", "2D", "2.5D (5 planes)", "2.5D (13 planes, max)"."""
+        if self.kind == "unet3d":
+            return "3D"
+        if self.kind == "unet2d":
+            return "2D"
+        extra = f", {self.target_projection}-projection" if self.target_projection else ""
+        return f"2.5D ({self.architecture.in_planes} planes{extra})"
 
     def to_dict(self) -> dict[str, Any]:
         d = dataclasses.asdict(self)
         d["voxel_size_um"] = list(self.voxel_size_um)
         if d["input_statistics"] is None:
             del d["input_statistics"]  # configs of models without statistics stay as they were
+        if not d["target_projection"]:
+            del d["target_projection"]
         return d
 
     def to_json(self) -> str:
@@ -191,7 +263,14 @@ class ModelSpec:
             kwargs["normalization"] = Normalization.from_dict(normalization)
             kwargs["architecture"] = _sub(Architecture, d.get("architecture", {}))
             kwargs["voxel_size_um"] = tuple(d.get("voxel_size_um", PAPER_VOXEL_SIZE_UM))
-            for name in ("structure", "display_name", "colormap", "target", "modality"):
+            for name in (
+                "structure",
+                "display_name",
+                "colormap",
+                "target",
+                "modality",
+                "target_projection",
+            ):
                 if name in kwargs and not isinstance(kwargs[name], str):
                     raise TypeError(f"{name} must be text, got {kwargs[name]!r}")
             for name in ("provenance", "metrics"):

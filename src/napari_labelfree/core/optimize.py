@@ -29,7 +29,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from .device import cpu_runs_bf16
-from .unet import DoubleConv, Level, UNet3D
+from .unet import DoubleConv, Level, UNet3D, pad_window
 
 
 def bn_affine(bn: nn.BatchNorm3d) -> tuple[torch.Tensor, torch.Tensor]:
@@ -98,10 +98,14 @@ class _LevelWeights(nn.Module):
         self.depth = level.depth
         self.channels_last = channels_last
         enc = level.encode
+        # stride and padding of each convolution (flat 2D / 2.5D kernels differ from 3x3x3)
+        self.enc1_pad = tuple(enc.conv1.padding)
+        self.pad = tuple(enc.conv2.padding)
         self._fold("enc1", enc.conv1, enc.bn1)
         self._fold("enc2", enc.conv2, enc.bn2)
         self.below: _LevelWeights | None = None
         if level.depth > 0:
+            self.stride = tuple(level.down.stride)
             self._fold("down", level.down, level.down_bn)
             self._fold("up", level.up, level.up_bn)
             dec = level.decode
@@ -134,7 +138,11 @@ def _mkldnn_runs(dtype: torch.dtype) -> bool:
 
 
 def _conv(
-    x: torch.Tensor, w: torch.Tensor, b: torch.Tensor | None, stride: int = 1, padding: int = 1
+    x: torch.Tensor,
+    w: torch.Tensor,
+    b: torch.Tensor | None,
+    stride: int | tuple[int, ...] = 1,
+    padding: int | tuple[int, ...] = 1,
 ) -> torch.Tensor:
     """conv3d; on the CPU through oneDNN wherever oneDNN runs the dtype.
 
@@ -152,28 +160,29 @@ def _conv(
         and _mkldnn_runs(x.dtype)
         and not torch.is_autocast_enabled("cpu")
     ):
-        s, p = [stride] * 3, [padding] * 3
+        s = [stride] * 3 if isinstance(stride, int) else list(stride)
+        p = [padding] * 3 if isinstance(padding, int) else list(padding)
         return torch.mkldnn_convolution(x, w, b, p, s, [1, 1, 1], 1)
     return F.conv3d(x, w, b, stride=stride, padding=padding)
 
 
 def _run_level(x: list[torch.Tensor], lv: _LevelWeights) -> torch.Tensor:
     """Forward of one level; ``x`` is a one-element list the callee empties to free its input early."""
-    t = torch.relu_(_conv(x.pop(), lv.enc1_w, lv.enc1_b))
-    skip = torch.relu_(_conv(t, lv.enc2_w, lv.enc2_b))
+    t = torch.relu_(_conv(x.pop(), lv.enc1_w, lv.enc1_b, padding=lv.enc1_pad))
+    skip = torch.relu_(_conv(t, lv.enc2_w, lv.enc2_b, padding=lv.pad))
     del t
     if lv.below is None:
         return skip
-    y = torch.relu_(_conv(skip, lv.down_w, lv.down_b, stride=2, padding=0))
+    y = torch.relu_(_conv(skip, lv.down_w, lv.down_b, stride=lv.stride, padding=0))
     y = _run_level([y], lv.below)
-    up = torch.relu_(F.conv_transpose3d(y, lv.up_w, lv.up_b, stride=2))
+    up = torch.relu_(F.conv_transpose3d(y, lv.up_w, lv.up_b, stride=lv.stride))
     del y
-    out = _conv(skip, lv.dec1_skip_w, lv.dec1_b)
+    out = _conv(skip, lv.dec1_skip_w, lv.dec1_b, padding=lv.pad)
     del skip
-    out += _conv(up, lv.dec1_up_w, None)
+    out += _conv(up, lv.dec1_up_w, None, padding=lv.pad)
     del up
     out = torch.relu_(out)
-    return torch.relu_(_conv(out, lv.dec2_w, lv.dec2_b))
+    return torch.relu_(_conv(out, lv.dec2_w, lv.dec2_b, padding=lv.pad))
 
 
 class InferenceUNet(nn.Module):
@@ -194,17 +203,18 @@ class InferenceUNet(nn.Module):
         self.body = _LevelWeights(net.body, channels_last)
         self.register_buffer("head_w", self.body._layout(net.head.weight.detach().clone()))
         self.register_buffer("head_b", net.head.bias.detach().clone())
+        self.window = getattr(net, "window", 1)  # 2.5D: the end planes repeated, as the network
         self.eval()
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         """(N, 1, Z, Y, X) -> (N, out_channels, Z, Y, X); sizes multiples of ``2**depth``."""
         if self.channels_last:
             x = x.contiguous(memory_format=torch.channels_last_3d)
-        x = x.type(self.body.enc1_w.dtype)
+        x = pad_window(x.type(self.body.enc1_w.dtype), self.window)
         # the one-element list lets the level drop the caller's reference to its input
         y = _run_level([x], self.body)
         # the head may stay in fp32 under a reduced precision (see to_precision)
-        out = _conv(y.type(self.head_w.dtype), self.head_w, self.head_b)
+        out = _conv(y.type(self.head_w.dtype), self.head_w, self.head_b, padding=self.body.pad)
         return out.contiguous()
 
     def to_precision(self, dtype: torch.dtype) -> InferenceUNet:

@@ -89,6 +89,12 @@ class PredictionPlan:
         return self.source.shape_zyx
 
     @property
+    def output_shape_zyx(self) -> tuple[int, int, int]:
+        """One output frame: the input's, or one plane for models trained on a projection."""
+        z, y, x = self.shape_zyx
+        return (1, y, x) if self.groups and self.groups[0].projection else (z, y, x)
+
+    @property
     def colours(self) -> tuple[str, ...]:
         """One napari colormap per output (each model's colour), in model order."""
         return tuple(b.spec.colormap for b in self.bundles)
@@ -176,9 +182,18 @@ def _resolve_bundles(models: ModelRef | Sequence[ModelRef]) -> tuple[ModelBundle
 
 
 def _checked_voxel_size(
-    source: ImageSource, given: Sequence[float] | None, fallback: VoxelSize
+    source: ImageSource, given: Sequence[float] | None, fallback: VoxelSize, planewise: bool = False
 ) -> tuple[VoxelSize, tuple[bool, bool, bool], tuple[Notice, ...]]:
-    """(voxel size, assumed per axis, notices): the one given, else the file's, else the model's."""
+    """(voxel size, assumed per axis, notices): the one given, else the file's, else the model's.
+
+    ``planewise``: only 2D models, which never resample along z: a voxel size may be given as
+    Y, X, and a z-step missing from the file is taken without a word.
+    """
+    if planewise and given is not None and len(given) == 2:
+        z = source.physical_sizes[0]
+        ok = z is not None and math.isfinite(z) and z > 0
+        vox, assumed, _ = _checked_voxel_size(source, (z if ok else given[0], *given), fallback)
+        return vox, (not ok, False, False), ()
     if given is not None:
         try:
             vox = tuple(float(v) for v in given)
@@ -193,6 +208,8 @@ def _checked_voxel_size(
     vox, warning = resolve_voxel_size(source, None, fallback)
     sizes = source.physical_sizes
     assumed = tuple(v is None or not math.isfinite(v) or v <= 0 for v in sizes)
+    if planewise and not any(assumed[1:]):
+        warning = None  # only the z-step was missing, and 2D models do not use it
     notices = (Notice(warning, field="voxel_size"),) if warning else ()
     return vox, assumed, notices  # type: ignore[return-value]
 
@@ -263,28 +280,39 @@ def plan_prediction(
     from .tiling import fit_tile_shape, max_tile_shape
     from .volume import ModelGroup
 
-    check_3d(source)
     if source.dtype is not None and np.dtype(source.dtype).kind == "c":
         raise LabelFreeError(
             f"{source._label()} holds complex numbers ({source.dtype}); give its magnitude or "
             "real part as a real-valued image"
         )
     bundles = _resolve_bundles(models)
+    notices_2d = _check_kinds(source, bundles)
     c = source.channel_index(channel)
     tiling = tiling or TilingConfig()
-    vox, assumed, notices = _checked_voxel_size(source, voxel_size, bundles[0].spec.voxel_size_um)
+    planewise = all(b.spec.kind == "unet2d" for b in bundles)
+    vox, assumed, notices = _checked_voxel_size(
+        source, voxel_size, bundles[0].spec.voxel_size_um, planewise
+    )
     dev = resolve_device(device)
     dtype, changed = resolve_precision(dev, tiling.precision)
     if changed:
         notices += (Notice(changed, field="precision"),)
+    notices += notices_2d
 
     # models that see the same input (voxel size and normalization) share each tile
+    # (and the same kind of network: a 2D one reads planes, a 2.5D one windows of planes)
     shared: dict[tuple, list[int]] = {}
     for i, b in enumerate(bundles):
-        key = (tuple(b.spec.voxel_size_um), repr(b.spec.normalization))
+        arch = b.spec.architecture
+        # a 2D network predicts each plane on its own: the image's z-step is kept as it is
+        model_vox = tuple(b.spec.voxel_size_um)
+        if b.spec.kind == "unet2d":
+            model_vox = (vox[0], *model_vox[1:])
+        kind = (b.spec.kind, arch.in_planes, b.spec.target_projection)
+        key = (model_vox, repr(b.spec.normalization), kind)
         shared.setdefault(key, []).append(i)
     groups = []
-    for (group_vox, _), indices in shared.items():
+    for (group_vox, _, (kind, window, projection)), indices in shared.items():
         first = bundles[indices[0]]
         if not all(math.isfinite(v) and v > 0 for v in group_vox):
             raise LabelFreeError(
@@ -299,10 +327,17 @@ def plan_prediction(
             ModelGroup(
                 indices=tuple(indices),
                 voxel_size=group_vox,
-                multiple=max(bundles[i].spec.architecture.multiple for i in indices),
+                multiple=tuple(  # type: ignore[arg-type]
+                    max(m)
+                    for m in zip(
+                        *(bundles[i].spec.architecture.multiples for i in indices), strict=True
+                    )
+                ),
                 grid_shape=tuple(grid),  # type: ignore[arg-type]
                 resample=resample,
                 normalization=first.spec.normalization,
+                window=window if kind == "unet2.5d" else 1,
+                projection=projection,
             )
         )
     max_tile = max_tile_shape(tiling.tile_shape, dev, dtype)
@@ -317,8 +352,34 @@ def plan_prediction(
         device=dev,
         dtype=dtype,
         groups=tuple(groups),
-        tile_shapes=[
-            fit_tile_shape(g.grid_shape, max_tile, tiling.overlap, g.multiple) for g in groups
-        ],
+        tile_shapes=[_group_tile(g, max_tile, tiling.overlap, fit_tile_shape) for g in groups],
         notices=notices,
     )
+
+
+def _group_tile(group: ModelGroup, max_tile, overlap: float, fit) -> tuple[int, int, int]:
+    """The tile of one group: a 2.5D network's tiles span the whole stack (no seams along z)."""
+    shape = group.feed_shape
+    if group.window > 1:
+        max_tile = (shape[0], *max_tile[1:])
+    return fit(shape, max_tile, overlap, group.multiple)
+
+
+def _check_kinds(source: ImageSource, bundles: Sequence[ModelBundle]) -> tuple[Notice, ...]:
+    """Refuse an image the models cannot read; say how a 2D model reads a z-stack."""
+    kinds = {b.spec.kind for b in bundles}
+    projections = {b.spec.target_projection for b in bundles}
+    if len(projections) > 1:
+        raise LabelFreeError(
+            "models trained on a projection (one plane per stack) and models predicting every "
+            "plane give outputs of different shapes; predict them in two runs",
+            field="models",
+        )
+    if kinds != {"unet2d"}:
+        check_3d(source)  # 3D and 2.5D networks read a z-stack
+        return ()
+    z = source.shape_zyx[0]
+    if z < 2:
+        return ()
+    names = ", ".join(b.name for b in bundles)
+    return (Notice(f"2D model(s) {names}: each of the {z} z-planes is predicted on its own"),)

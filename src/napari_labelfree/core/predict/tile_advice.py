@@ -25,12 +25,22 @@ MIN_TILE = 16
 CPU_SPLIT_FROM = 64
 
 
+def _yx_multiple(multiple: int | Sequence[int]) -> int:
+    """The Y/X stride of a network (``multiple`` given for every axis, or per axis Z, Y, X)."""
+    return int(multiple) if isinstance(multiple, int) else int(max(multiple[1:]))
+
+
 def raise_tiny_tile(
-    tile_shape: Sequence[int], multiple: int = 1
+    tile_shape: Sequence[int], multiple: int | Sequence[int] = 1, flat: bool = False
 ) -> tuple[tuple[int, int, int], Notice | None]:
-    """``tile_shape`` with each side at least ``max(MIN_TILE, 2 * multiple)``, and a Notice if raised."""
-    floor = max(MIN_TILE, 2 * int(multiple))
-    raised = tuple(max(int(t), floor) for t in tile_shape)
+    """``tile_shape`` with each side at least ``max(MIN_TILE, 2 * multiple)``, and a Notice if raised.
+
+    ``flat``: the models are 2D / 2.5D, whose tiles may be one plane thick (Z is left as given).
+    """
+    floor = max(MIN_TILE, 2 * _yx_multiple(multiple))
+    raised = tuple(
+        int(t) if flat and a == 0 else max(int(t), floor) for a, t in enumerate(tile_shape)
+    )
     if raised == tuple(int(t) for t in tile_shape):
         return raised, None  # type: ignore[return-value]
     notice = Notice(
@@ -42,12 +52,16 @@ def raise_tiny_tile(
 
 
 def cpu_tile_shape(
-    grid_shape: Sequence[int], max_tile: Sequence[int], multiple: int = 1, overlap: float = 0.1
+    grid_shape: Sequence[int],
+    max_tile: Sequence[int],
+    multiple: int | Sequence[int] = 1,
+    overlap: float = 0.1,
 ) -> tuple[int, int, int]:
     """A largest tile for a CPU: about half of a large frame along Y and X (so ~4 tiles a frame).
 
     Z is left whole (up to ``max_tile``); an axis under :data:`CPU_SPLIT_FROM` voxels is not cut.
     """
+    multiple = _yx_multiple(multiple)
     out = [min(int(grid_shape[0]), int(max_tile[0]))]
     for n, t_max in zip(grid_shape[1:], max_tile[1:], strict=True):
         n = int(n)

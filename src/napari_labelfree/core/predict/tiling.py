@@ -23,14 +23,24 @@ def round_up(n: int, multiple: int) -> int:
     return -(-n // multiple) * multiple
 
 
+Multiple = int | Sequence[int]  # one for every axis, or per axis Z, Y, X (2D networks: Z any)
+
+
+def per_axis(multiple: Multiple) -> tuple[int, int, int]:
+    """``multiple`` as three numbers Z, Y, X."""
+    if isinstance(multiple, int):
+        return (multiple, multiple, multiple)
+    return tuple(int(m) for m in multiple)  # type: ignore[return-value]
+
+
 def effective_tile_shape(
-    shape_zyx: Sequence[int], tile_shape: Sequence[int], multiple: int = 1
+    shape_zyx: Sequence[int], tile_shape: Sequence[int], multiple: Multiple = 1
 ) -> tuple[int, int, int]:
     """Tile per axis: a multiple of ``multiple``, no larger than the (rounded-up) volume."""
     out = []
-    for n, t in zip(shape_zyx, tile_shape, strict=True):
-        t = max(multiple, (int(t) // multiple) * multiple)
-        out.append(min(t, round_up(int(n), multiple)))
+    for n, t, m in zip(shape_zyx, tile_shape, per_axis(multiple), strict=True):
+        t = max(m, (int(t) // m) * m)
+        out.append(min(t, round_up(int(n), m)))
     return tuple(out)  # type: ignore[return-value]
 
 
@@ -49,7 +59,7 @@ def fit_tile_shape(
     shape_zyx: Sequence[int],
     max_tile_shape: Sequence[int],
     overlap: float = 0.25,
-    multiple: int = 1,
+    multiple: Multiple = 1,
 ) -> tuple[int, int, int]:
     """The tile, no larger than ``max_tile_shape``, that covers a volume with the least work.
 
@@ -63,11 +73,11 @@ def fit_tile_shape(
     """
     tile = effective_tile_shape(shape_zyx, max_tile_shape, multiple)
     out = []
-    for size, t_max in zip(shape_zyx, tile, strict=True):
+    for size, t_max, m in zip(shape_zyx, tile, per_axis(multiple), strict=True):
         size = max(int(size), t_max)  # a volume smaller than the tile is padded up to it
-        border = 2 * max(1, multiple)
+        border = 2 * max(1, m)
         best = (len(tile_starts(size, t_max, overlap)) * (t_max + border), -t_max)
-        for t in range(max(1, multiple), t_max, max(1, multiple)):
+        for t in range(max(1, m), t_max, max(1, m)):
             best = min(best, (len(tile_starts(size, t, overlap)) * (t + border), -t))
         out.append(-best[1])
     return tuple(out)  # type: ignore[return-value]
@@ -131,7 +141,7 @@ def plan_tiles(
     tile_shape: Sequence[int],
     overlap: float = 0.25,
     blend: str = "gaussian",
-    multiple: int = 1,
+    multiple: Multiple = 1,
 ) -> TilePlan:
     """Plan tiles over a volume; volumes smaller than a tile are padded up to it."""
     tile = effective_tile_shape(shape_zyx, tile_shape, multiple)
@@ -179,7 +189,7 @@ def iter_sliding_window(
     overlap: float = 0.25,
     blend: str = "gaussian",
     batch_size: int = 1,
-    multiple: int = 1,
+    multiple: Multiple = 1,
     device: torch.device | str = "cpu",
     output_device: torch.device | str = "cpu",
     frame: int = 0,

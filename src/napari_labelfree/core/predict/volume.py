@@ -40,10 +40,28 @@ class ModelGroup:
 
     indices: tuple[int, ...]  # into the plan's bundles
     voxel_size: VoxelSize  # the models' (um, Z, Y, X)
-    multiple: int  # tile sides are multiples of this (the deepest network's stride)
+    multiple: tuple[int, int, int]  # tile sides Z, Y, X are multiples of these (network strides)
     grid_shape: tuple[int, int, int]  # one frame resampled to the models' voxel size
     resample: bool  # whether the frame needs resampling at all
     normalization: Normalization = field(default_factory=Normalization)  # the models'
+    window: int = 1  # 2.5D networks: the z-planes each output plane reads (1: 2D and 3D)
+    projection: str = ""  # "max" / "mean": the models predict one plane, the stack's projection
+
+    def window_planes(self) -> tuple[int, int, int]:
+        """(first, stop, kept): the grid planes a projection model reads, and which output plane
+        is its prediction (the window centred on the stack's middle plane)."""
+        z = self.grid_shape[0]
+        centre, half = z // 2, self.window // 2
+        first, stop = max(0, centre - half), min(z, centre + half + 1)
+        return first, stop, centre - first
+
+    @property
+    def feed_shape(self) -> tuple[int, int, int]:
+        """What the tiles cover: the grid, or a projection model's window of it."""
+        if not self.projection:
+            return self.grid_shape
+        first, stop, _ = self.window_planes()
+        return (stop - first, *self.grid_shape[1:])  # type: ignore[return-value]
 
 
 class VolumeJob(Protocol):
@@ -88,13 +106,14 @@ def make_predictor(
     return predict
 
 
-def shrink_tile(tile: tuple[int, int, int], multiple: int) -> tuple[int, int, int]:
+def shrink_tile(tile: tuple[int, int, int], multiple: int | Sequence[int]) -> tuple[int, int, int]:
     """Halve the largest axis that can still shrink (keeps multiples of the network's stride)."""
+    ms = (multiple,) * 3 if isinstance(multiple, int) else tuple(multiple)
     order = sorted(range(3), key=lambda a: -tile[a])
     for a in order:
-        if tile[a] // 2 >= multiple:
+        if tile[a] // 2 >= ms[a]:
             t = list(tile)
-            t[a] = max(multiple, (tile[a] // 2) // multiple * multiple)
+            t[a] = max(ms[a], (tile[a] // 2) // ms[a] * ms[a])
             return tuple(t)  # type: ignore[return-value]
     return tile
 
@@ -202,9 +221,14 @@ def run_volume(
                 if on_device
                 else resize(normalized, group.grid_shape)
             )
+        if group.projection:  # one window of planes around the middle gives the one output plane
+            first, stop, kept = group.window_planes()
+            grid = grid[first:stop]
         # test-time augmentation: each tile predicted once per variant, averaged (.tta)
         base = make_predictor(nets, dev, plan.dtype)
-        predictor = tta_predictor(base, tiling.tta)
+        # a 2.5D network reads its window in one z-order: its z-flipped copy is no estimate
+        tta = "yx" if group.window > 1 and tiling.tta == "yxz" else tiling.tta
+        predictor = tta_predictor(base, tta)
         if tiling.uncertainty:  # the variants' spread too, as n more output channels (.tta)
             predictor = spread_predictor(make_predictor(nets, dev, plan.dtype), tiling.tta)
         tile = plan.tile_shapes[g]
@@ -253,8 +277,11 @@ def run_volume(
                 f"the prediction of {bad} holds NaN or infinite values: the model's weights are "
                 "broken or the image is far outside what it was trained on"
             )
+        shape = tuple(volume.shape)
+        if group.projection:
+            out, shape = out[:, kept : kept + 1], (1, *shape[1:])
         for k, i in enumerate(group.indices):
-            results[plan.names[i]] = _back_to_frame(out[k], volume.shape, on_device)
+            results[plan.names[i]] = _back_to_frame(out[k], shape, on_device)
         if tiling.uncertainty:
             n = len(group.indices)
             for k, i in enumerate(group.indices):

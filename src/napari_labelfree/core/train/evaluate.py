@@ -39,7 +39,10 @@ def evaluate_model(
 
     out = []
     for pair in pairs:
-        if np.shape(pair.signal) != np.shape(pair.target):
+        sig_shape, tgt_shape = np.shape(pair.signal), np.shape(pair.target)
+        if bundle.spec.target_projection:  # one target plane per stack
+            sig_shape, tgt_shape = sig_shape[1:], tgt_shape[1:]
+        if sig_shape != tgt_shape:
             raise LabelFreeError(
                 f"{pair.name or 'an image pair'}: signal {np.shape(pair.signal)} and target "
                 f"{np.shape(pair.target)} differ in shape"

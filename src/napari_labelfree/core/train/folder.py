@@ -32,9 +32,10 @@ def check_request(
     if not train:
         raise LabelFreeError("no training images given")
     multiple = spec.architecture.multiple
-    if any(p % multiple for p in config.patch_shape):
+    if any(p % m for p, m in zip(config.patch_shape, spec.architecture.multiples, strict=True)):
+        axes = "Y and X" if spec.architecture.flat else "every axis"
         raise LabelFreeError(
-            f"patch shape {config.patch_shape} must be a multiple of {multiple} on every axis for a "
+            f"patch shape {config.patch_shape} must be a multiple of {multiple} on {axes} for a "
             f"network of depth {spec.architecture.depth}"
         )
     if out.exists() and not out.is_dir():

@@ -41,6 +41,7 @@ def spec_from_init(spec: ModelSpec, start: ModelBundle) -> ModelSpec:
     out.architecture = copy.deepcopy(src.architecture)
     out.voxel_size_um = tuple(src.voxel_size_um)  # type: ignore[assignment]
     out.normalization = copy.deepcopy(src.normalization)
+    out.target_projection = src.target_projection  # a 2.5D model keeps what it predicts
     out.provenance["init"] = {
         "model": start.name,
         "structure": src.structure,

@@ -52,7 +52,7 @@ from .folder import check_request
 from .guard import Divergence, DivergenceGuard, keep_last_good, weights_are_finite
 from .init import load_init_weights, resolve_init, spec_from_init
 from .log import CURVE_NAME, LOG_NAME, TrainLog, fmt, write_loss_curve
-from .patches import PatchSampler, cut_patches, prepare_pair
+from .patches import PatchSampler, cut_patches, pad_planes, prepare_pair, signal_patch
 from .recipe import BEST_NAME, Recipe
 from .throughput import log_interval
 
@@ -136,10 +136,14 @@ def iter_train(
     # what the network is trained on, for prediction's out-of-distribution check (core.trust)
     spec.input_statistics = training_statistics([s for s, _, _ in train_arrays], config.seed)
     # Images on the training device: on a GPU every patch is then cut without a host copy.
-    signals = [torch.from_numpy(s).to(dev) for s, _, _ in train_arrays]
+    window = spec.architecture.in_planes  # 2.5D: each output plane reads this many (.patches)
+    signals = [
+        pad_planes(torch.from_numpy(s).to(dev), t.shape[0], window) for s, t, _ in train_arrays
+    ]
     targets = [torch.from_numpy(t).to(dev) for _, t, _ in train_arrays]
 
     engine = Engine.build(spec, config, dev)
+    engine.net.pad_z = False  # 2.5D: a signal patch's window planes give its target planes
     changed = resolve_precision(dev, config.precision)[1]  # e.g. bf16 asked on an AVX2-only CPU
     if changed:
         yield Notice(changed, field="precision")
@@ -147,8 +151,10 @@ def iter_train(
         load_init_weights(engine.net, start)
     patch_rng = ranks.patch_rng(config.seed)
     ranks.reseed(config.seed, 0, patch_rng)
-    sampler = PatchSampler([s.shape for s, _, _ in train_arrays], config.patch_shape, patch_rng)
-    val_batches = _validation_batches(val_arrays, config, engine, dev)
+    sampler = PatchSampler(
+        [tuple(s.shape) for s in signals], signal_patch(config.patch_shape, window), patch_rng
+    )
+    val_batches = _validation_batches(val_arrays, config, engine, dev, window)
     run = _Run(out, spec, config, dev, engine, patch_rng, train_arrays, val_arrays, ranks)
     run.recipe = Recipe(config, out, patch_rng, dev, bool(val_batches))
     if resume:
@@ -191,7 +197,15 @@ def _prepare_all(
     """Every pair z-scored, at the model's voxel size and at least a patch big; notices yielded."""
     out = []
     for pair in pairs:
-        s, t, notes = prepare_pair(pair, spec.voxel_size_um, config.patch_shape, spec.normalization)
+        s, t, notes = prepare_pair(
+            pair,
+            spec.voxel_size_um,
+            config.patch_shape,
+            spec.normalization,
+            spec.kind,
+            spec.architecture.in_planes,
+            spec.target_projection,
+        )
         for n in notes:
             yield Notice(n)
         out.append((s, t, pair.name))
@@ -199,7 +213,11 @@ def _prepare_all(
 
 
 def _validation_batches(
-    val_arrays: Sequence[Prepared], config: TrainConfig, engine: Engine, dev: torch.device
+    val_arrays: Sequence[Prepared],
+    config: TrainConfig,
+    engine: Engine,
+    dev: torch.device,
+    window: int = 1,
 ) -> list[Batch]:
     """Fixed validation patches, cut once and kept on the device.
 
@@ -209,14 +227,15 @@ def _validation_batches(
     if not val_arrays:
         return []
     vrng = np.random.default_rng([config.seed, 1])
-    vsampler = PatchSampler([s.shape for s, _, _ in val_arrays], config.patch_shape, vrng)
+    vs = [pad_planes(torch.from_numpy(s), t.shape[0], window) for s, t, _ in val_arrays]
+    sig_patch = signal_patch(config.patch_shape, window)
+    vsampler = PatchSampler([tuple(s.shape) for s in vs], sig_patch, vrng)
     where = vsampler.sample(min(_MAX_VAL_PATCHES, max(4, 4 * len(val_arrays))))
-    vs = [torch.from_numpy(s) for s, _, _ in val_arrays]
     vt = [torch.from_numpy(t) for _, t, _ in val_arrays]
     batches = []
     for k in range(0, len(where), config.batch_size):
         chunk = where[k : k + config.batch_size]
-        x = engine.layout(cut_patches(vs, chunk, config.patch_shape).to(dev))
+        x = engine.layout(cut_patches(vs, chunk, sig_patch).to(dev))
         batches.append((x, cut_patches(vt, chunk, config.patch_shape).to(dev)))
     return batches
 
@@ -365,10 +384,11 @@ def _iterate(
     times: deque[tuple[int, float]] = deque(maxlen=21)
     times.append((run.iteration, time.perf_counter()))
     engine.net.train()
+    sig_patch = signal_patch(config.patch_shape, run.spec.architecture.in_planes)
     try:
         while run.iteration < config.iterations:
             where = sampler.sample(config.batch_size)
-            x = cut_patches(signals, where, config.patch_shape)
+            x = cut_patches(signals, where, sig_patch)
             y = cut_patches(targets, where, config.patch_shape)
             x, y = run.recipe.batch(x, y)  # augmentation (core.train.recipe hooks)
             run.recipe.before_step(engine.optimizer, run.iteration)

@@ -1,4 +1,11 @@
-"""Training images as the network sees them: z-scored, at the model's voxel size, cut into patches."""
+"""Training images as the network sees them: z-scored, at the model's voxel size, cut into patches.
+
+A 2D network trains on patches one or more planes thick (each plane its own sample). A 2.5D
+network reads ``window`` planes per output plane: its signal patches are ``window - 1`` planes
+thicker than their target patches (:func:`signal_patch`), cut from signals whose ends repeat their
+end planes as prediction does (:func:`pad_planes`). With a projection target the signal is the
+``window`` planes around the stack's middle and the target its one projected plane.
+"""
 
 from __future__ import annotations
 
@@ -18,16 +25,25 @@ def prepare_pair(
     model_voxel: Sequence[float],
     patch_shape: Sequence[int],
     normalization: Normalization | None = None,
+    kind: str = "unet3d",
+    window: int = 1,
+    projection: str = "",
 ) -> tuple[np.ndarray, np.ndarray, list[str]]:
     """Z-score signal and target, resample them to the model's voxel size, pad up to a patch.
 
     The signal is normalized as the model's ``normalization`` says (prediction does the same;
     the paper's per-image z-score by default), the target always per image.
 
+    ``kind``, ``window`` and ``projection`` are the model's (``spec.kind``,
+    ``architecture.in_planes``, ``spec.target_projection``): a 2D model keeps the images' z-step;
+    with a projection the target (one plane, or a stack projected here) pairs with the signal's
+    ``window`` planes around its middle.
+
     Returns
     -------
     signal, target, notices
-        float32 ZYX arrays of equal shape, at least ``patch_shape``; texts for the user.
+        float32 ZYX arrays of equal shape (a projection: the target one plane, the signal
+        ``window``), at least ``patch_shape``; texts for the user.
     """
     label = pair.name or "an image pair"
     sig = np.asarray(pair.signal)
@@ -36,6 +52,10 @@ def prepare_pair(
         raise LabelFreeError(
             f"{label}: signal {sig.shape} and target {tgt.shape} must both be 3D (Z, Y, X) z-stacks"
         )
+    if kind == "unet2d" and pair.voxel_size is not None:
+        model_voxel = (pair.voxel_size[0], *model_voxel[1:])  # planes are never resampled
+    if projection:
+        return _prepare_projection(pair, sig, tgt, model_voxel, normalization, window, projection)
     if sig.shape != tgt.shape:
         raise LabelFreeError(
             f"{label}: signal shape {sig.shape} and target shape {tgt.shape} differ; "
@@ -101,3 +121,54 @@ def cut_patches(
     return torch.stack([images[i][z : z + pz, y : y + py, x : x + px] for i, z, y, x in where])[
         :, None
     ]
+
+
+def _prepare_projection(
+    pair: ImagePair,
+    sig: np.ndarray,
+    tgt: np.ndarray,
+    model_voxel: Sequence[float],
+    normalization: Normalization | None,
+    window: int,
+    projection: str,
+) -> tuple[np.ndarray, np.ndarray, list[str]]:
+    """Signal: its ``window`` planes around the middle; target: one plane, its projection."""
+    label = pair.name or "an image pair"
+    if sig.shape[1:] != tgt.shape[1:]:
+        raise LabelFreeError(
+            f"{label}: signal {sig.shape} and target {tgt.shape} differ in Y, X; training needs "
+            "registered pairs"
+        )
+    notices: list[str] = []
+    try:
+        sig = normalize(sig, normalization, pair.voxel_size, model_voxel)
+        tgt = zscore(tgt.max(axis=0) if projection == "max" else tgt.mean(axis=0))[None]
+    except LabelFreeError as e:
+        raise LabelFreeError(f"{label}: {e}") from e
+    if pair.voxel_size is not None and needs_resampling(pair.voxel_size, model_voxel):
+        shape = resampled_shape(sig.shape, pair.voxel_size, model_voxel)
+        sig, tgt = resize(sig, shape), resize(tgt, (1, *shape[1:]))
+    z = sig.shape[0]
+    planes = z // 2 + np.arange(window) - window // 2
+    if planes[0] < 0 or planes[-1] >= z:
+        notices.append(
+            f"{label}: {z} planes at the model's z-step, fewer than the {window} the model reads; "
+            "the end planes are repeated (as prediction does)"
+        )
+    sig = sig[np.clip(planes, 0, z - 1)]
+    return np.ascontiguousarray(sig), np.ascontiguousarray(tgt), notices
+
+
+def signal_patch(patch_shape: Sequence[int], window: int = 1) -> tuple[int, int, int]:
+    """The signal patch giving a ``patch_shape`` output: ``window - 1`` planes more for 2.5D."""
+    pz, py, px = (int(p) for p in patch_shape)
+    return (pz + window - 1, py, px)
+
+
+def pad_planes(signal: torch.Tensor, target_planes: int, window: int) -> torch.Tensor:
+    """A ZYX signal with ``window // 2`` copies of its end planes at each end, unless it already
+    has the ``window - 1`` planes more than its target that a 2.5D network reads (a projection)."""
+    h = window // 2
+    if h == 0 or signal.shape[0] == target_planes + 2 * h:
+        return signal
+    return torch.cat([signal[:1].expand(h, -1, -1), signal, signal[-1:].expand(h, -1, -1)])

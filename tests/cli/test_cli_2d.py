@@ -1,0 +1,103 @@
+"""`labelfree init-model / train / predict` with 2D and 2.5D models: single planes, 2D time-lapses,
+a projection target; OME-TIFF and OME-Zarr outputs."""
+
+import json
+
+import numpy as np
+import pytest
+
+from napari_labelfree.cli import main
+from napari_labelfree.core.io import open_image, write_ome_tiff
+
+TINY = ["--depth", "2", "--width", "8", "--seed", "1"]
+
+
+@pytest.fixture
+def files(tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    rng = np.random.default_rng(0)
+    write_ome_tiff(
+        "plane.ome.tif",
+        rng.random((1, 1, 1, 40, 48)).astype(np.float32),
+        physical_sizes=(None, 0.5, 0.5),
+    )
+    write_ome_tiff(
+        "movie.ome.tif",
+        rng.random((3, 1, 1, 40, 48)).astype(np.float32),
+        physical_sizes=(None, 0.5, 0.5),
+    )
+    sig = rng.random((1, 1, 7, 32, 32)).astype(np.float32)
+    dapi = np.repeat(2 * sig.max(axis=2, keepdims=True), 7, axis=2)  # a projection target
+    write_ome_tiff(
+        "pair.ome.tif",
+        np.concatenate([sig, dapi], axis=1),
+        channel_names=["bf", "dapi"],
+        physical_sizes=(1.0, 0.5, 0.5),
+    )
+    return tmp_path
+
+
+def test_2d_model_predicts_a_plane_and_a_timelapse_into_tiff_and_zarr(files, capsys):
+    assert (
+        main(
+            ["init-model", "m2d", "--structure", "dna", "--kind", "2d"]
+            + ["--voxel-size", "0.5,0.5", *TINY]
+        )
+        == 0
+    )
+    assert "2D" in capsys.readouterr().out
+    config = json.loads((files / "m2d" / "config.json").read_text())
+    assert config["architecture"]["name"] == "unet2d"
+    assert config["voxel_size_um"][1:] == [0.5, 0.5]
+
+    assert main(["predict", "plane.ome.tif", "-m", "./m2d", "-o", "plane_dna.ome.tif"]) == 0
+    out = open_image("plane_dna.ome.tif")
+    assert (out.n_timepoints, out.shape_zyx) == (1, (1, 40, 48))
+    assert out.physical_sizes[1:] == (0.5, 0.5)
+    err = capsys.readouterr().err
+    assert "physical size for Z" not in err  # a 2D model needs no z-step
+
+    assert main(["predict", "movie.ome.tif", "-m", "./m2d", "-o", "movie_dna.ome.zarr"]) == 0
+    out = open_image("movie_dna.ome.zarr")
+    assert (out.n_timepoints, out.shape_zyx) == (3, (1, 40, 48))
+    assert np.isfinite(out.frame(2, 0)).all()
+    # Y,X is accepted for 2D models
+    assert (
+        main(
+            ["predict", "plane.ome.tif", "-m", "./m2d", "-o", "b.ome.tif"]
+            + ["--voxel-size", "0.5,0.5"]
+        )
+        == 0
+    )
+
+
+def test_25d_training_with_a_projection_target_predicts_one_plane(files, capsys):
+    argv = ["train", "pair.ome.tif", "--signal-channel", "bf", "--target-channel", "dapi"]
+    argv += ["--structure", "dna", "--kind", "2.5d", "--in-planes", "5"]
+    argv += ["--target-projection", "max", "--voxel-size", "1,0.5,0.5", "--depth", "2"]
+    argv += ["--width", "8", "--iterations", "4", "--batch-size", "2", "--patch-shape", "1,16,16"]
+    assert main([*argv, "-o", "m25", "--val", "pair.ome.tif"]) == 0
+    config = json.loads((files / "m25" / "config.json").read_text())
+    assert config["architecture"]["name"] == "unet2.5d"
+    assert config["architecture"]["in_planes"] == 5 and config["target_projection"] == "max"
+    assert (
+        main(["predict", "pair.ome.tif", "--channel", "bf", "-m", "./m25", "-o", "p.ome.zarr"]) == 0
+    )
+    out = open_image("p.ome.zarr")
+    assert out.shape_zyx == (1, 32, 32)  # the max-projection plane, not the stack
+
+
+@pytest.mark.parametrize(
+    "argv, words",
+    [
+        (["--voxel-size", "0.5,0.5"], "Y,X"),
+        (["--in-planes", "3"], "--kind 2.5d"),
+        (["--kind", "2d", "--target-projection", "max"], "--kind 2.5d"),
+        (["--kind", "2.5d", "--in-planes", "4"], "odd"),
+    ],
+)
+def test_init_model_refuses_impossible_kinds_in_one_line(files, capsys, argv, words):
+    assert main(["init-model", "bad", "--structure", "dna", *TINY, *argv]) != 0
+    err = capsys.readouterr().err
+    assert words in err and "Traceback" not in err
+    assert not (files / "bad").exists()
