@@ -112,3 +112,30 @@ def test_cli_uncertainty_on_a_dask_cluster(tmp_path, movie, make_tiny_model, cap
     assert (src.frame(0, 1) >= 0).all() and src.frame(0, 1).max() > 0
     lines = [ln for ln in capsys.readouterr().err.splitlines() if ln.startswith("warning:")]
     assert len(lines) == 1 and "dna" in lines[0] and "cannot check" in lines[0]
+
+
+def test_models_of_one_structure_share_their_joint_spread(movie, make_tiny_model):
+    path, data = movie
+    a, b = make_tiny_model("dna", seed=0), make_tiny_model("dna", seed=1)
+    tiling = TilingConfig(tile_shape=(8, 16, 16), overlap=0.25, precision="fp32", uncertainty=True)
+    volume = data[0, 0]
+
+    def run(bundles):
+        plan = plan_prediction(open_image(path), bundles, None, None, tiling, "cpu")
+        return plan.output_names, drain(plan.predict_volume(volume))
+
+    names, both = run([a, b])
+    assert names == (
+        "dna (dna-0)",
+        "dna (dna-1)",
+        "dna (dna-0) (uncertainty)",
+        "dna (dna-1) (uncertainty)",
+    )
+    alone = [run([m])[1] for m in (a, b)]
+    means = np.stack([r["dna"] for r in alone])
+    spreads = np.stack([r["dna (uncertainty)"] for r in alone])
+    expected = np.sqrt((spreads**2).mean(axis=0) + means.var(axis=0))
+    for name in names[2:]:
+        np.testing.assert_allclose(both[name], expected, rtol=1e-4, atol=1e-5)
+    # two differently seeded models disagree: the joint spread exceeds their own almost everywhere
+    assert (both[names[2]] > np.sqrt((spreads**2).mean(axis=0)) + 1e-6).mean() > 0.9

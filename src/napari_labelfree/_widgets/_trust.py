@@ -17,7 +17,7 @@ from magicgui.widgets import CheckBox, ComboBox, Label, PushButton
 from qtpy.QtCore import Qt
 
 from ..core.errors import LabelFreeError
-from ..core.predict.tta import UNCERTAINTY_COLORMAP, UNCERTAINTY_SUFFIX
+from ..core.trust.names import UNCERTAINTY_COLORMAP, UNCERTAINTY_SUFFIX
 from ..core.trust.ood import InputWarning
 from ._layers import META_KEY
 from ._workers import notify_error

@@ -68,7 +68,8 @@ def predict_block(
 ) -> dict[str, np.ndarray]:
     """Predict the ``region`` of one ZYX frame of ``plan``: {name: array of the region's shape}."""
     from ..preprocess import normalize
-    from .tta import spread_predictor, tta_predictor, uncertainty_name
+    from ..trust.names import combine_across_models, uncertainty_name
+    from .tta import spread_predictor, tta_predictor
     from .volume import make_predictor
 
     check_blocks(plan)
@@ -103,6 +104,8 @@ def predict_block(
             results[plan.names[i]] = out[k]
             if plan.tiling.uncertainty:
                 results[uncertainty_name(plan.names[i])] = out[n + k]
+    if plan.tiling.uncertainty:  # several models of one structure: their joint spread
+        combine_across_models(results, plan.names, [b.spec.structure for b in plan.bundles])
     return {n: results[n] for n in plan.output_names}
 
 

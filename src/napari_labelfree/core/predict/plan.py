@@ -27,9 +27,9 @@ from ..errors import LabelFreeError
 from ..events import FrameDone, FrameStarted, Notice, TileDone
 from ..io import ImageSource, VoxelSize, check_3d, resolve_voxel_size
 from ..machine import physical_memory
+from ..trust.names import UNCERTAINTY_COLORMAP, with_uncertainty_names
 from ..trust.ood import input_warnings
 from .schedule import FrameScheduler
-from .tta import UNCERTAINTY_COLORMAP, with_uncertainty_names
 
 if TYPE_CHECKING:
     import torch
@@ -164,9 +164,11 @@ class PredictionPlan:
         for t in frames:
             yield FrameStarted(t, n)
             volume = self.source.frame(t, self.channel)
-            if not done:  # once per image: is it like each model's training images? (core.trust)
-                yield from input_warnings(self.bundles, volume, self.voxel_size)
+            # once per image: is it like each model's training images? (core.trust) Said once the
+            # first frame is predicted: a model that cannot run gets its one error line alone
+            warnings = [] if done else input_warnings(self.bundles, volume, self.voxel_size)
             arrays = yield from self.predict_volume(volume, frame=t)
+            yield from warnings
             done.append(t)
             yield FrameDone(t, n, arrays)
         return done

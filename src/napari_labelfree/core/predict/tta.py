@@ -16,8 +16,6 @@ from collections.abc import Callable
 import torch
 
 TTA_MODES = ("none", "yx", "yxz")
-UNCERTAINTY_SUFFIX = " (uncertainty)"
-UNCERTAINTY_COLORMAP = "magma"  # perceptually uniform, unlike any structure's colour
 
 Predictor = Callable[[torch.Tensor], torch.Tensor]
 
@@ -62,16 +60,6 @@ def tta_predictor(predict: Predictor, mode: str) -> Predictor:
         return total / len(vs)
 
     return averaged
-
-
-def uncertainty_name(name: str) -> str:
-    """The output that holds the uncertainty of output ``name``."""
-    return f"{name}{UNCERTAINTY_SUFFIX}"
-
-
-def with_uncertainty_names(names: tuple[str, ...] | list[str], uncertainty: bool) -> list[str]:
-    """Every output of a prediction: the models', then (with uncertainty) one such per model."""
-    return [*names, *(uncertainty_name(n) for n in names)] if uncertainty else list(names)
 
 
 def spread_predictor(predict: Predictor, mode: str) -> Predictor:

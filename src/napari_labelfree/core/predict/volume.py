@@ -22,12 +22,13 @@ from ..device import is_out_of_memory
 from ..errors import LabelFreeError
 from ..events import Notice, TileDone
 from ..preprocess import normalize, normalize_tensor_, resize, resize_tensor
+from ..trust.names import combine_across_models, uncertainty_name, with_uncertainty_names
 from ..weights import inference_network
 from .compile_cache import Acceleration
 from .fast_tiles import FixedShapeRunner, accelerated
 from .pipeline import download_slabs, staging_for, upload_slabs
 from .tiling import iter_sliding_window
-from .tta import spread_predictor, tta_predictor, uncertainty_name, with_uncertainty_names
+from .tta import spread_predictor, tta_predictor
 
 if TYPE_CHECKING:
     from ..bundle import ModelBundle
@@ -290,6 +291,8 @@ def run_volume(
                     out[n + k], results[name].shape, on_device
                 )
         del out
+    if tiling.uncertainty:  # several models of one structure: their joint spread (core.trust)
+        combine_across_models(results, plan.names, [b.spec.structure for b in plan.bundles])
     return {n: results[n] for n in with_uncertainty_names(plan.names, tiling.uncertainty)}
 
 
