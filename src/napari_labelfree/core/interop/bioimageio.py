@@ -88,8 +88,9 @@ def read_package(path: str | Path) -> tuple[ModelSpec, dict[str, Any]]:
     arch = _package_architecture(weights, path)
     if len(descr.inputs) != 1 or len(descr.outputs) != 1:
         raise LabelFreeError(f"{path}: the model must have one input and one output")
-    voxel = _voxel_size(descr.inputs[0], path)
-    _check_preprocessing(descr.inputs[0], path)
+    flat = arch.name == "unet2d"
+    voxel = _voxel_size(descr.inputs[0], path, flat)
+    _check_preprocessing(descr.inputs[0], path, flat)
     with zipfile.ZipFile(path) as z, tempfile.TemporaryDirectory() as tmp:
         # the member rdf.yaml names, checked to lie inside the package (_check_rdf): the bytes
         # hashed are the bytes loaded
@@ -207,7 +208,7 @@ def _package_architecture(weights, path: Path):
     from ..config import Architecture
 
     a = weights.architecture
-    keys = {"depth", "width", "in_channels", "out_channels"}
+    keys = {"depth", "width", "in_channels", "out_channels", "name"}
     if (
         not isinstance(a, bm.ArchitectureFromFileDescr)
         or str(a.callable) != ARCH_CALLABLE
@@ -218,33 +219,42 @@ def _package_architecture(weights, path: Path):
             "packages exported by napari-labelfree (or with the same network) can be imported"
         )
     try:
-        return Architecture(**{k: int(v) for k, v in a.kwargs.items()})
-    except (TypeError, ValueError):
+        kwargs = {k: v if k == "name" else int(v) for k, v in a.kwargs.items()}
+        if kwargs.get("name", "unet3d") not in ("unet3d", "unet2d"):
+            raise ValueError(kwargs["name"])
+        return Architecture(**kwargs)
+    except (TypeError, ValueError, LabelFreeError):
         raise LabelFreeError(f"{path}: unreadable network settings {a.kwargs}") from None
 
 
-def _voxel_size(tensor, path: Path) -> tuple[float, float, float]:
+def _voxel_size(tensor, path: Path, flat: bool = False) -> tuple[float, float, float]:
+    """Z, Y, X in um from the input's axes (a 2D network's: y, x; its Z is Y, never used)."""
     axes = {str(ax.id): ax for ax in tensor.axes}
-    if [str(ax.id) for ax in tensor.axes if str(ax.id) in ("z", "y", "x")] != ["z", "y", "x"]:
-        raise LabelFreeError(f"{path}: the input must be a 3D z, y, x image")
+    want = ["y", "x"] if flat else ["z", "y", "x"]
+    if [str(ax.id) for ax in tensor.axes if str(ax.id) in ("z", "y", "x")] != want:
+        raise LabelFreeError(
+            f"{path}: the input must be a {'2D y, x' if flat else '3D z, y, x'} image"
+        )
     sizes = []
-    for name in ("z", "y", "x"):
+    for name in want:
         unit = getattr(axes[name], "unit", None)
         if str(unit) not in _UNITS_UM:
             raise LabelFreeError(
                 f"{path}: axis {name} has no length unit ({unit}); the voxel size is unknown"
             )
         sizes.append(float(axes[name].scale) * _UNITS_UM[str(unit)])
+    if flat:
+        sizes.insert(0, sizes[0])
     return tuple(sizes)  # type: ignore[return-value]
 
 
-def _check_preprocessing(tensor, path: Path) -> None:
+def _check_preprocessing(tensor, path: Path, flat: bool = False) -> None:
     """Only z-scoring over the whole image (what prediction here does) is accepted."""
     steps = [p for p in tensor.preprocessing if p.id != "ensure_dtype"]
     ok = len(steps) == 1 and steps[0].id == "zero_mean_unit_variance"
     if ok:
         axes = steps[0].kwargs.axes
-        ok = axes is None or {"z", "y", "x"} <= {str(a) for a in axes}
+        ok = axes is None or ({"y", "x"} if flat else {"z", "y", "x"}) <= {str(a) for a in axes}
     if not ok:
         raise LabelFreeError(
             f"{path}: its preprocessing ({', '.join(p.id for p in steps) or 'none'}) is not a "

@@ -9,8 +9,8 @@ preprocessing over the whole image, as prediction here z-scores.
 
 from __future__ import annotations
 
+import io
 import shutil
-import tempfile
 import warnings
 from collections.abc import Sequence
 from pathlib import Path
@@ -20,7 +20,14 @@ import numpy as np
 
 from ..config import ModelSpec
 from ..errors import LabelFreeError
-from ..files import atomic_file
+from ..files import (
+    atomic_file,
+    check_output_location,
+    make_parent,
+    native_write_errors,
+    temp_dir_beside,
+    write_error,
+)
 from .bioimageio import (
     ARCH_CALLABLE,
     ARCH_FILE,
@@ -58,7 +65,7 @@ def _cover(path: Path, test_in: np.ndarray, test_out: np.ndarray) -> None:
     from matplotlib.image import imsave
 
     def scaled(a: np.ndarray) -> np.ndarray:
-        a = a[0, 0, a.shape[2] // 2]
+        a = a[0, 0, a.shape[2] // 2] if a.ndim == 5 else a[0, 0]
         lo, hi = np.percentile(a, (1, 99))
         return np.clip((a - lo) / max(hi - lo, 1e-12), 0, 1)
 
@@ -66,20 +73,23 @@ def _cover(path: Path, test_in: np.ndarray, test_out: np.ndarray) -> None:
 
 
 def _readme(spec: ModelSpec, name: str) -> str:
-    vox = ", ".join(f"{v:g}" for v in spec.voxel_size_um)
+    flat = spec.kind == "unet2d"  # a 2D package: axes b, c, y, x
+    axes = "y, x" if flat else "z, y, x"
+    vox = ", ".join(f"{v:g}" for v in spec.voxel_size_um[1 if flat else 0 :])
     lines = [
         f"# {spec.display_name or spec.structure}: label-free prediction",
         "",
         f"Predicts the fluorescence of **{spec.structure}**"
         + (f" ({spec.target})" if spec.target else "")
-        + f" from a {spec.modality} z-stack, with the 3D U-Net of Ounkomol et al. (2018): depth "
+        + f" from a {spec.modality} {'image' if flat else 'z-stack'}, with the "
+        f"{'2D' if flat else '3D'} U-Net of Ounkomol et al. (2018): depth "
         f"{spec.architecture.depth}, {spec.architecture.width} channels at the top level.",
         "",
         "## Input",
-        f"- one channel, axes batch, channel, z, y, x; voxel size **{vox} um** (Z, Y, X): "
+        f"- one channel, axes batch, channel, {axes}; pixel size **{vox} um** ({axes.upper()}): "
         "resample images to it first (the network learned structures at that scale);",
         "- z-scored over the whole image (zero mean, unit variance: the package's preprocessing);",
-        f"- Z, Y and X multiples of {spec.architecture.multiple}.",
+        f"- {axes.upper()} multiples of {spec.architecture.multiple}.",
         "",
         "## Output",
         "The predicted fluorescence, z-scored units, same axes and voxel size as the input.",
@@ -135,6 +145,7 @@ def export_package(
         raise LabelFreeError(
             f"{output} already exists; choose a new name (nothing was overwritten)"
         )
+    check_output_location(output)  # before the network is loaded and traced
     authors = [a.strip() for a in authors]
     bad = [a for a in authors if not a or "/" in a or "\\" in a]
     if bad:
@@ -150,9 +161,16 @@ def export_package(
             f"{spec.normalization.center_slices} z-slices, which bioimage.io's preprocessing "
             "cannot express; only models z-scored over the whole image can be exported"
         )
+    if spec.kind == "unet2.5d":
+        raise LabelFreeError(
+            f"{bundle.name} is a 2.5D model (a window of planes in, one plane out); bioimage.io "
+            "export takes 3D and 2D models"
+        )
     net = load_network(bundle)
     m = spec.architecture.multiple
     test_in = _test_input((2 * m, 4 * m, 4 * m))
+    if spec.kind == "unet2d":  # b, c, y, x: one plane
+        test_in = np.ascontiguousarray(test_in[:, :, m])
     with torch.no_grad():
         test_out = net(torch.from_numpy(_zmuv(test_in))).numpy()
     if not float(test_out.max()) > 0.0:
@@ -161,13 +179,18 @@ def export_package(
             f"{bundle.name} predicts no positive value on the test image (is it trained?); a "
             "bioimage.io package needs test output with positive values to be valid"
         )
-    tmp = Path(tempfile.mkdtemp(prefix=".labelfree-export."))
+    make_parent(output)
+    # the package's files are made beside it, on its disk: a full TMPDIR elsewhere cannot fail
+    # the export, and a full disk here is said once, as the output's
+    tmp = temp_dir_beside(output)
     try:
-        files = _write_files(tmp, bundle, net, test_in, test_out)
+        with native_write_errors(tmp):
+            files = _write_files(tmp, bundle, net, test_in, test_out)
         descr = _describe(spec, bundle.name, files, output.name, authors)
-        output.parent.mkdir(parents=True, exist_ok=True)
         with atomic_file(output) as part:
             _save(descr, part)
+    except OSError as e:
+        raise write_error(output, e) from None
     finally:
         shutil.rmtree(tmp, ignore_errors=True)
     return output
@@ -189,13 +212,19 @@ def _write_files(tmp: Path, bundle, net, test_in, test_out) -> dict[str, Path]:
     }
     shutil.copyfile(unet.__file__, files["arch"])
     state = {k: v.detach().cpu().contiguous() for k, v in net.state_dict().items()}
-    torch.save(state, files["weights"])
+    # torch's file writer aborts the process (C++ terminate) on a full disk: it writes to memory,
+    # Python writes the bytes (a full disk is then an OSError, said in one line)
+    buffer = io.BytesIO()
+    torch.save(state, buffer)
+    files["weights"].write_bytes(buffer.getvalue())
     # traced, not scripted: the recursion's depth is fixed, so the trace is the whole network
     # torch deprecates TorchScript, but bioimage.io consumers (e.g. deepImageJ) still run it
     with torch.no_grad(), warnings.catch_warnings():
         warnings.simplefilter("ignore", DeprecationWarning)
         traced = torch.jit.trace(net, torch.from_numpy(_zmuv(test_in)))
-    traced.save(str(files["torchscript"]))
+    buffer = io.BytesIO()
+    torch.jit.save(traced, buffer)
+    files["torchscript"].write_bytes(buffer.getvalue())
     np.save(files["test_in"], test_in)
     np.save(files["test_out"], test_out)
     _cover(files["cover"], test_in, test_out)
@@ -211,6 +240,7 @@ def _describe(
     z, y, x = spec.voxel_size_um
     m = spec.architecture.multiple
     a = spec.architecture
+    flat = spec.kind == "unet2d"  # b, c, y, x
 
     def space_in(axis: str, scale: float):
         return bm.SpaceInputAxis(
@@ -226,11 +256,13 @@ def _describe(
 
     inputs = bm.InputTensorDescr(
         id=bm.TensorId("input"),
-        description=f"{spec.modality} z-stack at {z:g} x {y:g} x {x:g} um voxels",
+        description=f"{spec.modality} image at {y:g} x {x:g} um pixels"
+        if flat
+        else f"{spec.modality} z-stack at {z:g} x {y:g} x {x:g} um voxels",
         axes=[
             bm.BatchAxis(),
             bm.ChannelAxis(channel_names=[bm.Identifier(spec.modality.replace("-", "_"))]),
-            space_in("z", z),
+            *([] if flat else [space_in("z", z)]),
             space_in("y", y),
             space_in("x", x),
         ],
@@ -238,7 +270,7 @@ def _describe(
         preprocessing=[
             bm.ZeroMeanUnitVarianceDescr(
                 kwargs=bm.ZeroMeanUnitVarianceKwargs(
-                    axes=[bm.AxisId("channel"), bm.AxisId("z"), bm.AxisId("y"), bm.AxisId("x")],
+                    axes=[bm.AxisId(n) for n in ("channel", "z", "y", "x") if n != "z" or not flat],
                     eps=EPS,
                 )
             )
@@ -250,7 +282,7 @@ def _describe(
         axes=[
             bm.BatchAxis(),
             bm.ChannelAxis(channel_names=[bm.Identifier(_identifier(spec.structure))]),
-            space_out("z", z),
+            *([] if flat else [space_out("z", z)]),
             space_out("y", y),
             space_out("x", x),
         ],
@@ -262,6 +294,8 @@ def _describe(
         "in_channels": a.in_channels,
         "out_channels": a.out_channels,
     }
+    if flat:
+        kwargs["name"] = a.name  # the same callable builds the 2D network
     import torch
 
     weights = bm.WeightsDescr(
@@ -284,13 +318,21 @@ def _describe(
     return bm.ModelDescr(
         name=_title(spec),
         description=f"Label-free prediction of {spec.structure} fluorescence from "
-        f"{spec.modality} z-stacks (3D U-Net, Ounkomol et al. 2018), made with napari-labelfree",
+        f"{spec.modality} {'images (2D' if flat else 'z-stacks (3D'} U-Net, Ounkomol et al. 2018), "
+        "made with napari-labelfree",
         authors=[bm.Author(name=a) for a in authors] or [bm.Author(name=UNKNOWN_AUTHOR)],
         cite=[bm.CiteEntry(text=PAPER, doi=bm.Doi(PAPER_DOI))],
         license=bm.LicenseId(LICENSE),
         documentation=bm.FileDescr(source=files["readme"]),
         covers=[bm.FileDescr(source=files["cover"])],
-        tags=["3d", "unet", "label-free", "fluorescence", "pytorch", spec.modality],
+        tags=[
+            "2d" if flat else "3d",
+            "unet",
+            "label-free",
+            "fluorescence",
+            "pytorch",
+            spec.modality,
+        ],
         inputs=[inputs],
         outputs=[outputs],
         weights=weights,
