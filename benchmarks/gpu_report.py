@@ -54,7 +54,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 VOXEL = (0.29, 0.29, 0.29)
 ROOT = Path(__file__).resolve().parent.parent
 ENV_KEYS = ("LABELFREE_COMPILE", "LABELFREE_CUDA_GRAPHS", "LABELFREE_CUDNN_BENCHMARK",
-            "LABELFREE_TRAIN_COMPILE", "LABELFREE_COMPILE_CACHE")  # fmt: skip
+            "LABELFREE_TRAIN_COMPILE", "LABELFREE_COMPILE_CACHE", "LABELFREE_GPU_PIPELINE")  # fmt: skip
 
 
 @dataclass(frozen=True)
@@ -157,13 +157,16 @@ def correctness(rep: Report, bundle, dev, sz: Sizes) -> None:
     shape = (min(32, sz.shape[0]), min(256, sz.shape[1]), min(256, sz.shape[2]))
     volume = make_volume(shape, seed=3).astype(np.uint16)  # uint16: converted slab by slab
     tiling = TilingConfig(tile_shape=(shape[0], 128, 128), precision="fp32")
-    out = {d: drain(iter_predict_volume(volume, [bundle], VOXEL, tiling, d))["dna"]
-           for d in (dev, torch.device("cpu"))}  # fmt: skip
-    a, b = out[dev], out[torch.device("cpu")]
-    err = float(np.abs(a - b).max() / (np.abs(b).max() + 1e-12))
-    rep.row(f"device path vs CPU path, {'x'.join(map(str, shape))} uint16, fp32, several tiles",
-            f"r {pearson(a, b):.7f}, max abs error {err:.1e} of the output's range",
-            "", "r > 0.99999", r=pearson(a, b))  # fmt: skip
+    b = drain(iter_predict_volume(volume, [bundle], VOXEL, tiling, torch.device("cpu")))["dna"]
+    # the opt-in GPU pipeline (slab transfers, double-buffered tiles) is checked here first
+    for label, pipe in (("", "0"), (", LABELFREE_GPU_PIPELINE=1", "1")):
+        set_env(LABELFREE_GPU_PIPELINE=pipe)
+        a = drain(iter_predict_volume(volume, [bundle], VOXEL, tiling, dev))["dna"]
+        err = float(np.abs(a - b).max() / (np.abs(b).max() + 1e-12))
+        rep.row(f"device path vs CPU path{label}, {'x'.join(map(str, shape))} uint16, fp32, "
+                "several tiles", f"r {pearson(a, b):.7f}, max abs error {err:.1e} of the "
+                "output's range", "", "r > 0.99999", r=pearson(a, b))  # fmt: skip
+    set_env(LABELFREE_GPU_PIPELINE=None)
 
 
 # --------------------------------------------------------------------------------------------
@@ -249,6 +252,8 @@ def accelerations(rep: Report, bundle, dev, volume, base: np.ndarray, repeat: in
     variants = [("default settings (again, same process)", {})]
     if dev.type == "cuda":
         variants += [("CUDA graphs", {"LABELFREE_CUDA_GRAPHS": "1"}),
+                     ("GPU pipeline (slab transfers, double-buffered tiles)",
+                      {"LABELFREE_GPU_PIPELINE": "1"}),
                      ("cuDNN autotuning off", {"LABELFREE_CUDNN_BENCHMARK": "0"})]  # fmt: skip
     for label, env in variants:
         if not rep.step(f"end to end, {label}", 20):

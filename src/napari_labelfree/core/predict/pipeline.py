@@ -12,12 +12,14 @@ crosses from the other; on the way down, slab k crosses while slab k-1 is copied
 buffer into the result. A frame then costs about one host pass instead of a staging copy, a
 transfer and a second copy one after the other.
 
+The GPU path is opt-in (``LABELFREE_GPU_PIPELINE=1``) until a GPU run has checked it.
 On the CPU, or for any other device, tiles are cut and moved one after the other: the plain path,
 and the one the double-buffered path must equal exactly (tests/core/test_pipeline.py).
 """
 
 from __future__ import annotations
 
+import os
 from collections.abc import Callable, Iterator
 from typing import Any, Protocol
 
@@ -86,9 +88,18 @@ class CudaStaging:
         torch.cuda.current_stream(self.device).wait_event(ready)
 
 
+# Opt-in until a GPU run of benchmarks/gpu_report.py has checked it against the plain path: the
+# overlap is only exercised on the CPU with an emulated stream so far, and a race on a real stream
+# would give silently wrong predictions.
+PIPELINE_ENV = "LABELFREE_GPU_PIPELINE"
+
+
 def staging_for(device: torch.device) -> Staging | None:
-    """The double-buffering staging for ``device``, or None for the plain path."""
-    return CudaStaging(device) if device.type == "cuda" else None
+    """The double-buffering staging for ``device`` (a GPU, with ``LABELFREE_GPU_PIPELINE=1``),
+    or None for the plain path."""
+    if device.type != "cuda" or os.environ.get(PIPELINE_ENV, "0") != "1":
+        return None
+    return CudaStaging(device)
 
 
 def iter_device_tiles(
@@ -150,15 +161,18 @@ def upload_slabs(
     volume: np.ndarray,
     dtype: torch.dtype,
     device: torch.device,
-    staging: Staging,
+    staging: Staging | None,
     slab_bytes: int = SLAB_BYTES,
 ) -> torch.Tensor:
     """``volume`` as a new ``dtype`` tensor on ``device``, crossing in Z-slabs (double-buffered).
 
     Each slab is converted to ``dtype`` while it is copied into a page-locked buffer (no
     full-size converted copy on the host); the compute stream waits for the last slab on the
-    device. The result never shares memory with ``volume``.
+    device. The result never shares memory with ``volume``. Without ``staging``, one plain copy.
     """
+    if staging is None:
+        host = np.asarray(volume, dtype=torch.empty(0, dtype=dtype).numpy().dtype)
+        return torch.from_numpy(np.ascontiguousarray(host)).to(device, copy=True)
     out = torch.empty(volume.shape, dtype=dtype, device=device)
     # ``out`` comes from the compute stream's memory, which work still queued there may be
     # releasing: the side stream writes into it only after that work
@@ -182,9 +196,13 @@ def upload_slabs(
     return out
 
 
-def download_slabs(t: torch.Tensor, staging: Staging, slab_bytes: int = SLAB_BYTES) -> np.ndarray:
+def download_slabs(
+    t: torch.Tensor, staging: Staging | None, slab_bytes: int = SLAB_BYTES
+) -> np.ndarray:
     """A device tensor as a new numpy array, crossing in Z-slabs: slab k crosses while slab k-1
-    is copied out of its page-locked buffer into the result."""
+    is copied out of its page-locked buffer into the result. Without ``staging``, one plain copy."""
+    if staging is None:
+        return t.cpu().numpy().copy() if t.device.type == "cpu" else t.cpu().numpy()
     out = np.empty(tuple(t.shape), dtype=torch.empty(0, dtype=t.dtype).numpy().dtype)
     parts = slabs(tuple(t.shape), t.element_size(), slab_bytes)
     staging.after_compute()  # the copies start when the tensor is computed
