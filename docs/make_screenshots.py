@@ -23,6 +23,7 @@ from pathlib import Path
 import napari
 from qtpy.QtWidgets import QApplication
 
+from napari_labelfree import _preferences
 from napari_labelfree.core import bundle as bundles
 from napari_labelfree.core.bundle import discover_models
 
@@ -72,6 +73,11 @@ def main() -> None:
     # the model trained for the screenshot goes to a temporary folder, not the user's models
     tmp_models = Path(tempfile.mkdtemp(prefix="labelfree-docs-models-"))
     bundles.user_models_dir = lambda: tmp_models
+    # the reader question answered in a temporary settings file: no toast or question row in the
+    # pictures, and the user's own answer is neither read nor written
+    settings = tmp_models / "settings.json"
+    settings.write_text('{"open_files_with_labelfree": false}')
+    _preferences.settings_path = lambda: settings
 
     viewer = napari.Viewer(title="napari-labelfree")
     viewer.window._qt_window.resize(1500, 950)
