@@ -269,3 +269,96 @@ def test_an_ome_zarr_that_cannot_be_created_leaves_nothing(work, assets, capsys,
     assert result.code == 2 and "Traceback" not in result.err, result.err
     assert "the disk is full" in message_line(result.err)
     assert snapshot(work, assets.root) == before
+
+
+@pytest.mark.parametrize("at", ["checkpoint", "model"])
+def test_training_onto_a_full_disk_is_one_line(work, assets, capsys, monkeypatch, at):
+    """safetensors reports a full disk as its own error type ("... (os error 28)")."""
+    import safetensors.torch
+    from safetensors import SafetensorError
+
+    from napari_labelfree.core.train import checkpoint
+
+    def full(*args, **kwargs):
+        raise SafetensorError("Error while serializing: I/O error: No space left (os error 28)")
+
+    if at == "checkpoint":
+        monkeypatch.setattr(checkpoint, "save_file", full)
+    else:
+        monkeypatch.setattr(safetensors.torch, "save_file", full)
+    argv = [
+        "train",
+        str(assets.good),
+        "--signal-channel",
+        "bright-field",
+        "--target-channel",
+        "GFP",
+        "--iterations",
+        "2",
+        "--batch-size",
+        "1",
+        "--patch-shape",
+        "8,16,16",
+        "--depth",
+        "1",
+        "--width",
+        "2",
+        "--device",
+        "cpu",
+        "-o",
+        str(work / "m"),
+    ]
+    result = run_cli(argv, capsys)
+    assert result.code == 2 and "Traceback" not in result.err, result.err
+    last = result.err.strip().splitlines()[-1]
+    assert last.startswith("labelfree train: error: cannot write ") and "the disk is full" in last
+    assert not [p for p in (work / "m").iterdir() if p.name.endswith(".tmp")]
+
+
+def test_a_read_only_file_system_is_named_so_before_any_work(work, assets, capsys, monkeypatch):
+    """Export and predict into a missing folder on a read-only mount: "read-only", at once."""
+    from types import SimpleNamespace
+
+    from napari_labelfree.core import weights
+
+    def no_network(*args, **kwargs):
+        raise AssertionError("the network was loaded before the output was checked")
+
+    monkeypatch.setattr(weights, "load_network", no_network)
+    monkeypatch.setattr(files.os, "access", lambda *a, **k: False)
+    monkeypatch.setattr(files.os, "statvfs", lambda p: SimpleNamespace(f_flag=os.ST_RDONLY))
+    before = snapshot(work, assets.root)
+    predict = _predict(assets, work)
+    predict[predict.index("-o") + 1] = str(work / "missing" / "out.ome.tif")
+    for argv in (["export", str(assets.model), "-o", str(work / "missing" / "m.zip")], predict):
+        result = run_cli(argv, capsys)
+        assert result.code == 2 and "Traceback" not in result.err, result.err
+        assert message_line(result.err).endswith(
+            "the file system is read-only; choose another output location"
+        )
+    assert snapshot(work, assets.root) == before
+
+
+def test_an_export_onto_a_full_disk_is_one_line_and_leaves_nothing(
+    work, assets, capsys, monkeypatch
+):
+    """torch's own writer aborts the process on a full disk: the files go through Python."""
+    from pathlib import Path as _Path
+
+    real = _Path.write_bytes
+
+    def full(self, data):
+        if self.name == "weights.pt":
+            real(self, data[:10])
+            raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC), str(self))
+        return real(self, data)
+
+    monkeypatch.setattr(_Path, "write_bytes", full)
+    before = snapshot(work, assets.root)
+    result = run_cli(["export", str(assets.model), "-o", str(work / "m.zip")], capsys)
+    assert result.code == 2 and "Traceback" not in result.err, result.err
+    assert message_line(result.err) == (
+        f"labelfree export: error: cannot write {work / 'm.zip'}: the disk is full; choose "
+        "another output location"
+    )
+    assert snapshot(work, assets.root) == before

@@ -16,7 +16,13 @@ from typing import Any
 
 from .config import ModelSpec
 from .errors import LabelFreeError
-from .files import give_usual_permissions, make_parent, temp_dir_beside
+from .files import (
+    give_usual_permissions,
+    make_parent,
+    native_write_errors,
+    temp_dir_beside,
+    write_error,
+)
 
 CONFIG_NAME = "config.json"
 WEIGHTS_NAME = "weights.safetensors"
@@ -197,7 +203,8 @@ def save_weights(path: str | Path, state_dict: dict[str, Any]) -> None:
     from safetensors.torch import save_file  # imports torch: only when weights are written
 
     tensors = {k: v.detach().to("cpu").contiguous() for k, v in state_dict.items()}
-    save_file(tensors, str(path), metadata={"format": "pt"})
+    with native_write_errors(Path(path)):  # a full disk: OSError, not safetensors' own error
+        save_file(tensors, str(path), metadata={"format": "pt"})
     give_usual_permissions(Path(path))
 
 
@@ -229,6 +236,8 @@ def save_bundle(
             shutil.rmtree(old, ignore_errors=True)
         else:
             tmp.rename(folder)
+    except OSError as e:  # a full disk, a folder turned read-only: one line
+        raise write_error(folder, e) from None
     finally:
         shutil.rmtree(tmp, ignore_errors=True)
     return folder

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import errno
 import os
+import re
 import shutil
 import socket
 import tempfile
@@ -39,6 +40,28 @@ def write_error(path: Path, err: OSError) -> LabelFreeError:
     return LabelFreeError(f"cannot write {path}: {why}; choose another output location")
 
 
+@contextmanager
+def native_write_errors(path: Path) -> Iterator[None]:
+    """Native writers' failures as the OSError they are (safetensors: "... (os error 28)").
+
+    Then :func:`atomic_file` and :func:`write_error` say "the disk is full" in one line, not a
+    traceback of the writer's own exception type.
+    """
+    try:
+        yield
+    except OSError:
+        raise
+    except Exception as e:
+        found = re.search(r"os error (\d+)", str(e))
+        if found is not None:
+            code = int(found.group(1))
+        elif "write" in str(e) and _nearly_full(Path(path).parent):
+            code = errno.ENOSPC  # torch.save: "PytorchStreamWriter failed writing file"
+        else:
+            raise
+        raise OSError(code, os.strerror(code), str(path)) from None
+
+
 def check_output_location(path: Path) -> None:
     """Refuse, before any work, a ``path`` whose folder cannot be made or written to.
 
@@ -51,7 +74,17 @@ def check_output_location(path: Path) -> None:
     if not parent.is_dir():
         raise write_error(Path(path), OSError(errno.ENOTDIR, "not a directory"))
     if not os.access(parent, os.W_OK | os.X_OK):
-        raise write_error(Path(path), OSError(errno.EACCES, "permission denied"))
+        raise write_error(Path(path), OSError(_refusal(parent), "cannot write"))
+
+
+def _refusal(folder: Path) -> int:
+    """Why ``folder`` refuses writing: its file system is read-only, or permissions say no."""
+    try:
+        if os.statvfs(folder).f_flag & os.ST_RDONLY:
+            return errno.EROFS
+    except (OSError, AttributeError):
+        pass
+    return errno.EACCES
 
 
 def make_parent(path: Path) -> None:

@@ -23,7 +23,7 @@ from safetensors.torch import save_file
 from ..bundle import CONFIG_NAME, WEIGHTS_NAME, save_bundle
 from ..config import ModelSpec
 from ..errors import LabelFreeError
-from ..files import atomic_file, temp_dir_beside
+from ..files import atomic_file, native_write_errors, temp_dir_beside, write_error
 from .throughput import optimizer_kind, set_optimizer_kind
 
 CHECKPOINT_NAME = "checkpoint.safetensors"
@@ -46,6 +46,8 @@ def write_bundle_files(out_dir: Path, spec: ModelSpec, state_dict: dict[str, tor
         written = save_bundle(tmp / "bundle", spec, state_dict)
         os.replace(written / WEIGHTS_NAME, out_dir / WEIGHTS_NAME)
         os.replace(written / CONFIG_NAME, out_dir / CONFIG_NAME)
+    except OSError as e:
+        raise write_error(out_dir, e) from None
     finally:
         shutil.rmtree(tmp, ignore_errors=True)
 
@@ -102,7 +104,7 @@ def save_checkpoint(
         "rng_python": [py_state[0], list(py_state[1]), py_state[2]],
         **extra,
     }
-    with atomic_file(path) as tmp:
+    with atomic_file(path) as tmp, native_write_errors(tmp):
         save_file(
             {k: v.detach().to("cpu").contiguous() for k, v in tensors.items()},
             str(tmp),
