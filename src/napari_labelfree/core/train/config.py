@@ -16,6 +16,11 @@ LOSSES = ("mse", "l1+ms-ssim")
 WEIGHTS_INITS = ("torch", "fnet")
 
 
+# The default budget when training starts from a model (adapting a built-in model to a user's
+# own pair): the budget measured on the real ISL field (docs/training.md), minutes on a CPU
+ADAPTATION: dict[str, object] = {"iterations": 500, "batch_size": 8, "patch_shape": (16, 32, 32)}
+
+
 @dataclass
 class TrainConfig:
     """Training settings.
@@ -47,6 +52,9 @@ class TrainConfig:
     loss: str = "mse"
     keep_best: bool = True  # with validation data: the model is the best validated weights
     weights_init: str = "torch"  # a new network's initial weights (not used by --init or resume)
+    # with no validation data given, this share of each image's width (its right end) is held out
+    # as a validation strip (core.train.holdout); 0 trains on everything without validation
+    val_strip: float = 0.15
 
     @classmethod
     def paper(cls, **overrides: object) -> TrainConfig:
@@ -57,6 +65,7 @@ class TrainConfig:
             "schedule": "constant",
             "loss": "mse",
             "keep_best": False,
+            "val_strip": 0.0,
         }
         return cls(**{**recipe, **overrides})  # type: ignore[arg-type]
 
@@ -89,5 +98,10 @@ class TrainConfig:
                 )
         if not (self.weight_decay >= 0 and math.isfinite(self.weight_decay)):
             raise LabelFreeError(f"weight decay must be 0 or more, got {self.weight_decay}")
+        if not (0.0 <= self.val_strip < 0.5):
+            raise LabelFreeError(
+                f"the validation strip is a share of the image width from 0 (none) to below 0.5, "
+                f"got {self.val_strip}"
+            )
         if not (self.lr > 0 and math.isfinite(self.lr)):
             raise LabelFreeError(f"the learning rate must be a positive number, got {self.lr}")

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import copy
 from pathlib import Path
+from typing import Any
 
 import torch
 
@@ -60,3 +61,21 @@ def load_init_weights(net: torch.nn.Module, start: ModelBundle) -> None:
     with torch.no_grad():
         for name, value in src.state_dict().items():
             net.state_dict()[name].copy_(value)
+
+
+def init_scores(start: ModelBundle, val_arrays: list, device: torch.device) -> dict[str, Any]:
+    """The starting model's whole-image scores on the run's validation data (the "before").
+
+    ``val_arrays`` are the run's prepared (signal, target, name) validation images, already at the
+    starting model's grid (a fine-tuned model keeps it), so they are predicted without resampling.
+    """
+    from ..data import ImagePair
+    from .evaluate import evaluate_model, mean_score
+
+    pairs = [ImagePair(s, t, None, n) for s, t, n in val_arrays]
+    per_image = evaluate_model(start, pairs, device)
+    return {
+        "init_model": start.name,
+        "init_val_pearson_r_mean": mean_score([r["pearson_r"] for r in per_image]),
+        "init_val_nl2_mean": mean_score([r["nl2"] for r in per_image]),
+    }

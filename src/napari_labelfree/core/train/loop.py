@@ -50,7 +50,8 @@ from .evaluate import evaluate_model, mean_score
 from .events import CheckpointSaved, TrainEvent, TrainStep, Validated
 from .folder import check_request
 from .guard import Divergence, DivergenceGuard, keep_last_good, weights_are_finite
-from .init import load_init_weights, resolve_init, spec_from_init
+from .holdout import hold_out_strips
+from .init import init_scores, load_init_weights, resolve_init, spec_from_init
 from .log import CURVE_NAME, LOG_NAME, TrainLog, fmt, write_loss_curve
 from .patches import PatchSampler, cut_patches, pad_planes, prepare_pair, signal_patch
 from .recipe import BEST_NAME, Recipe
@@ -117,6 +118,12 @@ def iter_train(
     start = resolve_init(init) if init is not None else None  # fine-tuning (core.train.init)
     if start is not None:
         spec = spec_from_init(spec, start)
+    # no validation data: one image still gets a held-out score (core.train.holdout)
+    if not val and config.val_strip > 0:
+        vx = spec.voxel_size_um[2]
+        train, val, note = hold_out_strips(train, config.val_strip, config.patch_shape[2], vx)
+        spec.metrics["val_source"] = "strip" if val else "none"
+        yield Notice(note)
     check_request(train, spec, config, out, resume, overwrite)
     ranks = Ranks.current()
     if ranks.main:
@@ -186,6 +193,8 @@ def iter_train(
             "val_pearson_r_mean": mean_score([r["pearson_r"] for r in per_image]),
             "val_nl2_mean": mean_score([r["nl2"] for r in per_image]),
         }
+        if start is not None:  # the starting model on the same held-out data: before/after
+            final.update(init_scores(start, val_arrays, dev))
     run.finish(final, interrupted=False)
     ranks.barrier()  # the bundle is complete before any rank opens it
     return open_bundle(out)
