@@ -665,6 +665,11 @@ CASES = [
         "init-model {w}/m --structure dna --voxel-size nan,1,1",
         "three positive numbers",
     ),
+    # ---- train: plain bad arguments, refused by the parser --------------------------------------
+    Case("train-iterations-zero", "train {good} -o {w}/m --iterations 0", "--iterations.*'0'"),
+    Case("train-batch-size-negative", "train {good} -o {w}/m --batch-size -3", "--batch-size"),
+    Case("train-lr-nan", "train {good} -o {w}/m --lr nan", "--lr: expected a positive number"),
+    Case("train-gpus-zero", "train {good} -o {w}/m --gpus 0", "--gpus"),
     # ---- synth ---------------------------------------------------------------------------------
     Case("synth-shape-zero", "synth {w}/s.ome.tif --shape 0,16,16", "three positive numbers"),
     Case("synth-shape-words", "synth {w}/s.ome.tif --shape x,y,z", "three positive numbers"),

@@ -364,6 +364,22 @@ main(["models"])
     assert not _imports_torch(body, tmp_path)
 
 
+def test_plain_bad_arguments_are_refused_before_torch_is_imported(tmp_path):
+    """--iterations 0 is said at once, not after seconds of importing torch (and never becomes
+    the default, as `0 or default` made it)."""
+    body = """
+from napari_labelfree.cli import main
+for bad in (["--iterations", "0"], ["--lr", "nan"], ["--batch-size", "-1"], ["--gpus", "0"]):
+    try:
+        main(["train", "x.ome.tif", "-o", "m", *bad])
+    except SystemExit as e:
+        assert e.code == 2, e.code
+    else:
+        raise AssertionError(bad)
+"""
+    assert not _imports_torch(body, tmp_path)
+
+
 def test_evaluate_scores_every_builtin_model_on_one_simulated_file(tmp_path, monkeypatch, capsys):
     # the built-in models name their target "Hoechst 33342" etc.; a simulated file names channels
     # by structure: the target channel is found through the structure table

@@ -25,6 +25,39 @@ def triple(kind: type):
 voxel_size = triple(float)
 shape = triple(int)
 
+
+def number(kind: type, least: float, strict: bool):
+    """Parse one finite ``kind`` above ``least`` (``strict``) or from it: told at parse time,
+    before a command imports torch."""
+    words = {
+        (int, True): "a positive whole number",
+        (int, False): f"a whole number from {least:g}",
+        (float, True): "a positive number",
+        (float, False): f"a number from {least:g}",
+    }[kind, strict]
+
+    def parse(text: str):
+        try:
+            value = kind(text)
+        except ValueError:
+            value = None
+        if (
+            value is None
+            or not math.isfinite(value)
+            or value < least
+            or (strict and value == least)
+        ):
+            raise argparse.ArgumentTypeError(f"expected {words}, got {text!r}")
+        return value
+
+    return parse
+
+
+positive_int = number(int, 0, strict=True)
+count = number(int, 0, strict=False)
+positive_float = number(float, 0.0, strict=True)
+non_negative_float = number(float, 0.0, strict=False)
+
 # core errors and notices name the setting to change (LabelFreeError.fields, Notice.field) in
 # words every front end shares; a command lists the ones it has a flag for, and the flag is added
 FLAGS = {

@@ -35,8 +35,12 @@ def register(sub: argparse._SubParsersAction) -> None:
         default=None,
         help="structure name, e.g. dna, tom20 [the target channel's name]",
     )
-    p.add_argument("--iterations", type=int, default=d.iterations, help=f"[{d.iterations}]")
-    p.add_argument("--batch-size", type=int, default=d.batch_size, help=f"[{d.batch_size}]")
+    p.add_argument(
+        "--iterations", type=_args.positive_int, default=d.iterations, help=f"[{d.iterations}]"
+    )
+    p.add_argument(
+        "--batch-size", type=_args.positive_int, default=d.batch_size, help=f"[{d.batch_size}]"
+    )
     p.add_argument(
         "--patch-shape",
         type=_args.shape,
@@ -44,7 +48,9 @@ def register(sub: argparse._SubParsersAction) -> None:
         metavar="Z,Y,X",
         help=f"patch shape in voxels [{','.join(map(str, d.patch_shape))}]",
     )
-    p.add_argument("--lr", type=float, default=d.lr, help=f"Adam learning rate [{d.lr}]")
+    p.add_argument(
+        "--lr", type=_args.positive_float, default=d.lr, help=f"Adam learning rate [{d.lr}]"
+    )
     p.add_argument("--depth", type=int, default=4, help="U-Net depth (down-samplings) [4]")
     p.add_argument("--width", type=int, default=32, help="channels at the top level [32]")
     p.add_argument(
@@ -74,10 +80,16 @@ def register(sub: argparse._SubParsersAction) -> None:
         help="hold out this fraction of the DATA pairs for validation",
     )
     p.add_argument(
-        "--checkpoint-every", type=int, default=d.checkpoint_every, help=f"[{d.checkpoint_every}]"
+        "--checkpoint-every",
+        type=_args.positive_int,
+        default=d.checkpoint_every,
+        help=f"[{d.checkpoint_every}]",
     )
     p.add_argument(
-        "--validate-every", type=int, default=d.validate_every, help=f"[{d.validate_every}]"
+        "--validate-every",
+        type=_args.positive_int,
+        default=d.validate_every,
+        help=f"[{d.validate_every}]",
     )
     p.add_argument("--seed", type=int, default=d.seed, help=f"random seed [{d.seed}]")
     p.add_argument(
@@ -107,14 +119,14 @@ def register(sub: argparse._SubParsersAction) -> None:
     )
     p.add_argument(
         "--log-every",
-        type=int,
+        type=_args.count,
         default=d.log_every,
         metavar="N",
         help="read the loss every N steps (0: every step on the CPU, every 25 on a GPU) [0]",
     )
     p.add_argument(
         "--gpus",
-        type=int,
+        type=_args.positive_int,
         default=1,
         metavar="N",
         help="train on N GPUs of this machine, one process each (runs torchrun; the batch size "
@@ -153,7 +165,10 @@ def add_recipe_args(p: argparse.ArgumentParser, d: Any) -> None:
     )
     p.add_argument("--optimizer", choices=OPTIMIZERS, default=d.optimizer, help=f"[{d.optimizer}]")
     p.add_argument(
-        "--weight-decay", type=float, default=d.weight_decay, help=f"AdamW [{d.weight_decay}]"
+        "--weight-decay",
+        type=_args.non_negative_float,
+        default=d.weight_decay,
+        help=f"AdamW [{d.weight_decay}]",
     )
     p.add_argument(
         "--schedule", choices=SCHEDULES, default=d.schedule, help=f"lr schedule [{d.schedule}]"
