@@ -391,3 +391,17 @@ def test_evaluate_scores_every_builtin_model_on_one_simulated_file(tmp_path, mon
     rows = (tmp_path / "scores.csv").read_text().splitlines()
     scored = {r.split(",")[0] for r in rows[1:] if ",sim.ome.tif," in r}
     assert scored == set(builtins)
+
+
+def test_output_into_a_pipe_closed_early_ends_quietly(tmp_path):
+    """`labelfree models | head`: the reader goes away; no BrokenPipeError traceback."""
+    env = {**os.environ, "NAPARI_LABELFREE_MODELS": str(tmp_path)}
+    code = "import sys\nfrom napari_labelfree.cli import main\nsys.exit(main(['models']))\n"
+    proc = subprocess.Popen(
+        [sys.executable, "-c", code], stdout=subprocess.PIPE, stderr=subprocess.PIPE, env=env
+    )
+    proc.stdout.close()  # before the command writes its table
+    err = proc.stderr.read().decode()
+    proc.stderr.close()
+    assert proc.wait(timeout=120) == 141  # 128 + SIGPIPE, as shells report it
+    assert err == ""

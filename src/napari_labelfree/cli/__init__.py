@@ -125,12 +125,29 @@ def main(argv: Sequence[str] | None = None) -> int:
             )
             return signals.exit_status()
         command = f"labelfree {args.command}"
-        return _run(args, command, LabelFreeError, with_hint, signals)
+        status = _run(args, command, LabelFreeError, with_hint, signals)
+        sys.stdout.flush()  # here, where a reader gone away is caught, not at exit
+        return status
     except KeyboardInterrupt:  # between handlers: still one line
         print(f"{command}: interrupted{signals.by()}", file=sys.stderr)
         return signals.exit_status()
+    except BrokenPipeError:
+        # the reader of the output went away (`labelfree models | head`): stop quietly, as
+        # command-line tools do, with the status of a process ended by SIGPIPE
+        _discard_stdout()
+        return 128 + 13
     finally:
         signals.restore()
+
+
+def _discard_stdout() -> None:
+    """Point stdout at /dev/null: Python's flush at exit would fail on the broken pipe again."""
+    import os
+
+    with contextlib.suppress(OSError, ValueError, AttributeError):
+        devnull = os.open(os.devnull, os.O_WRONLY)
+        os.dup2(devnull, sys.stdout.fileno())
+        os.close(devnull)
 
 
 def _run(
