@@ -33,12 +33,28 @@ def stats(fields):
 
 
 def test_statistics_are_a_few_dozen_numbers_that_go_through_json(stats):
-    numbers = [v for g in stats["groups"].values() for vs in g.values() for v in vs]
+    numbers = [
+        v
+        for g in stats["groups"].values()
+        for vs in g.values()
+        for v in (vs if isinstance(vs, list) else [vs])
+    ]
     assert 20 <= len(numbers) <= 300  # compact: no pixels
     spec = ModelSpec("dna", input_statistics=stats)
     again = ModelSpec.from_json(spec.to_json())
     assert again.input_statistics == json.loads(json.dumps(stats))
     assert has_statistics(again)
+
+
+def test_a_small_image_is_held_to_what_one_training_patch_may_stray(stats):
+    from napari_labelfree.core.trust.ood import THRESHOLD, independent_patches, thresholds
+
+    assert independent_patches((16, 64, 64)) == 1 and independent_patches((32, 256, 128)) == 16
+    one, many = thresholds(stats, 1), thresholds(stats, 16)
+    assert set(one) == set(stats["groups"])
+    for group in one:
+        assert one[group] >= many[group] >= THRESHOLD
+    assert any(one[g] > THRESHOLD for g in one)  # single patches stray more than image medians
 
 
 def test_an_old_config_without_statistics_loads_and_stays_as_it_was():

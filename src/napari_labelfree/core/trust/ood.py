@@ -52,10 +52,11 @@ class InputCheck:
     model: str
     status: str  # OK, DIFFERS or UNKNOWN (the model stores no statistics)
     scores: dict[str, float] = field(default_factory=dict)  # group -> deviation in spreads
+    thresholds: dict[str, float] = field(default_factory=dict)  # group -> its limit here
 
     @property
     def differing(self) -> list[str]:
-        return [g for g, s in self.scores.items() if s > THRESHOLD]
+        return [g for g, s in self.scores.items() if s > self.thresholds.get(g, THRESHOLD)]
 
     def text(self) -> str:
         """One line for the user ('' when the image looks like the training images)."""
@@ -68,12 +69,15 @@ class InputCheck:
         if self.status == OK:
             return ""
         worst = sorted(self.differing, key=lambda g: -self.scores[g])
-        what = ", ".join(f"{LABELS[g]} {self.scores[g]:.1f}x" for g in worst)
+        what = ", ".join(
+            f"{LABELS[g]} {self.scores[g]:.1f}x its training spread (usual: up to "
+            f"{self.thresholds.get(g, THRESHOLD):.1f}x)"
+            for g in worst
+        )
         hints = " ".join(HINTS[g] for g in worst)
         return (
-            f"model {self.model}: this image is unlike the model's training images ({what} "
-            f"its training spread, over {THRESHOLD:g}x is unusual): {hints} Its prediction may "
-            "look plausible and still be wrong"
+            f"model {self.model}: this image is unlike the model's training images ({what}): "
+            f"{hints} Its prediction may look plausible and still be wrong"
         )
 
 
@@ -140,13 +144,15 @@ def compare(features: np.ndarray, stats: dict[str, Any]) -> dict[str, float]:
 
 def input_features(
     frame: np.ndarray, voxel_size: Sequence[float], spec: ModelSpec
-) -> np.ndarray | None:
-    """Features of random patches of a frame as ``spec``'s network sees it (None: constant frame)."""
+) -> tuple[np.ndarray, int] | None:
+    """(features of random patches, independent patches) of a frame as ``spec``'s network sees
+    it (None: a constant frame)."""
     try:
         grid = input_on_model_grid(frame, voxel_size, spec)
     except ValueError:
         return None  # a constant frame: prediction itself says so
-    return sample_features([grid], INPUT_PATCHES, np.random.default_rng(0))
+    feats = sample_features([grid], INPUT_PATCHES, np.random.default_rng(0))
+    return feats, min(INPUT_PATCHES, independent_patches(grid.shape))
 
 
 def check_input(
@@ -154,7 +160,7 @@ def check_input(
     voxel_size: Sequence[float],
     spec: ModelSpec,
     model: str = "",
-    features: np.ndarray | None = None,
+    features: tuple[np.ndarray, int] | None = None,
 ) -> InputCheck:
     """Compare a raw ZYX frame (at ``voxel_size`` um) with ``spec``'s training inputs.
 
@@ -168,9 +174,35 @@ def check_input(
         features = input_features(frame, voxel_size, spec)
     if features is None:
         return InputCheck(name, UNKNOWN)
-    scores = compare(features, spec.input_statistics)  # type: ignore[arg-type]
-    status = DIFFERS if any(s > THRESHOLD for s in scores.values()) else OK
-    return InputCheck(name, status, scores)
+    features, n_independent = features
+    stats: dict[str, Any] = spec.input_statistics  # type: ignore[assignment]
+    scores = compare(features, stats)
+    limits = thresholds(stats, n_independent)
+    check = InputCheck(name, OK, scores, limits)
+    return InputCheck(name, DIFFERS, scores, limits) if check.differing else check
+
+
+def thresholds(stats: dict[str, Any], n_independent: int) -> dict[str, float]:
+    """Per group, how far an input of ``n_independent`` non-overlapping patches may stray.
+
+    ``THRESHOLD`` for an image of many patches (its median is steady); for a small image, whose
+    median is that of a few patches, the training patches' own 99th-percentile deviation shrunk
+    as a median of n is (1.25 / sqrt(n)), when that is larger.
+    """
+    out = {}
+    for group, ref in stats["groups"].items():
+        q99 = ref.get("patch_score_q99")
+        small = 0.0 if q99 is None else 1.25 * float(q99) / math.sqrt(max(1, n_independent))
+        out[group] = round(max(THRESHOLD, small), 2)
+    return out
+
+
+def independent_patches(shape_zyx: Sequence[int]) -> int:
+    """Non-overlapping statistics patches an image of this shape (model grid) holds, at least 1."""
+    from .stats import patch_shape_for
+
+    p = patch_shape_for(shape_zyx)
+    return max(1, math.prod(max(1, int(n) // s) for n, s in zip(shape_zyx, p, strict=True)))
 
 
 @dataclass(frozen=True)
@@ -192,7 +224,7 @@ def input_warnings(
 
     Models that see the frame alike (voxel size, normalization) share one computation.
     """
-    cache: dict[tuple, np.ndarray | None] = {}
+    cache: dict[tuple, tuple[np.ndarray, int] | None] = {}
     out = []
     for b in bundles:
         spec = b.spec

@@ -20,6 +20,7 @@ random patches of its training inputs; :mod:`.ood` compares an input's median wi
 
 from __future__ import annotations
 
+import warnings
 from collections.abc import Sequence
 from typing import Any
 
@@ -160,20 +161,28 @@ def sample_features(
 def summarize(features: np.ndarray) -> dict[str, Any]:
     """The statistics stored in config.json: per feature the median and robust spread."""
     features = np.asarray(features, dtype=np.float64)
-    with np.errstate(all="ignore"):
-        import warnings
-
-        with warnings.catch_warnings():
-            warnings.simplefilter("ignore", RuntimeWarning)  # an all-NaN feature stays NaN
-            median = np.nanmedian(features, axis=0)
-            spread = 1.4826 * np.nanmedian(np.abs(features - median), axis=0)
+    with np.errstate(all="ignore"), warnings.catch_warnings():
+        warnings.simplefilter("ignore", RuntimeWarning)  # an all-NaN feature stays NaN
+        median = np.nanmedian(features, axis=0)
+        spread = 1.4826 * np.nanmedian(np.abs(features - median), axis=0)
     groups = {}
     k = 0
     for group, names in GROUPS.items():
         n = len(names)
+        mu, sd = median[k : k + n], np.maximum(spread[k : k + n], SPREAD_FLOOR[group])
+        with np.errstate(all="ignore"):
+            z = (features[:, k : k + n] - mu) / sd
+        z = np.where(np.isfinite(z), z, np.nan)
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", RuntimeWarning)
+            single = np.sqrt(np.nanmean(z * z, axis=1))  # each training patch's own deviation
         groups[group] = {
-            "median": [_num(v) for v in median[k : k + n]],
+            "median": [_num(v) for v in mu],
             "spread": [_num(v) for v in spread[k : k + n]],
+            # how far one training patch alone strays: an input of one patch is held to this
+            "patch_score_q99": _num(float(np.nanquantile(single, 0.99)))
+            if np.isfinite(single).any()
+            else None,
         }
         k += n
     return {
