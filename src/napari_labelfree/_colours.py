@@ -40,9 +40,10 @@ def layer_hex(colormap: Any) -> str | None:
 
 
 def hex_to_ome_int(hex_: str) -> int:
-    """OME's Color: RGBA packed in a signed 32-bit integer."""
-    value = (int(hex_, 16) << 8) | 0xFF
-    return value - (1 << 32) if value >= 1 << 31 else value
+    """OME's Color: RGBA packed in a signed 32-bit integer (the CLI's rule, core.io.ome_color)."""
+    from .core.io.write import ome_color
+
+    return ome_color(hex_)
 
 
 def ome_int_to_hex(value: int) -> str:

@@ -59,6 +59,14 @@ def test_init_model_then_predict_with_two_models(tmp_path, two_channel_timelapse
     assert src.channel_names == ["dna", "tom20"]
     assert src.physical_sizes == pytest.approx((0.5, 0.2, 0.2))
     assert all(np.isfinite(src.frame(t, c)).all() for t in range(2) for c in range(2))
+    # each model's colour, as OME-Zarr (omero 2659FF, 00FF00) and napari's writer store it
+    import xml.etree.ElementTree as ET
+
+    import tifffile
+
+    with tifffile.TiffFile(out) as tif:
+        channels = ET.fromstring(tif.ome_metadata).findall("./{*}Image/{*}Pixels/{*}Channel")
+    assert [int(c.get("Color")) for c in channels] == [0x2659FFFF, 0x00FF00FF]
 
 
 def test_predict_a_czi_by_channel_name(tmp_path, rng, write_czi, make_tiny_model):

@@ -116,6 +116,7 @@ def write_tiff(
     With ``timings``, frame t + 1 is predicted while frame t is written (cli._timings).
     """
     from ..core.io import write_ome_tiff
+    from ..core.io.write import ome_color
     from ._timings import compute_ahead
 
     names = list(plan.output_names)
@@ -131,6 +132,8 @@ def write_tiff(
             frames,
             shape_tczyx=(plan.n_frames, len(names), *plan.output_shape_zyx),
             channel_names=names,
+            # each model's colour, as the OME-Zarr output and napari's writer store it
+            channel_colors=[ome_color(c) for c in plan.output_colours],
             # an assumed voxel size is not recorded as if it had been measured
             physical_sizes=plan.output_physical_sizes,
             overwrite=overwrite,

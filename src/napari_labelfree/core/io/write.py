@@ -13,6 +13,18 @@ from ..errors import LabelFreeError
 from ..files import atomic_file, make_parent
 
 
+def ome_color(colour: str) -> int:
+    """OME's Channel Color for a napari colormap name or RRGGBB: RGBA in a signed 32-bit int.
+
+    The colour of a name is the one OME-Zarr's omero metadata gets (:func:`.omero_colour`), so
+    both formats open in the same colours.
+    """
+    from .ome_zarr_out import omero_colour
+
+    value = (int(omero_colour(colour), 16) << 8) | 0xFF
+    return value - (1 << 32) if value >= 1 << 31 else value
+
+
 def ome_metadata(
     channel_names: Sequence[str],
     physical_sizes: Sequence[float | None],
