@@ -209,3 +209,25 @@ def test_an_author_bioimageio_refuses_is_one_clear_line(package, tmp_path, name)
     with pytest.raises(LabelFreeError, match="not a name bioimage.io accepts"):
         export_package(package[0], tmp_path / "x.zip", authors=["Ada Lovelace", name])
     assert not (tmp_path / "x.zip").exists()
+
+
+@pytest.mark.parametrize(
+    ("spec_version", "pydantic_version", "refused"),
+    [("0.5.12.0", "2.14.4", True), ("0.5.12.0", "2.13.5", False), ("0.5.14.3", "2.14.4", False)],
+)
+def test_a_spec_that_fails_under_this_pydantic_is_one_clear_line(
+    monkeypatch, spec_version, pydantic_version, refused
+):
+    """bioimageio.spec 0.5.12 (bioimageio.core 0.11.0's pin) breaks under pydantic 2.14."""
+    import bioimageio.spec
+    import pydantic
+
+    from napari_labelfree.core.interop.bioimageio import bioimageio_spec
+
+    monkeypatch.setattr(bioimageio.spec, "__version__", spec_version)
+    monkeypatch.setattr(pydantic, "VERSION", pydantic_version)
+    if refused:
+        with pytest.raises(LabelFreeError, match=r"install 'pydantic<2.14'"):
+            bioimageio_spec()
+    else:
+        assert bioimageio_spec() is bioimageio.spec

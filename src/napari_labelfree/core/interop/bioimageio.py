@@ -8,6 +8,7 @@ runs its code), so a package with torchscript weights alone is refused. Export i
 
 from __future__ import annotations
 
+import re
 import tempfile
 import zipfile
 from pathlib import Path
@@ -45,7 +46,21 @@ def bioimageio_spec():
             "bioimage.io packages need the bioimageio.spec package: install "
             "napari-labelfree[bioimageio]"
         ) from None
+    import pydantic
+
+    # bioimageio.spec before 0.5.14 fails inside pydantic 2.14 (a ValidationError on every
+    # package), and bioimageio.core 0.11.0 pins spec 0.5.12.0: that pair needs pydantic < 2.14
+    if _release(spec.__version__) < (0, 5, 14) and _release(pydantic.VERSION) >= (2, 14):
+        raise LabelFreeError(
+            f"bioimageio.spec {spec.__version__} does not work with pydantic {pydantic.VERSION}: "
+            "install 'pydantic<2.14' (as bioimageio.core 0.11.0 needs) or 'bioimageio.spec>=0.5.14'"
+        )
     return spec
+
+
+def _release(version: str) -> tuple[int, ...]:
+    """(0, 5, 12) for "0.5.12.0": the first three numbers of a version."""
+    return tuple(int(part) for part in re.findall(r"\d+", version)[:3])
 
 
 def read_package(path: str | Path) -> tuple[ModelSpec, dict[str, Any]]:
