@@ -72,6 +72,23 @@ def save_setting(key: str, value: Any) -> None:
         tmp.write_text(json.dumps({**load_settings(), key: value}, indent=2), encoding="utf-8")
 
 
+def _napari_settings(settings: Any = None) -> Any:
+    if settings is None:
+        from napari.settings import get_settings
+
+        settings = get_settings()
+    return settings
+
+
+def needs_asking(settings: Any = None) -> bool:
+    """Whether to ask: never answered, and some pattern has no reader chosen in napari yet (a user
+    who chose readers for all of them, in napari's dialog or Preferences, is not asked)."""
+    if reader_answer() is not None:
+        return False
+    chosen = _napari_settings(settings).plugins.extension2reader
+    return any(p not in chosen for p in READER_PATTERNS)
+
+
 def reader_answer() -> bool | None:
     """The user's answer to :data:`QUESTION`, or None when it was never answered."""
     value = load_settings().get(READER_KEY)
@@ -107,10 +124,7 @@ def remember_reader(settings: Any = None) -> list[str]:
     list of str
         The patterns added (empty when the user had already chosen for all of them).
     """
-    if settings is None:
-        from napari.settings import get_settings
-
-        settings = get_settings()
+    settings = _napari_settings(settings)
     current = dict(settings.plugins.extension2reader)
     added = [p for p in READER_PATTERNS if p not in current]
     if added:
@@ -135,8 +149,8 @@ def activate(context: Any = None) -> None:
     Writes nothing: only an answer does (see :func:`answer`).
     """
     global _asked_this_session
-    if "napari" not in sys.modules or _asked_this_session or reader_answer() is not None:
-        return  # npe2 on its own (``npe2 validate``), asked already, or answered
+    if "napari" not in sys.modules or _asked_this_session or not needs_asking():
+        return  # npe2 on its own (``npe2 validate``), asked already, answered or nothing to ask
     _asked_this_session = True
     from napari.utils.notifications import notification_manager
 

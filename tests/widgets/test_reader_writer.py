@@ -333,6 +333,17 @@ def test_no_is_remembered_and_writes_nothing(fresh_settings, plugin_settings):
     assert not any(r.message == QUESTION for r in notification_manager.records[n:])
 
 
+def test_no_question_when_every_pattern_has_a_reader_already(fresh_settings, plugin_settings):
+    from napari_labelfree._preferences import QUESTION, READER_PATTERNS
+
+    chosen = dict.fromkeys(READER_PATTERNS, "some-other-plugin")
+    fresh_settings.plugins.extension2reader = chosen
+    n = len(notification_manager.records)
+    _activate_new_session()
+    assert not any(r.message == QUESTION for r in notification_manager.records[n:])
+    assert dict(fresh_settings.plugins.extension2reader) == chosen
+
+
 def test_an_unwritable_config_folder_is_one_warning(fresh_settings, tmp_path, monkeypatch):
     from napari_labelfree import _preferences
 

@@ -33,7 +33,7 @@ class ReaderQuestion(QWidget):
         self.destroyed.connect(
             lambda *_: prefs.answers.answered.disconnect(self._hide, missing_ok=True)
         )
-        self.setVisible(prefs.reader_answer() is None)
+        self.setVisible(prefs.needs_asking())
 
     def _hide(self, *_: object) -> None:
         try:
