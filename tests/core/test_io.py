@@ -98,28 +98,17 @@ def test_user_errors(tmp_path, rng):
         src.channel_index(5)
 
 
-def test_aicsimageio_is_used_where_bioio_is_absent(tmp_path, rng, monkeypatch):
+def test_a_missing_bioio_is_one_clear_error(tmp_path, rng, monkeypatch):
+    """bioio is a dependency (the aicsimageio fallback is gone): a broken install says so."""
     import sys
-    import types
-
-    from bioio import BioImage
 
     data = rng.integers(0, 4000, size=(1, 2, 4, 12, 10)).astype(np.uint16)
     _write_5d(tmp_path / "a.ome.tif", data, ["DNA", "Bright"], (0.4, 0.1, 0.1))
-    opened = []
-
-    class FakeAICSImage(BioImage):  # aicsimageio's AICSImage has the same reading API
-        def __init__(self, path):
-            opened.append(path)
-            super().__init__(path)
-
-    # a file the tifffile fast path declines (see core/ome_tiff.py), so the library adapter reads it
+    # a file the tifffile fast path declines (see core/ome_tiff.py), so bioio would read it
     monkeypatch.setattr("napari_labelfree.core.io.read.read_ome_tiff_header", lambda *_: None)
     monkeypatch.setitem(sys.modules, "bioio", None)  # `import bioio` now raises ImportError
-    monkeypatch.setitem(sys.modules, "aicsimageio", types.SimpleNamespace(AICSImage=FakeAICSImage))
-    src = open_image(tmp_path / "a.ome.tif")
-    assert opened and src.channel_names == ["DNA", "Bright"] and src.backend == "aicsimageio"
-    assert src.physical_sizes == pytest.approx((0.4, 0.1, 0.1))
+    with pytest.raises(LabelFreeError, match="needs bioio, which is not installed: reinstall"):
+        open_image(tmp_path / "a.ome.tif")
 
 
 def _bioio_source(path, monkeypatch):

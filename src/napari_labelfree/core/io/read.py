@@ -1,8 +1,7 @@
 """Opening microscopy files (CZI, OME-TIFF, TIFF, OME-Zarr, ...) as an :class:`ImageSource`.
 
 Reading goes through bioio (with its CZI, OME-TIFF, TIFF and OME-Zarr plugins, and whatever other
-bioio readers are installed); where bioio is absent but aicsimageio is installed, the same adapter
-uses that. Plain single-image OME-TIFFs are read with tifffile alone (:mod:`.ome_tiff`), which
+bioio readers are installed). Plain single-image OME-TIFFs are read with tifffile alone (:mod:`.ome_tiff`), which
 spares every process bioio's start-up. A TIFF's pixels are read from one open file whichever reader
 parsed its header; an OME-Zarr is read chunk by chunk from its store, so a frame never pulls in
 the rest of the time-lapse.
@@ -43,23 +42,18 @@ def _open_reader(path: Path) -> Any:
     try:
         from bioio import BioImage
     except ImportError:
-        BioImage = None
-    if BioImage is not None:
-        try:
-            return BioImage(path)
-        except Exception as e:  # bioio raises many types for unreadable/unsupported files
-            raise LabelFreeError(
-                f"cannot read {path} ({_short(e)}); is it a {FORMATS} file? For other formats "
-                "install their bioio reader plugin"
-            ) from None
+        # a dependency: absent only in a broken installation
+        raise LabelFreeError(
+            "reading this file needs bioio, which is not installed: reinstall napari-labelfree "
+            "(pip install --force-reinstall napari-labelfree)"
+        ) from None
     try:
-        from aicsimageio import AICSImage
-    except ImportError as e:
-        raise LabelFreeError("reading files needs bioio (pip install bioio bioio-ome-tiff)") from e
-    try:
-        return AICSImage(path)
-    except Exception as e:
-        raise LabelFreeError(f"cannot read {path} ({_short(e)})") from None
+        return BioImage(path)
+    except Exception as e:  # bioio raises many types for unreadable/unsupported files
+        raise LabelFreeError(
+            f"cannot read {path} ({_short(e)}); is it a {FORMATS} file? For other formats "
+            "install their bioio reader plugin"
+        ) from None
 
 
 def _check_regular(path: Path) -> None:
@@ -163,7 +157,7 @@ def _from_reader(path: Path, reader: Any) -> ImageSource:
     names = [str(n) if n else f"channel {i}" for i, n in enumerate(names)]
     pps = reader.physical_pixel_sizes
     sizes = tuple(_clean_size(getattr(pps, a, None)) for a in "ZYX")
-    backend = "bioio" if type(reader).__module__.startswith("bioio") else "aicsimageio"
+    backend = "bioio"
     if sizes[0] is None and sizes[1] == sizes[2] == 1.0:
         # a TIFF without resolution tags reports tifffile's default of 1 unit per pixel in Y and X:
         # that is no measurement, and keeping it would skip resampling at a made-up size

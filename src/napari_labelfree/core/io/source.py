@@ -28,7 +28,7 @@ class ImageSource:
     shape_tczyx: tuple[int, int, int, int, int]
     channel_names: list[str]
     physical_sizes: tuple[float | None, float | None, float | None]
-    backend: str = "array"  # what reads the pixels: "tifffile", "bioio", "aicsimageio" or "array"
+    backend: str = "array"  # what reads the pixels: "tifffile", "bioio" or "array"
     _read_frame: Callable[[int, int], np.ndarray] | None = field(default=None, repr=False)
     _array: np.ndarray | None = field(default=None, repr=False)
     _close: Callable[[], None] | None = field(default=None, repr=False)
