@@ -8,7 +8,8 @@ A pytorch_fnet model folder holds ``model.p`` (a ``torch.save`` of a plain dict)
 :class:`~napari_labelfree.core.unet.UNet3D`: conv3x3x3 (with bias) - BN - ReLU pairs, a 2x2x2
 stride-2 conv (with bias) - BN - ReLU down, a 2x2x2 transposed conv - BN - ReLU up, the skip
 concatenated first, then the up-sampled features, a 3x3x3 conv head. Import only renames the
-state dict's entries; no number changes.
+state dict's entries; no number changes. ``fnet_nn_2d.Net`` is the same network in 2D
+(Conv2d, BatchNorm2d): it becomes a "unet2d" bundle, each 3x3 (2x2) kernel a 1x3x3 (1x2x2) one.
 """
 
 from __future__ import annotations
@@ -35,6 +36,8 @@ OPTIONS_FILE = "train_options.json"
 _NETWORKS = {  # pytorch_fnet network name -> (depth, mult_chan) it fixes, or None for any
     "fnet_nn_3d": (4, 32),
     "fnet_nn_3d_params": None,
+    # fnet_nn_2d.Net fixes depth 4, 32 channels; its sizes are read off the weights all the same
+    "fnet_nn_2d": None,
 }
 # pytorch_fnet's per-level module names -> UNet3D's (core/unet.py)
 _LEVEL_NAMES = {
@@ -143,7 +146,9 @@ def _architecture(state: dict[str, Any], model_file: Path) -> Architecture:
             "(no net_recurse / conv_out layers)"
         ) from None
     depth = max(k.split(".").count("sub_u") for k in state)
+    flat = getattr(first, "ndim", 5) == 4  # fnet_nn_2d: Conv2d weights (out, in, 3, 3)
     return Architecture(
+        name="unet2d" if flat else "unet3d",
         depth=depth,
         width=int(head.shape[1]),
         in_channels=int(first.shape[1]),
@@ -152,6 +157,13 @@ def _architecture(state: dict[str, Any], model_file: Path) -> Architecture:
 
 
 def _check_kwargs(network: str, nn_kwargs: dict, arch: Architecture, model_file: Path) -> None:
+    if (network == "fnet_nn_2d") != (arch.name == "unet2d"):
+        raise LabelFreeError(
+            f"{model_file}: a {network} network with {'2D' if arch.name == 'unet2d' else '3D'} "
+            "weights; the file is inconsistent"
+        )
+    if network == "fnet_nn_2d":
+        return  # its Net takes no settings: the weights' shapes are checked layer by layer
     fixed = _NETWORKS[network]
     depth, mult = fixed if fixed else (nn_kwargs.get("depth", 4), nn_kwargs.get("mult_chan"))
     if depth != arch.depth or (mult is not None and mult * arch.in_channels != arch.width):
@@ -189,6 +201,8 @@ def _rename_state(state: dict[str, Any], arch: Architecture, model_file: Path) -
                 f"{model_file}: {key!r} is not a layer of pytorch_fnet's 3D U-Net; "
                 "this network cannot be imported"
             )
+        if arch.name == "unet2d" and getattr(value, "ndim", 0) == 4:
+            value = value.unsqueeze(2)  # a 2D kernel as the flat 3D one: (.., 1, k, k)
         renamed[name] = value
     return check_state_dict(renamed, arch, model_file)
 
@@ -265,6 +279,8 @@ def _parse_call(text: str) -> tuple[str, list[Any], dict[str, Any]]:
 def _factors(value: Any, text: str) -> tuple[float, float, float]:
     if isinstance(value, (int, float)):
         value = (value, value, value)  # scipy.ndimage.zoom's one factor for every axis
+    if isinstance(value, (tuple, list)) and len(value) == 2:
+        value = (1.0, *value)  # a 2D model's Y, X zoom
     if not isinstance(value, (tuple, list)) or len(value) != 3 or min(value) <= 0:
         raise LabelFreeError(f"cannot read the zoom factors of {text!r} (three positive numbers)")
     return tuple(float(v) for v in value)  # type: ignore[return-value]
