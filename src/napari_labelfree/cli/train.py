@@ -12,6 +12,7 @@ from . import _args, _kind
 
 def register(sub: argparse._SubParsersAction) -> None:
     from ..core.train import TrainConfig
+    from ..core.train.config import ADAPTATION
 
     d = TrainConfig()
     p = sub.add_parser(
@@ -35,18 +36,26 @@ def register(sub: argparse._SubParsersAction) -> None:
         default=None,
         help="structure name, e.g. dna, tom20 [the target channel's name]",
     )
+    a = ADAPTATION  # the smaller budget of adapting a model (minutes on a CPU)
     p.add_argument(
-        "--iterations", type=_args.positive_int, default=d.iterations, help=f"[{d.iterations}]"
+        "--iterations",
+        type=_args.positive_int,
+        default=None,
+        help=f"[{d.iterations}; {a['iterations']} when starting from a model]",
     )
     p.add_argument(
-        "--batch-size", type=_args.positive_int, default=d.batch_size, help=f"[{d.batch_size}]"
+        "--batch-size",
+        type=_args.positive_int,
+        default=None,
+        help=f"[{d.batch_size}; {a['batch_size']} when starting from a model]",
     )
     p.add_argument(
         "--patch-shape",
         type=_args.shape,
-        default=d.patch_shape,
+        default=None,
         metavar="Z,Y,X",
-        help=f"patch shape in voxels [{','.join(map(str, d.patch_shape))}]",
+        help=f"patch shape in voxels [{','.join(map(str, d.patch_shape))}; "
+        f"{','.join(map(str, a['patch_shape']))} when starting from a model]",
     )
     p.add_argument(
         "--lr", type=_args.positive_float, default=d.lr, help=f"Adam learning rate [{d.lr}]"
@@ -80,6 +89,14 @@ def register(sub: argparse._SubParsersAction) -> None:
         help="hold out this fraction of the DATA pairs for validation",
     )
     p.add_argument(
+        "--val-strip",
+        type=float,
+        default=d.val_strip,
+        metavar="F",
+        help="with no --val: hold out this share of each image's width (its right end) as a "
+        f"validation strip; 0 trains on everything without validation [{d.val_strip}]",
+    )
+    p.add_argument(
         "--checkpoint-every",
         type=_args.positive_int,
         default=d.checkpoint_every,
@@ -105,8 +122,9 @@ def register(sub: argparse._SubParsersAction) -> None:
         "--init",
         default=None,
         metavar="MODEL",
-        help="fine-tune: start from this model (name or folder), taking its weights, "
-        "architecture, voxel size and normalization (--depth, --width, --voxel-size are ignored)",
+        help="start from this model (name or folder), taking its weights, architecture, voxel "
+        "size and normalization (--depth, --width, --voxel-size are ignored); 'none' for a new "
+        "network [the built-in model of --structure where there is one]",
     )
     p.add_argument("--colormap", default=None, help="napari colormap of the overlay [by structure]")
     p.add_argument(
@@ -195,16 +213,27 @@ def run(args: argparse.Namespace) -> int:
     from ..core.events import drain
     from ..core.structures import colormap_for
     from ..core.train import TrainConfig, ddp, iter_train
+    from ..core.train.adapt import before_after
 
     if args.depth < 1 or args.width < 1:
         raise LabelFreeError("--depth and --width must be positive integers")
     if args.gpus != 1:
         return launch_ranks(args)
+    structure = args.structure or (
+        str(args.target_channel) if args.target_channel is not None else ""
+    )
+    if not structure or structure.lstrip("-").isdigit():
+        raise LabelFreeError("name the structure the model predicts: --structure NAME (e.g. dna)")
     kind = _kind.kind_settings(args, tuple(args.voxel_size))
+    if args.kind != "3d" and args.init is None:
+        args.init = "none"  # the built-in models are 3D: a 2D / 2.5D network starts new
+    init, budget = starting_model(args.init, structure)
+    if args.kind != "3d" and args.patch_shape is None and init is None:
+        budget["patch_shape"] = _kind.FLAT_PATCH
     settings = {
-        "iterations": args.iterations,
-        "batch_size": args.batch_size,
-        "patch_shape": args.patch_shape,
+        "iterations": args.iterations or budget["iterations"],
+        "batch_size": args.batch_size or budget["batch_size"],
+        "patch_shape": args.patch_shape or budget["patch_shape"],
         "lr": args.lr,
         "checkpoint_every": args.checkpoint_every,
         "validate_every": args.validate_every,
@@ -213,6 +242,7 @@ def run(args: argparse.Namespace) -> int:
         "weight_decay": args.weight_decay,
         "log_every": args.log_every,
         "weights_init": args.weights_init,
+        "val_strip": args.val_strip,
     }
     if args.paper_recipe:
         config = TrainConfig.paper(**settings)
@@ -232,11 +262,6 @@ def run(args: argparse.Namespace) -> int:
         train, val = split_validation(train, args.val_fraction, args.seed)
     for n in dict.fromkeys(notices):
         print(f"labelfree train: {n}", file=sys.stderr)
-    structure = args.structure or (
-        str(args.target_channel) if args.target_channel is not None else ""
-    )
-    if not structure or structure.lstrip("-").isdigit():
-        raise LabelFreeError("name the structure the model predicts: --structure NAME (e.g. dna)")
     spec = ModelSpec(
         structure=structure,
         colormap=args.colormap or colormap_for(structure),
@@ -246,8 +271,9 @@ def run(args: argparse.Namespace) -> int:
         target_projection=kind["target_projection"],
     )
     print(
-        f"training {structure}: {len(train)} training pair(s), {len(val or [])} validation pair(s), "
-        f"{config.iterations} iterations of {config.batch_size} x {config.patch_shape}",
+        f"training {structure}: {len(train)} training pair(s), {len(val or [])} validation pair(s)"
+        + (" (a strip of each is held out instead)" if not val and config.val_strip > 0 else "")
+        + f", {config.iterations} iterations of {config.batch_size} x {config.patch_shape}",
         file=sys.stderr,
     )
     joined = ddp.init_from_env(args.device)  # under torchrun: one rank of several
@@ -261,7 +287,7 @@ def run(args: argparse.Namespace) -> int:
             device=args.device,
             resume=args.resume,
             overwrite=args.overwrite,
-            init=args.init,
+            init=init,
         )
         if not ddp.Ranks.current().main:
             drain(gen)  # rank 0 reports and writes; the others train quietly
@@ -277,7 +303,37 @@ def run(args: argparse.Namespace) -> int:
     if m.get("val_pearson_r_mean") is not None:
         line += f"; validation Pearson r {m['val_pearson_r_mean']:.3f}, nl2 {m['val_nl2_mean']:.3f}"
     print(line + ")")
+    compared = before_after(m)  # adapted from a model: its score and the new one's, same data
+    if compared:
+        print(compared)
     return 0
+
+
+def starting_model(requested: str | None, structure: str) -> tuple[Any, dict[str, Any]]:
+    """The model training starts from (None: a new network) and the default budget that goes with it.
+
+    No --init: the built-in model of the structure where there is one (said on stderr), with the
+    adaptation budget; --init none: a new network with the paper's budget.
+    """
+    from ..core.train import TrainConfig
+    from ..core.train.adapt import builtin_for
+    from ..core.train.config import ADAPTATION
+
+    d = TrainConfig()
+    scratch = {"iterations": d.iterations, "batch_size": d.batch_size, "patch_shape": d.patch_shape}
+    if requested is not None and requested.lower() == "none":
+        return None, scratch
+    if requested is not None:
+        return requested, dict(ADAPTATION)
+    builtin = builtin_for(structure)
+    if builtin is None:
+        return None, scratch
+    print(
+        f"labelfree train: starting from the built-in {builtin.name} model (its network, voxel "
+        "size and weights; --init none trains a new network)",
+        file=sys.stderr,
+    )
+    return builtin.path, dict(ADAPTATION)
 
 
 def drive_training(gen: Any) -> Any:
