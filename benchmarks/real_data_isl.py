@@ -46,6 +46,7 @@ TARGETS = ("DAPI", "MAP2", "NFH")
 # field is flipped / transposed so that the test part always ends up on the right; the networks
 # are trained from scratch on what they are given, so this changes nothing but which pixels test.
 SPLITS = ("right", "left", "bottom", "top")
+ISL_NAME = "ISL condition B (Christiansen et al. 2018)"
 CITATION = (
     "Data: google/in-silico-labeling test data (condition B, Apache-2.0, Copyright Google LLC); "
     "Christiansen et al., Cell 173(3), 2018."
@@ -228,7 +229,69 @@ RECIPES: dict[str, dict] = {
     "default-l1ssim+val": {"val": True, "loss": "l1+ms-ssim"},
     "default-fnetinit+val": {"val": True, "weights_init": "fnet"},
     "paper+val": {"paper": True, "val": True},
+    # the default as a user runs it now: no validation data given, so the trainer holds out its
+    # own strip (core.train.holdout); and the same without that strip
+    "default-nostrip": {"val_strip": 0.0},
 }
+# the clean preset's nucleus (2 x 0.325 x 10 um cells): a real field's pixel size for a
+# simulation-trained model is chosen so that its nuclei have this diameter (training part only)
+NUCLEUS_UM = 6.5
+Z_STEP_CANDIDATES_UM = (0.5, 1.0, 2.0)
+CHOICE_CROP = 192  # pixels of the training part (its top-left corner) that score each z-step
+
+
+def nuclear_diameter_px(dapi: np.ndarray) -> float:
+    """Median equivalent diameter (pixels) of the nuclei in a 2D DAPI image (Otsu, labelled)."""
+    from scipy import ndimage as ndi
+    from skimage.filters import threshold_otsu
+
+    smooth = ndi.gaussian_filter(dapi.astype(np.float32), 1.0)
+    mask = ndi.binary_opening(smooth > threshold_otsu(smooth), iterations=1)
+    labels, n = ndi.label(mask)
+    areas = np.bincount(labels.ravel())[1:]
+    areas = areas[areas >= 20]  # specks are not nuclei
+    return float(np.median(2 * np.sqrt(areas / np.pi))) if len(areas) else float("nan")
+
+
+def record_real_score(model_dir: Path, entry: dict) -> None:
+    """Add one real-data score to a model folder's card (``metrics.real_data`` in config.json).
+
+    An entry for the same kind and data replaces the old one; the file is rewritten atomically.
+    """
+    from napari_labelfree.core.bundle import CONFIG_NAME, open_bundle
+    from napari_labelfree.core.files import atomic_file
+
+    bundle = open_bundle(model_dir)
+    spec = bundle.spec
+    kept = [
+        e
+        for e in spec.metrics.get("real_data", [])
+        if (e.get("kind"), e.get("data")) != (entry["kind"], entry["data"])
+    ]
+    spec.metrics["real_data"] = [*kept, entry]
+    with atomic_file(Path(model_dir) / CONFIG_NAME) as tmp:
+        Path(tmp).write_text(spec.to_json(), encoding="utf-8")
+
+
+def choose_voxel(data: dict, bundle, predict) -> tuple[tuple[float, float, float], dict]:
+    """The field's voxel size for a simulation-trained model, from the training part only.
+
+    Lateral: nuclei of the training part's DAPI measured and scaled to NUCLEUS_UM; z-step: the
+    candidate whose zero-shot prediction of the training part correlates best with its DAPI.
+    """
+    from napari_labelfree.core.metrics import pearson_r
+
+    sig, _, _, _ = part(data, "DAPI")
+    dapi = data["fl"][TARGETS.index("DAPI")][:, : data["split"]]
+    d_px = nuclear_diameter_px(dapi)
+    px = NUCLEUS_UM / d_px
+    tried = {}
+    crop = (slice(None), slice(0, CHOICE_CROP), slice(0, CHOICE_CROP))  # a quick look suffices
+    for dz in Z_STEP_CANDIDATES_UM:
+        pred = predict(np.ascontiguousarray(sig[crop]), bundle, None, (dz, px, px))
+        tried[dz] = round(pearson_r(pred.max(axis=0), dapi[crop[1:]]), 4)
+    dz = max(tried, key=tried.get)
+    return (dz, px, px), {"nucleus_px": round(d_px, 2), "z_step_train_r": tried}
 
 
 def train_config(recipe: str, args: argparse.Namespace, seed: int):
@@ -260,7 +323,26 @@ def main(argv: list[str] | None = None) -> int:
         "--val-width", type=int, default=64, help="held-out validation strip of the train part [64]"
     )
     ap.add_argument("--tta", action="store_true", help="also score test-time augmentation")
-    ap.add_argument("--init", default=None, help="fine-tune from this model (name or folder)")
+    ap.add_argument(
+        "--init",
+        default=None,
+        help="fine-tune from this model (name or folder); the field's voxel size is chosen "
+        "from the training part (choose_voxel) so that it meets the model at its grid",
+    )
+    ap.add_argument(
+        "--zero-shot",
+        nargs="+",
+        default=[],
+        metavar="MODEL",
+        help="only score these models as they are on the test part (voxel size chosen from the "
+        "training part); no training",
+    )
+    ap.add_argument(
+        "--record",
+        action="store_true",
+        help="write the zero-shot scores (and with --init, the mean fine-tuned score over seeds) "
+        "into the model folder's card (metrics.real_data)",
+    )
     ap.add_argument("--device", default="auto")
     ap.add_argument("--out", type=Path, default=None, help="keep the trained models here")
     ap.add_argument(
@@ -270,25 +352,28 @@ def main(argv: list[str] | None = None) -> int:
     if args.table is not None:
         print(table(args.table))
         return 0
-    data = load_split(args)
-    if data is None:
+    if load_split(args) is None:
         return 0
 
     import torch
 
-    from napari_labelfree.core.config import Architecture, ModelSpec, TilingConfig
+    from napari_labelfree.core.bundle import resolve_model
+    from napari_labelfree.core.config import TilingConfig
     from napari_labelfree.core.events import drain
-    from napari_labelfree.core.metrics import pearson_r
-    from napari_labelfree.core.predict.run import iter_predict_volume
-    from napari_labelfree.core.train import ImagePair, iter_train
 
-    def predict(signal: np.ndarray, bundle, tiling) -> np.ndarray:
+    try:
+        from napari_labelfree.core.predict.run import iter_predict_volume
+    except ImportError:  # before the prediction package
+        from napari_labelfree.core.predict import iter_predict_volume
+
+    def predict(signal: np.ndarray, bundle, tiling, data_vox=None) -> np.ndarray:
         """The one structure's prediction of a ZYX signal, through the user's prediction path.
 
-        The data is on the model's own grid (trained with no voxel size), also for a fine-tuned
-        model whose grid came from its starting model: no resampling.
+        ``data_vox`` None: the data is on the model's own grid (a model trained here with no
+        voxel size): no resampling. Otherwise the data's voxel size (resampled to the model's).
         """
-        grid = tuple(bundle.spec.voxel_size_um)
+        grid = tuple(data_vox or bundle.spec.voxel_size_um)
+        tiling = tiling or TilingConfig(precision="fp32")
         outputs = drain(
             iter_predict_volume(signal, [bundle], grid, tiling=tiling, device=args.device)
         )
@@ -297,8 +382,52 @@ def main(argv: list[str] | None = None) -> int:
     torch.set_num_threads(max(1, args.threads))
     out = args.out or Path(tempfile.mkdtemp(prefix="labelfree-isl-"))
     vox = (1.0, 1.0, 1.0)  # unknown physical size: the model works on the data's own grid
+    for split in args.split:
+        data = load_split(args, split)
+        for model in args.zero_shot:
+            bundle = resolve_model(model)
+            t0 = time.time()
+            data_vox, chosen = choose_voxel(data, bundle, predict)
+            for name in args.targets:
+                _, _, test_sig, truth = part(data, name)
+                pred = predict(test_sig, bundle, None, data_vox)
+                extra = {"voxel_um": [round(v, 4) for v in data_vox], **chosen}
+                row = report(f"zero-shot:{model}", name, 0, pred, truth, time.time() - t0, **extra)
+                if args.record:
+                    record_real_score(
+                        bundle.path,
+                        {
+                            "kind": "zero-shot",
+                            "data": f"{ISL_NAME}, phase contrast -> {name}, {split} quarter (test part)",
+                            "pearson_r": row["pearson_r"],
+                            "nl2": row["nl2"],
+                            "how": "max projection of the 3D prediction; voxel size "
+                            f"{', '.join(f'{v:.2f}' for v in data_vox)} um chosen on the training "
+                            "part only (nuclear size; z-step by training-part r)",
+                        },
+                    )
+        if args.zero_shot:
+            continue
+        data_vox, chosen = None, {}
+        if args.init:  # the field meets the starting model at its grid
+            data_vox, chosen = choose_voxel(data, resolve_model(args.init), predict)
+        run_recipes(args, data, out, vox, data_vox, chosen, predict)
+    print(f"\nmodels in {out}\n{CITATION}")
+    if args.results is not None:
+        print(table(args.results))
+    return 0
+
+
+def run_recipes(args, data, out, vox, data_vox, chosen, predict) -> None:
+    """Train every recipe x target x seed on one split; report each on the test part."""
+    from napari_labelfree.core.config import Architecture, ModelSpec, TilingConfig
+    from napari_labelfree.core.events import drain
+    from napari_labelfree.core.metrics import pearson_r
+    from napari_labelfree.core.train import ImagePair, iter_train
+
     for recipe in args.recipe:
         for name in args.targets:
+            rows = []
             for seed in args.seeds:
                 sig, tgt, test_sig, truth = part(data, name)
                 val = None
@@ -307,7 +436,9 @@ def main(argv: list[str] | None = None) -> int:
                     cut = sig.shape[2] - args.val_width
                     val = [ImagePair(sig[:, :, cut:], tgt[:, :, cut:], None, f"{name} val strip")]
                     sig, tgt = sig[:, :, : cut - args.gap], tgt[:, :, : cut - args.gap]
-                train = [ImagePair(sig, np.ascontiguousarray(tgt), None, f"ISL train, {name}")]
+                if val is not None and data_vox is not None:
+                    val = [ImagePair(v.signal, v.target, data_vox, v.name) for v in val]
+                train = [ImagePair(sig, np.ascontiguousarray(tgt), data_vox, f"ISL train, {name}")]
                 spec = ModelSpec(
                     structure=name.lower(),
                     display_name=name,
@@ -318,7 +449,7 @@ def main(argv: list[str] | None = None) -> int:
                     provenance={"data": CITATION, "note": "2D max-projection target along z"},
                 )
                 cfg = train_config(recipe, args, seed)
-                run_dir = out / f"{recipe}-{name}-{seed}"
+                run_dir = out / f"{recipe}-{name}-{data['name']}-{seed}"
                 kwargs = {"init": args.init} if args.init else {}
                 t0 = time.time()
                 bundle = drain(
@@ -330,17 +461,37 @@ def main(argv: list[str] | None = None) -> int:
                 if args.tta:
                     tilings.append(("+tta", TilingConfig(precision="fp32", tta="yx")))
                 for suffix, tiling in tilings:
-                    pred = predict(test_sig, bundle, tiling)
-                    extra = {"best_iteration": bundle.spec.metrics.get("best_iteration")}
+                    pred = predict(test_sig, bundle, tiling, data_vox)
+                    m = bundle.spec.metrics
+                    extra = {"best_iteration": m.get("best_iteration"), **chosen}
                     if val is not None:  # scored like the test part: max projection vs the 2D truth
-                        val_pred = predict(val[0].signal, bundle, tiling)
+                        val_pred = predict(val[0].signal, bundle, tiling, data_vox)
                         val_r = pearson_r(val_pred.max(axis=0), val[0].target[0])
                         extra["val_r"] = round(val_r, 4)
-                    report(label + suffix, name, seed, pred, truth, seconds, **extra)
-    print(f"\nmodels in {out}\n{CITATION}")
-    if args.results is not None:
-        print(table(args.results))
-    return 0
+                    elif m.get("val_source") == "strip":  # the trainer's own strip (3D r)
+                        extra["strip_r3d"] = round(m["val_pearson_r_mean"], 4)
+                        if m.get("init_val_pearson_r_mean") is not None:
+                            extra["strip_r3d_init"] = round(m["init_val_pearson_r_mean"], 4)
+                    row = report(label + suffix, name, seed, pred, truth, seconds, **extra)
+                    if not suffix:  # the plain prediction (not the TTA variant) is recorded
+                        rows.append(row)
+            if args.record and args.init and rows:
+                from napari_labelfree.core.bundle import resolve_model
+
+                rs = [r["pearson_r"] for r in rows]
+                record_real_score(
+                    resolve_model(args.init).path,
+                    {
+                        "kind": "fine-tuned",
+                        "data": f"{ISL_NAME}, phase contrast -> {name}, {data['name']} quarter "
+                        "(test part)",
+                        "pearson_r": round(float(np.mean(rs)), 4),
+                        "how": f"mean of seeds {', '.join(map(str, args.seeds))} (r "
+                        f"{', '.join(f'{r:.3f}' for r in rs)}): fine-tuned {args.iterations} "
+                        f"iterations of batch {args.batch_size} on the training part (recipe "
+                        f"{recipe})",
+                    },
+                )
 
 
 if __name__ == "__main__":

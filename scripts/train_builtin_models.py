@@ -166,7 +166,8 @@ def main(argv: list[str] | None = None) -> int:
             display_name=known.display_name,
             colormap=known.colormap,
             target=known.label,
-            modality="bright-field, DIC, phase contrast" if args.randomized else "bright-field",
+            # bioimage.io takes the modality as a channel identifier: one word
+            modality="transmitted-light" if args.randomized else "bright-field",
             voxel_size_um=PAPER_VOXEL_SIZE_UM,
             architecture=Architecture(depth=args.depth, width=args.width),
             provenance={
