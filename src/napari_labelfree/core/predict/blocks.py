@@ -52,6 +52,11 @@ def block_regions(shape_zyx: Sequence[int], block_zyx: Sequence[int]) -> list[Re
 
 def check_blocks(plan: PredictionPlan) -> None:
     """Blocks are exact only without resampling: refuse them for an image that needs it."""
+    if any(g.projection for g in plan.groups):
+        raise LabelFreeError(
+            "a model trained on a projection predicts one plane per frame from the whole stack; "
+            "it cannot be cut into blocks: predict whole frames"
+        )
     groups = [g for g in plan.groups if g.resample]
     if groups:
         model_vox = ", ".join(str(tuple(g.voxel_size)) for g in groups)
