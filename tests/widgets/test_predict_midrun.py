@@ -115,7 +115,8 @@ def test_cutting_frames_for_cancel_keeps_the_plans_memory_cap():
     from napari_labelfree._widgets._predict_job import fit_tiles_to_cpu
     from napari_labelfree.core.config import TilingConfig
 
-    group = SimpleNamespace(grid_shape=(64, 1024, 1024), multiple=16)
+    # feed_shape: what the network is fed (the grid, or a 2.5D window of it)
+    group = SimpleNamespace(feed_shape=(64, 1024, 1024), multiple=16)
     capped = (64, 144, 272)
     plan = SimpleNamespace(
         device=torch.device("cpu"), groups=[group], tiling=TilingConfig(), tile_shapes=[capped]
@@ -199,3 +200,65 @@ def test_a_complete_rerun_is_added_beside_the_earlier_overlays(predicted_lapse, 
     assert all(not ly.visible for ly in old.values())  # hidden, not removed
     assert layers["dna (predicted) [1]"].visible and layers["lamin-b1 (predicted) [1]"].visible
     assert "earlier overlays are kept, hidden" in widget.status.text()
+
+
+@pytest.fixture
+def tile_gate(monkeypatch):
+    """Every plan made while active pauses after its 2nd finished tile until ``release``."""
+    import threading
+
+    import napari_labelfree.core.predict.plan as core_plan
+    from napari_labelfree._widgets import _predict_job
+    from napari_labelfree.core.events import TileDone
+
+    monkeypatch.setattr(_predict_job, "PARTIAL_EVERY_S", 0.0)  # every tile shows (no clock)
+    real = core_plan.plan_prediction
+    reached, release = threading.Event(), threading.Event()
+
+    def plan_prediction(*args, **kwargs):
+        plan = real(*args, **kwargs)
+        frames = plan.iter_frames
+
+        def iter_frames(scheduler=None):
+            for event in frames(scheduler):
+                yield event
+                if isinstance(event, TileDone) and event.index == 1:
+                    reached.set()
+                    release.wait(30)
+
+        plan.iter_frames = iter_frames
+        return plan
+
+    monkeypatch.setattr(core_plan, "plan_prediction", plan_prediction)
+    yield reached, release
+    release.set()
+
+
+def test_one_volume_fills_in_tile_by_tile(
+    open_predict, tiny_models, volume, tiling_small, qtbot, tile_gate
+):
+    """Issue 20: a big z-stack showed nothing until every tile was done; now it fills in."""
+    reached, release = tile_gate
+    viewer, widget = open_predict()
+    viewer.add_image(volume, name="bright-field", scale=SCALE)
+    tiling_small(widget)
+    widget.models.set_checked([tiny_models[0].path])
+    widget.predict_btn.native.click()
+    qtbot.waitUntil(reached.is_set, timeout=TIMEOUT)
+    run = widget.run
+    qtbot.waitUntil(lambda: "dna" in run.layers, timeout=TIMEOUT)  # before the volume is done
+    layer = run.layers["dna"]
+    assert layer.name == "dna (predicting)" and not run.frames_done
+    partial = np.array(layer.data)
+    assert partial.shape == volume.shape
+    assert (partial != 0).any() and (partial == 0).any()  # two tiles done, the rest still empty
+    release.set()
+    qtbot.waitUntil(lambda: not widget.is_running, timeout=TIMEOUT)
+
+    (final,) = _prediction_layers(viewer)
+    assert final.name == layer.name == "dna (predicted)"  # the same layer, filled in
+    data = np.asarray(final.data)
+    assert (data != 0).all()  # every tile is in
+    done = partial != 0
+    assert np.abs(data[done]).sum() > 0
+    assert widget.status.text().startswith("Done")

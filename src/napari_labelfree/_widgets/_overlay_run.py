@@ -25,7 +25,7 @@ from ._layers import (
     prediction_tag,
 )
 from ._overlays import PREDICTED_SUFFIX, RUNNING_SUFFIX, FrameReady
-from ._predict_job import Planned
+from ._predict_job import Planned, VolumePartial
 from ._trust import base_name, overlay_style
 
 
@@ -53,6 +53,7 @@ class OverlayRun:
         self.limits: dict[str, tuple[float, float]] = {}
         self.first_arrays: dict[str, Any] = {}
         self.pending: list[str] = []  # overlays still to add (one per event-loop turn)
+        self.creating = False  # a chain of additions (one per event-loop turn) is under way
 
     def planned(self, event: Planned) -> None:
         self.names, self.bundles, self.stores = event.names, event.bundles, event.stores
@@ -66,15 +67,50 @@ class OverlayRun:
         mine = [self.source, *self.layers.values()]
         return any(layer is _unwrap(ly) for ly in mine)
 
+    def partial_ready(self, event: VolumePartial) -> None:
+        """One volume's outputs so far: the first make the layers, later ones fill them in."""
+        if self.stores is not None or self.frames_done:
+            return  # a time-lapse fills in frame by frame; a finished volume is not undone
+        if not self.limits:
+            self._first(event.arrays, event.limits)
+            return
+        self._show_volume(event.arrays, None)
+
+    def _first(self, arrays: dict[str, Any], limits: dict[str, Any] | None) -> None:
+        """The first outputs: their data and display limits make the layers (added one per turn)."""
+        self.limits = dict(limits or {})
+        self.first_arrays = arrays
+        self.pending = [n for n in self.names if self.stores is not None or n in arrays]
+        for layer, _ in self.previous:
+            layer.visible = False
+
+    def _show_volume(self, arrays: dict[str, Any], limits: dict[str, Any] | None) -> None:
+        """New data for a volume's layers (and the ones still to add); final limits if given."""
+        self.first_arrays = {**self.first_arrays, **arrays}
+        if limits:
+            self.limits.update(limits)
+        for name, layer in self.layers.items():
+            if layer not in self.viewer.layers or name not in arrays:
+                continue
+            if layer.data is arrays[name]:
+                layer.refresh()
+            else:
+                layer.data = arrays[name]
+            if limits and name in limits:
+                lo, hi = limits[name]
+                layer.contrast_limits_range = (min(lo, 0.0), hi + max(hi - lo, abs(hi)))
+                layer.contrast_limits = (lo, hi)
+        have = set(self.layers) | set(self.pending)
+        self.pending += [n for n in self.names if n in arrays and n not in have]
+
     def frame_ready(self, event: FrameReady) -> None:
         """Take a finished frame: the first sets the layers to create; later ones redraw."""
         self.frames_done.append(event.frame)
+        if self.stores is None and self.limits:  # one volume shown filling in: its final data
+            self._show_volume(event.arrays, event.limits)
+            return
         if not self.limits:  # the first frame: its data and display limits make the layers
-            self.limits = event.limits or {}
-            self.first_arrays = event.arrays
-            self.pending = list(self.names)
-            for layer, _ in self.previous:
-                layer.visible = False
+            self._first(event.arrays, event.limits)
             return
         if (
             self.source in self.viewer.layers
@@ -91,6 +127,7 @@ class OverlayRun:
         Adding a napari layer costs a few hundred ms of GUI time (controls, canvas node): one per
         event-loop turn keeps the viewer responsive in between.
         """
+        self.creating = bool(self.pending)
         if not self.pending:
             return False
         name = self.pending.pop(0)
@@ -115,17 +152,18 @@ class OverlayRun:
         self.layers[name] = layer
         if not self.pending and self.source in self.viewer.layers:
             self.viewer.layers.selection.active = self.source  # the source stays the active layer
-        return bool(self.pending)
-
-    def complete(self, total: int) -> bool:
-        """Whether every frame of the source was predicted (``total``: frames in the run)."""
-        return len(set(self.frames_done)) >= max(total, 1)
+        self.creating = bool(self.pending)
+        return self.creating
 
     def _units(self) -> dict[str, list[str]]:
         units = output_units(self.source, self.info)
         if units and getattr(self, "z_dropped", None) is not None:
             del units["units"][self.z_dropped]
         return units
+
+    def complete(self, total: int) -> bool:
+        """Whether every frame of the source was predicted (``total``: frames in the run)."""
+        return len(set(self.frames_done)) >= max(total, 1)
 
     def summary(self, error: BaseException | None, stopped: bool, total: int) -> str:
         """The status line for the end of the run."""

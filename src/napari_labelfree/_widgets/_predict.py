@@ -35,7 +35,7 @@ from ._overlay_run import OverlayRun
 from ._overlays import FrameReady, image_layer_names
 from ._predict_export import MergedExport
 from ._predict_guards import enter_voxel_size, show_assumption, warn_fluorescence_once
-from ._predict_job import Planned, PredictRequest, predict_job, tiling_from_text
+from ._predict_job import Planned, PredictRequest, VolumePartial, predict_job, tiling_from_text
 from ._predict_texts import TOOLTIPS, UNKNOWN_VOXEL
 from ._reader_question import ReaderQuestion
 from ._scroll import set_scrolling_layout
@@ -261,9 +261,13 @@ class PredictWidget(MergedExport, QWidget):
             return
         if isinstance(event, Planned):
             self.run.planned(event)
-        elif isinstance(event, FrameReady):
-            self.run.frame_ready(event)
-            if self.run.pending:
+        elif isinstance(event, FrameReady | VolumePartial):  # a frame, or one volume so far
+            if isinstance(event, FrameReady):
+                self.run.frame_ready(event)
+            else:
+                self.run.partial_ready(event)
+            if self.run.pending and not self.run.creating:  # one chain of additions at a time
+                self.run.creating = True
                 QTimer.singleShot(30, self._create_next)
 
     def _create_next(self) -> None:

@@ -8,6 +8,7 @@ anything is allocated or any layer changes.
 from __future__ import annotations
 
 import threading
+import time
 from collections.abc import Generator
 from dataclasses import dataclass, field
 from typing import Any
@@ -15,13 +16,16 @@ from typing import Any
 from ..core.bundle import ModelBundle
 from ..core.config import TilingConfig
 from ..core.errors import LabelFreeError
-from ..core.events import FrameDone, Notice
+from ..core.events import FrameDone, Notice, TileDone
 from ..core.io import ImageSource
 from ..core.predict.schedule import FrameScheduler
 from ..core.predict.tile_advice import cpu_tile_shape, raise_tiny_tile
-from ._overlays import frame_store, store_frame
+from ._overlays import display_limits, frame_store, store_frame
 
 LAYERS_WAIT_S = 3.0  # at most: a GUI that never answers (a closing window) must not stall the job
+#: One volume fills in on screen: its outputs so far are sent at most this often (s), and at most
+#: ~10 % of the prediction's time goes to them (each is a copy, maybe a resampling, of the volume).
+PARTIAL_EVERY_S = 1.0
 
 
 @dataclass
@@ -78,6 +82,27 @@ def tiling_from_text(
 
 
 @dataclass(frozen=True)
+class VolumePartial:
+    """The outputs so far of one volume being predicted (zero where no tile has been yet)."""
+
+    frame: int
+    arrays: dict[str, Any]
+    limits: dict[str, tuple[float, float]]
+
+
+def partial_outputs(tiles_done: TileDone, drop_z: bool) -> tuple[VolumePartial | None, float]:
+    """(partial event or None, seconds it cost) from a TileDone that offers its outputs so far."""
+    if tiles_done.partial is None or tiles_done.index + 1 >= tiles_done.total:
+        return None, 0.0  # nothing offered, or the frame is done: FrameDone follows at once
+    start = time.perf_counter()
+    arrays = tiles_done.partial()
+    if drop_z:
+        arrays = {name: a[0] for name, a in arrays.items()}
+    limits = {name: display_limits(a) for name, a in arrays.items()}
+    return VolumePartial(tiles_done.frame, arrays, limits), time.perf_counter() - start
+
+
+@dataclass(frozen=True)
 class Planned:
     """The plan was accepted: output names and, for a time-lapse, the stores frames go into."""
 
@@ -125,14 +150,22 @@ def predict_job(req: PredictRequest) -> Generator[Any, None, list[int]]:
     drop_z = out_zyx[0] == 1 and (not req.has_z or bool(plan.groups[0].projection))
     if req.has_time:  # chunked on disk: a long time-lapse must not sit in RAM
         shape = (plan.n_frames, *out_zyx[int(drop_z) :])
-        stores = {name: frame_store(shape) for name in plan.names}
-    yield Planned(plan.names, plan.bundles, stores, drop_z)
+        stores = {name: frame_store(shape) for name in plan.output_names}
+    yield Planned(plan.output_names, plan.bundles, stores, drop_z)
     done: list[int] = []
+    last, cost = time.monotonic(), 0.0
     for event in plan.iter_frames(req.scheduler):
         if isinstance(event, FrameDone):
             done.append(event.frame)
             event = store_frame(event, stores, drop_z)
         yield event
+        # one volume (no time axis): show it filling in, as a time-lapse fills in frame by frame
+        due = time.monotonic() - last >= max(PARTIAL_EVERY_S, 10 * cost)
+        if stores is None and isinstance(event, TileDone) and due:
+            partial, cost = partial_outputs(event, drop_z)
+            last = time.monotonic()
+            if partial is not None:
+                yield partial
         if len(done) == 1 and isinstance(event, FrameDone):
             req.layers_ready.wait(LAYERS_WAIT_S)
     return done

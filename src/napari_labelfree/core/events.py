@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Generator
+from collections.abc import Callable, Generator
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -11,11 +11,18 @@ import numpy as np
 
 @dataclass(frozen=True)
 class TileDone:
-    """Tile ``index`` (0-based) of ``total`` in the current frame is done."""
+    """Tile ``index`` (0-based) of ``total`` in the current frame is done.
+
+    ``partial``, where the engine offers it: called in the thread that drains the job, it returns
+    the outputs so far ({name: ZYX array of the frame's shape, zero where no tile has been}), so a
+    front end can show one big volume filling in tile by tile. It costs a copy (and a resampling)
+    of the whole output: call it now and then, not per tile.
+    """
 
     index: int
     total: int
     frame: int = 0
+    partial: Callable[[], dict[str, Any]] | None = field(default=None, compare=False, repr=False)
 
 
 @dataclass(frozen=True)

@@ -260,7 +260,13 @@ def iter_sliding_window(
             # a single tile has weight 1 everywhere: its prediction is copied, not multiplied
             target += tile_pred.to(output_device)
             done += 1
-            yield TileDone(done - 1, plan.n_tiles, frame)
+            # the blending weights sum to one: the sum so far is the output where tiles are done
+            yield TileDone(
+                done - 1,
+                plan.n_tiles,
+                frame,
+                partial=lambda: out[:, : shape[0], : shape[1], : shape[2]],
+            )
         del pred
     return out[:, : shape[0], : shape[1], : shape[2]]
 

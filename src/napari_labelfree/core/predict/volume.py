@@ -9,6 +9,7 @@ device once.
 
 from __future__ import annotations
 
+import dataclasses
 from collections.abc import Generator, Sequence
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Protocol
@@ -240,18 +241,25 @@ def run_volume(
             out_dev = dev  # the tensor path on another device (or forced on the CPU) stays there
         for attempt in range(tiling.max_oom_retries + 1):
             try:
-                out = yield from iter_sliding_window(
-                    grid,
-                    predictor,
-                    tile,
-                    n_out=len(group.indices) * (2 if tiling.uncertainty else 1),
-                    overlap=tiling.overlap,
-                    blend=tiling.blend,
-                    batch_size=tiling.batch_size,
-                    multiple=group.multiple,
-                    device=dev,
-                    output_device=out_dev,
-                    frame=frame,
+                out = yield from _named_partials(
+                    iter_sliding_window(
+                        grid,
+                        predictor,
+                        tile,
+                        n_out=len(group.indices) * (2 if tiling.uncertainty else 1),
+                        overlap=tiling.overlap,
+                        blend=tiling.blend,
+                        batch_size=tiling.batch_size,
+                        multiple=group.multiple,
+                        device=dev,
+                        output_device=out_dev,
+                        frame=frame,
+                    ),
+                    None
+                    if group.projection
+                    else [(k, plan.names[i]) for k, i in enumerate(group.indices)],
+                    tuple(volume.shape),
+                    on_device,
                 )
                 break
             except (RuntimeError, torch.cuda.OutOfMemoryError) as e:
@@ -294,6 +302,33 @@ def run_volume(
     if tiling.uncertainty:  # several models of one structure: their joint spread (core.trust)
         combine_across_models(results, plan.names, [b.spec.structure for b in plan.bundles])
     return {n: results[n] for n in with_uncertainty_names(plan.names, tiling.uncertainty)}
+
+
+def _named_partials(
+    tiles: Generator[TileDone, None, torch.Tensor],
+    outputs: list[tuple[int, str]] | None,
+    shape: tuple,
+    on_device: bool,
+) -> Generator[TileDone, None, torch.Tensor]:
+    """Forward the tiling's events; each ``TileDone.partial`` now gives the named outputs so far
+    in the frame's shape (``outputs``: (channel, name) pairs; None: no partial results)."""
+    try:
+        while True:
+            try:
+                event = next(tiles)
+            except StopIteration as done:
+                return done.value
+            if isinstance(event, TileDone) and event.partial is not None:
+                raw = event.partial
+
+                def partial(raw=raw) -> dict[str, np.ndarray]:
+                    so_far = raw()
+                    return {n: _back_to_frame(so_far[k], shape, on_device) for k, n in outputs}
+
+                event = dataclasses.replace(event, partial=partial if outputs else None)
+            yield event
+    finally:
+        tiles.close()  # a cancelled job closes this generator: the tiling's too
 
 
 def _norm_key(group: ModelGroup) -> tuple:
