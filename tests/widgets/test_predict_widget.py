@@ -217,8 +217,8 @@ def test_2d_image_gives_a_notification_not_a_crash(open_predict, tiny_models, qt
     viewer.add_image(np.random.default_rng(0).random((32, 32), dtype=np.float32), name="plane")
     widget.models.set_checked([tiny_models[0].path])
     n = len(notification_manager.records)
-    widget.predict_btn.native.click()
-    assert not widget.is_running
+    widget.predict_btn.native.click()  # a 3D model on a plane: refused by the plan (2D models take it)
+    qtbot.waitUntil(lambda: not widget.is_running, timeout=TIMEOUT)
     errors = _messages_since(n)
     assert errors and "2D" in errors[-1]
     assert _prediction_layers(viewer) == []
