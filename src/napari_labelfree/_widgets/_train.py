@@ -37,6 +37,7 @@ from ._train_job import estimate_job, train_job
 from ._workers import load_devices, notify_error
 
 NEW = "a new network"  # the "Start from" choice that fine-tunes nothing
+PLOT_EVERY_S = 2.0  # the live loss plot's redraw interval during training
 
 if TYPE_CHECKING:
     import napari
@@ -296,8 +297,10 @@ class TrainWidget(QWidget):
         elif kind == "Validated":
             h["val_it"].append(event.iteration)
             h["val"].append(event.val_loss)
+        # a redraw holds the GUI thread (and the GIL the training thread needs): every couple of
+        # seconds, and at most ~2 % of the time however slow drawing is here
         now = time.monotonic()
-        if kind == "Validated" or now - self._last_draw > 0.5:
+        if now - self._last_draw > max(PLOT_EVERY_S, 50 * self.plot.draw_seconds):
             self._last_draw = now
             self.plot.update_lines(self.history)
 
