@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import logging
 import sys
 from pathlib import Path
 from typing import TYPE_CHECKING
@@ -24,6 +25,9 @@ def predict_on_cluster(
         import distributed
     except ImportError as e:  # pragma: no cover - a dependency, absent only in odd installs
         raise LabelFreeError("prediction on a cluster needs the 'distributed' package") from e
+    # importing distributed sets its loggers to INFO: a local cluster's start and normal close
+    # ("Lost all workers", a worker killed after closing) would read like failures
+    logging.getLogger("distributed").setLevel(logging.ERROR)
     from ..core.predict.distributed import predict_plans, start_local_cluster
     from ..core.trust.ood import input_warnings
 
