@@ -234,3 +234,24 @@ def test_training_2d_and_25d_models(tmp_path, rng, kind, planes, projection, pat
     assert out["dna"].shape == (1, 1 if projection else 7, 32, 32)
     # the 7-plane stack holds every window: no plane had to be repeated for training
     assert not [e for e in events if isinstance(e, Notice) and "repeated" in e.text]
+
+
+def test_projection_pair_smaller_than_the_patch_is_padded_not_a_crash(tmp_path, rng):
+    from napari_labelfree.core.train import TrainConfig, iter_train
+
+    spec = ModelSpec(
+        "dna",
+        voxel_size_um=VOX,
+        architecture=Architecture(name="unet2.5d", depth=2, width=8, in_planes=3),
+        target_projection="max",
+    )
+    cfg = TrainConfig(iterations=2, batch_size=2, patch_shape=(1, 32, 32), validate_every=2)
+    small = ImagePair(
+        rng.random((5, 16, 24)).astype(np.float32),
+        rng.random((1, 16, 24)).astype(np.float32),
+        VOX,
+        "small",
+    )  # a 16-pixel validation strip, say, under a 32x32 patch
+    events = list(_events(iter_train([_pair(rng, True)], spec, tmp_path / "m", cfg, val=[small])))
+    assert any(isinstance(e, Notice) and "mirror-padded" in e.text for e in events)
+    assert open_bundle(tmp_path / "m").spec.metrics.get("val_pearson_r_mean") is not None

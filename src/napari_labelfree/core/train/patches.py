@@ -55,7 +55,9 @@ def prepare_pair(
     if kind == "unet2d" and pair.voxel_size is not None:
         model_voxel = (pair.voxel_size[0], *model_voxel[1:])  # planes are never resampled
     if projection:
-        return _prepare_projection(pair, sig, tgt, model_voxel, normalization, window, projection)
+        return _prepare_projection(
+            pair, sig, tgt, model_voxel, normalization, window, projection, patch_shape
+        )
     if sig.shape != tgt.shape:
         raise LabelFreeError(
             f"{label}: signal shape {sig.shape} and target shape {tgt.shape} differ; "
@@ -131,6 +133,7 @@ def _prepare_projection(
     normalization: Normalization | None,
     window: int,
     projection: str,
+    patch_shape: Sequence[int],
 ) -> tuple[np.ndarray, np.ndarray, list[str]]:
     """Signal: its ``window`` planes around the middle; target: one plane, its projection."""
     label = pair.name or "an image pair"
@@ -156,7 +159,23 @@ def _prepare_projection(
             "the end planes are repeated (as prediction does)"
         )
     sig = sig[np.clip(planes, 0, z - 1)]
+    sig, tgt = _pad_yx(sig, tgt, patch_shape, label, notices)
     return np.ascontiguousarray(sig), np.ascontiguousarray(tgt), notices
+
+
+def _pad_yx(
+    sig: np.ndarray, tgt: np.ndarray, patch_shape: Sequence[int], label: str, notices: list[str]
+) -> tuple[np.ndarray, np.ndarray]:
+    """Mirror-pad Y and X of a (window, target plane) pair up to the patch, with a notice."""
+    short = [max(0, int(p) - n) for n, p in zip(tgt.shape[1:], patch_shape[1:], strict=True)]
+    if not any(short):
+        return sig, tgt
+    notices.append(
+        f"{label}: {tgt.shape[1]}x{tgt.shape[2]} pixels at the model's voxel size is smaller than "
+        f"the patch {tuple(patch_shape)}; mirror-padded to fit"
+    )
+    pad = [(0, 0)] + [(s // 2, s - s // 2) for s in short]
+    return np.pad(sig, pad, mode="symmetric"), np.pad(tgt, pad, mode="symmetric")
 
 
 def signal_patch(patch_shape: Sequence[int], window: int = 1) -> tuple[int, int, int]:
