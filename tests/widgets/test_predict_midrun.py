@@ -262,3 +262,25 @@ def test_one_volume_fills_in_tile_by_tile(
     done = partial != 0
     assert np.abs(data[done]).sum() > 0
     assert widget.status.text().startswith("Done")
+
+
+def test_a_frame_says_what_it_does_before_its_first_tile(tiny_models, volume):
+    """Issue 20: a large frame spent many seconds normalizing and resampling with no progress."""
+    from napari_labelfree._widgets._progress import Progress, reduce
+    from napari_labelfree.core.events import Stage, TileDone
+    from napari_labelfree.core.predict.run import iter_predict_volume
+
+    gen = iter_predict_volume(volume, [tiny_models[0]], (0.29, 0.145, 0.145), device="cpu")
+    events = []
+    while not any(isinstance(e, TileDone) for e in events):
+        events.append(next(gen))
+    gen.close()
+    stages = [e.text for e in events if isinstance(e, Stage)]
+    assert stages == ["normalizing", "resampling to the model's voxel size"]
+    shown = []
+    state = Progress()
+    for event in events:
+        state = reduce(state, event)
+        shown.append(state.text())
+    assert "resampling to the model's voxel size..." in shown
+    assert shown[-1].startswith("tile 1/")  # the first tile replaces the step

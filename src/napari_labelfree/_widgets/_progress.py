@@ -10,7 +10,7 @@ from __future__ import annotations
 from dataclasses import dataclass, replace
 from typing import Any
 
-from ..core.events import FrameDone, FrameStarted, TileDone
+from ..core.events import FrameDone, FrameStarted, Stage, TileDone
 
 
 @dataclass(frozen=True)
@@ -26,6 +26,7 @@ class Progress:
     iterations_total: int = 0
     loss: float | None = None
     its_per_s: float | None = None
+    stage: str | None = None  # a step before the frame's first tile (normalizing, resampling)
 
     def text(self) -> str:
         """One status line for people (empty when nothing is known yet)."""
@@ -41,7 +42,9 @@ class Progress:
             parts.append(f"{self.frames_done}/{self.frames_total} frames")
             if self.frame is not None:
                 parts.append(f"predicting t={self.frame}")
-        if self.tiles_total:
+        if self.stage:
+            parts.append(f"{self.stage}...")
+        elif self.tiles_total:
             parts.append(f"tile {self.tiles_done}/{self.tiles_total}")
         return ", ".join(parts)
 
@@ -50,8 +53,10 @@ def reduce(state: Progress, event: Any) -> Progress:
     """The progress after ``event`` (events this reducer does not count leave it unchanged)."""
     if isinstance(event, FrameStarted):
         return replace(state, frame=event.frame, frames_total=event.n_frames, tiles_done=0)
+    if isinstance(event, Stage):
+        return replace(state, stage=event.text)
     if isinstance(event, TileDone):
-        return replace(state, tiles_done=event.index + 1, tiles_total=event.total)
+        return replace(state, tiles_done=event.index + 1, tiles_total=event.total, stage=None)
     if isinstance(event, FrameDone):
         return replace(
             state, frames_done=state.frames_done + 1, frames_total=event.n_frames, frame=None

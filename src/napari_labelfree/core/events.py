@@ -32,6 +32,15 @@ class FrameStarted:
 
 
 @dataclass(frozen=True)
+class Stage:
+    """A step of frame ``frame`` before its tiles ("normalizing", "resampling ..."): on a large
+    frame these take seconds with no tile done, so a front end says what is going on."""
+
+    frame: int
+    text: str
+
+
+@dataclass(frozen=True)
 class FrameDone:
     """Frame ``frame`` is predicted: one ZYX array per model structure (input's shape)."""
 

@@ -21,7 +21,7 @@ from torch import nn
 from ..config import Normalization, TilingConfig
 from ..device import is_out_of_memory
 from ..errors import LabelFreeError
-from ..events import Notice, TileDone
+from ..events import Notice, Stage, TileDone
 from ..preprocess import normalize, normalize_tensor_, resize, resize_tensor
 from ..trust.names import combine_across_models, uncertainty_name, with_uncertainty_names
 from ..weights import inference_network
@@ -187,7 +187,7 @@ def run_volume(
     volume: np.ndarray,
     networks: list[list[nn.Module]],
     frame: int = 0,
-) -> Generator[TileDone | Notice, None, dict[str, np.ndarray]]:
+) -> Generator[TileDone | Notice | Stage, None, dict[str, np.ndarray]]:
     """Predict one ZYX volume of the plan's frame shape; returns {name: ZYX float32 array}.
 
     A tile that runs out of memory is halved and retried (a bounded number of times); the smaller
@@ -208,6 +208,7 @@ def run_volume(
     for g, (group, nets) in enumerate(zip(plan.groups, networks, strict=True)):
         key = keys[g]
         if key not in normalized_by:
+            yield Stage(frame, "normalizing")
             args = (group.normalization, plan.voxel_size, group.voxel_size)
             if frame_t is None:
                 normalized_by[key] = normalize(volume, *args)
@@ -218,6 +219,7 @@ def run_volume(
         normalized = normalized_by[key]
         grid = normalized
         if group.resample:
+            yield Stage(frame, "resampling to the model's voxel size")
             grid = (
                 resize_tensor(normalized, group.grid_shape)
                 if on_device
