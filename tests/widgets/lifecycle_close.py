@@ -78,6 +78,7 @@ def child(scenario: str) -> None:
         viewer.add_image(signal, name="bright-field", scale=(0.29, 0.29, 0.29))
         _, train = viewer.window.add_plugin_dock_widget(PLUGIN, "Train a label-free model")
         train.signal.value, train.target.value = "bright-field", "Hoechst"
+        train.start_from.value = None  # a new tiny network, not a built-in model to adapt
         train.patch.value, train.batch.value = "8, 16, 16", 2
         train.depth.value, train.width.value, train.device.value = 2, 8, "cpu"
         train.iterations.value = 100_000
