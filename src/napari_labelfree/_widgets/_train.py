@@ -24,6 +24,7 @@ from ..core.bundle import open_bundle
 from ..core.config import Architecture, ModelSpec
 from ..core.errors import LabelFreeError
 from ..core.structures import COLORMAP_CHOICES, colormap_for
+from ..core.train.adapt import before_after
 from ..core.train_estimate import defaults_for
 from ._jobs import JobRunner
 from ._layers import default_source, layer_info, layer_source, looks_transmitted
@@ -37,6 +38,15 @@ from ._train_job import estimate_job, train_job
 from ._workers import load_devices, notify_error
 
 NEW = "a new network"  # the "Start from" choice that fine-tunes nothing
+
+
+def default_start(structure: str) -> str | None:
+    """The "Start from" value for a structure: its built-in model's folder, else a new network."""
+    from ..core.train.adapt import builtin_for
+
+    found = builtin_for(structure)
+    return str(found.path) if found is not None else None
+
 PLOT_EVERY_S = 2.0  # the live loss plot's redraw interval during training
 
 if TYPE_CHECKING:
@@ -96,9 +106,12 @@ class TrainWidget(QWidget):
             label="Model name", value=unique_model_folder(bundles.user_models_dir(), "dna").name
         )
         self.name.tooltip = "Folder name in your models; a name already used is never taken over"
-        self.start_from = ComboBox(label="Start from", choices=self._start_choices, value=None)
+        self.start_from = ComboBox(
+            label="Start from", choices=self._start_choices, value=default_start("dna")
+        )
         self.start_from.tooltip = (
-            "Fine-tune a model (its weights, network, voxel size and normalization) or start anew"
+            "Fine-tune a model (its weights, network, voxel size and normalization) or start anew; "
+            "the built-in model of the structure by default, where there is one"
         )
         self.iterations = SpinBox(label="Iterations", min=1, max=1_000_000, value=500)
         self.iterations.tooltip = "Training steps (the paper: 50,000 on a GPU)"
@@ -168,6 +181,10 @@ class TrainWidget(QWidget):
         """A new structure: its colour and a free model name."""
         self.colormap.value = colormap_for(structure.strip() or "model")
         self.name.value = unique_model_folder(bundles.user_models_dir(), structure).name
+        start = default_start(structure)  # adapt the built-in model of the structure by default
+        self.start_from.reset_choices()
+        if start is None or start in self.start_from.choices:
+            self.start_from.value = start
 
     def _set_devices(self, devices: list[str]) -> None:
         try:
@@ -315,9 +332,11 @@ class TrainWidget(QWidget):
         self.last_model = bundle.path
         done = self.history["it"][-1] if self.history["it"] else 0
         word = "Stopped" if stopped and done < self.iterations.value else "Done"
+        # e.g. "built-in dna: r 0.12 -> adapted: r 0.61 on your held-out strip"
+        compared = before_after(bundle.spec.metrics)
         self.status.setText(
             f"{word} after {done} iterations: model {bundle.name!r} in {bundle.path}; "
-            "it is listed in Label-free prediction."
+            "it is listed in Label-free prediction." + (f"\n{compared}" if compared else "")
         )
         show_info(f"model {bundle.name!r} saved to {bundle.path}")
         self._structure_changed(self.structure.value)
