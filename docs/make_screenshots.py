@@ -68,6 +68,7 @@ def close_docks(viewer: napari.Viewer) -> None:
 def main() -> None:
     p = argparse.ArgumentParser()
     p.add_argument("--iterations", type=int, default=20, help="training iterations to show")
+    p.add_argument("--only", choices=["all", "predict", "train"], default="all", help="which shots")
     args = p.parse_args()
     OUT.mkdir(parents=True, exist_ok=True)
     # the model trained for the screenshot goes to a temporary folder, not the user's models
@@ -83,64 +84,66 @@ def main() -> None:
     viewer.window._qt_window.resize(1500, 950)
     viewer.window._qt_window.show()
 
-    # 1. open: the simulated z-stack sample (File > Open Sample > Label-free prediction)
-    viewer.open_sample(PLUGIN, "zstack")
-    viewer.dims.set_current_step(0, viewer.layers[0].data.shape[0] // 2)
-    viewer.reset_view()
-    shot(viewer, "open")
+    if args.only in ("all", "predict"):
+        # 1. open: the simulated z-stack sample (File > Open Sample > Label-free prediction)
+        viewer.open_sample(PLUGIN, "zstack")
+        viewer.dims.set_current_step(0, viewer.layers[0].data.shape[0] // 2)
+        viewer.reset_view()
+        shot(viewer, "open")
 
-    # 2. predict the z-stack with three built-in models
-    builtin = {b.spec.structure: b.path for b in discover_models() if b.source == "builtin"}
-    models = [builtin[s] for s in BUILTIN_CHOICE]
-    _, predict = viewer.window.add_plugin_dock_widget(PLUGIN, "Label-free prediction")
-    predict.models.set_checked(models, show=models[0])
-    predict.device.value = "cpu"
-    predict.predict_btn.native.click()
-    wait(lambda: not predict.is_running)
-    viewer.reset_view()
-    shot(viewer, "predict")
+        # 2. predict the z-stack with three built-in models
+        builtin = {b.spec.structure: b.path for b in discover_models() if b.source == "builtin"}
+        models = [builtin[s] for s in BUILTIN_CHOICE]
+        _, predict = viewer.window.add_plugin_dock_widget(PLUGIN, "Label-free prediction")
+        predict.models.set_checked(models, show=models[0])
+        predict.device.value = "cpu"
+        predict.predict_btn.native.click()
+        wait(lambda: not predict.is_running)
+        viewer.reset_view()
+        shot(viewer, "predict")
 
-    # 3. time-lapse: predicted from the frame under the slider outwards, scrubbable while it runs
-    viewer.layers.clear()
-    viewer.open_sample(PLUGIN, "timelapse")
-    viewer.dims.set_current_step(0, 4)
-    viewer.dims.set_current_step(1, viewer.layers[0].data.shape[1] // 2)
-    viewer.reset_view()
-    t0 = time.perf_counter()
-    predict.predict_btn.native.click()
-    run = predict.run
-    wait(lambda: len(run.frames_done) >= 1 and not run.pending)
-    first = time.perf_counter() - t0
-    shot(viewer, "timelapse_first_frame")
-    wait(lambda: not predict.is_running)
-    total = time.perf_counter() - t0
-    viewer.dims.set_current_step(0, 6)
-    shot(viewer, "timelapse")
-    print(
-        f"widget, time-lapse {len(run.frames_done)} frames: first frame (t={run.frames_done[0]}) "
-        f"after {first:.1f} s, all after {total:.1f} s; order {run.frames_done}"
-    )
-    predict.save_merged_image(OUT / "guide_merged.png")
-    close_docks(viewer)
+        # 3. time-lapse: predicted from the frame under the slider outwards, scrubbable while it runs
+        viewer.layers.clear()
+        viewer.open_sample(PLUGIN, "timelapse")
+        viewer.dims.set_current_step(0, 4)
+        viewer.dims.set_current_step(1, viewer.layers[0].data.shape[1] // 2)
+        viewer.reset_view()
+        t0 = time.perf_counter()
+        predict.predict_btn.native.click()
+        run = predict.run
+        wait(lambda: len(run.frames_done) >= 1 and not run.pending)
+        first = time.perf_counter() - t0
+        shot(viewer, "timelapse_first_frame")
+        wait(lambda: not predict.is_running)
+        total = time.perf_counter() - t0
+        viewer.dims.set_current_step(0, 6)
+        shot(viewer, "timelapse")
+        print(
+            f"widget, time-lapse {len(run.frames_done)} frames: first frame (t={run.frames_done[0]}) "
+            f"after {first:.1f} s, all after {total:.1f} s; order {run.frames_done}"
+        )
+        predict.save_merged_image(OUT / "guide_merged.png")
+        close_docks(viewer)
 
-    # 4. train: the z-stack's bright-field against its true lamin-b1, a few iterations
-    viewer.layers.clear()
-    viewer.open_sample(PLUGIN, "zstack")
-    viewer.dims.set_current_step(0, viewer.layers[0].data.shape[0] // 2)
-    _, train = viewer.window.add_plugin_dock_widget(PLUGIN, "Train a label-free model")
-    train.target.value = "lamin-b1 (true)"
-    train.structure.value = "lamin-b1"
-    train.device.value = "cpu"
-    train.iterations.value = args.iterations
-    train.estimate()
-    wait(lambda: not train.estimator.running and train.estimate_label.value.startswith("about"))
-    train.train_btn.native.click()
-    wait(lambda: len(train.history["it"]) >= min(args.iterations, 5))
-    viewer.layers["lamin-b1 (true)"].visible = True
-    shot(viewer, "train")
-    train.stop()
-    wait(lambda: not train.is_running)
-    print(f"trained {train.last_model} ({train.status.text()})")
+    if args.only in ("all", "train"):
+        # 4. train: the z-stack's bright-field against its true lamin-b1, a few iterations
+        viewer.layers.clear()
+        viewer.open_sample(PLUGIN, "zstack")
+        viewer.dims.set_current_step(0, viewer.layers[0].data.shape[0] // 2)
+        _, train = viewer.window.add_plugin_dock_widget(PLUGIN, "Train a label-free model")
+        train.target.value = "lamin-b1 (true)"
+        train.structure.value = "lamin-b1"
+        train.device.value = "cpu"
+        train.iterations.value = args.iterations
+        train.estimate()
+        wait(lambda: not train.estimator.running and train.estimate_label.value.startswith("about"))
+        train.train_btn.native.click()
+        wait(lambda: len(train.history["it"]) >= min(args.iterations, 5))
+        viewer.layers["lamin-b1 (true)"].visible = True
+        shot(viewer, "train")
+        train.stop()
+        wait(lambda: not train.is_running)
+        print(f"trained {train.last_model} ({train.status.text()})")
     viewer.close()
 
 
