@@ -240,6 +240,9 @@ def zarr_holes(w, a):
         )
         out.write_frame(0, {"bf": _stack()})
         out.commit()
+    shutil.copytree(w / "holes.ome.zarr", w / "bad-attrs.ome.zarr")
+    (w / "bad-attrs.ome.zarr" / ".zattrs").write_text('{"multiscales": [')
+    (w / "empty.ome.zarr").mkdir()
     chunks = sorted(
         p for p in (w / "holes.ome.zarr").rglob("*") if p.is_file() and p.name.isdigit()
     )
@@ -369,6 +372,18 @@ CASES = [
         "zarr-chunk-missing",
         "predict {w}/holes.ome.zarr -m {model} " + OUT,
         "time point 0, channel 0 of .*holes.ome.zarr: 1 of its 2 chunks are missing",
+        "zarr_holes",
+    ),
+    Case(
+        "zarr-broken-zattrs",
+        "predict {w}/bad-attrs.ome.zarr -m {model} " + OUT,
+        "its .zattrs is not valid JSON",
+        "zarr_holes",
+    ),
+    Case(
+        "zarr-empty-folder",
+        "predict {w}/empty.ome.zarr -m {model} " + OUT,
+        "is a folder but not a Zarr store",
         "zarr_holes",
     ),
     Case(

@@ -216,3 +216,22 @@ def test_unsupported_transform_and_network_are_refused(tmp_path):
     (folder / "train_options.json").unlink()
     with pytest.raises(LabelFreeError, match="train_options.json"):
         import_fnet(folder / "model.p", tmp_path / "out")
+
+
+def test_broken_weights_and_absurd_zoom_are_refused_on_import(tmp_path):
+    """All-NaN weights and a zoom of 1e-9 were imported, and refused only by predict later."""
+    net = UNet3D(Architecture(depth=2, width=8))
+    state = {
+        k: torch.full_like(v, float("nan")) if v.is_floating_point() else v
+        for k, v in _fnet_state(net).items()
+    }
+    folder = _fnet_folder(tmp_path, state)
+    with pytest.raises(LabelFreeError, match="NaN or infinite values.*cannot be imported"):
+        import_fnet(folder, tmp_path / "out", data_voxel_size=(0.29, 0.29, 0.29))
+    shutil.rmtree(tmp_path / "saved_models")
+    folder = _fnet_folder(
+        tmp_path, _fnet_state(net), ["fnet.transforms.normalize", "fnet.transforms.Resizer(1e-9)"]
+    )
+    with pytest.raises(LabelFreeError, match="resample by more than 100x"):
+        import_fnet(folder, tmp_path / "out", data_voxel_size=(0.29, 0.29, 0.29))
+    assert not (tmp_path / "out").exists()

@@ -115,6 +115,7 @@ def test_resume_refuses_a_partial_store_of_other_models(tmp_path, frames):
 def test_nothing_is_overwritten_unless_asked_and_then_only_at_commit(tmp_path, frames):
     path = tmp_path / "result.ome.zarr"
     path.mkdir()
+    (path / ".zgroup").write_text('{"zarr_format": 2}')  # an earlier store
     (path / "keep.txt").write_text("earlier result")
     with pytest.raises(LabelFreeError, match="already exists"):
         _open(path)

@@ -276,6 +276,9 @@ def _parse_call(text: str) -> tuple[str, list[Any], dict[str, Any]]:
     return name, args, kwargs
 
 
+MIN_ZOOM = 0.01
+
+
 def _factors(value: Any, text: str) -> tuple[float, float, float]:
     if isinstance(value, (int, float)):
         value = (value, value, value)  # scipy.ndimage.zoom's one factor for every axis
@@ -283,7 +286,14 @@ def _factors(value: Any, text: str) -> tuple[float, float, float]:
         value = (1.0, *value)  # a 2D model's Y, X zoom
     if not isinstance(value, (tuple, list)) or len(value) != 3 or min(value) <= 0:
         raise LabelFreeError(f"cannot read the zoom factors of {text!r} (three positive numbers)")
-    return tuple(float(v) for v in value)  # type: ignore[return-value]
+    factors = tuple(float(v) for v in value)
+    # a resampling by more than 100x either way is a typo or damage, not a microscope's voxels
+    if not all(MIN_ZOOM <= f <= 1 / MIN_ZOOM for f in factors):
+        raise LabelFreeError(
+            f"the zoom factors of {text!r} resample by more than {1 / MIN_ZOOM:g}x; "
+            "train_options.json is damaged or not pytorch_fnet's"
+        )
+    return factors  # type: ignore[return-value]
 
 
 def model_voxel_size(

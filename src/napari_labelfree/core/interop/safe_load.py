@@ -66,6 +66,15 @@ def check_state_dict(state: Any, arch: Architecture, source: Path) -> dict[str, 
     unknown = sorted(set(state) - set(expected))
     missing = sorted(set(expected) - set(state))
     wrong = sorted(k for k in set(state) & set(expected) if state[k].shape != expected[k].shape)
+    broken = sorted(
+        k for k, v in state.items() if v.is_floating_point() and not bool(v.isfinite().all())
+    )
+    if broken and not (unknown or missing or wrong):
+        raise LabelFreeError(
+            f"{source}: the weights hold NaN or infinite values ({', '.join(broken[:3])}"
+            f"{', ...' if len(broken) > 3 else ''}); the model is broken (training diverged?) "
+            "and cannot be imported"
+        )
     if unknown or missing or wrong:
         detail = "; ".join(
             f"{what} {names[:3]}"

@@ -71,6 +71,7 @@ def _check_regular(path: Path) -> None:
     if stat.S_ISDIR(mode):
         if not is_zarr(path):
             raise LabelFreeError(f"{path} is a folder; give an image file or store ({FORMATS})")
+        _check_zarr_metadata(path)
         return
     if not stat.S_ISREG(mode):
         raise LabelFreeError(
@@ -84,6 +85,34 @@ def _check_regular(path: Path) -> None:
             pass
     except OSError as e:
         raise LabelFreeError(f"cannot read {path}: {e.strerror or e}") from None
+
+
+def _check_zarr_metadata(path: Path) -> None:
+    """A store's top metadata must be there and be JSON (bioio would say it "does not support"
+    the image, which sends the user looking for a plugin instead of at a damaged file)."""
+    import json
+
+    found = False
+    for name in ("zarr.json", ".zgroup", ".zattrs"):
+        meta = path / name
+        if not meta.is_file():
+            continue
+        found = True
+        try:
+            json.loads(meta.read_bytes())
+        except (ValueError, UnicodeDecodeError) as e:
+            why = " ".join(str(e).split())[:80]
+            raise LabelFreeError(
+                f"cannot read {path}: its {name} is not valid JSON ({why}); the store's metadata "
+                "is damaged (copied in part?)"
+            ) from None
+        except OSError as e:
+            raise LabelFreeError(f"cannot read {path / name}: {e.strerror or e}") from None
+    if not found:
+        raise LabelFreeError(
+            f"{path} is a folder but not a Zarr store (no zarr.json, .zgroup or .zattrs in it); "
+            "give the store's own folder"
+        )
 
 
 def _guarded(
