@@ -2,17 +2,20 @@
 
 Read bottom up, in the order the data flows (tests/core/test_predict_imports.py holds the order):
 
-1. ``tiling``       tile plan, blending window and stitching (pure, MONAI-shaped sliding window)
-2. ``tile_advice``  tile sizes for an interactive user (tiny tiles raised, CPU frames cut)
-3. ``tta``          test-time augmentation: flipped and rotated copies of each tile, averaged
-4. ``schedule``     which time point next: the one under the time slider first
-5. ``volume``       the per-volume engine: z-score, resample, tile, predict, stitch, resample back
-6. ``plan``         validate once: :func:`plan.plan_prediction` makes a :class:`plan.PredictionPlan`
+1. ``compile_cache`` per-machine cache of ``torch.compile`` artifacts (opt-in acceleration)
+2. ``fast_tiles``   the network on fixed tile shapes: cuDNN autotuning, compile, CUDA graphs
+3. ``pipeline``     host tiles and frames double-buffered to a GPU
+4. ``tiling``       tile plan, blending window and stitching (pure, MONAI-shaped sliding window)
+5. ``tile_advice``  tile sizes for an interactive user (tiny tiles raised, CPU frames cut)
+6. ``tta``          test-time augmentation: flipped and rotated copies of each tile, averaged
+7. ``schedule``     which time point next: the one under the time slider first
+8. ``volume``       the per-volume engine: z-score, resample, tile, predict, stitch, resample back
+9. ``plan``         validate once: :func:`plan.plan_prediction` makes a :class:`plan.PredictionPlan`
                     that predicts any iterable of frames, yielding events
-7. ``run``          one-call shorthands: ``iter_predict``, ``iter_predict_volume``,
+10. ``run``         one-call shorthands: ``iter_predict``, ``iter_predict_volume``,
                     ``iter_predict_scheduled``
-8. ``blocks``       one frame cut into Z-Y-X blocks predicted apart, equal to the whole frame
-9. ``distributed``  Dask: one task per (input, time point) or block, each writing its own region
+11. ``blocks``      one frame cut into Z-Y-X blocks predicted apart, equal to the whole frame
+12. ``distributed`` Dask: one task per (input, time point) or block, each writing its own region
 
 Nothing is re-exported here: import each name from its module, so the import says where it lives
 (and importing one step never loads the steps above it).
