@@ -136,6 +136,7 @@ def test_resume_sends_only_the_missing_frames(client, case, tmp_path):
     )
     for t in (0, 3):
         first.write_frame(t, reference[t])  # an earlier run stopped after two frames
+    first.close()  # and ended (a run still writing holds the partial store: resuming is refused)
     _, seen = _run(client, case, out, resume=True)
     assert seen[0] == (0, N_T - 2) and seen[-1] == (N_T - 2, N_T - 2)
     _assert_equal(out, reference)
