@@ -267,11 +267,10 @@ def predict_plans(
     # the scheduler is reached before any store is made: a wrong address leaves nothing behind
     client = _client(client_or_address)
     futures: dict[Any, tuple[int, int]] = {}
+    outputs: list[OmeZarrOutput] = []
     try:
-        outputs = [
-            _open_output(plan, Path(path), resume, overwrite, block)
-            for plan, path in zip(plans, output_paths, strict=True)
-        ]
+        for plan, path in zip(plans, output_paths, strict=True):
+            outputs.append(_open_output(plan, Path(path), resume, overwrite, block))
         plugin = ModelPlugin([str(b.path.resolve()) for b in plans[0].bundles], torch_threads)
         client.register_plugin(plugin, name=plugin.name)
         left: dict[tuple[int, int], int] = {}  # blocks still out, per (output, frame)
@@ -307,6 +306,8 @@ def predict_plans(
                 progress(done, total)
     except BaseException:
         client.cancel(list(futures))  # nothing keeps running for a run that stopped
+        for out in outputs:
+            out.close()  # the partial stores stay for --resume, no longer held by this run
         raise
     finally:
         if client is not client_or_address:
