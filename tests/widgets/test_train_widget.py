@@ -183,6 +183,7 @@ def test_closing_the_window_mid_training_asks_and_no_keeps_training(
     train.iterations.value = 100_000
     train.train_btn.native.click()
     qtbot.waitUntil(reached.is_set, timeout=TIMEOUT)
+    qtbot.waitUntil(lambda: train.history["it"][-1:] == [2], timeout=TIMEOUT)  # shown in the GUI
     # the title bar's X sends a spontaneous Close event, which a test cannot make: the close
     # filter's callback is called as that event calls it
     assert train.runner._on_window_close(by_user=True) is False
