@@ -123,6 +123,10 @@ def real(args) -> tuple[dict, tuple] | None:
         provenance={"data": CITATION},
     )
     out = args.out or Path(tempfile.mkdtemp(prefix="labelfree-calibration-"))
+    if args.model is not None:  # trained before by this script on the same split (--out)
+        from napari_labelfree.core.bundle import open_bundle
+
+        return _score_real(args, open_bundle(args.model), test_sig, truth, vox)
     t0 = time.time()
     bundle = drain(
         iter_train(
@@ -134,6 +138,10 @@ def real(args) -> tuple[dict, tuple] | None:
         )
     )
     print(f"real: trained {args.iterations} iterations in {time.time() - t0:.0f} s ({out})")
+    return _score_real(args, bundle, test_sig, truth, vox)
+
+
+def _score_real(args, bundle, test_sig, truth, vox) -> tuple[dict, tuple]:
     pred, unc, t_with, t_plain = predict_both(test_sig, bundle, vox, args.device)
     p2, u2 = pred.mean(axis=0), unc.mean(axis=0)
     err = np.abs(p2 - zscore(truth))
@@ -221,6 +229,9 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--device", default="cpu")
     ap.add_argument("--out", type=Path, default=None, help="keep the trained model here")
     ap.add_argument("--figure", type=Path, default=None)
+    ap.add_argument(
+        "--model", type=Path, default=None, help="score this model (trained here before, --out)"
+    )
     ap.add_argument("--data-sets", nargs="+", default=["real", "simulated"])
     args = ap.parse_args(argv)
     import torch

@@ -25,7 +25,7 @@ from .stats import GROUPS, INPUT_PATCHES, SPREAD_FLOOR, STATS_VERSION, sample_fe
 
 # Deviation (root mean square over a group's features, in training spreads) above which a group
 # differs; chosen on validation images (benchmarks/ood_detection.py, docs/trust.md).
-THRESHOLD = 3.0
+THRESHOLD = 2.5
 CROP_ZYX = (48, 256, 256)
 
 OK, DIFFERS, UNKNOWN = "ok", "differs", "unknown"
