@@ -9,6 +9,11 @@ that does not name the problem), more than one line, a file that appeared, and d
 existing file changed or gone). Point PYTHONPATH at another checkout's src to tally that one;
 a case that blocks where no signal reaches it (an older version reading a FIFO) is counted as a
 hang with ``--skip``.
+
+The faults from outside (signals and a full disk mid-prediction, read-only mounts, full disks in
+training and export) and the scheduler addresses where no Dask scheduler answers need
+subprocesses, patched writers or a server on loopback: they are pytest tests only
+(tests/bad_inputs/test_faults.py, test_scheduler.py) and are not counted here.
 """
 
 from __future__ import annotations
