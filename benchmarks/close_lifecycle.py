@@ -27,14 +27,16 @@ from lifecycle_close import SCENARIOS, run_try  # noqa: E402
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--tries", type=int, default=20)
+    parser.add_argument("--timeout", type=float, default=240.0, help="seconds per try")
     parser.add_argument("--scenario", nargs="+", choices=SCENARIOS, default=list(SCENARIOS))
     args = parser.parse_args()
     print(f"load before: {os.getloadavg()[0]:.2f} (1-min average)")
     failed = 0
+    sys.stdout.reconfigure(line_buffering=True)  # each line as it comes, also into a file
     for scenario in args.scenario:
         passed, times = 0, []
         for i in range(args.tries):
-            ok, why, took = run_try(scenario)
+            ok, why, took = run_try(scenario, args.timeout)
             passed += ok
             times.append(took)
             if not ok:

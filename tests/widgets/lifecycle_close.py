@@ -143,8 +143,12 @@ def run_try(scenario: str, timeout_s: float = 240.0) -> tuple[bool, str, float]:
             proc = subprocess.run(
                 cmd, env=_environment(home), capture_output=True, text=True, timeout=timeout_s
             )
-        except subprocess.TimeoutExpired:
-            return False, f"no exit within {timeout_s:.0f} s", time.perf_counter() - start
+        except subprocess.TimeoutExpired as e:
+            said = "".join(
+                part.decode(errors="replace") if isinstance(part, bytes) else part
+                for part in (e.stdout or "", e.stderr or "")
+            )
+            return False, f"no exit within {timeout_s:.0f} s: {said[-600:]}", timeout_s
         took = time.perf_counter() - start
         output = proc.stdout + proc.stderr
         if proc.returncode != 0:
