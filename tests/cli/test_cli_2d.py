@@ -71,7 +71,7 @@ def test_2d_model_predicts_a_plane_and_a_timelapse_into_tiff_and_zarr(files, cap
     )
 
 
-def test_25d_training_with_a_projection_target_predicts_one_plane(files, capsys):
+def test_25d_training_with_a_projection_target_predicts_one_plane(files, capsys, monkeypatch):
     argv = ["train", "pair.ome.tif", "--signal-channel", "bf", "--target-channel", "dapi"]
     argv += ["--structure", "dna", "--kind", "2.5d", "--in-planes", "5"]
     argv += ["--target-projection", "max", "--voxel-size", "1,0.5,0.5", "--depth", "2"]
@@ -85,6 +85,12 @@ def test_25d_training_with_a_projection_target_predicts_one_plane(files, capsys)
     )
     out = open_image("p.ome.zarr")
     assert out.shape_zyx == (1, 32, 32)  # the max-projection plane, not the stack
+    capsys.readouterr()
+    monkeypatch.setenv("NAPARI_LABELFREE_MODELS", str(files))  # labelfree models lists m25
+    assert main(["models"]) == 0
+    listing = capsys.readouterr().out
+    assert "KIND" in listing.splitlines()[0]
+    assert "2.5D (5 planes, max-projection)" in listing
 
 
 @pytest.mark.parametrize(

@@ -54,16 +54,17 @@ def run(args: argparse.Namespace) -> int:
             print(f"  {source:8s} {path}")
         print("make one with `labelfree train` or `labelfree init-model`")
         return 0
-    rows = [("NAME", "STRUCTURE", "VOXEL SIZE (um, Z,Y,X)", "SOURCE", "TRAINED ON", "PATH")]
+    rows = [("NAME", "STRUCTURE", "KIND", "VOXEL SIZE (um, Z,Y,X)", "SOURCE", "TRAINED ON", "PATH")]
     simulated_only = []
     for m in scan.models:
         vox = ",".join(f"{v:g}" for v in m.spec.voxel_size_um)
         card = model_card(m.spec)
         if card.warning:
             simulated_only.append(m.name)
-        rows.append((m.name, m.spec.structure, vox, m.source, card.trained_on, str(m.path)))
+        kind = m.spec.kind_label  # 3D, 2D, 2.5D (N planes[, projection])
+        rows.append((m.name, m.spec.structure, kind, vox, m.source, card.trained_on, str(m.path)))
     for b in scan.broken:
-        rows.append((b.name, "BROKEN", "-", b.source, "-", str(b.path)))
+        rows.append((b.name, "BROKEN", "-", "-", b.source, "-", str(b.path)))
     n = len(rows[0]) - 1
     widths = [max(len(r[i]) for r in rows) for i in range(n)]
     for r in rows:
