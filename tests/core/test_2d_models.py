@@ -157,7 +157,7 @@ def test_2d_model_on_a_stack_predicts_every_plane_and_says_so(tmp_path, rng):
 
 def test_3d_model_still_refuses_a_plane_and_kinds_of_output_do_not_mix(tmp_path, make_tiny_model):
     plane = from_array(np.ones((32, 32), np.float32), "YX")
-    with pytest.raises(LabelFreeError, match="2D"):
+    with pytest.raises(LabelFreeError, match="is 2D.*with a 2D model"):
         plan_prediction(plane, make_tiny_model(), device="cpu")
     stack = from_array(np.ones((5, 32, 32), np.float32), "ZYX", physical_sizes=VOX)
     with pytest.raises(LabelFreeError, match="two runs"):

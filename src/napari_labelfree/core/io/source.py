@@ -167,10 +167,11 @@ def resolve_voxel_size(
 
 
 def check_3d(source: ImageSource) -> None:
-    """The networks are 3D: refuse a single plane with a message that says so."""
+    """3D and 2.5D networks read z-stacks: refuse a single plane with a message that says so."""
     z, y, x = source.shape_zyx
     if z < 2:
         raise LabelFreeError(
-            f"{source._label()} is 2D (one z-plane, {y}x{x}); label-free models need a z-stack "
-            "of transmitted light. Open the z-stack (CZI, OME-TIFF or a multi-page TIFF)"
+            f"{source._label()} is 2D (one z-plane, {y}x{x}); 3D and 2.5D models need a z-stack "
+            "of transmitted light. Open the z-stack (CZI, OME-TIFF or a multi-page TIFF), or "
+            "predict it with a 2D model"
         )
