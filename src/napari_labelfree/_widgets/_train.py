@@ -34,10 +34,12 @@ from ._overlays import image_layer_names
 from ._predict_job import parse_zyx_shape
 from ._progress import format_duration
 from ._registry import registry
+from ._scroll import set_scrolling_layout
 from ._train_job import estimate_job, train_job
 from ._workers import load_devices, notify_error
 
 NEW = "a new network"  # the "Start from" choice that fine-tunes nothing
+PLOT_EVERY_S = 2.0  # the live loss plot's redraw interval during training
 
 
 def default_start(structure: str) -> str | None:
@@ -47,7 +49,6 @@ def default_start(structure: str) -> str | None:
     found = builtin_for(structure)
     return str(found.path) if found is not None else None
 
-PLOT_EVERY_S = 2.0  # the live loss plot's redraw interval during training
 
 if TYPE_CHECKING:
     import napari
@@ -146,7 +147,7 @@ class TrainWidget(QWidget):
         layout.addWidget(self.plot)
         layout.addWidget(self.status)
         layout.addStretch(1)
-        self.setLayout(layout)
+        set_scrolling_layout(self, layout)  # a dock shorter than its contents scrolls
         self.structure.changed.connect(self._structure_changed)
         self.train_btn.clicked.connect(self.train)
         self.stop_btn.clicked.connect(self.stop)
