@@ -109,7 +109,7 @@ def model_card(spec: ModelSpec) -> ModelCard:
         where = (
             "a held-out strip of its training images"
             if m.get("val_source") == "strip"
-            else "its validation images"
+            else "its validation images" + (" (simulated)" if kind == SIMULATED else "")
         )
         scores.append(Score("Pearson r", r, where, "validation"))
         before = _num(m.get("init_val_pearson_r_mean"))
