@@ -8,8 +8,8 @@ import pytest
 from napari_labelfree.core.config import Architecture, ModelSpec
 from napari_labelfree.core.events import Notice
 from napari_labelfree.core.train import ImagePair, TrainConfig, iter_train
-from napari_labelfree.core.train.holdout import hold_out_strips, strip_width
 from napari_labelfree.core.train.adapt import before_after, builtin_for
+from napari_labelfree.core.train.holdout import hold_out_strips, strip_width
 
 
 def pair(width: int, seed: int = 0) -> ImagePair:
