@@ -181,18 +181,10 @@ def test_slabs_cover_the_frame_in_order():
     ]
 
 
-def test_gpu_pipeline_is_opt_in_and_the_plain_transfers_copy(monkeypatch):
+def test_gpu_pipeline_is_opt_in(monkeypatch):
     # never run on a real GPU yet: the default path on CUDA is the plain one
     monkeypatch.delenv(pipeline.PIPELINE_ENV, raising=False)
     assert pipeline.staging_for(torch.device("cuda")) is None
     monkeypatch.setenv(pipeline.PIPELINE_ENV, "0")
     assert pipeline.staging_for(torch.device("cuda")) is None
     assert pipeline.staging_for(torch.device("cpu")) is None
-    volume = np.arange(2 * 3 * 4, dtype=np.uint16).reshape(2, 3, 4)
-    up = pipeline.upload_slabs(volume, torch.float32, torch.device("cpu"), None)
-    assert up.dtype == torch.float32 and np.array_equal(up.numpy(), volume)
-    up += 1  # the result is the caller's own
-    assert volume[0, 0, 0] == 0
-    down = pipeline.download_slabs(up, None)
-    down += 1
-    assert float(up[0, 0, 0]) == 1.0

@@ -161,18 +161,15 @@ def upload_slabs(
     volume: np.ndarray,
     dtype: torch.dtype,
     device: torch.device,
-    staging: Staging | None,
+    staging: Staging,
     slab_bytes: int = SLAB_BYTES,
 ) -> torch.Tensor:
     """``volume`` as a new ``dtype`` tensor on ``device``, crossing in Z-slabs (double-buffered).
 
     Each slab is converted to ``dtype`` while it is copied into a page-locked buffer (no
     full-size converted copy on the host); the compute stream waits for the last slab on the
-    device. The result never shares memory with ``volume``. Without ``staging``, one plain copy.
+    device. The result never shares memory with ``volume``.
     """
-    if staging is None:
-        host = np.asarray(volume, dtype=torch.empty(0, dtype=dtype).numpy().dtype)
-        return torch.from_numpy(np.ascontiguousarray(host)).to(device, copy=True)
     out = torch.empty(volume.shape, dtype=dtype, device=device)
     # ``out`` comes from the compute stream's memory, which work still queued there may be
     # releasing: the side stream writes into it only after that work
@@ -196,13 +193,9 @@ def upload_slabs(
     return out
 
 
-def download_slabs(
-    t: torch.Tensor, staging: Staging | None, slab_bytes: int = SLAB_BYTES
-) -> np.ndarray:
+def download_slabs(t: torch.Tensor, staging: Staging, slab_bytes: int = SLAB_BYTES) -> np.ndarray:
     """A device tensor as a new numpy array, crossing in Z-slabs: slab k crosses while slab k-1
-    is copied out of its page-locked buffer into the result. Without ``staging``, one plain copy."""
-    if staging is None:
-        return t.cpu().numpy().copy() if t.device.type == "cpu" else t.cpu().numpy()
+    is copied out of its page-locked buffer into the result."""
     out = np.empty(tuple(t.shape), dtype=torch.empty(0, dtype=t.dtype).numpy().dtype)
     parts = slabs(tuple(t.shape), t.element_size(), slab_bytes)
     staging.after_compute()  # the copies start when the tensor is computed

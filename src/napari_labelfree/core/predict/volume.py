@@ -158,10 +158,11 @@ def to_device(volume: np.ndarray, device: torch.device) -> torch.Tensor:
     slab k+1 is converted and staged on the host while slab k crosses, on a side stream.
     """
     v = np.asarray(volume)
-    if device.type == "cuda":
+    staging = staging_for(device)  # None unless the opt-in GPU pipeline is on
+    if staging is not None:
         raw = v.dtype if v.dtype in _UPLOAD_DTYPES else np.dtype(np.float32)
         wire = torch.from_numpy(np.empty(0, raw)).dtype
-        return upload_slabs(v, wire, device, staging_for(device)).float()
+        return upload_slabs(v, wire, device, staging).float()
     if v.dtype not in _UPLOAD_DTYPES:
         v = v.astype(np.float32)
     host = torch.from_numpy(np.ascontiguousarray(v))
@@ -177,9 +178,10 @@ def to_device(volume: np.ndarray, device: torch.device) -> torch.Tensor:
 def to_host(t: torch.Tensor) -> np.ndarray:
     """A device tensor as a numpy array of its own (from a GPU in Z-slabs through two page-locked
     buffers: slab k crosses while slab k-1 is copied into the result)."""
-    if t.device.type != "cuda":
+    staging = staging_for(t.device)  # None unless the opt-in GPU pipeline is on
+    if staging is None:
         return t.cpu().numpy()
-    return download_slabs(t, staging_for(t.device))
+    return download_slabs(t, staging)
 
 
 def run_volume(
