@@ -71,9 +71,7 @@ def main(argv: list[str] | None = None) -> int:
                 tgt = np.ascontiguousarray(tgt3d[:1])  # the 2D target itself, not repeated
                 val = None
                 if isl.RECIPES[recipe].get("val"):  # as real_data_isl: the right end validates
-                    cut = sig.shape[2] - args.val_width
-                    val = [ImagePair(sig[:, :, cut:], tgt[:, :, cut:], None, f"{name} val strip")]
-                    sig, tgt = sig[:, :, : cut - args.gap], tgt[:, :, : cut - args.gap]
+                    sig, tgt, val = isl.val_strip(sig, tgt, name, args.val_width, args.gap)
                 spec = ModelSpec(
                     structure=name.lower(),
                     display_name=name,

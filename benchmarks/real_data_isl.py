@@ -162,6 +162,16 @@ def part(data: dict, name: str) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.
     )
 
 
+def val_strip(sig: np.ndarray, tgt: np.ndarray, name: str, width: int, gap: int):
+    """(training signal, training target, [validation pair]): the right ``width`` px of the
+    training part validate; ``gap`` px between them keep training patches off the strip."""
+    from napari_labelfree.core.train import ImagePair
+
+    cut = sig.shape[2] - width
+    val = [ImagePair(sig[:, :, cut:], tgt[:, :, cut:], None, f"{name} val strip")]
+    return sig[:, :, : cut - gap], tgt[:, :, : cut - gap], val
+
+
 def report(
     recipe: str, name: str, seed: int, pred: np.ndarray, truth: np.ndarray, seconds: float, **extra
 ) -> dict:
@@ -432,10 +442,7 @@ def run_recipes(args, data, out, vox, data_vox, chosen, predict) -> None:
                 sig, tgt, test_sig, truth = part(data, name)
                 val = None
                 if RECIPES[recipe].get("val"):
-                    # the right end of the training part validates; a gap keeps patches apart
-                    cut = sig.shape[2] - args.val_width
-                    val = [ImagePair(sig[:, :, cut:], tgt[:, :, cut:], None, f"{name} val strip")]
-                    sig, tgt = sig[:, :, : cut - args.gap], tgt[:, :, : cut - args.gap]
+                    sig, tgt, val = val_strip(sig, tgt, name, args.val_width, args.gap)
                 if val is not None and data_vox is not None:
                     val = [ImagePair(v.signal, v.target, data_vox, v.name) for v in val]
                 train = [ImagePair(sig, np.ascontiguousarray(tgt), data_vox, f"ISL train, {name}")]
