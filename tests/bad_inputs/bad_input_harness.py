@@ -32,6 +32,10 @@ def break_model(folder: Path, how: str) -> Path:
         d = json.loads(cfg.read_text())
         d["architecture"]["depth"] = "four"
         cfg.write_text(json.dumps(d))
+    elif how == "unknown-architecture-key":  # a typo, or a newer version's setting
+        d = json.loads(cfg.read_text())
+        d["architecture"]["dropout"] = 0.5
+        cfg.write_text(json.dumps(d))
     elif how == "no-weights":
         (folder / WEIGHTS_NAME).unlink()
     elif how == "garbage-weights":

@@ -7,6 +7,7 @@ folder and the shared inputs are byte-for-byte as before.
 
 from __future__ import annotations
 
+import json
 import os
 import pickle
 import re
@@ -163,6 +164,7 @@ def broken_models(w, a):
         "weights-misfit",
         "nan-weights",
         "binary-config",
+        "unknown-architecture-key",
     ):
         shutil.copytree(a.model, w / how)
         break_model(w / how, how)
@@ -225,7 +227,9 @@ def bad_fnet_models(w, a):
 
 
 def zarr_holes(w, a):
-    """OME-Zarr inputs with chunks missing from the store (copied in part): not zeros."""
+    """OME-Zarr inputs with chunks missing from the store: where Zarr leaves them undefined (no
+    fill value) or the whole frame (a store copied in part). A chunk left out of an array with a
+    fill value is legal Zarr (test_zarr_inputs.py)."""
     from napari_labelfree.core.io import open_prediction_output
 
     for name in ("holes", "no-chunks"):
@@ -247,6 +251,8 @@ def zarr_holes(w, a):
         p for p in (w / "holes.ome.zarr").rglob("*") if p.is_file() and p.name.isdigit()
     )
     chunks[-1].unlink()
+    zarray = w / "holes.ome.zarr" / "0" / ".zarray"  # Zarr v2: "no fill value", allowed there
+    zarray.write_text(json.dumps({**json.loads(zarray.read_text()), "fill_value": None}))
     for p in (w / "no-chunks.ome.zarr").rglob("*"):
         if p.is_file() and p.name.isdigit():
             p.unlink()
@@ -369,9 +375,10 @@ CASES = [
         "odd_images",
     ),
     Case(
-        "zarr-chunk-missing",
+        "zarr-chunk-missing-no-fill-value",
         "predict {w}/holes.ome.zarr -m {model} " + OUT,
-        "time point 0, channel 0 of .*holes.ome.zarr: 1 of its 2 chunks are missing",
+        "time point 0, channel 0 of .*holes.ome.zarr: 1 of its 2 chunks are not in the store "
+        "and the array defines no fill value",
         "zarr_holes",
     ),
     Case(
@@ -389,7 +396,7 @@ CASES = [
     Case(
         "zarr-all-chunks-missing",
         "predict {w}/no-chunks.ome.zarr -m {model} " + OUT,
-        "2 of its 2 chunks are missing",
+        "has none of its 2 chunks in the store: Zarr reads it as the fill value 0.0 everywhere",
         "zarr_holes",
     ),
     # ---- predict: channel, voxel size, tiling, precision, device -------------------------------
@@ -453,6 +460,12 @@ CASES = [
         "model-wrong-type",
         "predict {good} --channel 1 -m {w}/wrong-type " + OUT,
         "wrong-type.*whole number",
+        "broken_models",
+    ),
+    Case(
+        "model-unknown-architecture-key",
+        "predict {good} --channel 1 -m {w}/unknown-architecture-key " + OUT,
+        "unknown-architecture-key.*unknown architecture setting.*'dropout'",
         "broken_models",
     ),
     Case(

@@ -33,11 +33,18 @@ def test_malformed_config_is_one_clear_error(text, message):
 def test_keys_of_a_newer_version_are_ignored_and_listed():
     d = ModelSpec(structure="dna").to_dict()
     d["future_field"] = {"x": 1}
-    d["architecture"]["future_knob"] = 3
     spec = ModelSpec.from_json(json.dumps(d))
     assert spec.structure == "dna"
     assert spec.unknown_keys == ["future_field"]
     assert "future_field" not in spec.to_dict()
+
+
+def test_an_unknown_architecture_setting_is_refused_by_name():
+    # it would build another network than the one the weights belong to
+    d = ModelSpec(structure="dna").to_dict()
+    d["architecture"]["future_knob"] = 3
+    with pytest.raises(LabelFreeError, match="unknown architecture setting.*'future_knob'"):
+        ModelSpec.from_json(json.dumps(d))
 
 
 @pytest.mark.parametrize(

@@ -297,11 +297,21 @@ class ModelSpec:
 
 
 def _sub(kind: type, value: Any) -> Any:
-    """A nested settings dataclass from its JSON object, ignoring keys this version lacks."""
+    """A nested settings dataclass from its JSON object; a key this version lacks is refused.
+
+    An unknown setting of the network (a newer kind's option, a typo) would build another network
+    than the one the weights belong to, so it is not ignored.
+    """
+    name = kind.__name__.lower()
     if not isinstance(value, dict):
-        raise TypeError(f"{kind.__name__.lower()} must be an object, got {value!r}")
-    known = {f.name for f in dataclasses.fields(kind)}
-    return kind(**{k: v for k, v in value.items() if k in known})
+        raise TypeError(f"{name} must be an object, got {value!r}")
+    unknown = sorted(set(value) - {f.name for f in dataclasses.fields(kind)})
+    if unknown:
+        raise LabelFreeError(
+            f"config.json has unknown {name} setting(s) {', '.join(map(repr, unknown))}: remove "
+            "them if they are a mistake, or upgrade napari-labelfree to use this model"
+        )
+    return kind(**value)
 
 
 PRECISIONS = ("auto", "fp32", "bf16", "fp16")

@@ -217,22 +217,40 @@ def _from_reader(path: Path, reader: Any) -> ImageSource:
 
 
 def _chunk_check(path: Path) -> Callable[[int, int], None] | None:
-    """For a local OME-Zarr: refuse a frame with chunks missing from the store (read as zeros)."""
+    """For a local OME-Zarr: refuse a frame whose missing chunks leave it undefined or blank.
+
+    Zarr (v2 and v3 specifications alike) reads a chunk absent from the store as the array's
+    fill value, and zarr-python 3 leaves out every chunk that holds only the fill value (its
+    default ``write_empty_chunks=False``): such a frame is read as Zarr defines it. Refused are
+    what cannot be read: chunks missing where the array defines no fill value (Zarr v2's
+    ``"fill_value": null``: their pixels are undefined), and a frame with none of its chunks
+    stored (a blank image, nothing to predict from: most likely a store copied in part).
+    """
     from .zarr_chunks import missing_chunk_files, ome_zarr_level0
 
     found = ome_zarr_level0(path)
     if found is None:
         return None
     array, axes = found
+    fill = array.metadata.fill_value
 
     def check(t: int, c: int) -> None:
         fixed = {axes.index(a): i for a, i in (("t", t), ("c", c)) if a in axes}
         missing, total = missing_chunk_files(path, array, fixed)
-        if missing:
+        if not missing:
+            return
+        where = f"time point {t}, channel {c} of {path}"
+        if fill is None:
             raise LabelFreeError(
-                f"cannot read time point {t}, channel {c} of {path}: {missing} of its {total} "
-                "chunks are missing from the store (copied or written only in part?); copy or "
-                "write it again"
+                f"cannot read {where}: {missing} of its {total} chunks are not in the store and "
+                "the array defines no fill value, so their pixels are undefined (copied or "
+                "written only in part?); copy or write it again"
+            )
+        if missing == total:
+            raise LabelFreeError(
+                f"{where} has none of its {total} chunks in the store: Zarr reads it as the fill "
+                f"value {fill} everywhere, a blank image with nothing to predict from (copied "
+                "only in part?); copy or write it again, or choose another time point"
             )
 
     return check

@@ -1,10 +1,11 @@
 """Which chunks of a local Zarr array are missing from its store.
 
-Zarr reads a chunk that is not in the store as the array's fill value: an OME-Zarr copied only
-in part (or a partial prediction store whose chunk was deleted) would otherwise be read as zeros
-without a word. The check looks for the chunk files themselves, so it costs one ``stat`` per
-chunk and reads no pixels. Stores written by a writer that leaves out chunks holding only the
-fill value (zarr-python 3's default) look the same; images of transmitted light have none.
+Zarr reads a chunk that is not in the store as the array's fill value, which both Zarr
+specifications allow: zarr-python 3 leaves out every chunk holding only the fill value
+(``write_empty_chunks=False``, its default, for v2 and v3 arrays). An OME-Zarr copied only in
+part looks the same, so the readers decide what a missing chunk means (:mod:`.read`: undefined
+without a fill value, a blank frame when none is stored). The check looks for the chunk files
+themselves, so it costs one ``stat`` per chunk and reads no pixels.
 """
 
 from __future__ import annotations
