@@ -34,7 +34,8 @@ def model_label(bundle: ModelBundle) -> str:
     spec = bundle.spec
     name = display_name(bundle)
     folder = "" if bundle.name in (spec.structure, name) else f" [{bundle.name}]"
-    kind = "" if spec.kind == "unet3d" else f", {spec.kind_label}"  # 2D / 2.5D said; 3D is usual
+    usual = spec.kind == "unet3d" and not spec.ensemble
+    kind = "" if usual else f", {spec.kind_label}"  # 2D / 2.5D / ensemble said; 3D is usual
     return f"{name}{folder} ({ORIGIN.get(bundle.source, bundle.source)}{kind})"
 
 

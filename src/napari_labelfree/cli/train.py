@@ -110,6 +110,15 @@ def register(sub: argparse._SubParsersAction) -> None:
     )
     p.add_argument("--seed", type=int, default=d.seed, help=f"random seed [{d.seed}]")
     p.add_argument(
+        "--ensemble",
+        type=_ensemble_size,
+        default=None,
+        metavar="K",
+        help="train K networks (seeds SEED..SEED+K-1) into one model folder: its prediction is "
+        "their mean, its --uncertainty includes their disagreement. Costs K x the training time "
+        "and K x the prediction time (2 to 10; not with --resume or --gpus) [one network]",
+    )
+    p.add_argument(
         "--precision",
         choices=PRECISIONS,
         default=d.precision,
@@ -217,6 +226,11 @@ def run(args: argparse.Namespace) -> int:
 
     if args.depth < 1 or args.width < 1:
         raise LabelFreeError("--depth and --width must be positive integers")
+    if args.ensemble and (args.resume or args.gpus != 1):
+        raise LabelFreeError(
+            "--ensemble trains its members one after another on one device and cannot be "
+            "resumed: leave out --resume and --gpus (an interrupted ensemble starts again)"
+        )
     if args.gpus != 1:
         return launch_ranks(args)
     structure = args.structure or (
@@ -276,6 +290,27 @@ def run(args: argparse.Namespace) -> int:
         + f", {config.iterations} iterations of {config.batch_size} x {config.patch_shape}",
         file=sys.stderr,
     )
+    if args.ensemble:
+        from ..core.train.ensemble import iter_train_ensemble
+
+        gen = iter_train_ensemble(
+            train,
+            spec,
+            args.output,
+            args.ensemble,
+            config,
+            val=val,
+            device=args.device,
+            overwrite=args.overwrite,
+            init=init,
+        )
+        bundle = drive_training(gen, ensemble=True)
+        m = bundle.spec.metrics
+        line = f"wrote {bundle.path} (an ensemble of {args.ensemble}, {m.get('iterations')} iterations each"
+        if m.get("val_pearson_r_mean") is not None:
+            line += f"; validation Pearson r of their mean {m['val_pearson_r_mean']:.3f}"
+        print(line + ")")
+        return 0
     joined = ddp.init_from_env(args.device)  # under torchrun: one rank of several
     try:
         gen = iter_train(
@@ -336,8 +371,24 @@ def starting_model(requested: str | None, structure: str) -> tuple[Any, dict[str
     return builtin.path, dict(ADAPTATION)
 
 
-def drive_training(gen: Any) -> Any:
-    """Drain a training generator into a tqdm bar (loss, it/s); Ctrl-C keeps the weights so far."""
+def _ensemble_size(text: str) -> int:
+    """--ensemble K, checked before torch is imported (one line: how many, and why)."""
+    from ..core.ensemble import check_ensemble_size
+    from ..core.errors import LabelFreeError
+
+    try:
+        k = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a number of members, got {text!r}") from None
+    try:
+        return check_ensemble_size(k)
+    except LabelFreeError as e:
+        raise argparse.ArgumentTypeError(str(e)) from None
+
+
+def drive_training(gen: Any, ensemble: bool = False) -> Any:
+    """Drain a training generator into a tqdm bar (loss, it/s); Ctrl-C keeps the weights so far
+    (an ``ensemble``'s: nothing, its output is left as it was)."""
     from tqdm import tqdm
 
     from ..core.events import Notice
@@ -376,6 +427,10 @@ def drive_training(gen: Any) -> Any:
             bar = None
         gen.close()  # the generator saves a checkpoint and the weights so far as a usable bundle
         # the message replaces main()'s generic one, which would be wrong here
+        if ensemble:
+            raise KeyboardInterrupt(
+                "no ensemble was written (its output folder is as it was); train it again"
+            ) from None
         raise KeyboardInterrupt(
             "the weights so far are saved as a model; continue with --resume"
         ) from None

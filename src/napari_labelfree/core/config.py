@@ -175,6 +175,9 @@ class ModelSpec:
     # "max" / "mean": trained against the z-projection of the target, the model predicts that one
     # plane per stack (2.5D: from the in_planes around the stack's centre); "": plane by plane
     target_projection: str = ""
+    # several networks of one architecture whose mean is the prediction (core.ensemble):
+    # {"members": K, "seeds": [...], ...}; None for one network
+    ensemble: dict[str, Any] | None = None
     schema_version: int = SCHEMA_VERSION
 
     def __post_init__(self) -> None:
@@ -199,6 +202,12 @@ class ModelSpec:
                 "a projection target is for 2.5D networks (a window of planes in, one plane "
                 f"out); this model is a {self.architecture.name}"
             )
+        if self.ensemble is not None:
+            k = self.ensemble.get("members") if isinstance(self.ensemble, dict) else None
+            if not isinstance(k, int) or isinstance(k, bool) or k < 2:
+                raise LabelFreeError(
+                    f"ensemble must say its number of members (2 or more), got {self.ensemble!r}"
+                )
 
     @property
     def kind(self) -> str:
@@ -208,12 +217,23 @@ class ModelSpec:
     @property
     def kind_label(self) -> str:
         """The kind as a user reads it: "3D", "2D", "2.5D (5 planes)", "2.5D (13 planes, max)"."""
+        if self.ensemble:
+            return f"{self._network_label}, ensemble of {self.ensemble_size}"
+        return self._network_label
+
+    @property
+    def _network_label(self) -> str:
         if self.kind == "unet3d":
             return "3D"
         if self.kind == "unet2d":
             return "2D"
         extra = f", {self.target_projection}-projection" if self.target_projection else ""
         return f"2.5D ({self.architecture.in_planes} planes{extra})"
+
+    @property
+    def ensemble_size(self) -> int:
+        """How many networks the model holds (1, or K for ``labelfree train --ensemble K``)."""
+        return int(self.ensemble["members"]) if self.ensemble else 1
 
     def to_dict(self) -> dict[str, Any]:
         d = dataclasses.asdict(self)
@@ -222,6 +242,8 @@ class ModelSpec:
             del d["input_statistics"]  # configs of models without statistics stay as they were
         if not d["target_projection"]:
             del d["target_projection"]
+        if d["ensemble"] is None:
+            del d["ensemble"]  # single-network configs stay as they were
         return d
 
     def to_json(self) -> str:
@@ -276,6 +298,8 @@ class ModelSpec:
             for name in ("provenance", "metrics"):
                 if name in kwargs and not isinstance(kwargs[name], dict):
                     raise TypeError(f"{name} must be an object, got {kwargs[name]!r}")
+            if not isinstance(kwargs.get("ensemble") or {}, dict):
+                raise TypeError(f"ensemble must be an object, got {kwargs['ensemble']!r}")
             if not isinstance(kwargs.get("input_statistics") or {}, dict):
                 kwargs["input_statistics"] = None  # unreadable statistics: the check says so
             kwargs["schema_version"] = SCHEMA_VERSION

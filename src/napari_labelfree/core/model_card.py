@@ -140,6 +140,14 @@ def card_lines(spec: ModelSpec) -> list[str]:
     if card.warning:
         lines.append(f"NOTE: {card.warning}")
     lines.append(f"trained on: {card.data}")
+    if spec.ensemble:
+        seeds = ", ".join(str(v) for v in spec.ensemble.get("seeds", []))
+        lines.append(
+            f"ensemble of {spec.ensemble_size} networks"
+            + (f" (seeds {seeds})" if seeds else "")
+            + f": predicts their mean, its uncertainty includes their spread; {spec.ensemble_size}"
+            " x the prediction time of one"
+        )
     if not card.scores:
         lines.append("scores: none recorded")
     for s in card.scores:

@@ -24,8 +24,9 @@ from safetensors.torch import load_file
 from torch import nn
 
 from .bundle import WEIGHTS_NAME, ModelBundle, read_spec
+from .ensemble_net import build_model, inference_twin
 from .errors import LabelFreeError
-from .unet import UNet3D, build_network
+from .unet import UNet3D
 
 if TYPE_CHECKING:
     from .config import ModelSpec
@@ -34,11 +35,14 @@ _MAX_FILES = 8
 
 
 def read_network(folder: str | Path, spec: ModelSpec) -> UNet3D:
-    """Build ``spec``'s network and load ``folder``'s weights into it (CPU, eval mode, uncached)."""
+    """Build ``spec``'s network and load ``folder``'s weights into it (CPU, eval mode, uncached).
+
+    An ensemble's (``spec.ensemble``) is an :class:`~.ensemble_net.EnsembleNet` of its members.
+    """
     folder = Path(folder)
     # built without memory or random init (the weights replace them): 0.1 s less per model
     with torch.device("meta"):
-        net = build_network(spec.architecture)
+        net = build_model(spec)
     try:
         state = load_file(str(folder / WEIGHTS_NAME), device="cpu")
     except (SafetensorError, OSError) as e:
@@ -129,15 +133,13 @@ def inference_network(
     Built from the CPU network of :func:`load_network` and cached per (weights file, device,
     dtype); rebuilt when that network is changed in place. Hooks on that network fire on this one.
     """
-    from .optimize import optimize_for_inference
-
     entry = _entry(bundle)
     dev = torch.device(device)
     stamp = _version_stamp(entry.net)
     hit = entry.twins.get((str(dev), dtype))
     if hit is not None and hit[0] == stamp:
         return hit[1]
-    twin = optimize_for_inference(entry.net, dev)
+    twin = inference_twin(entry.net, dev)  # an ensemble: each member's twin
     if dtype != torch.float32:
         twin.to_precision(dtype)
     entry.twins[(str(dev), dtype)] = (stamp, twin)

@@ -138,6 +138,13 @@ def export_package(
 
     from ..weights import load_network
 
+    if bundle.spec.ensemble:
+        # the format describes one network; the mean of K as one would need code of ours run by
+        # every consumer, and the members' spread (the point of an ensemble) has no place in it
+        raise LabelFreeError(
+            f"{bundle.name} is an ensemble of {bundle.spec.ensemble_size} networks; a bioimage.io "
+            "package holds one network: export a model trained without an ensemble"
+        )
     output = Path(output)
     if output.suffix.lower() != ".zip":
         raise LabelFreeError(f"a bioimage.io package is a .zip file; got {output.name}")

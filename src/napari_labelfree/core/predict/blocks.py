@@ -75,7 +75,7 @@ def predict_block(
     from ..preprocess import normalize
     from ..trust.names import combine_across_models, uncertainty_name
     from .tta import spread_predictor, tta_predictor
-    from .volume import make_predictor
+    from .volume import make_predictor, spread_source
 
     check_blocks(plan)
     normalized_by: dict[tuple, np.ndarray] = {}  # groups normalizing alike share one pass
@@ -89,9 +89,9 @@ def predict_block(
             normalized_by[key],
             region,
             # with uncertainty the variants' mean, then their spread (.tta)
-            (spread_predictor if plan.tiling.uncertainty else tta_predictor)(
-                make_predictor(nets, plan.device, plan.dtype), plan.tiling.tta
-            ),
+            spread_predictor(*spread_source(nets, plan.device, plan.dtype, plan.tiling.tta))
+            if plan.tiling.uncertainty
+            else tta_predictor(make_predictor(nets, plan.device, plan.dtype), plan.tiling.tta),
             plan.tile_shapes[g],
             len(group.indices) * (2 if plan.tiling.uncertainty else 1),
             plan.tiling,

@@ -62,26 +62,36 @@ def tta_predictor(predict: Predictor, mode: str) -> Predictor:
     return averaged
 
 
-def spread_predictor(predict: Predictor, mode: str) -> Predictor:
+def spread_predictor(predict: Predictor, mode: str, within: bool = False) -> Predictor:
     """Mean and standard deviation of ``predict`` over the variants of ``mode`` ("none": "yx").
 
     The output has twice the channels: the means of the n outputs, then their standard deviations
     (the voxel-wise spread that core.trust calls uncertainty). Same cost as :func:`tta_predictor`.
+
+    ``within``: ``predict`` returns 2n channels, n means and the n variances inside each (an
+    ensemble's members, :mod:`..ensemble_net`); the spread is then over every member and variant,
+    sqrt(mean of the variances + variance of the means) (the law of total variance).
     """
     vs = variants("yx" if mode == "none" else mode)
 
     def both(batch: torch.Tensor) -> torch.Tensor:
         # Welford's running mean and sum of squared deviations: no cancellation where the
         # variants agree (E[x^2] - E[x]^2 in float32 would leave noise of 1e-3 there)
-        mean = m2 = None
+        mean = m2 = inside = None
         for k, v in enumerate(vs, start=1):
             out = inverse(predict(forward(batch, *v)), *v).float()
+            if within:
+                out, var = out.chunk(2, dim=1)
+                inside = var if inside is None else inside + var
             if mean is None:
                 mean, m2 = out, torch.zeros_like(out)
                 continue
             delta = out - mean
             mean = mean + delta / k
             m2 += delta * (out - mean)
-        return torch.cat([mean, (m2 / len(vs)).clamp_min_(0.0).sqrt_()], dim=1)
+        var = m2 / len(vs)
+        if inside is not None:
+            var = var + inside / len(vs)
+        return torch.cat([mean, var.clamp_min_(0.0).sqrt_()], dim=1)
 
     return both

@@ -10,6 +10,7 @@ device once.
 from __future__ import annotations
 
 import dataclasses
+import weakref
 from collections.abc import Generator, Sequence
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Protocol
@@ -20,6 +21,7 @@ from torch import nn
 
 from ..config import Normalization, TilingConfig
 from ..device import is_out_of_memory
+from ..ensemble_net import spread_network
 from ..errors import LabelFreeError
 from ..events import Notice, Stage, TileDone
 from ..preprocess import normalize, normalize_tensor_, resize, resize_tensor
@@ -106,6 +108,54 @@ def make_predictor(
 
     predict.take_notices = take_notices  # type: ignore[attr-defined]
     return predict
+
+
+def spread_source(
+    nets: Sequence[nn.Module], device: torch.device, dtype: torch.dtype | None, tta: str
+):
+    """The arguments of :func:`.tta.spread_predictor` (tile predictor, TTA mode, within).
+
+    Without an ensemble among ``nets``: their plain predictor. With one: each network gives its
+    mean and the variance of its members (0 for a single network), reordered as all the means
+    then all the variances, so the uncertainty includes the spread across the members.
+    """
+    spreads = [spread_network(n) for n in nets]
+    if all(s is None for s in spreads):
+        return make_predictor(nets, device, dtype), tta, False
+    two = [
+        s if s is not None else _with_zero_variance(n) for n, s in zip(nets, spreads, strict=True)
+    ]
+    run = make_predictor(two, device, dtype)
+
+    def predict(batch: torch.Tensor) -> torch.Tensor:
+        out = run(batch)  # mean 1, variance 1, mean 2, variance 2, ...
+        return torch.cat([out[:, 0::2], out[:, 1::2]], dim=1)
+
+    predict.take_notices = run.take_notices  # type: ignore[attr-defined]
+    return predict, tta, True
+
+
+_ZERO_VARIANCE: weakref.WeakKeyDictionary[nn.Module, nn.Module] = weakref.WeakKeyDictionary()
+
+
+class _ZeroVariance(nn.Module):
+    """One network beside an ensemble: its output and a variance of 0 (no members to differ)."""
+
+    def __init__(self, net: nn.Module) -> None:
+        super().__init__()
+        self.net = net
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        y = self.net(x)
+        return torch.cat([y, torch.zeros_like(y)], dim=1)
+
+
+def _with_zero_variance(net: nn.Module) -> nn.Module:
+    # one wrapper per network, so an accelerated runner tuned for it is kept (.fast_tiles)
+    wrapped = _ZERO_VARIANCE.get(net)
+    if wrapped is None:
+        wrapped = _ZERO_VARIANCE[net] = _ZeroVariance(net)
+    return wrapped
 
 
 def shrink_tile(tile: tuple[int, int, int], multiple: int | Sequence[int]) -> tuple[int, int, int]:
@@ -236,7 +286,7 @@ def run_volume(
         tta = "yx" if group.window > 1 and tiling.tta == "yxz" else tiling.tta
         predictor = tta_predictor(base, tta)
         if tiling.uncertainty:  # the variants' spread too, as n more output channels (.tta)
-            predictor = spread_predictor(make_predictor(nets, dev, plan.dtype), tiling.tta)
+            predictor = spread_predictor(*spread_source(nets, dev, plan.dtype, tiling.tta))
         tile = plan.tile_shapes[g]
         # on a GPU the stitched output stays there when it fits: blending runs on the GPU and the
         # result crosses to the host once, not tile by tile

@@ -21,9 +21,33 @@ from ..errors import LabelFreeError
 
 def resolve_init(init: str | Path | ModelBundle) -> ModelBundle:
     """The starting model: a bundle, a model folder, or the name of a discovered model."""
-    if isinstance(init, ModelBundle):
-        return init
-    return resolve_model(init)
+    bundle = init if isinstance(init, ModelBundle) else resolve_model(init)
+    if bundle.spec.ensemble:  # K networks: which one would it start from?
+        raise LabelFreeError(
+            f"{bundle.name} is an ensemble of {bundle.spec.ensemble_size} networks; start from "
+            "a single model (training with an ensemble option starts each member from it)",
+            field="init",
+        )
+    _refuse_broken_weights(bundle)
+    return bundle
+
+
+def _refuse_broken_weights(start: ModelBundle) -> None:
+    """A starting model whose weights hold NaN or infinity is broken: said before any training.
+
+    Trained from, it would make the first loss NaN, and the divergence guard would then blame the
+    learning rate.
+    """
+    from ..weights import load_network
+    from .guard import weights_are_finite
+
+    if not weights_are_finite(load_network(start)):
+        raise LabelFreeError(
+            f"the starting model {start.name} ({start.path}) is broken: its weights hold NaN or "
+            "infinite values; start from another model (--init), or train a new network with "
+            "--init none",
+            field="init",
+        )
 
 
 def spec_from_init(spec: ModelSpec, start: ModelBundle) -> ModelSpec:
