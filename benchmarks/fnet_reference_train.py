@@ -127,6 +127,8 @@ def main(argv: list[str] | None = None) -> int:
     torch.set_num_threads(max(1, args.threads))
     label = f"fnet-ref{'-torchinit' if args.torch_init else ''}-b{args.betas[0]:g}"
     for split, name, seed in itertools.product(args.split, args.targets, args.seeds):
+        if isl.already_done(args, label, name, split, seed):
+            continue
         data = isl.load_split(args, split)
         t0 = time.time()
         train_sig, train_tgt, test_sig, truth = isl.part(data, name)

@@ -104,6 +104,32 @@ def add_data_args(ap: argparse.ArgumentParser) -> None:
     ap.add_argument("--seeds", type=int, nargs="+", default=[0])
     ap.add_argument("--targets", nargs="+", default=list(TARGETS), choices=TARGETS)
     ap.add_argument("--results", type=Path, default=None, help="append RESULT lines here (JSONL)")
+    ap.add_argument(
+        "--skip-done",
+        action="store_true",
+        help="skip every run (recipe, target, split, seed) already in --results: an interrupted "
+        "matrix of runs resumes where it stopped",
+    )
+
+
+def model_label(model: str) -> str:
+    """A model name as it is, a model folder by its folder name (a RESULT line's recipe label)."""
+    return Path(model).name if ("/" in model or "\\" in model) else model
+
+
+def already_done(args: argparse.Namespace, recipe: str, target: str, split: str, seed: int) -> bool:
+    """True where ``--skip-done`` is on and ``--results`` already holds this run (says so)."""
+    if not getattr(args, "skip_done", False) or args.results is None or not args.results.is_file():
+        return False
+    for line in args.results.read_text().splitlines():
+        if not line.strip():
+            continue
+        r = json.loads(line)
+        key = (r["recipe"], r["target"], r.get("split", "right"), r["seed"])
+        if key == (recipe, target, split, seed):
+            print(f"skipped (in {args.results}): {recipe} {target} {split} seed {seed}")
+            return True
+    return False
 
 
 def oriented(a: np.ndarray, split: str) -> np.ndarray:
@@ -395,6 +421,9 @@ def main(argv: list[str] | None = None) -> int:
     for split in args.split:
         data = load_split(args, split)
         for model in args.zero_shot:
+            label = f"zero-shot:{model_label(model)}"
+            if all(already_done(args, label, n, split, 0) for n in args.targets):
+                continue
             bundle = resolve_model(model)
             t0 = time.time()
             data_vox, chosen = choose_voxel(data, bundle, predict)
@@ -402,7 +431,7 @@ def main(argv: list[str] | None = None) -> int:
                 _, _, test_sig, truth = part(data, name)
                 pred = predict(test_sig, bundle, None, data_vox)
                 extra = {"voxel_um": [round(v, 4) for v in data_vox], **chosen}
-                row = report(f"zero-shot:{model}", name, 0, pred, truth, time.time() - t0, **extra)
+                row = report(label, name, 0, pred, truth, time.time() - t0, **extra)
                 if args.record:
                     record_real_score(
                         bundle.path,
@@ -438,7 +467,10 @@ def run_recipes(args, data, out, vox, data_vox, chosen, predict) -> None:
     for recipe in args.recipe:
         for name in args.targets:
             rows = []
+            label = recipe + (f"+init:{model_label(args.init)}" if args.init else "")
             for seed in args.seeds:
+                if already_done(args, label, name, data["name"], seed):
+                    continue
                 sig, tgt, test_sig, truth = part(data, name)
                 val = None
                 if RECIPES[recipe].get("val"):
@@ -463,7 +495,6 @@ def run_recipes(args, data, out, vox, data_vox, chosen, predict) -> None:
                     iter_train(train, spec, run_dir, cfg, val=val, device=args.device, **kwargs)
                 )
                 seconds = time.time() - t0
-                label = recipe + (f"+init:{args.init}" if args.init else "")
                 tilings = [("", TilingConfig(precision="fp32"))]
                 if args.tta:
                     tilings.append(("+tta", TilingConfig(precision="fp32", tta="yx")))
