@@ -64,26 +64,57 @@ def prepare_pair(
             "training needs registered pairs of the same shape"
         )
     notices: list[str] = []
-    try:
-        sig = normalize(sig, normalization, pair.voxel_size, model_voxel)
-        tgt = zscore(tgt)
-    except LabelFreeError as e:
-        raise LabelFreeError(f"{label}: {e}") from e
-    if pair.voxel_size is not None and needs_resampling(pair.voxel_size, model_voxel):
-        shape = resampled_shape(sig.shape, pair.voxel_size, model_voxel)
-        sig, tgt = resize(sig, shape), resize(tgt, shape)
-    short = [max(0, int(p) - n) for n, p in zip(sig.shape, patch_shape, strict=True)]
-    if any(short):
-        # Mirror padding keeps image statistics at the border (zero padding would teach the
-        # network an artificial edge); the notice tells the user their image is small.
-        pad = [(s // 2, s - s // 2) for s in short]
-        notices.append(
-            f"{label}: {sig.shape} voxels at the model's voxel size is smaller than the patch "
-            f"{tuple(patch_shape)}; mirror-padded to fit"
-        )
-        sig = np.pad(sig, pad, mode="symmetric")
-        tgt = np.pad(tgt, pad, mode="symmetric")
+    sig, tgt = _at_model_grid(pair, sig, tgt, model_voxel, normalization)
+    sig, tgt = _pad_to_patch(sig, tgt, patch_shape, label, notices)
     return np.ascontiguousarray(sig), np.ascontiguousarray(tgt), notices
+
+
+def _at_model_grid(
+    pair: ImagePair,
+    sig: np.ndarray,
+    tgt: np.ndarray,
+    model_voxel: Sequence[float],
+    normalization: Normalization | None,
+    flat: bool = False,
+) -> tuple[np.ndarray, np.ndarray]:
+    """The signal normalized as the model says, the target z-scored per image, both resampled
+    to the model's voxel size (a ``flat`` target, one projected plane, in Y and X only)."""
+    try:
+        sig_n = normalize(sig, normalization, pair.voxel_size, model_voxel)
+        tgt_n = zscore(tgt)
+    except LabelFreeError as e:
+        raise LabelFreeError(f"{pair.name or 'an image pair'}: {e}") from e
+    if pair.voxel_size is not None and needs_resampling(pair.voxel_size, model_voxel):
+        shape = resampled_shape(sig_n.shape, pair.voxel_size, model_voxel)
+        sig_n, tgt_n = resize(sig_n, shape), resize(tgt_n, (1, *shape[1:]) if flat else shape)
+    return sig_n, tgt_n
+
+
+def _pad_to_patch(
+    sig: np.ndarray,
+    tgt: np.ndarray,
+    patch_shape: Sequence[int],
+    label: str,
+    notices: list[str],
+    flat: bool = False,
+) -> tuple[np.ndarray, np.ndarray]:
+    """Mirror-pad a pair up to the patch (Y and X only for a ``flat``, one-plane target).
+
+    Mirror padding keeps image statistics at the border (zero padding would teach the network an
+    artificial edge); the notice tells the user their image is small.
+    """
+    patch = tuple(int(p) for p in patch_shape)
+    if flat:  # the signal's planes are the model's window, the target one plane
+        patch = (1, *patch[1:])
+    short = [max(0, p - n) for n, p in zip(tgt.shape, patch, strict=True)]
+    if not any(short):
+        return sig, tgt
+    notices.append(
+        f"{label}: {'x'.join(map(str, tgt.shape))} voxels at the model's voxel size is smaller "
+        f"than the patch {tuple(patch_shape)}; mirror-padded to fit"
+    )
+    pad = [(s // 2, s - s // 2) for s in short]
+    return np.pad(sig, pad, mode="symmetric"), np.pad(tgt, pad, mode="symmetric")
 
 
 class PatchSampler:
@@ -143,14 +174,8 @@ def _prepare_projection(
             "registered pairs"
         )
     notices: list[str] = []
-    try:
-        sig = normalize(sig, normalization, pair.voxel_size, model_voxel)
-        tgt = zscore(tgt.max(axis=0) if projection == "max" else tgt.mean(axis=0))[None]
-    except LabelFreeError as e:
-        raise LabelFreeError(f"{label}: {e}") from e
-    if pair.voxel_size is not None and needs_resampling(pair.voxel_size, model_voxel):
-        shape = resampled_shape(sig.shape, pair.voxel_size, model_voxel)
-        sig, tgt = resize(sig, shape), resize(tgt, (1, *shape[1:]))
+    plane = (tgt.max(axis=0) if projection == "max" else tgt.mean(axis=0))[None]
+    sig, tgt = _at_model_grid(pair, sig, plane, model_voxel, normalization, flat=True)
     z = sig.shape[0]
     planes = z // 2 + np.arange(window) - window // 2
     if planes[0] < 0 or planes[-1] >= z:
@@ -159,23 +184,8 @@ def _prepare_projection(
             "the end planes are repeated (as prediction does)"
         )
     sig = sig[np.clip(planes, 0, z - 1)]
-    sig, tgt = _pad_yx(sig, tgt, patch_shape, label, notices)
+    sig, tgt = _pad_to_patch(sig, tgt, patch_shape, label, notices, flat=True)
     return np.ascontiguousarray(sig), np.ascontiguousarray(tgt), notices
-
-
-def _pad_yx(
-    sig: np.ndarray, tgt: np.ndarray, patch_shape: Sequence[int], label: str, notices: list[str]
-) -> tuple[np.ndarray, np.ndarray]:
-    """Mirror-pad Y and X of a (window, target plane) pair up to the patch, with a notice."""
-    short = [max(0, int(p) - n) for n, p in zip(tgt.shape[1:], patch_shape[1:], strict=True)]
-    if not any(short):
-        return sig, tgt
-    notices.append(
-        f"{label}: {tgt.shape[1]}x{tgt.shape[2]} pixels at the model's voxel size is smaller than "
-        f"the patch {tuple(patch_shape)}; mirror-padded to fit"
-    )
-    pad = [(0, 0)] + [(s // 2, s - s // 2) for s in short]
-    return np.pad(sig, pad, mode="symmetric"), np.pad(tgt, pad, mode="symmetric")
 
 
 def signal_patch(patch_shape: Sequence[int], window: int = 1) -> tuple[int, int, int]:
