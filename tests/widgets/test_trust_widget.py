@@ -67,3 +67,72 @@ def test_compare_with_a_stain_shows_r_and_adds_the_error_map(
     expected_r = float(np.corrcoef(pred.ravel(), stain.data.ravel())[0, 1])
     assert f"{expected_r:.3f}" in text
     np.testing.assert_allclose(error.data, z(pred) - z(stain.data), atol=1e-4)
+
+
+def test_uncertainty_layer_of_a_timelapse_has_its_frames(
+    open_predict, tiny_models, volume, tiling_small, qtbot
+):
+    from napari_labelfree.core.config import TilingConfig
+    from napari_labelfree.core.events import drain
+    from napari_labelfree.core.predict.run import iter_predict_volume
+
+    viewer, widget = open_predict()
+    n_t = 3
+    movie = np.stack([np.roll(volume, 3 * t, axis=2) for t in range(n_t)])
+    src = viewer.add_image(movie, name="bright-field", scale=(2.0, *SCALE))
+    tiling_small(widget)
+    widget.models.set_checked([tiny_models[0].path])
+    widget.trust.uncertainty.value = True
+    _predict(widget, qtbot)
+    layers = {ly.name: ly for ly in viewer.layers if META_KEY in ly.metadata}
+    assert set(layers) == {"dna (predicted)", "dna (uncertainty) (predicted)"}
+    u, pred = layers["dna (uncertainty) (predicted)"], layers["dna (predicted)"]
+    assert u.visible is False and u.colormap.name == "magma"
+    assert (
+        u.data.shape == pred.data.shape == movie.shape
+    )  # a frame per time point, like the overlay
+    np.testing.assert_allclose(u.scale, src.scale)
+    frames = [np.asarray(u.data[t]) for t in range(n_t)]
+    assert all((f >= 0).all() and f.max() > 0 for f in frames)
+    # each frame is that time point's own spread (the frames differ as the images do)
+    alone = drain(
+        iter_predict_volume(
+            movie[1],
+            [tiny_models[0]],
+            SCALE,
+            TilingConfig(tile_shape=(16, 16, 16), precision="fp32", uncertainty=True),
+            device="cpu",
+        )
+    )
+    np.testing.assert_allclose(frames[1], alone["dna (uncertainty)"], atol=1e-4)
+    assert np.abs(frames[0] - frames[1]).max() > 1e-4
+
+
+def test_an_ensemble_is_one_entry_of_the_model_list_and_predicts(
+    open_predict, tiny_models, isolated_models, volume, tiling_small, qtbot
+):
+    import dataclasses
+
+    from safetensors.torch import load_file
+
+    from napari_labelfree.core.bundle import save_bundle
+    from napari_labelfree.core.ensemble import member_key
+
+    spec = dataclasses.replace(tiny_models[0].spec)
+    spec.ensemble = {"members": 2, "seeds": [0, 1]}
+    state = {}
+    for i, b in enumerate((tiny_models[0], tiny_models[0])):
+        for k, v in load_file(str(b.path / "weights.safetensors")).items():
+            state[member_key(i, k)] = v + 0.01 * i
+    ens = save_bundle(isolated_models / "dna-ensemble", spec, state)
+    viewer, widget = open_predict()
+    viewer.add_image(volume, name="bright-field", scale=SCALE)
+    tiling_small(widget)
+    labels = [widget.models.list.item(i).text() for i in range(widget.models.list.count())]
+    assert any("ensemble of 2" in t for t in labels), labels
+    widget.models.set_checked([ens])
+    widget.trust.uncertainty.value = True
+    _predict(widget, qtbot)
+    layers = {ly.name: ly for ly in viewer.layers if META_KEY in ly.metadata}
+    assert set(layers) == {"dna (predicted)", "dna (uncertainty) (predicted)"}
+    assert float(layers["dna (uncertainty) (predicted)"].data.max()) > 0
