@@ -5,7 +5,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from napari_labelfree.core.synth import MODALITIES
+from napari_labelfree.core.synth import MODALITIES, simulate
 from napari_labelfree.core.synth.optics import transmitted_light
 from napari_labelfree.core.synth.randomize import (
     BIT_DEPTHS,
@@ -60,10 +60,17 @@ def test_every_drawn_factor_stays_inside_its_range():
         assert s.bit_depth in BIT_DEPTHS
         if s.spread is not None:
             assert inside("coverage", s.spread[0]) and inside("elongation", s.spread[1])
+            assert inside("drop", s.spread[2])
+            if len(s.spread) == 4:
+                assert inside("cluster_diameters", s.spread[3])
+                seen.add("clustered")
+        if s.fibres_per_100um2 > 0:
+            assert inside("fibres_per_100um2", s.fibres_per_100um2)
+            seen.add("fibres")
         # the camera's background sits inside its range, under saturation
         full = 2.0**s.bit_depth - 1
         assert inside("fill", (s.gain * s.photons + s.offset) / full)
-    assert seen == set(MODALITIES)
+    assert seen == {*MODALITIES, "clustered", "fibres"}
     # both signs of nuclear-cytoplasmic index contrast are drawn
     diffs = [random_settings(k).index for k in range(100)]
     signs = {np.sign(d["nucleoplasm"] - d["cytoplasm"]) for d in diffs}
@@ -130,3 +137,24 @@ def test_spherical_aberration_makes_focus_asymmetric():
     plain = transmitted_light(dn, zero, vox)
     aberrated = transmitted_light(dn, zero, vox, spherical_waves=0.3)
     assert not np.allclose(plain, aberrated, atol=1e-4)
+
+
+def test_fibres_show_in_transmitted_light_only():
+    kw = {"shape": (12, 48, 48), "voxel_size": (0.5, 0.2, 0.2), "structures": ("dna",), "seed": 4}
+    kw |= {"spread": (0.35, 1.0, 0.8), "noise": False, "modality": "phase-contrast"}
+    plain = simulate(**kw).data[0]
+    fibred = simulate(**kw, fibres_per_100um2=20.0).data[0]
+    assert not np.allclose(plain[0], fibred[0], atol=1e-3)  # neurites are seen
+    np.testing.assert_array_equal(plain[1], fibred[1])  # and not labeled
+
+
+def test_clustered_sparse_cells_leave_empty_medium_and_keep_two_cells_at_least():
+    kw = {"shape": (20, 80, 80), "voxel_size": (0.6, 0.5, 0.5), "structures": ("dna",), "seed": 1}
+    kw["noise"] = False
+    confluent = simulate(**kw).data[0, 1].max(axis=0)
+    clustered = simulate(**kw, spread=(0.4, 1.0, 0.0, 1.0)).data[0, 1].max(axis=0)
+    lonely = simulate(**kw, spread=(0.4, 1.0, 1.0, 1.0)).data[0, 1].max(axis=0)  # all dropped
+    low, high = confluent.min(), confluent.max()
+    covered = [(a > low + 0.3 * (high - low)).mean() for a in (confluent, clustered)]
+    assert 0 < covered[1] < 0.5 * covered[0]  # one clump of nuclei, the rest empty
+    assert np.isfinite(lonely).all()

@@ -47,6 +47,13 @@ def register(sub: argparse._SubParsersAction) -> None:
         "the seed (docs/simulation.md); the field's size follows from the drawn voxel size "
         "(--shape and --voxel-size are not used, one time point)",
     )
+    p.add_argument(
+        "--extent-um",
+        type=_args.voxel_size,
+        default=None,
+        help="with --randomize: the field's size Z,Y,X in um [Z: the cells plus 2-8 um, drawn; "
+        "Y,X: 40,40]",
+    )
     p.add_argument("--overwrite", action="store_true", help="replace OUTPUT if it exists")
     p.set_defaults(func=run)
 
@@ -68,12 +75,17 @@ def run(args: argparse.Namespace) -> int:
     else:
         structures = [s.strip() for s in args.structures.split(",") if s.strip()]
     check_memory(args.shape, args.timepoints, len(structures) + 1)
+    if args.extent_um is not None and not args.randomize:
+        raise LabelFreeError(
+            "--extent-um sizes a randomized field: add --randomize, or size a "
+            "clean field with --shape and --voxel-size"
+        )
     start = time.perf_counter()
     if args.randomize:
         from ..core.synth.randomize import random_settings, render_field
 
         settings = random_settings(args.seed, modality=args.modality)
-        im = render_field(settings, args.seed, structures=structures)
+        im = render_field(settings, args.seed, args.extent_um, structures=structures)
     else:
         im = simulate(
             shape=args.shape,

@@ -100,6 +100,7 @@ def simulate(
     chromatin_period_um: float = 1.2,
     spread: tuple[float, float, float] | None = None,
     debris_per_100um2: float = 0.0,
+    fibres_per_100um2: float = 0.0,
 ) -> SimulatedImage:
     """Simulate a field of hiPS-like cells in transmitted light and in fluorescence.
 
@@ -139,11 +140,14 @@ def simulate(
     chromatin_period_um
         Typical size of the chromatin texture.
     spread
-        (coverage, elongation, drop) for cells that do not fill the field
+        (coverage, elongation, drop[, cluster]) for cells that do not fill the field
         (:func:`scene.spread_cells`); None: the confluent monolayer.
     debris_per_100um2
         Unlabeled refractile particles (dust, debris, dead-cell fragments) in the medium per
         100 um^2 of field: transmitted light sees them, fluorescence does not.
+    fibres_per_100um2
+        Unlabeled fibres (neurites, other cells' processes) on the glass: um of fibre per
+        100 um^2 of field (:func:`scene.scatter_debris`).
 
     All defaults together are the clean preset (:func:`napari_labelfree.core.synth.randomize.
     clean_settings`); :mod:`.randomize` draws every factor per field within cited ranges.
@@ -178,9 +182,15 @@ def simulate(
     z0 = float(np.clip(0.5 * (shape[0] * voxel[0] - cell_height * 1.1), 0.6, None))
     z0 += float(focus_offset_um)
     debris = None
-    if debris_per_100um2 > 0:
+    if debris_per_100um2 > 0 or fibres_per_100um2 > 0:
         debris = scatter_debris(
-            np.random.default_rng([seed, 4]), shape, voxel, debris_per_100um2, z0, cell_height
+            np.random.default_rng([seed, 4]),
+            shape,
+            voxel,
+            debris_per_100um2,
+            z0,
+            cell_height,
+            fibres_per_100um2,
         )
     noise_rng = np.random.default_rng([seed, 1])
     fields = {

@@ -47,13 +47,15 @@ RANGES: dict[str, tuple[float, float]] = {
     "mitotic_fraction": (0.0, 0.2),
     "coverage": (0.3, 0.55),  # spread cells: footprint radius / diameter
     "elongation": (1.0, 3.0),
-    "drop": (0.0, 0.5),
+    "drop": (0.0, 0.9),  # up to sparse cultures with most of the field empty medium
+    "cluster_diameters": (1.0, 3.0),  # clumped cells: kept within this many diameters of one
     "cytoplasm_dn": (0.012, 0.030),
     "nucleoplasm_dn": (0.006, 0.030),  # below or above the cytoplasm: both are reported
     "chromatin_texture_dn": (0.0, 0.012),
     "nucleolus_dn": (0.015, 0.040),
     "chromatin_period_um": (0.6, 2.5),
     "debris_per_100um2": (0.0, 0.3),
+    "fibres_per_100um2": (0.0, 20.0),  # um of neurite / process per 100 um^2 of field
     "illumination_tilt": (0.0, 0.3),  # fractional change across the field
     "vignetting": (0.0, 0.3),  # fractional fall-off at the corners
     "dust_per_1000um2": (0.0, 2.0),
@@ -93,10 +95,11 @@ class FieldSettings:
     cell_diameter: float = 10.0
     cell_height: float = 7.0
     mitotic_fraction: float = 0.1
-    spread: tuple[float, float, float] | None = None
+    spread: tuple[float, ...] | None = None  # coverage, elongation, drop[, cluster]
     index: dict[str, float] = field(default_factory=dict)
     chromatin_period_um: float = 1.2
     debris_per_100um2: float = 0.0
+    fibres_per_100um2: float = 0.0
     illumination_tilt: float = 0.0
     vignetting: float = 0.0
     dust_per_1000um2: float = 0.0
@@ -170,7 +173,7 @@ def random_settings(seed: int, modality: str | None = None) -> FieldSettings:
     fill, offset_fraction = _uniform(rng, "fill"), _uniform(rng, "offset_fraction")
     offset = offset_fraction * full
     gain = (fill - offset_fraction) * full / photons  # the background lands at `fill`
-    return FieldSettings(
+    settings = FieldSettings(
         modality=modality,
         pixel_um=pixel,
         z_step_um=_uniform(rng, "z_step_um"),
@@ -198,6 +201,11 @@ def random_settings(seed: int, modality: str | None = None) -> FieldSettings:
         offset=offset,
         bit_depth=bits,
     )
+    # drawn last, so that the factors above keep their values for a seed
+    if spread is not None and rng.uniform() < 0.5:  # half the spread fields: clumped cells
+        spread = (*spread, _uniform(rng, "cluster_diameters"))
+    fibres = _uniform(rng, "fibres_per_100um2") if rng.uniform() < 0.5 else 0.0
+    return replace(settings, spread=spread, fibres_per_100um2=fibres)
 
 
 def supersampling(s: FieldSettings) -> int:
@@ -309,6 +317,7 @@ def render_field(
         chromatin_period_um=s.chromatin_period_um,
         spread=s.spread,
         debris_per_100um2=s.debris_per_100um2,
+        fibres_per_100um2=s.fibres_per_100um2,
     )
     frame = _bin(clean.data[0], k)  # C, Z, Y, X at the camera pixel
     out = np.empty(frame.shape, np.float32)

@@ -103,24 +103,41 @@ def spread_cells(
     coverage: float,
     elongation: float,
     drop: float,
+    cluster: float = 0.0,
 ) -> list[Cell]:
     """Cells that do not fill the field: footprints, elongation and gaps (other cell types).
 
     ``coverage``: footprint radius as a fraction of the diameter (about 0.5: cells just touch;
     lower leaves medium between them); ``elongation``: the largest long/short axis ratio (each
     cell draws its own between 1 and this, with its own orientation); ``drop``: the fraction of
-    cells removed (a sparser culture). The preset (confluent hiPS) calls none of this.
+    cells removed (a sparser culture); ``cluster`` > 0: the cells clump within that many
+    diameters of one cell (neuronal somata, colonies) and nearly all others are removed (empty
+    medium). The preset (confluent hiPS) calls none of this.
     """
+    centre = None
+    if cluster > 0:  # somewhere in the middle 60 % of the field (the cells cover it plus a margin)
+        pts = np.array([c.center for c in cells])
+        lo, hi = pts.min(axis=0), pts.max(axis=0)
+        centre = (lo + hi) / 2 + rng.uniform(-0.3, 0.3, 2) * (hi - lo)
     out = []
     for c in cells:
-        if rng.uniform() < drop:
-            continue
+        p = drop
+        if centre is not None and np.linalg.norm(c.center - centre) > cluster * diameter:
+            p = max(drop, 0.95)
+        keep = rng.uniform() >= p
         e = float(rng.uniform(1.0, max(elongation, 1.0)))
         radius = float(coverage * diameter * rng.uniform(0.85, 1.15))
         out.append(
-            replace(c, footprint=radius, elongation=e, orientation=float(rng.uniform(0, np.pi)))
+            (
+                keep,
+                replace(
+                    c, footprint=radius, elongation=e, orientation=float(rng.uniform(0, np.pi))
+                ),
+            )
         )
-    return out or cells[:1]
+    kept = [c for k, c in out if k]
+    # the territories need two cells at least: a dropped one may stand in (often off the field)
+    return kept if len(kept) >= 2 else kept + [c for k, c in out if not k][: 2 - len(kept)]
 
 
 def band_noise(
@@ -319,12 +336,16 @@ def scatter_debris(
     per_100um2: float,
     z0: float,
     cell_height: float,
+    fibres_per_100um2: float = 0.0,
 ) -> np.ndarray:
-    """Refractive-index increment (ZYX) of small unlabeled particles lying in the medium.
+    """Refractive-index increment (ZYX) of small unlabeled particles and fibres in the medium.
 
     Debris and dust settle on the coverslip or float just above the cells: soft spheres of
     0.3-1.0 um radius with an index 0.01-0.04 above the medium (dead-cell fragments to silica
-    dust). Only transmitted light sees them: no label marks them.
+    dust). Fibres (``fibres_per_100um2``: um of fibre per 100 um^2): neurites and other cells'
+    processes lying on the glass, tubes of 0.2-0.8 um radius, index 0.015-0.04 above the
+    medium, gently curving across the field (:func:`_fibres`). Only transmitted light sees them:
+    no label marks them.
     """
     nz, ny, nx = shape
     dz, dy, dx = voxel
@@ -349,4 +370,39 @@ def scatter_debris(
             + (xc[None, None, sx] - cx) ** 2
         )
         out[sz, sy, sx] = np.maximum(out[sz, sy, sx], dn * expit((r - d) / 0.1))
+    if fibres_per_100um2 > 0:
+        _fibres(rng, out, voxel, fibres_per_100um2 * area / 100.0, z0)
     return out
+
+
+def _fibres(rng: np.random.Generator, out: np.ndarray, voxel: Vec3, length_um: float, z0: float):
+    """Draw fibres of ``length_um`` in all into ``out`` (in place): random-walk paths on the glass."""
+    from scipy import ndimage as ndi
+
+    nz, ny, nx = out.shape
+    dz, dy, dx = voxel
+    zc = (np.arange(nz) + 0.5) * dz
+    step = 0.5 * min(dy, dx, 0.5)  # um between path points: no gaps on the grid
+    drawn = 0.0
+    while drawn < length_um:
+        r = float(rng.uniform(0.2, 0.8))
+        dn = float(rng.uniform(0.015, 0.04))
+        n = int(rng.uniform(20.0, 120.0) / step)
+        turn = rng.normal(0, 0.03, n).cumsum() * step  # a gentle curve (radians per um)
+        angle = rng.uniform(0, 2 * np.pi) + turn
+        py = rng.uniform(0, ny * dy) + np.cumsum(np.sin(angle)) * step
+        px = rng.uniform(0, nx * dx) + np.cumsum(np.cos(angle)) * step
+        iy, ix = np.round(py / dy - 0.5).astype(int), np.round(px / dx - 0.5).astype(int)
+        ok = (iy >= 0) & (iy < ny) & (ix >= 0) & (ix < nx)
+        drawn += max(ok.sum() * step, 1.0)  # only what lies in the field counts
+        if not ok.any():
+            continue
+        line = np.ones((ny, nx), bool)
+        line[iy[ok], ix[ok]] = False
+        d2 = ndi.distance_transform_edt(line, sampling=(dy, dx)).astype(np.float32)
+        zf = z0 + r  # lying on the glass
+        sz = slice(*np.searchsorted(zc, [zf - 2 * r, zf + 2 * r]))
+        if sz.start >= sz.stop:
+            continue
+        d = np.sqrt(d2[None] ** 2 + ((zc[sz] - zf) ** 2)[:, None, None])
+        out[sz] = np.maximum(out[sz], dn * expit((r - d) / 0.1))
