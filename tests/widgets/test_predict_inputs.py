@@ -11,6 +11,7 @@ import numpy as np
 import pytest
 from napari.utils.notifications import notification_manager
 
+from napari_labelfree._reader import layers_take_units
 from napari_labelfree._widgets._layers import META_KEY
 
 SCALE = (0.29, 0.29, 0.29)
@@ -189,9 +190,9 @@ def test_a_negative_prediction_gets_an_overlay_in_the_sources_units(
 ):
     viewer, widget = open_predict()
     _shifted_model(tiny_models[0], -0.5)  # its 99.9th percentile is negative
-    source = viewer.add_image(
-        _bright_field(), name="bright-field", scale=SCALE, units=("micrometer",) * 3
-    )
+    # napari 0.5.0 has layer units but refuses a sequence of them in add_image (the floor)
+    units = {"units": ("micrometer",) * 3} if layers_take_units() else {}
+    source = viewer.add_image(_bright_field(), name="bright-field", scale=SCALE, **units)
     tiling_small(widget)
     widget.models.set_checked([tiny_models[0].path])
     n = len(notification_manager.records)
