@@ -168,3 +168,47 @@ def test_dic_for_a_bright_field_model_is_caught():
     check = check_input(dic, VOXEL, spec, "dna")
     assert check.status == DIFFERS, check.scores
     assert check.differing == ["relief"] and "DIC" in check.text()
+
+
+def test_statistics_of_version_1_are_still_compared(fields):
+    """A config.json written before the depth group and the 1-voxel relief: its groups are
+    compared on the features it stored (by name), none is lost and none is invented."""
+    from napari_labelfree.core.trust import stats as st
+
+    grids = [to_model_grid(normalize(f.data[0, 0]), VOXEL, GRID) for f in fields[:4]]
+    features = st.sample_features(grids, 64, np.random.default_rng(0))
+    v1_names = st.FEATURE_NAMES.index
+    old_groups = {
+        "intensity": st.GROUPS["intensity"],
+        "spectrum": st.GROUPS["spectrum"],
+        "contrast": st.GROUPS["contrast"],
+        "relief": st.LEGACY_FEATURES,
+    }
+    columns = [v1_names(n) for names in old_groups.values() for n in names]
+    saved = dict(st.GROUPS)
+    try:  # summarize as version 1 did: its four groups, the 2-voxel relief
+        st.GROUPS.clear()
+        st.GROUPS.update(old_groups)
+        old = st.summarize(features[:, columns])
+    finally:
+        st.GROUPS.clear()
+        st.GROUPS.update(saved)
+    old["version"] = 1
+    spec = ModelSpec.from_json(ModelSpec("dna", input_statistics=old).to_json())
+    assert has_statistics(spec)
+    check = check_input(fields[4].data[0, 0], VOXEL, spec, "dna")
+    assert check.status == OK and set(check.scores) == set(old_groups)
+    fluo = check_input(fields[4].data[0, 1], VOXEL, spec, "dna")
+    assert fluo.status == DIFFERS and "intensity" in fluo.differing
+
+
+def test_an_image_that_does_not_change_through_focus_differs_in_depth(fields, stats):
+    """Bright-field contrast fades and reverses through focus; the same plane repeated does not
+    (as phase contrast keeps its halos): the depth group says so, the others need not."""
+    spec = ModelSpec("dna", input_statistics=stats)
+    bf = fields[4].data[0, 0]
+    flat = np.repeat(bf[bf.shape[0] // 2][None], bf.shape[0], axis=0)
+    check = check_input(flat, VOXEL, spec, "dna")
+    assert check.status == DIFFERS and "depth" in check.differing, check.scores
+    assert "through focus" in check.text()
+    assert check_input(bf, VOXEL, spec, "dna").scores["depth"] < 2.5

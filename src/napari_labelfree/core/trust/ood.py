@@ -21,7 +21,7 @@ import numpy as np
 
 from ..config import ModelSpec
 from ..events import Notice
-from .stats import GROUPS, INPUT_PATCHES, SPREAD_FLOOR, STATS_VERSION, sample_features
+from .stats import FEATURE_NAMES, INPUT_PATCHES, READABLE_VERSIONS, SPREAD_FLOOR, sample_features
 
 # Deviation (root mean square over a group's features, in training spreads) above which a group
 # differs; chosen on validation images (benchmarks/ood_detection.py, docs/trust.md).
@@ -36,12 +36,14 @@ HINTS = {
     "spectrum": "is the voxel size right?",
     "contrast": "another microscope, modality or kind of sample?",
     "relief": "is it DIC for a model of bright-field or phase contrast (or the other way)?",
+    "depth": "another modality, or a wrong z-step (how the image changes through focus)?",
 }
 LABELS = {
     "intensity": "intensity distribution",
     "spectrum": "spatial frequencies",
     "contrast": "local contrast",
     "relief": "shaded relief",
+    "depth": "change through focus",
 }
 
 
@@ -83,7 +85,12 @@ class InputCheck:
 
 def has_statistics(spec: ModelSpec) -> bool:
     stats = getattr(spec, "input_statistics", None)
-    return isinstance(stats, dict) and stats.get("version") == STATS_VERSION and "groups" in stats
+    return (
+        isinstance(stats, dict)
+        and stats.get("version") in READABLE_VERSIONS
+        and isinstance(stats.get("groups"), dict)
+        and isinstance(stats.get("features"), dict)
+    )
 
 
 def input_on_model_grid(
@@ -120,19 +127,21 @@ def input_on_model_grid(
 
 
 def compare(features: np.ndarray, stats: dict[str, Any]) -> dict[str, float]:
-    """Deviation per group of one image's median features from the training statistics."""
+    """Deviation per group of one image's median features from the training statistics.
+
+    Each group is compared on the features its statistics list (by name), so statistics of an
+    older version (fewer features, fewer groups) are compared as they were.
+    """
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", RuntimeWarning)  # a band a small image lacks stays NaN
         med = np.nanmedian(np.asarray(features, dtype=np.float64), axis=0)
+    where = {name: i for i, name in enumerate(FEATURE_NAMES)}
     scores: dict[str, float] = {}
-    k = 0
-    for group, names in GROUPS.items():
-        n = len(names)
-        ref = stats["groups"].get(group)
-        x = med[k : k + n]
-        k += n
-        if ref is None:
-            continue
+    for group, ref in stats["groups"].items():
+        names = stats["features"].get(group) or []
+        if group not in SPREAD_FLOOR or len(names) != len(ref.get("median", ())):
+            continue  # a group this version does not know
+        x = np.array([med[where[n]] if n in where else np.nan for n in names], dtype=float)
         mu = np.array([np.nan if v is None else v for v in ref["median"]], dtype=float)
         sd = np.array([np.nan if v is None else v for v in ref["spread"]], dtype=float)
         z = (x - mu) / np.maximum(sd, SPREAD_FLOOR[group])

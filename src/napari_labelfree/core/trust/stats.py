@@ -12,7 +12,13 @@ groups that tell apart the usual ways an input can be unlike a model's training 
   spread over the image (empty background, dense cells, noise).
 * ``relief``: odd (third-order) moments of neighbouring voxels along four directions. Over a
   bright-field or phase contrast image they average out; DIC's shear shades one side of every
-  edge bright and the other dark, always in the same direction.
+  edge bright and the other dark, always in the same direction. Version 2 takes neighbours 1
+  voxel apart (version 1: 2), which told the simulator's DIC from bright-field better on
+  validation fields (docs/trust.md).
+* ``depth`` (version 2): how an image changes through focus: the share of its variance that is
+  the same in every plane of a patch, and the correlation of planes 2 and 4 voxels apart.
+  Bright-field contrast of thin, transparent cells fades and reverses through focus; phase
+  contrast (and a wrong z-step) keeps or changes it at another rate.
 
 A model's training statistics are the median and the spread (scaled MAD) of each feature over
 random patches of its training inputs; :mod:`.ood` compares an input's median with them.
@@ -20,13 +26,16 @@ random patches of its training inputs; :mod:`.ood` compares an input's median wi
 
 from __future__ import annotations
 
+import math
 import warnings
 from collections.abc import Sequence
 from typing import Any
 
 import numpy as np
 
-STATS_VERSION = 1
+STATS_VERSION = 2
+# versions whose statistics this version compares (each group with the features it stored)
+READABLE_VERSIONS = (1, 2)
 # Patch (Z, Y, X) on the model grid; smaller images use the whole of their smaller axes.
 PATCH_SHAPE = (16, 64, 64)
 TRAINING_PATCHES = 192
@@ -37,26 +46,39 @@ YX_EDGES = tuple(0.5 * 2.0 ** (-k / 2) for k in range(10, -1, -1))
 Z_EDGES = (1 / 16, 1 / 8, 1 / 4, 0.5)
 CONTRAST_QUANTILES = (0.1, 0.5, 0.9)
 LOCAL_WINDOW = 7
-RELIEF_SHIFT = 2  # voxels on the model grid
+RELIEF_SHIFT = 1  # voxels on the model grid (version 1 statistics: LEGACY_RELIEF_SHIFT)
+LEGACY_RELIEF_SHIFT = 2
 
 GROUPS: dict[str, list[str]] = {
     "intensity": [f"q{q:g}" for q in QUANTILES],
     "spectrum": [f"yx{lo:.3g}-{hi:.3g}" for lo, hi in zip(YX_EDGES, YX_EDGES[1:], strict=False)]
     + [f"z{lo:.3g}-{hi:.3g}" for lo, hi in zip(Z_EDGES, Z_EDGES[1:], strict=False)],
     "contrast": [f"local_std_q{q:g}" for q in CONTRAST_QUANTILES],
-    "relief": ["relief_x", "relief_y", "relief_diag", "relief_antidiag"],
+    "relief": ["relief1_x", "relief1_y", "relief1_diag", "relief1_antidiag"],
+    "depth": ["z_persistence", "z_corr_2", "z_corr_4"],
 }
-FEATURE_NAMES: list[str] = [n for names in GROUPS.values() for n in names]
+# computed for version 1 statistics, which stored them as their relief group
+LEGACY_FEATURES = ["relief_x", "relief_y", "relief_diag", "relief_antidiag"]
+# every feature a patch gives: the groups' in order, then the legacy ones
+FEATURE_NAMES: list[str] = [n for names in GROUPS.values() for n in names] + LEGACY_FEATURES
 # Smallest spread per group (feature units): a feature that barely varies in training must not
 # turn a harmless difference into a warning (spectrum and contrast are log10, intensity z units).
-SPREAD_FLOOR = {"intensity": 0.05, "spectrum": 0.05, "contrast": 0.03, "relief": 0.01}
+SPREAD_FLOOR = {
+    "intensity": 0.05,
+    "spectrum": 0.05,
+    "contrast": 0.03,
+    "relief": 0.01,
+    "depth": 0.02,
+}
+Z_LAGS = (2, 4)  # planes on the model grid
 
 
 def patch_features(patch: np.ndarray) -> np.ndarray:
     """The features (``FEATURE_NAMES`` order) of one z-scored ZYX patch; NaN where undefined."""
     p = np.asarray(patch, dtype=np.float64)
     out = [np.quantile(p, QUANTILES)]
-    out += [_yx_spectrum(p), _z_spectrum(p), _local_contrast(p), _relief(p)]
+    out += [_yx_spectrum(p), _z_spectrum(p), _local_contrast(p), _relief(p, RELIEF_SHIFT)]
+    out += [_depth(p), _relief(p, LEGACY_RELIEF_SHIFT)]
     return np.concatenate(out)
 
 
@@ -86,15 +108,14 @@ def _yx_spectrum(p: np.ndarray) -> np.ndarray:
     return _band_shares(power, np.sqrt(fy**2 + fx**2), YX_EDGES)
 
 
-def _relief(p: np.ndarray) -> np.ndarray:
+def _relief(p: np.ndarray, k: int) -> np.ndarray:
     """How much brighter one side of an edge is than the other, along X, Y and both diagonals.
 
     A power spectrum cannot see it (an image and its mirror image share one); the third-order
-    moment E[a b (b - a)] of voxel pairs a, b ``RELIEF_SHIFT`` apart changes sign under mirroring.
+    moment E[a b (b - a)] of voxel pairs a, b ``k`` voxels apart changes sign under mirroring.
     Scaled by E[(b - a)^2]^1.5 it does not depend on contrast. Signed: over many patches of a
     bright-field or phase image it averages out; DIC's fixed shear direction keeps one sign.
     """
-    k = RELIEF_SHIFT
     _, ny, nx = p.shape
     if min(ny, nx) <= k:
         return np.full(4, np.nan)
@@ -104,6 +125,24 @@ def _relief(p: np.ndarray) -> np.ndarray:
         b = p[:, dy:, max(0, dx) : nx - max(0, -dx)]
         energy = float(np.mean((b - a) ** 2))
         out.append(float(np.mean(a * b * (b - a))) / energy**1.5 if energy > 0 else np.nan)
+    return np.array(out)
+
+
+def _depth(p: np.ndarray) -> np.ndarray:
+    """Share of the variance that every plane shares (the plane-mean image's), and the
+    correlation of planes ``Z_LAGS`` apart (each plane's mean removed); NaN for thin patches."""
+    nz = p.shape[0]
+    if nz < 2 * max(Z_LAGS):
+        return np.full(1 + len(Z_LAGS), np.nan)
+    planes = p - p.mean(axis=(1, 2), keepdims=True)
+    total = float(np.mean(planes * planes))
+    if total <= 0:
+        return np.full(1 + len(Z_LAGS), np.nan)
+    out = [float(np.mean(planes.mean(axis=0) ** 2)) / total]
+    for lag in Z_LAGS:
+        a, b = planes[:-lag], planes[lag:]
+        denom = math.sqrt(float(np.sum(a * a)) * float(np.sum(b * b)))
+        out.append(float(np.sum(a * b)) / denom if denom > 0 else np.nan)
     return np.array(out)
 
 
