@@ -59,6 +59,21 @@ def break_model(folder: Path, how: str) -> Path:
     return folder
 
 
+def predict_argv(assets, output: Path, *extra: str) -> list[str]:
+    """``labelfree predict`` of the shared OME-TIFF's bright-field channel with the tiny model."""
+    return [
+        "predict",
+        str(assets.good),
+        "--channel",
+        "bright-field",
+        "-m",
+        str(assets.model),
+        "-o",
+        str(output),
+        *extra,
+    ]
+
+
 def snapshot(*folders: Path) -> dict[str, tuple]:
     """Every file and folder under ``folders``: kind, size, mtime and content hash."""
     state: dict[str, tuple] = {}

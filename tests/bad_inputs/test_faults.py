@@ -15,7 +15,7 @@ import time
 from pathlib import Path
 
 import pytest
-from bad_input_harness import message_line, run_cli, snapshot
+from bad_input_harness import message_line, predict_argv, run_cli, snapshot
 
 from napari_labelfree.core import files
 
@@ -24,19 +24,7 @@ SRC = HERE.parents[1] / "src"
 
 
 def _predict(assets, work, *extra: str) -> list[str]:
-    return [
-        "predict",
-        str(assets.good),
-        "--channel",
-        "bright-field",
-        "-m",
-        str(assets.model),
-        "-o",
-        str(work / "out.ome.tif"),
-        "--device",
-        "cpu",
-        *extra,
-    ]
+    return predict_argv(assets, work / "out.ome.tif", "--device", "cpu", *extra)
 
 
 @pytest.mark.parametrize(

@@ -11,7 +11,7 @@ import threading
 import time
 
 import pytest
-from bad_input_harness import run_cli, snapshot
+from bad_input_harness import predict_argv, run_cli, snapshot
 
 from napari_labelfree.core.predict import distributed
 
@@ -22,18 +22,7 @@ def _last_line(err: str) -> str:
 
 
 def _predict(assets, work, address: str) -> list[str]:
-    return [
-        "predict",
-        str(assets.good),
-        "--channel",
-        "bright-field",
-        "-m",
-        str(assets.model),
-        "-o",
-        str(work / "out.ome.zarr"),
-        "--scheduler",
-        address,
-    ]
+    return predict_argv(assets, work / "out.ome.zarr", "--scheduler", address)
 
 
 @pytest.fixture

@@ -18,6 +18,7 @@ the end, and when the generator is closed early) with the metrics in config.json
 from __future__ import annotations
 
 import copy
+import functools
 import time
 from collections import deque
 from collections.abc import Generator, Sequence
@@ -33,7 +34,6 @@ from ..config import ModelSpec
 from ..data import ImagePair
 from ..device import resolve_device, resolve_precision
 from ..events import Notice
-from ..files import write_error
 from ..trust.stats import training_statistics
 from .checkpoint import (
     CHECKPOINT_NAME,
@@ -48,7 +48,7 @@ from .ddp import NullLog, Ranks
 from .engine import Batch, Engine
 from .evaluate import evaluate_model, mean_score
 from .events import CheckpointSaved, TrainEvent, TrainStep, Validated
-from .folder import check_request
+from .folder import FolderClaim, check_request
 from .guard import Divergence, DivergenceGuard, keep_last_good, weights_are_finite
 from .holdout import hold_out_strips
 from .init import init_scores, load_init_weights, resolve_init, spec_from_init
@@ -111,6 +111,28 @@ def iter_train(
     ModelBundle
         The trained model in ``out_dir``.
     """
+    # the output folder is held from its check to the end, however the run ends (core.train.folder)
+    with FolderClaim() as claim:
+        return (
+            yield from _train(
+                claim, train, spec, out_dir, config, val, device, resume, overwrite, init
+            )
+        )
+
+
+def _train(
+    claim: FolderClaim,
+    train: list[ImagePair],
+    spec: ModelSpec,
+    out_dir: str | Path,
+    config: TrainConfig | None,
+    val: list[ImagePair] | None,
+    device: str | torch.device,
+    resume: bool,
+    overwrite: bool,
+    init: str | Path | ModelBundle | None,
+) -> Generator[TrainEvent, None, ModelBundle]:
+    """:func:`iter_train` with its output folder's ``claim``, taken before anything is written."""
     config = config or TrainConfig()
     out = Path(out_dir)
     # provenance and metrics are filled in; the caller's spec stays as is
@@ -127,10 +149,10 @@ def iter_train(
     check_request(train, spec, config, out, resume, overwrite)
     ranks = Ranks.current()
     if ranks.main:
-        try:
-            out.mkdir(parents=True, exist_ok=True)
-        except OSError as e:
-            raise write_error(out, e) from e
+        # under the lock: another run may have finished a model here since the check above
+        recheck = functools.partial(check_request, train, spec, config, out, resume, overwrite)
+        for note in claim.take(out, recheck, set_aside=not overwrite):
+            yield Notice(note)
         if overwrite and not resume:
             # a checkpoint (or best weights) of the replaced run must never be taken for this run's
             (out / CHECKPOINT_NAME).unlink(missing_ok=True)
