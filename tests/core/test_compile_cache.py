@@ -6,10 +6,19 @@ what is tested is this package's part (which file, what it holds, what is ignore
 
 from __future__ import annotations
 
+import pytest
 import torch
 
 from napari_labelfree.core.predict import compile_cache as cc
 from napari_labelfree.core.unet import UNet3D, build_network
+
+
+@pytest.fixture(autouse=True)
+def artifact_calls(monkeypatch):
+    """torch before 2.7 (the floor) has no artifact calls: stand-ins there, which tests replace."""
+    for name in ("save_cache_artifacts", "load_cache_artifacts"):
+        if not hasattr(torch.compiler, name):
+            monkeypatch.setattr(torch.compiler, name, lambda *a: None, raising=False)
 
 
 def _key(**change):
@@ -146,3 +155,15 @@ def test_settings_from_the_environment(monkeypatch, tmp_path):
     assert cc.cache_folder() == tmp_path / "compile"
     monkeypatch.delenv("LABELFREE_CACHE_DIR")
     assert cc.cache_folder().name == "compile"
+
+
+def test_a_torch_without_artifact_calls_says_once_that_the_cache_is_off(tmp_path, monkeypatch):
+    monkeypatch.delattr(torch.compiler, "save_cache_artifacts")
+    monkeypatch.delattr(torch.compiler, "load_cache_artifacts")
+    monkeypatch.setattr(cc.CompileCache, "said_too_old", False)
+    said: list[str] = []
+    for tile in ((1, 1, 64, 272, 272), (1, 1, 32, 128, 128)):  # once, not per tile shape
+        cache = cc.CompileCache(_key(tile_shape=tile), tmp_path, say=said.append)
+        assert not cache.load() and not cache.save()
+    assert len(said) == 1 and "needs torch 2.7 or newer" in said[0]
+    assert not list(tmp_path.glob("*.bin"))

@@ -48,8 +48,11 @@ def no_cache_files(monkeypatch):
     monkeypatch.setenv("TORCHINDUCTOR_CACHE_DIR", "recorded")
     monkeypatch.delenv("TORCHINDUCTOR_CACHE_DIR")
     saved: list[bytes] = []
-    monkeypatch.setattr(torch.compiler, "save_cache_artifacts", lambda: (b"artifacts", None))
-    monkeypatch.setattr(torch.compiler, "load_cache_artifacts", saved.append)
+    # raising=False: torch before 2.7 has no artifact calls (the floor); they are stood in for
+    monkeypatch.setattr(
+        torch.compiler, "save_cache_artifacts", lambda: (b"artifacts", None), raising=False
+    )
+    monkeypatch.setattr(torch.compiler, "load_cache_artifacts", saved.append, raising=False)
     return saved
 
 
@@ -196,7 +199,8 @@ def test_the_cuda_calls_used_exist_in_this_torch():
         (torch.cuda.Event, ["record", "synchronize"]),
         (torch.cuda.CUDAGraph, ["replay"]),
         (torch.Tensor, ["record_stream", "pin_memory"]),
-        (torch.compiler, ["save_cache_artifacts", "load_cache_artifacts", "is_compiling"]),
+        # save/load_cache_artifacts (torch 2.7+) are looked up first: compile_cache says when absent
+        (torch.compiler, ["is_compiling"]),
         (torch.nn.Module, ["compile"]),
     ]:
         missing = [n for n in names if not hasattr(owner, n)]

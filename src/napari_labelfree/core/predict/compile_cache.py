@@ -177,12 +177,21 @@ def read_artifacts(path: Path, key: dict[str, str]) -> tuple[bytes | None, str]:
     return payload, ""
 
 
+def torch_saves_artifacts() -> bool:
+    """Whether this torch has the artifact calls (``torch.compiler.save_cache_artifacts``, 2.7+)."""
+    return all(hasattr(torch.compiler, n) for n in ("save_cache_artifacts", "load_cache_artifacts"))
+
+
 class CompileCache:
     """Load a key's artifacts before compiling; save them after the first compiled run.
 
-    ``say`` receives the one line shown when a cache file is ignored or cannot be written.
-    Nothing here raises: a cache that does not work only costs the compile it would have saved.
+    ``say`` receives the one line shown when a cache file is ignored or cannot be written (or,
+    once per process, that this torch is too old for the cache: before 2.7 it has no artifact
+    calls). Nothing here raises: a cache that does not work only costs the compile it would have
+    saved.
     """
+
+    said_too_old = False
 
     def __init__(
         self,
@@ -199,6 +208,14 @@ class CompileCache:
     def load(self) -> bool:
         """Hand the key's artifacts to torch; whether a usable file was found."""
         point_inductor_cache(self.folder)
+        if not torch_saves_artifacts():
+            if not CompileCache.said_too_old:  # once per process, not per tile shape
+                CompileCache.said_too_old = True
+                self.say(
+                    f"compile cache off: it needs torch 2.7 or newer (this is {torch.__version__});"
+                    " each process compiles afresh"
+                )
+            return False
         payload, why = read_artifacts(self.path, self.key)
         if payload is None:
             if why:
@@ -216,6 +233,8 @@ class CompileCache:
 
     def save(self) -> bool:
         """Write what this process compiled so far under the key; whether a file was written."""
+        if not torch_saves_artifacts():
+            return False
         try:
             got = torch.compiler.save_cache_artifacts()
         except Exception as e:  # noqa: BLE001
