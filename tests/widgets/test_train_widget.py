@@ -213,3 +213,60 @@ def test_closing_the_window_mid_training_discards_the_unfinished_model(
     assert not train.is_running and train.last_model is None
     messages = [str(r.message) for r in notification_manager.records[n:]]
     assert any("discarded" in m for m in messages)
+
+
+def test_a_failed_training_leaves_no_empty_model_folder(train_setup, qtbot, monkeypatch):
+    """A run that fails after its folder was made removes the folder (it holds no model)."""
+    from napari_labelfree.core.train.engine import Engine
+
+    def broken(*args, **kwargs):
+        raise RuntimeError("simulated failure while building the network")
+
+    monkeypatch.setattr(Engine, "build", broken)
+    viewer, predict, train = train_setup
+    train.iterations.value = 2
+    train.train_btn.native.click()
+    qtbot.waitUntil(lambda: not train.is_running, timeout=TIMEOUT)
+    assert train._out.name == "dna" and not train._out.exists()
+    assert train.status.text().startswith("Training failed; no model was written")
+    assert train.last_model is None
+
+
+def test_progress_shows_in_the_dock_not_in_napari_activity(train_setup, qtbot, held_training):
+    """The bar is the dock's own (napari's activity bar animates a GIF that repaints the window)."""
+    from napari.utils import progress
+
+    reached, release = held_training
+    viewer, predict, train = train_setup
+    train.iterations.value = 50
+    assert train.progress_bar.isHidden()
+    train.train_btn.native.click()
+    qtbot.waitUntil(reached.is_set, timeout=TIMEOUT)
+    qtbot.waitUntil(lambda: train.progress_bar.value() == 2, timeout=TIMEOUT)
+    assert not train.progress_bar.isHidden() and train.progress_bar.maximum() == 50
+    assert not progress._all_instances  # no napari progress bar is open
+    train.stop_btn.native.click()
+    release.set()
+    qtbot.waitUntil(lambda: not train.is_running, timeout=TIMEOUT)
+    assert train.progress_bar.isHidden()
+
+
+@pytest.mark.parametrize("low, high", [(0.12, 0.25), (0.1401, 0.1422), (1e-5, 3e-3), (0.15, 0.9)])
+def test_loss_plot_log_axis_labels_never_repeat(qtbot, low, high):
+    """Each tick label in view reads differently ("2e-01, 2e-01, 1e-01" was shown)."""
+    from napari_labelfree._widgets._loss_plot import LossPlot
+
+    plot = LossPlot()
+    qtbot.addWidget(plot)
+    its = list(range(1, 41))
+    losses = list(np.geomspace(high, low, len(its)))
+    plot.update_lines({"it": its, "loss": losses, "val_it": [], "val": []})
+    lo, hi = plot.ax.get_ylim()
+    ax = plot.ax
+    labels = [
+        t.get_text()
+        for t in ax.get_yticklabels() + ax.get_yticklabels(minor=True)
+        if t.get_text() and lo <= t.get_position()[1] <= hi
+    ]
+    assert len(labels) >= 2
+    assert len(set(labels)) == len(labels), labels

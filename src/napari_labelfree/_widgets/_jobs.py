@@ -1,14 +1,20 @@
 """The shared base of the dock widgets: run one core generator job in a napari thread worker.
 
 A :class:`JobRunner` starts the job, reduces its events into one :class:`~._progress.Progress`,
-shows it in determinate napari progress bars refreshed a few times a second (never per event,
-never a busy bar), cancels it at the job's next yield, shows errors as notifications (a
+shows it in a determinate progress bar in the widget's own dock refreshed a few times a second
+(never per event, never a busy bar), cancels it at the job's next yield, shows errors as notifications (a
 :class:`~napari_labelfree.core.errors.LabelFreeError` names the settings to fix: their controls are
 highlighted and focused), and cancels the job when the viewer window closes or the widget goes.
 
 Closing: the job is stopped at its next yield and waited for before the window goes, and nothing
 it yields afterwards reaches the widget or the viewer. A job that must not end unasked (training)
 sets ``ask_on_close``: a user closing the window is asked first and may keep it open.
+
+Why not napari's ``progress`` (the activity dock): while any of its bars is open, napari animates
+a "loading" GIF in the status bar, and every GIF frame repaints the main window, which holds the
+OpenGL canvas, so the whole window is composited again: with Mesa's software OpenGL that is
+~30 % of a core for as long as a job runs (measured, benchmarks/train_widget_speed.py), CPU that
+training and prediction need. A plain QProgressBar repaints only when its value changes.
 """
 
 from __future__ import annotations
@@ -19,10 +25,10 @@ from collections.abc import Callable, Generator
 from dataclasses import dataclass
 from typing import Any
 
-from napari.utils import progress
 from napari.utils.notifications import show_info
 from psygnal import evented
 from qtpy.QtCore import QEvent, QObject, QTimer
+from qtpy.QtWidgets import QProgressBar
 
 from ..core.errors import LabelFreeError
 from ..core.events import Notice
@@ -76,6 +82,9 @@ class JobRunner:
     ask_on_close
         A question (``str.format``-ed with ``status``) to ask a user who closes the window while
         a job runs; None: the job is stopped without asking.
+    bar
+        The progress bar the widget placed in its dock (:func:`progress_bar`): shown while a job
+        with a known total runs, hidden otherwise; None shows no bar.
     """
 
     def __init__(
@@ -87,6 +96,7 @@ class JobRunner:
         controls: dict[str, Any] | None = None,
         on_close: Callable[[], None] | None = None,
         ask_on_close: str | None = None,
+        bar: QProgressBar | None = None,
     ) -> None:
         self.widget, self.what = widget, what
         self.on_event, self.on_done = on_event, on_done
@@ -100,7 +110,7 @@ class JobRunner:
         self._ended.set()
         self._error: BaseException | None = None
         self._result: Any = None
-        self._bars: dict[str, progress] = {}
+        self.bar = bar
         self._watched: int | None = None
         self._close_filter = _CloseFilter(self._on_window_close)
         self.closed = False  # the window closed: nothing may touch the viewer any more
@@ -184,12 +194,11 @@ class JobRunner:
     def _show_progress(self) -> None:
         """Bring the bar and status line up to date (a few times a second, not per event).
 
-        One bar per job: each napari bar costs the GUI thread tens of ms to create and to redraw
-        (its activity-dock widget), so frames and tiles share one bar counted in tiles.
+        One bar per job: frames and tiles share one bar counted in tiles.
         """
         p = self.progress
         if p.iterations_total:
-            self._set_bar(f"Training ({self.what})", p.iteration, p.iterations_total)
+            self._set_bar("Training", p.iteration, p.iterations_total)
         elif p.tiles_total:
             frames = max(p.frames_total, 1)
             done = min(p.frames_done, frames) * p.tiles_total
@@ -202,22 +211,26 @@ class JobRunner:
             self.state.status = text
 
     def _close_bars(self) -> None:
-        for bar in self._bars.values():
-            bar.close()
-        self._bars.clear()
+        if self.bar is not None:
+            try:
+                self.bar.hide()
+            except RuntimeError:  # the dock (and its bar) was deleted
+                self.bar = None
 
     def _set_bar(self, desc: str, n: int, total: int) -> None:
-        bar = self._bars.get("bar")
+        bar = self.bar
         if bar is None:
-            bar = self._bars["bar"] = progress(total=total, desc=desc)
-        if bar.total != total:
-            bar.total = total
-        if bar.desc != desc:
-            bar.set_description(desc)
-        if n != bar.n:
-            if n < bar.n:
-                bar.n = 0
-            bar.update(n - bar.n)
+            return
+        # Qt repaints only what changed: the same value and text cost nothing
+        if bar.maximum() != total:
+            bar.setMaximum(total)
+        text = f"{desc}: %v / %m"
+        if bar.format() != text:
+            bar.setFormat(text)
+        if bar.value() != n:
+            bar.setValue(n)
+        if bar.isHidden():
+            bar.show()
 
     # ---------------------------------------------------------------------- field highlight
     def highlight(self, fields: tuple[str, ...]) -> None:
@@ -272,6 +285,7 @@ class JobRunner:
     def _detach(self, *_: Any) -> None:
         """The widget was deleted: stop the job; nothing it yields reaches a widget or layer now."""
         self.closed = True
+        self.bar = None  # deleted with the widget
         if self.running and self.on_close is not None:
             self.on_close()
         self._stop.set()
@@ -283,6 +297,14 @@ class JobRunner:
             self.on_close()
         self.closed = True
         self._stop.set()
+
+
+def progress_bar() -> QProgressBar:
+    """A job's progress bar for a dock (hidden until a job shows progress in it)."""
+    bar = QProgressBar()
+    bar.setTextVisible(True)
+    bar.hide()
+    return bar
 
 
 def confirm_close(parent: Any, question: str) -> bool:

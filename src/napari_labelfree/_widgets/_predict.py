@@ -19,7 +19,7 @@ from qtpy.QtWidgets import QLabel, QVBoxLayout, QWidget
 
 from ..core.errors import LabelFreeError
 from ..core.predict.schedule import FrameScheduler
-from ._jobs import JobRunner
+from ._jobs import JobRunner, progress_bar
 from ._layers import (
     LayerInfo,
     current_frame,
@@ -77,6 +77,7 @@ class PredictWidget(MergedExport, QWidget):
             controls={"voxel_size": self.voxel_size, "force": self.force, "tile_shape": self.tile}
             | {"image": self.image, "channel": self.channel, "device": self.device}
             | {"precision": self.device},
+            bar=self.progress_bar,
         )
         self.runner.state.events.running.connect(self._set_running)
         self.runner.state.events.status.connect(lambda text: self.status.setText(text))
@@ -109,6 +110,7 @@ class PredictWidget(MergedExport, QWidget):
             getattr(self, name).tooltip = tip
         self.form = Container(widgets=[self.image, self.channel, self.voxel_size, self.force])
         self.advanced = Container(widgets=[self.device, self.tile, self.overlap, self.tta])
+        self.progress_bar = progress_bar()
         self.status = _label()
         layout = QVBoxLayout()
         for part in (
@@ -119,6 +121,7 @@ class PredictWidget(MergedExport, QWidget):
             _row(self.predict_btn, self.cancel_btn).native,
             self.assumption,
             self.save_merged.native,
+            self.progress_bar,
             self.status,
         ):
             layout.addWidget(part)

@@ -26,7 +26,7 @@ from ..core.errors import LabelFreeError
 from ..core.structures import COLORMAP_CHOICES, colormap_for
 from ..core.train.adapt import before_after
 from ..core.train_estimate import defaults_for
-from ._jobs import JobRunner
+from ._jobs import JobRunner, progress_bar
 from ._layers import default_source, layer_info, layer_source, looks_transmitted
 from ._loss_plot import LossPlot
 from ._models import taken_names, unique_model_folder
@@ -48,6 +48,21 @@ def default_start(structure: str) -> str | None:
 
     found = builtin_for(structure)
     return str(found.path) if found is not None else None
+
+
+def remove_unfinished(out: Path) -> bool:
+    """Remove the folder of a run that failed before writing a model; True if removed.
+
+    Only a folder this widget created: the name was free when training started (``train``
+    refuses a name in use), so it holds nothing but the failed run's log, curve or checkpoint.
+    A folder with a model in it (``config.json``) is never touched.
+    """
+    import shutil
+
+    if not out.is_dir() or (out / "config.json").exists():
+        return False
+    shutil.rmtree(out, ignore_errors=True)
+    return not out.exists()
 
 
 if TYPE_CHECKING:
@@ -75,6 +90,7 @@ class TrainWidget(QWidget):
                 "A model is being trained ({status}). Close the window and discard it? "
                 "(No keeps training; Stop keeps the weights trained so far as a model.)"
             ),
+            bar=self.progress_bar,
         )
         self.runner.state.events.running.connect(self._set_running)
         self.runner.state.events.status.connect(lambda text: self.status.setText(text))
@@ -139,12 +155,14 @@ class TrainWidget(QWidget):
         self.form = Container(widgets=[*fields, self.start_from, *sizes, self.device])
         buttons = Container(widgets=[self.train_btn, self.stop_btn], layout="horizontal")
         self.plot = LossPlot()
+        self.progress_bar = progress_bar()
         self.status = QLabel("")
         self.status.setWordWrap(True)
         layout = QVBoxLayout()
         for part in (self.form.native, self.estimate_label.native, buttons.native):
             layout.addWidget(part)
         layout.addWidget(self.plot)
+        layout.addWidget(self.progress_bar)
         layout.addWidget(self.status)
         layout.addStretch(1)
         set_scrolling_layout(self, layout)  # a dock shorter than its contents scrolls
@@ -278,8 +296,8 @@ class TrainWidget(QWidget):
         init = self.start_from.value  # a model folder, or None for a new network
         self._discard = threading.Event()
         job = (sig, tgt, spec, out, config, self.device.value, init, self._discard)
-        self.runner.start(train_job, *job, status=f"Training {name}...")
         self._out = out
+        self.runner.start(train_job, *job, status=f"Training {name}...")
 
     def _sources(self) -> tuple[Any, Any]:
         names = self.signal.value, self.target.value
@@ -327,7 +345,11 @@ class TrainWidget(QWidget):
         try:
             bundle = open_bundle(value.path if value is not None else self._out, "user")
         except LabelFreeError:
-            self.status.setText("Training failed; no model was written.")
+            removed = remove_unfinished(self._out)
+            self.status.setText(
+                "Training failed; no model was written"
+                + (" (its unfinished folder was removed)." if removed else ".")
+            )
             return
         registry.refresh()
         self.last_model = bundle.path

@@ -23,13 +23,37 @@ def log_scale_plain(ax) -> None:
     worker thread writing the loss curve and the Train widget's live plot on the GUI thread would
     otherwise parse tick labels at the same time and fail now and then (a ParseException).
     """
-    from matplotlib.ticker import LogFormatter
-
     ax.set_yscale("log")
     # as the log scale's own formatters (which use mathtext), minor ticks labelled where the
     # range is too short for labelled decades
-    ax.yaxis.set_major_formatter(LogFormatter(10))
-    ax.yaxis.set_minor_formatter(LogFormatter(10, labelOnlyBase=False))
+    ax.yaxis.set_major_formatter(_plain_log_formatter()(10))
+    ax.yaxis.set_minor_formatter(_plain_log_formatter()(10, labelOnlyBase=False))
+
+
+def _plain_log_formatter():
+    """matplotlib's LogFormatter with as many digits as tell neighbouring ticks apart.
+
+    Its own text for a value below 1 has one digit ("%1.0e"): over a range shorter than a decade
+    the ticks 0.14, 0.16, 0.18 read "1e-01, 2e-01, 2e-01".
+    """
+    from matplotlib.ticker import LogFormatter
+
+    class PlainLogFormatter(LogFormatter):
+        step = 0.0  # the smallest distance between two ticks in view
+
+        def set_locs(self, locs=None):
+            super().set_locs(locs)
+            lo, hi = sorted(self.axis.get_view_interval()) if self.axis else (0.0, np.inf)
+            shown = np.unique([v for v in (locs if locs is not None else []) if lo <= v <= hi])
+            self.step = float(np.diff(shown).min()) if len(shown) > 1 else 0.0
+
+        def _num_to_string(self, x: float, vmin: float, vmax: float) -> str:
+            if self.step <= 0 or x == 0:
+                return f"{x:.1g}"
+            digits = math.floor(math.log10(abs(x))) - math.floor(math.log10(self.step)) + 1
+            return f"{x:.{min(max(digits, 1), 6)}g}"
+
+    return PlainLogFormatter
 
 
 def fmt(v: float | None) -> str:
