@@ -19,6 +19,11 @@ Data:
 
 ``--figure PATH`` writes prediction, truth, error and uncertainty side by side (docs/trust.md).
 
+``--ensemble K`` (real data) trains an ensemble of K seeds instead (core.train.ensemble) and
+scores, on the same patches, its uncertainty (members and variants) beside that of its first
+member alone (the same seed and data: TTA only). ``--score-on val`` scores on the training
+part's right 64 px strip, kept out of training (validation data), instead of the test part.
+
     OMP_NUM_THREADS=1 python benchmarks/uncertainty_calibration.py --figure docs/images/trust_calibration.png
 """
 
@@ -113,6 +118,11 @@ def real(args) -> tuple[dict, tuple] | None:
     if data is None:
         return None
     sig, tgt, test_sig, truth = part(data, "DAPI")
+    if args.score_on == "val":  # the validation strip: never trained on, never the test part
+        from real_data_isl import val_strip
+
+        sig, tgt, (strip,) = val_strip(sig, tgt, "DAPI", 64, 16)
+        test_sig, truth = strip.signal, np.asarray(strip.target)[0]
     vox = (1.0, 1.0, 1.0)  # unknown pixel size: the data's own grid, as real_data_isl.py
     spec = ModelSpec(
         structure="dna",
@@ -128,6 +138,8 @@ def real(args) -> tuple[dict, tuple] | None:
 
         return _score_real(args, open_bundle(args.model), test_sig, truth, vox)
     t0 = time.time()
+    if args.ensemble:
+        return _ensemble_real(args, spec, sig, tgt, out, test_sig, truth, vox)
     bundle = drain(
         iter_train(
             [ImagePair(sig, np.ascontiguousarray(tgt), None, "ISL train, DAPI")],
@@ -141,12 +153,57 @@ def real(args) -> tuple[dict, tuple] | None:
     return _score_real(args, bundle, test_sig, truth, vox)
 
 
+def _ensemble_real(args, spec, sig, tgt, out, test_sig, truth, vox) -> tuple[dict, tuple]:
+    """An ensemble of ``args.ensemble`` seeds: its scores, and its first member's alone."""
+    import dataclasses
+
+    from real_data_isl import train_config
+    from safetensors.torch import load_file
+
+    from napari_labelfree.core.bundle import open_bundle, save_bundle
+    from napari_labelfree.core.ensemble import MEMBER_PREFIX
+    from napari_labelfree.core.events import drain
+    from napari_labelfree.core.train import ImagePair
+    from napari_labelfree.core.train.ensemble import iter_train_ensemble
+
+    t0 = time.time()
+    ens = drain(
+        iter_train_ensemble(
+            [ImagePair(sig, np.ascontiguousarray(tgt), None, "ISL train, DAPI")],
+            spec,
+            out / "isl-dapi-ensemble",
+            args.ensemble,
+            train_config("default", args, 0),
+            device=args.device,
+        )
+    )
+    print(
+        f"real: trained {args.ensemble} x {args.iterations} iterations in {time.time() - t0:.0f} s"
+    )
+    first = {
+        k.removeprefix(f"{MEMBER_PREFIX}0."): v
+        for k, v in load_file(str(ens.path / "weights.safetensors")).items()
+        if k.startswith(f"{MEMBER_PREFIX}0.")
+    }
+    alone = dataclasses.replace(ens.spec, ensemble=None, metrics={})
+    member = open_bundle(save_bundle(out / "isl-dapi-member-1", alone, first, overwrite=True))
+    row, shown = _score_real(args, ens, test_sig, truth, vox)
+    single, _ = _score_real(args, member, test_sig, truth, vox)
+    row["members"] = args.ensemble
+    row["first_member_alone"] = {
+        k: single[k]
+        for k in ("spearman", "auroc_worst_quartile", "pearson_r", "seconds_with_uncertainty")
+    }
+    return row, shown
+
+
 def _score_real(args, bundle, test_sig, truth, vox) -> tuple[dict, tuple]:
     pred, unc, t_with, t_plain = predict_both(test_sig, bundle, vox, args.device)
     p2, u2 = pred.mean(axis=0), unc.mean(axis=0)
     err = np.abs(p2 - zscore(truth))
     row = {
-        "data": "real (ISL test part, DAPI)",
+        "data": f"real (ISL {'validation strip' if args.score_on == 'val' else 'test part'}, "
+        f"DAPI){f', ensemble of {args.ensemble}' if args.ensemble else ''}",
         **calibration(u2, err, p2, args.patch),
         "pearson_r": round(float(np.corrcoef(p2.ravel(), truth.ravel())[0, 1]), 3),
         "seconds_with_uncertainty": round(t_with, 2),
@@ -233,6 +290,16 @@ def main(argv: list[str] | None = None) -> int:
         "--model", type=Path, default=None, help="score this model (trained here before, --out)"
     )
     ap.add_argument("--data-sets", nargs="+", default=["real", "simulated"])
+    ap.add_argument(
+        "--ensemble",
+        type=int,
+        default=0,
+        metavar="K",
+        help="real: an ensemble of K seeds [one model]",
+    )
+    ap.add_argument(
+        "--score-on", choices=("test", "val"), default="test", help="real: which held-out part"
+    )
     args = ap.parse_args(argv)
     import torch
 
@@ -251,6 +318,12 @@ def main(argv: list[str] | None = None) -> int:
             f"prediction {row['seconds_plain']:.1f} s, with uncertainty "
             f"{row['seconds_with_uncertainty']:.1f} s ({row['cost_ratio']:.1f}x)"
         )
+        alone = row.get("first_member_alone")
+        if alone:
+            print(
+                f"  its first member alone (TTA spread only): Spearman {alone['spearman']:.3f}, "
+                f"AUROC {alone['auroc_worst_quartile']:.3f}, Pearson r {alone['pearson_r']:.3f}"
+            )
         print("RESULT " + json.dumps(row), flush=True)
         panels.append((which, shown))
     if args.figure is not None and panels:
