@@ -279,3 +279,22 @@ def test_test_time_augmentation_reaches_the_plan(open_predict, tiny_models, volu
     widget.tta.value = "yx"
     assert widget.request().tiling.tta == "yx"
     assert widget.tta.tooltip
+
+
+def test_compare_with_follows_the_renamed_prediction(
+    open_predict, tiny_models, volume, tiling_small, gate, qtbot
+):
+    """'Compare with' never lists a run's layer as '(predicting)' after the run ended."""
+    viewer, widget = open_predict()
+    n_t = 2
+    viewer.add_image(np.stack([volume] * n_t), name="bright-field", scale=(1.0, *SCALE))
+    viewer.add_image(np.stack([volume[::-1]] * n_t), name="Hoechst", scale=(1.0, *SCALE))
+    tiling_small(widget)
+    widget.models.set_checked([tiny_models[0].path])
+    widget.predict_btn.native.click()
+    qtbot.waitUntil(lambda: "dna (predicting)" in viewer.layers, timeout=TIMEOUT)
+    assert widget.trust.stain.choices == ("Hoechst vs dna (predicting)",)
+    gate.release.set()
+    qtbot.waitUntil(lambda: not widget.is_running, timeout=TIMEOUT)
+    assert widget.trust.stain.choices == ("Hoechst vs dna (predicted)",)
+    assert widget.trust.stain.value == "Hoechst vs dna (predicted)"

@@ -72,6 +72,10 @@ class TrustControls:
         layers = self.viewer.layers
         for ev in (layers.events.inserted, layers.events.removed, layers.events.moved):
             ev.connect(self.refresh)
+        # a run's layers are renamed at its end ("dna (predicting)" -> "dna (predicted)")
+        layers.events.inserted.connect(lambda e: e.value.events.name.connect(self.refresh))
+        for layer in layers:
+            layer.events.name.connect(self.refresh)
         self.refresh()
 
     # ------------------------------------------------------------------ warnings
