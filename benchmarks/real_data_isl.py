@@ -226,6 +226,38 @@ def report(
 _ARGS: dict = {}
 
 
+def pivot(paths: list[str], target: str = "DAPI") -> str:
+    """One Markdown table of test Pearson r: a row per split, a column per recipe label, each cell
+    mean +- std over seeds with the seeds' own values (several RESULT files, e.g. width 16 and 8,
+    their labels told apart by a ``FILE=`` prefix: ``w8=s2r.jsonl``)."""
+    cells: dict[tuple[str, str], list[float]] = {}
+    for spec in paths:
+        prefix, _, name = str(spec).rpartition("=")
+        for line in Path(name).read_text().splitlines():
+            r = json.loads(line) if line.strip() else None
+            if r is None or r["target"] != target:
+                continue
+            label = f"{prefix} {r['recipe']}".strip()
+            cells.setdefault((r.get("split", "right"), label), []).append(r["pearson_r"])
+    labels = sorted({label for _, label in cells})
+    lines = ["| split | " + " | ".join(labels) + " |", "|---|" + "---|" * len(labels)]
+    for split in SPLITS:
+        if not any(s == split for s, _ in cells):
+            continue
+        row = []
+        for label in labels:
+            v = np.array(cells.get((split, label), []), dtype=float)
+            if len(v) == 0:
+                row.append("not run")
+            elif len(v) == 1:
+                row.append(f"{v[0]:.3f} (1 run)")
+            else:
+                each = " / ".join(f"{x:.3f}" for x in v)
+                row.append(f"{v.mean():.3f} +- {v.std():.3f} ({each})")
+        lines.append(f"| {split} | " + " | ".join(row) + " |")
+    return "\n".join(lines)
+
+
 def table(path: Path) -> str:
     """A Markdown table of mean +- std over seeds per recipe and target, from a RESULT file."""
     rows = [json.loads(line) for line in path.read_text().splitlines() if line.strip()]
@@ -384,9 +416,20 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument(
         "--table", type=Path, default=None, help="only print the table of a RESULT file"
     )
+    ap.add_argument(
+        "--pivot",
+        nargs="+",
+        default=None,
+        metavar="[LABEL=]FILE",
+        help="only print test r per split (rows) and recipe (columns) of RESULT files (--targets' "
+        "first target)",
+    )
     args = ap.parse_args(argv)
     if args.table is not None:
         print(table(args.table))
+        return 0
+    if args.pivot:
+        print(pivot(args.pivot, args.targets[0]))
         return 0
     if load_split(args) is None:
         return 0
