@@ -248,3 +248,19 @@ def test_an_ensemble_is_not_a_starting_model_nor_a_bioimageio_package(tmp_path, 
     with pytest.raises(LabelFreeError, match="package holds one network"):
         export_package(ens, tmp_path / "ens.zip")
     assert not (tmp_path / "ens.zip").exists()
+
+
+def test_an_ensemble_replaces_a_model_only_when_asked(tmp_path, make_tiny_model):
+    old = make_tiny_model()
+    (old.path / "checkpoint.safetensors").write_bytes(b"an old run's checkpoint")
+    (old.path / "notes.txt").write_text("mine")
+    before = {p.name: p.read_bytes() for p in old.path.iterdir()}
+    args = (random_pairs(), tiny_spec(), old.path, 2, tiny_config(iterations=2, val_strip=0.0))
+    with pytest.raises(LabelFreeError, match="already holds a model"):
+        drain(iter_train_ensemble(*args, device="cpu"))
+    assert {p.name: p.read_bytes() for p in old.path.iterdir()} == before
+    ens = drain(iter_train_ensemble(*args, device="cpu", overwrite=True))
+    assert ens.spec.ensemble_size == 2
+    # the replaced run's checkpoint is gone (never resumed as this model's); the user's file stays
+    names = sorted(p.name for p in old.path.iterdir())
+    assert names == ["config.json", "members", "notes.txt", "weights.safetensors"]
