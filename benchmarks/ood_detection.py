@@ -87,8 +87,13 @@ def simulated(args) -> dict:
 
     spec = ModelSpec("dna")
     t0 = time.time()
+    from napari_labelfree.core.trust.stats import STATS_VERSION
+
     builtin = resolve_model("dna").spec
-    if builtin.input_statistics and not args.recompute:
+    current = (builtin.input_statistics or {}).get("version") == STATS_VERSION
+    if builtin.input_statistics and not current:
+        print("simulated: the built-in statistics are of an older version: recomputed", flush=True)
+    if current and not args.recompute:
         # the built-in models' statistics: these very fields (scripts/add_model_statistics.py)
         spec.input_statistics = builtin.input_statistics
     else:
