@@ -148,13 +148,6 @@ def find_prediction_layers(viewer, source_name: str, model_paths: Sequence[str])
     return found
 
 
-def default_source(layers):
-    """The image layer to predict from when the user has not chosen (see ``._source_kind``)."""
-    from ._source_kind import default_source as choose
-
-    return choose(layers)
-
-
 def set_voxel_size(layer, info: LayerInfo, vox: tuple[float, float, float]) -> bool:
     """Give the layer the physical scale of an entered voxel size (its Z, Y, X axes), checked by
     ``core.voxel_size`` first; True when the scale changed (the caller resets the view)."""

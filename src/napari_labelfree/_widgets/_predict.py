@@ -23,7 +23,6 @@ from ._jobs import JobRunner, progress_bar
 from ._layers import (
     LayerInfo,
     current_frame,
-    default_source,
     format_voxel_size,
     layer_info,
     layer_source,
@@ -39,6 +38,7 @@ from ._predict_job import Planned, PredictRequest, VolumePartial, predict_job, t
 from ._predict_texts import TOOLTIPS, UNKNOWN_VOXEL
 from ._reader_question import ReaderQuestion
 from ._scroll import set_scrolling_layout
+from ._source_kind import default_source
 from ._trust import TrustControls
 from ._workers import load_devices, notify_error
 

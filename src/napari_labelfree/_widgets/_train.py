@@ -27,7 +27,7 @@ from ..core.structures import COLORMAP_CHOICES, colormap_for
 from ..core.train.adapt import before_after
 from ..core.train_estimate import defaults_for
 from ._jobs import JobRunner, progress_bar
-from ._layers import default_source, layer_info, layer_source, looks_transmitted
+from ._layers import layer_info, layer_source, looks_transmitted
 from ._loss_plot import LossPlot
 from ._models import taken_names, unique_model_folder
 from ._overlays import image_layer_names
@@ -35,6 +35,7 @@ from ._predict_job import parse_zyx_shape
 from ._progress import format_duration
 from ._registry import registry
 from ._scroll import set_scrolling_layout
+from ._source_kind import default_source
 from ._train_job import estimate_job, train_job
 from ._workers import load_devices, notify_error
 
