@@ -264,3 +264,17 @@ def test_an_ensemble_replaces_a_model_only_when_asked(tmp_path, make_tiny_model)
     # the replaced run's checkpoint is gone (never resumed as this model's); the user's file stays
     names = sorted(p.name for p in old.path.iterdir())
     assert names == ["config.json", "members", "notes.txt", "weights.safetensors"]
+
+
+def test_a_folder_another_run_is_writing_into_is_refused_before_training(tmp_path):
+    from napari_labelfree.core.train.folder import FolderClaim
+
+    out = tmp_path / "ens"
+    with FolderClaim() as other:
+        other.take(out, lambda: None, set_aside=False)
+        gen = iter_train_ensemble(
+            random_pairs(), tiny_spec(), out, 2, tiny_config(val_strip=0.0), device="cpu"
+        )
+        with pytest.raises(LabelFreeError, match="another training run is writing"):
+            for event in gen:
+                assert not isinstance(event, TrainStep)  # refused before any training

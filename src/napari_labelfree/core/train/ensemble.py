@@ -13,10 +13,12 @@ a model it held is replaced only when the new one is complete).
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import os
 import shutil
 from collections.abc import Generator
+from functools import partial
 from pathlib import Path
 
 import torch
@@ -32,7 +34,7 @@ from .checkpoint import CHECKPOINT_NAME, write_bundle_files
 from .config import TrainConfig
 from .evaluate import evaluate_model, mean_score
 from .events import TrainEvent, TrainStep
-from .folder import check_request
+from .folder import FolderClaim, check_request
 from .holdout import hold_out_strips
 from .init import resolve_init, spec_from_init
 from .log import CURVE_NAME, LOG_NAME
@@ -76,40 +78,48 @@ def iter_train_ensemble(
         yield Notice(note)
     check_request(train, grid_spec, config, out, resume=False, overwrite=overwrite)
     make_parent(out)
+    made = not out.exists()
     work = temp_dir_beside(out)
     try:
-        trained: list[ModelBundle] = []
-        seeds = member_seeds(config.seed, members)
-        for i, seed in enumerate(seeds):
-            yield Notice(f"ensemble member {i + 1} of {members} (seed {seed})")
-            gen = iter_train(
-                train,
-                spec,
-                work / f"member-{i + 1}",
-                dataclasses.replace(config, seed=seed, val_strip=0.0),
-                val=val,
-                device=device,
-                init=start,
-            )
-            bundle = yield from _counted(gen, i, members)
-            trained.append(bundle)
-        ensemble = _assemble(work / "ensemble", trained, seeds, val_source)
-        if val:
-            yield Notice(f"scoring the ensemble of {members} on the validation images")
-            per_image = evaluate_model(ensemble, val, device)
-            ensemble.spec.metrics.update(
-                {
-                    "val_images": per_image,
-                    "val_pearson_r_mean": mean_score([r["pearson_r"] for r in per_image]),
-                    "val_nl2_mean": mean_score([r["nl2"] for r in per_image]),
-                }
-            )
-            (ensemble.path / CONFIG_NAME).write_text(ensemble.spec.to_json(), encoding="utf-8")
-        _install(ensemble.path, out, overwrite)
+        with FolderClaim() as claim:  # one run at a time writes into ``out`` (.folder)
+            recheck = partial(check_request, train, grid_spec, config, out, False, overwrite)
+            claim.take(out, recheck, set_aside=False)
+            trained: list[ModelBundle] = []
+            seeds = member_seeds(config.seed, members)
+            for i, seed in enumerate(seeds):
+                yield Notice(f"ensemble member {i + 1} of {members} (seed {seed})")
+                gen = iter_train(
+                    train,
+                    spec,
+                    work / f"member-{i + 1}",
+                    dataclasses.replace(config, seed=seed, val_strip=0.0),
+                    val=val,
+                    device=device,
+                    init=start,
+                )
+                bundle = yield from _counted(gen, i, members)
+                trained.append(bundle)
+            ensemble = _assemble(work / "ensemble", trained, seeds, val_source)
+            if val:
+                yield Notice(f"scoring the ensemble of {members} on the validation images")
+                per_image = evaluate_model(ensemble, val, device)
+                ensemble.spec.metrics.update(
+                    {
+                        "val_images": per_image,
+                        "val_pearson_r_mean": mean_score([r["pearson_r"] for r in per_image]),
+                        "val_nl2_mean": mean_score([r["nl2"] for r in per_image]),
+                    }
+                )
+                config_path = ensemble.path / CONFIG_NAME
+                config_path.write_text(ensemble.spec.to_json(), encoding="utf-8")
+            _install(ensemble.path, out, overwrite)
     except OSError as e:
         raise write_error(out, e) from None
     finally:
         shutil.rmtree(work, ignore_errors=True)
+        if made:  # the claim made the folder: an ensemble that was not written leaves none
+            with contextlib.suppress(OSError):
+                out.rmdir()  # only when empty
     return open_bundle(out)
 
 
@@ -187,12 +197,9 @@ def _assemble(
 
 
 def _install(built: Path, out: Path, overwrite: bool) -> None:
-    """Move the finished ensemble into ``out``: renamed whole, or file by file into a folder that
-    exists (its other files kept; a replaced run's checkpoint, log and best weights removed, so
-    they are never taken for this model's). Weights before config.json, as in training."""
-    if not out.exists():
-        os.replace(built, out)
-        return
+    """Move the finished ensemble into ``out`` file by file (its other files kept; a replaced
+    run's checkpoint, log and best weights removed, so they are never taken for this model's).
+    Weights before config.json, as in training."""
     if not overwrite and any((out / n).exists() for n in (CONFIG_NAME, WEIGHTS_NAME)):
         raise LabelFreeError(f"{out} already holds a model; nothing was overwritten")
     for name in (CHECKPOINT_NAME, BEST_NAME, LOG_NAME, CURVE_NAME):
