@@ -270,3 +270,32 @@ def test_loss_plot_log_axis_labels_never_repeat(qtbot, low, high):
     ]
     assert len(labels) >= 2
     assert len(set(labels)) == len(labels), labels
+
+
+@pytest.mark.parametrize("kind, network", [("2d", "unet2d"), ("2.5d", "unet2.5d")])
+def test_network_kind_trains_a_2d_or_25d_model(train_setup, qtbot, kind, network):
+    """The Network choice is `labelfree train --kind`: a flat patch, a new network of that kind."""
+    viewer, predict, train = train_setup
+    train.kind.value = kind
+    assert train.patch.value == "1, 128, 128" and train.start_from.value is None
+    train.patch.value = "1, 16, 16"
+    train.iterations.value = 2
+    train.train_btn.native.click()
+    qtbot.waitUntil(lambda: not train.is_running, timeout=TIMEOUT)
+    bundle = open_bundle(train.last_model)
+    assert bundle.spec.kind == network
+    assert bundle.spec.architecture.in_planes == (5 if kind == "2.5d" else 1)
+    train.kind.value = "3d"
+    assert train.patch.value == "16, 64, 64"  # the CPU default back
+
+
+def test_a_start_model_of_another_kind_is_refused(train_setup, tiny_models):
+    viewer, predict, train = train_setup
+    train.kind.value = "2d"
+    train.start_from.reset_choices()
+    train.start_from.value = str(tiny_models[0].path)  # a 3D model
+    n = len(notification_manager.records)
+    train.train_btn.native.click()
+    assert not train.is_running
+    errors = [str(r.message) for r in notification_manager.records[n:]]
+    assert errors and "3D network" in errors[-1] and "a new network" in errors[-1]

@@ -21,7 +21,7 @@ from qtpy.QtWidgets import QLabel, QVBoxLayout, QWidget
 
 from ..core import bundle as bundles
 from ..core.bundle import open_bundle
-from ..core.config import Architecture, ModelSpec
+from ..core.config import KIND_OPTIONS, Architecture, ModelSpec
 from ..core.errors import LabelFreeError
 from ..core.structures import COLORMAP_CHOICES, colormap_for
 from ..core.train.adapt import before_after
@@ -40,6 +40,12 @@ from ._train_job import estimate_job, train_job
 from ._workers import load_devices, notify_error
 
 NEW = "a new network"  # the "Start from" choice that fine-tunes nothing
+# the network kinds of `labelfree train --kind`, as the form lists them
+KIND_CHOICES = [
+    ("3D: a z-stack in, a z-stack out", "3d"),
+    ("2D: each plane on its own", "2d"),
+    ("2.5D: 5 planes in, the middle one out", "2.5d"),
+]
 PLOT_EVERY_S = 2.0  # the live loss plot's redraw interval during training
 
 
@@ -131,6 +137,11 @@ class TrainWidget(QWidget):
             "Fine-tune a model (its weights, network, voxel size and normalization) or start anew; "
             "the built-in model of the structure by default, where there is one"
         )
+        self.kind = ComboBox(label="Network", choices=KIND_CHOICES, value="3d")
+        self.kind.tooltip = (
+            "3D as in the paper; 2D and 2.5D train faster on larger fields and suit thin or "
+            "few-plane images (a 2D / 2.5D network starts new: the built-in models are 3D)"
+        )
         self.iterations = SpinBox(label="Iterations", min=1, max=1_000_000, value=500)
         self.iterations.tooltip = "Training steps (the paper: 50,000 on a GPU)"
         self.patch = LineEdit(label="Patch Z, Y, X", value=", ".join(map(str, d.patch_shape)))
@@ -153,7 +164,7 @@ class TrainWidget(QWidget):
         self.stop_btn.tooltip = "Stop at the next step and keep the current weights as a model"
         fields = [self.signal, self.target, self.structure, self.colormap, self.name]
         sizes = [self.iterations, self.patch, self.batch, self.lr, self.depth, self.width]
-        self.form = Container(widgets=[*fields, self.start_from, *sizes, self.device])
+        self.form = Container(widgets=[*fields, self.kind, self.start_from, *sizes, self.device])
         buttons = Container(widgets=[self.train_btn, self.stop_btn], layout="horizontal")
         self.plot = LossPlot()
         self.progress_bar = progress_bar()
@@ -168,12 +179,15 @@ class TrainWidget(QWidget):
         layout.addStretch(1)
         set_scrolling_layout(self, layout)  # a dock shorter than its contents scrolls
         self.structure.changed.connect(self._structure_changed)
+        self.kind.changed.connect(self._kind_changed)
         self.train_btn.clicked.connect(self.train)
         self.stop_btn.clicked.connect(self.stop)
         self.controls = {
             "patch_shape": self.patch,
             "device": self.device,
             "structure": self.structure,
+            "kind": self.kind,
+            "init": self.start_from,
         }
 
     # -------------------------------------------------------------------------- choices
@@ -202,9 +216,20 @@ class TrainWidget(QWidget):
         self.colormap.value = colormap_for(structure.strip() or "model")
         self.name.value = unique_model_folder(bundles.user_models_dir(), structure).name
         start = default_start(structure)  # adapt the built-in model of the structure by default
+        if self.kind.value != "3d":
+            start = None  # the built-in models are 3D
         self.start_from.reset_choices()
         if start is None or start in self.start_from.choices:
             self.start_from.value = start
+
+    def _kind_changed(self, kind: str) -> None:
+        """A flat network gets a flat patch and starts new; 3D gets the device's sizes back."""
+        from ..cli._kind import FLAT_PATCH
+
+        flat = kind != "3d"
+        patch = FLAT_PATCH if flat else defaults_for(self.device.value).patch_shape
+        self.patch.value = ", ".join(map(str, patch))
+        self._structure_changed(self.structure.value)
 
     def _set_devices(self, devices: list[str]) -> None:
         try:
@@ -232,7 +257,9 @@ class TrainWidget(QWidget):
         spec = ModelSpec(
             structure=self.structure.value.strip(),
             colormap=self.colormap.value,
-            architecture=Architecture(depth=self.depth.value, width=self.width.value),
+            architecture=Architecture(
+                depth=self.depth.value, width=self.width.value, **self._kind_architecture()
+            ),
         )
         n = self.iterations.value
         config = TrainConfig(
@@ -244,6 +271,26 @@ class TrainWidget(QWidget):
             validate_every=max(1, min(500, n)),
         )
         return spec, config
+
+    def _kind_architecture(self) -> dict[str, Any]:
+        """The architecture's name and input planes for the chosen kind (as --kind gives them)."""
+        from ..cli._kind import DEFAULT_IN_PLANES
+
+        name = KIND_OPTIONS[self.kind.value]
+        return {"name": name, "in_planes": DEFAULT_IN_PLANES if name == "unet2.5d" else 1}
+
+    def _check_start(self, spec: ModelSpec) -> None:
+        """A model to fine-tune brings its own network: it must be of the chosen kind."""
+        if self.start_from.value is None:
+            return
+        start = open_bundle(self.start_from.value)
+        if start.spec.kind != spec.kind:
+            raise LabelFreeError(
+                f"{start.name} is a {start.spec.kind_label} network and cannot be fine-tuned as a "
+                f"{spec.architecture.name.removeprefix('unet').upper()} one; choose "
+                f"'{NEW}' in Start from, or the network kind of {start.name}",
+                field="init",
+            )
 
     # ------------------------------------------------------------------------- estimating
     def estimate(self) -> None:
@@ -279,6 +326,7 @@ class TrainWidget(QWidget):
         try:
             sig, tgt = self._sources()
             spec, config = self._spec_and_config()
+            self._check_start(spec)
             name = self.name.value.strip()
             if not name or name in taken_names() or (bundles.user_models_dir() / name).exists():
                 free = unique_model_folder(bundles.user_models_dir(), name or spec.structure).name
