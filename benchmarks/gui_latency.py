@@ -122,7 +122,14 @@ def main() -> None:
         settle(1.0)
 
     # File > Open Sample (simulated on a worker thread; napari adds its seven layers)
-    phase("open the time-lapse sample", lambda: viewer.open_sample("napari-labelfree", "timelapse"))
+    def open_sample() -> None:
+        from napari_labelfree.core.synth import STRUCTURES
+
+        viewer.open_sample("napari-labelfree", "timelapse")
+        # napari adds the transmitted light; the hidden fluorescences follow one per turn
+        pump_until(lambda: len(viewer.layers) == 1 + len(STRUCTURES), "the sample's layers")
+
+    phase("open the time-lapse sample", open_sample)
     _, widget = viewer.window.add_plugin_dock_widget("napari-labelfree", "Label-free prediction")
     _set_cpu(widget)
     _tick_models(widget, args.models.split(","))

@@ -24,6 +24,7 @@ def main() -> None:
     from qtpy.QtCore import QTimer
 
     from napari_labelfree import _sample_data
+    from napari_labelfree.core.synth import STRUCTURES
 
     if args.inline:  # the old behaviour: the simulation runs in the calling (GUI) thread
 
@@ -46,6 +47,10 @@ def main() -> None:
         ticks.clear()
         start = time.perf_counter()
         viewer.open_sample("napari-labelfree", key)
+        # the hidden fluorescence layers follow one per event-loop turn
+        while len(viewer.layers) < 1 + len(STRUCTURES):
+            napari.qt.get_qapp().processEvents()
+            time.sleep(0.002)
         total = time.perf_counter() - start
         napari.qt.get_qapp().processEvents()
         gaps = np.diff([start, *ticks, time.perf_counter()]) * 1000

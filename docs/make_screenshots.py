@@ -49,6 +49,15 @@ def settle(seconds: float = 0.5) -> None:
     wait(lambda: time.monotonic() > end)
 
 
+def open_sample(viewer: napari.Viewer, key: str) -> None:
+    """File > Open Sample, until its hidden fluorescence layers (added one by one) are all there."""
+    from napari_labelfree.core.synth import STRUCTURES
+
+    n = len(viewer.layers)
+    viewer.open_sample(PLUGIN, key)
+    wait(lambda: len(viewer.layers) == n + 1 + len(STRUCTURES))
+
+
 def shot(viewer: napari.Viewer, name: str) -> Path:
     settle()
     img = viewer.screenshot(canvas_only=False, flash=False)
@@ -86,7 +95,7 @@ def main() -> None:
 
     if args.only in ("all", "predict"):
         # 1. open: the simulated z-stack sample (File > Open Sample > Label-free prediction)
-        viewer.open_sample(PLUGIN, "zstack")
+        open_sample(viewer, "zstack")
         viewer.dims.set_current_step(0, viewer.layers[0].data.shape[0] // 2)
         viewer.reset_view()
         shot(viewer, "open")
@@ -104,7 +113,7 @@ def main() -> None:
 
         # 3. time-lapse: predicted from the frame under the slider outwards, scrubbable while it runs
         viewer.layers.clear()
-        viewer.open_sample(PLUGIN, "timelapse")
+        open_sample(viewer, "timelapse")
         viewer.dims.set_current_step(0, 4)
         viewer.dims.set_current_step(1, viewer.layers[0].data.shape[1] // 2)
         viewer.reset_view()
@@ -128,7 +137,7 @@ def main() -> None:
     if args.only in ("all", "train"):
         # 4. train: the z-stack's bright-field against its true lamin-b1, a few iterations
         viewer.layers.clear()
-        viewer.open_sample(PLUGIN, "zstack")
+        open_sample(viewer, "zstack")
         viewer.dims.set_current_step(0, viewer.layers[0].data.shape[0] // 2)
         _, train = viewer.window.add_plugin_dock_widget(PLUGIN, "Train a label-free model")
         train.target.value = "lamin-b1 (true)"

@@ -13,11 +13,14 @@ from napari_labelfree.core.synth import STRUCTURES
     ("key", "ndim", "scale"),
     [("zstack", 3, (0.29, 0.108, 0.108)), ("timelapse", 4, (1.0, 0.29, 0.065, 0.065))],
 )
-def test_sample_opens(make_napari_viewer, key, ndim, scale):
+def test_sample_opens(make_napari_viewer, qtbot, key, ndim, scale):
     viewer = make_napari_viewer()
     start = time.perf_counter()
     viewer.open_sample("napari-labelfree", key)
     elapsed = time.perf_counter() - start
+    # the transmitted light at once; the hidden fluorescences one per event-loop turn after it
+    assert [layer.name for layer in viewer.layers] == ["bright-field"]
+    qtbot.waitUntil(lambda: len(viewer.layers) == 1 + len(STRUCTURES), timeout=60_000)
     names = [layer.name for layer in viewer.layers]
     assert names == ["bright-field", *(f"{s} (true)" for s in STRUCTURES)]
     for layer in viewer.layers:
@@ -54,3 +57,15 @@ def test_the_gui_keeps_handling_events_while_a_sample_is_made(make_napari_viewer
     viewer.open_sample("napari-labelfree", "zstack")
     assert made_by and made_by[0] is not threading.main_thread()
     assert viewer.layers["bright-field"].data.shape == (4, 32, 32)
+
+
+def test_closing_the_viewer_while_the_sample_layers_follow(make_napari_viewer, qtbot):
+    """The viewer closed before all hidden layers were added: the rest are dropped, no error."""
+    from qtpy.QtCore import QCoreApplication
+
+    viewer = make_napari_viewer()
+    viewer.open_sample("napari-labelfree", "zstack")
+    assert len(viewer.layers) == 1
+    viewer.close()
+    qtbot.wait(300)  # the pending additions fire on the closed viewer
+    QCoreApplication.processEvents()
