@@ -13,7 +13,9 @@ hang with ``--skip``.
 The faults from outside (signals and a full disk mid-prediction, read-only mounts, full disks in
 training and export) and the scheduler addresses where no Dask scheduler answers need
 subprocesses, patched writers or a server on loopback: they are pytest tests only
-(tests/bad_inputs/test_faults.py, test_scheduler.py) and are not counted here.
+(tests/bad_inputs/test_faults.py, test_scheduler.py) and are not counted here; so are the runs
+that meet other runs (a retry after a diverged run, two trainings into one folder, a NaN starting
+model: test_training_runs.py) and the legal Zarr stores with left-out chunks (test_zarr_inputs.py).
 """
 
 from __future__ import annotations

@@ -62,6 +62,18 @@ def test_every_declared_floor_is_the_version_ci_tests():
     assert {"numpy", "torch", "scipy", "napari", "bioio", "tifffile"} <= set(floors)
 
 
+def test_the_readme_names_the_floors_ci_installs():
+    readme = (ROOT / "README.md").read_text()
+    listed = readme[readme.index("pinned in `.ci/floor-requirements.txt`\n  (") :]
+    listed = listed[: listed.index(")")]
+    named = re.findall(r"([a-zA-Z][\w.\-\[\]]*) (\d[\w.]*)", listed)
+    assert len(named) >= 10, listed
+    pins = _pins()
+    for name, version in named:
+        name = _name(name.split("[")[0])
+        assert pins.get(name) == Version(version), f"README says {name} {version}"
+
+
 def test_declared_pythons_are_the_tested_one():
     assert PROJECT["requires-python"] == ">=3.11"
     pythons = [c for c in PROJECT["classifiers"] if re.fullmatch(r".*:: Python :: 3\.\d+", c)]

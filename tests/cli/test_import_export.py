@@ -6,6 +6,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+import torch
 
 from napari_labelfree.cli import main
 
@@ -80,7 +81,10 @@ def test_export_then_import_from_the_command_line(tmp_path, capsys):
     from napari_labelfree.core.unet import UNet3D, randomize_batchnorm
 
     arch = Architecture(depth=2, width=4)
+    torch.manual_seed(0)  # its weights, not whatever the tests before left in torch's generator
     net = randomize_batchnorm(UNet3D(arch), seed=1)  # acts like a trained one
+    with torch.no_grad():  # and predicts some positive values, as export's test output must have
+        net.head.bias.fill_(1.0)
     model = save_bundle(tmp_path / "dna", ModelSpec("dna", architecture=arch), net.state_dict())
     package = tmp_path / "dna.zip"
     assert main(["export", str(model), "-o", str(package)]) == 0
