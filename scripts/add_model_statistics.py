@@ -4,12 +4,17 @@ Only config.json changes (a new "input_statistics" entry, the rest kept as it wa
 are not read or written. The statistics come from the simulated fields the model's provenance
 names (``provenance.simulation``: shape, voxel size, training seeds; ``provenance.training``:
 patch shape and seed), as scripts/train_builtin_models.py records them, computed by
-``napari_labelfree.core.trust.builtin.builtin_statistics``.
+``napari_labelfree.core.trust.builtin.builtin_statistics``; for a model trained on
+domain-randomized fields too (``provenance.simulation.randomized``), from those fields as well
+(seeds 1000 and up, rendered by scripts/train_builtin_models.py's ``randomized_fields`` with the
+recorded phase-contrast share; ``--cache`` reuses its .npz files). Training writes the same
+statistics itself; this recomputes them for a folder whose config.json lacks or lost them.
 
 Usage::
 
     python scripts/add_model_statistics.py                   # every built-in model
     python scripts/add_model_statistics.py path/to/model ... # these folders
+    python scripts/add_model_statistics.py src/napari_labelfree/models/dna --cache /tmp/fields
 """
 
 from __future__ import annotations
@@ -25,9 +30,37 @@ from napari_labelfree.core.files import atomic_file
 from napari_labelfree.core.trust.builtin import builtin_statistics
 
 
+def randomized_statistics(spec, cache: Path | None) -> dict:
+    """Statistics of the clean-preset and domain-randomized fields a model was trained on."""
+    sys.path.insert(0, str(Path(__file__).resolve().parent))
+    from train_builtin_models import RANDOM_FIRST_SEED, fields, randomized_fields
+
+    from napari_labelfree.core.data import ImagePair
+    from napari_labelfree.core.train.patches import prepare_pair
+    from napari_labelfree.core.trust.stats import training_statistics
+
+    sim = spec.provenance["simulation"]
+    training = spec.provenance.get("training") or {}
+    seeds = [int(s) for s in sim["train_seeds"]]
+    clean = tuple(s for s in seeds if s < RANDOM_FIRST_SEED)
+    rand = tuple(s for s in seeds if s >= RANDOM_FIRST_SEED)
+    share = float(sim.get("phase_contrast_share", 0.0))
+    ims = fields(clean) + randomized_fields(rand, [spec.structure], cache, share)
+    patch = tuple(training.get("patch_shape", (16, 32, 32)))
+    grids = []
+    for im, seed in zip(ims, clean + rand, strict=True):
+        sig = im.data[0, 0]
+        pair = ImagePair(sig, sig, tuple(im.voxel_size), f"simulated seed {seed}")
+        grids.append(prepare_pair(pair, spec.voxel_size_um, patch, spec.normalization)[0])
+    return training_statistics(grids, int(training.get("seed", 0)))
+
+
 def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     ap.add_argument("folders", nargs="*", type=Path, help="model folders [the built-in models]")
+    ap.add_argument(
+        "--cache", type=Path, default=None, help="randomized fields' .npz files (reused, kept)"
+    )
     args = ap.parse_args(argv)
     folders = args.folders or sorted(
         p for p in BUILTIN_DIR.iterdir() if (p / CONFIG_NAME).is_file()
@@ -47,7 +80,10 @@ def main(argv: list[str] | None = None) -> int:
         )
         t0 = time.time()
         if key not in done:
-            done[key] = builtin_statistics(spec)
+            randomized = (spec.provenance.get("simulation") or {}).get("randomized")
+            done[key] = (
+                randomized_statistics(spec, args.cache) if randomized else builtin_statistics(spec)
+            )
         path = folder / CONFIG_NAME
         config = json.loads(path.read_text(encoding="utf-8"))
         config["input_statistics"] = done[key]

@@ -44,6 +44,7 @@ SIM_VOXEL = (0.29, 0.108, 0.108)
 FIRST_TRAIN_SEED = 100
 VAL_SEED = 150
 TEST_SEEDS = (200, 201)
+RANDOM_FIRST_SEED = 1000  # domain-randomized training fields: seeds 1000...
 
 
 def fields(seeds: tuple[int, ...]) -> list:
@@ -51,15 +52,25 @@ def fields(seeds: tuple[int, ...]) -> list:
 
 
 def randomized_fields(
-    seeds: tuple[int, ...], structures: list[str], cache: Path | None = None
+    seeds: tuple[int, ...],
+    structures: list[str],
+    cache: Path | None = None,
+    phase_contrast_share: float = 0.0,
 ) -> list:
-    """Domain-randomized fields (core.synth.randomize), one settings draw per seed; cached as .npz."""
+    """Domain-randomized fields (core.synth.randomize), one settings draw per seed; cached as .npz.
+
+    The first ``phase_contrast_share`` of the seeds are phase contrast; the rest draw their
+    modality (randomize.MODALITY_WEIGHTS).
+    """
     from napari_labelfree.core.synth import SimulatedImage
     from napari_labelfree.core.synth.randomize import random_settings, render_field
 
     out = []
-    for seed in seeds:
-        path = cache / f"rand-{seed}-{'-'.join(structures)}.npz" if cache else None
+    n_phase = int(round(phase_contrast_share * len(seeds)))
+    for i, seed in enumerate(seeds):
+        modality = "phase-contrast" if i < n_phase else None
+        tag = "-pc" if modality else ""
+        path = cache / f"rand-{seed}{tag}-{'-'.join(structures)}.npz" if cache else None
         if path is not None and path.is_file():
             z = np.load(path, allow_pickle=False)
             out.append(
@@ -71,7 +82,7 @@ def randomized_fields(
                 )
             )
             continue
-        im = render_field(random_settings(seed), seed, structures=structures)
+        im = render_field(random_settings(seed, modality), seed, structures=structures)
         if path is not None:
             path.parent.mkdir(parents=True, exist_ok=True)
             np.savez(
@@ -117,6 +128,13 @@ def main(argv: list[str] | None = None) -> int:
         "clean preset; test on both kinds",
     )
     ap.add_argument("--clean-fields", type=int, default=4, help="with --randomized [4]")
+    ap.add_argument(
+        "--phase-contrast-share",
+        type=float,
+        default=0.0,
+        help="with --randomized: this fraction of the randomized training fields is phase "
+        "contrast; the rest draw their modality [0]",
+    )
     ap.add_argument("--cache", type=Path, default=None, help="keep simulated fields here (.npz)")
     ap.add_argument(
         "--init",
@@ -132,6 +150,10 @@ def main(argv: list[str] | None = None) -> int:
         help="CPU threads; 1 is fastest on a shared, busy machine (no spin-waiting) [1]",
     )
     args = ap.parse_args(argv)
+    # imported now, not when the first validation needs them: a long run is not broken by a
+    # source file edited (or half-edited) while it trains
+    import napari_labelfree.core.predict.run  # noqa: F401
+
     if not 1 <= args.train_fields < VAL_SEED - FIRST_TRAIN_SEED:
         ap.error(f"--train-fields must be 1 to {VAL_SEED - FIRST_TRAIN_SEED - 1}")
     torch.set_num_threads(max(1, args.threads))
@@ -145,10 +167,12 @@ def main(argv: list[str] | None = None) -> int:
     val_seeds, test_sets = (VAL_SEED,), {"clean": (TEST_SEEDS, test_ims)}
     if args.randomized:  # randomized fields train; the clean preset keeps --clean-fields of them
         clean_seeds = train_seeds
-        rand_seeds = tuple(range(1000, 1000 + args.train_fields))
+        rand_seeds = tuple(range(RANDOM_FIRST_SEED, RANDOM_FIRST_SEED + args.train_fields))
         rand_val, rand_test = (1150, 1151), (1200, 1201, 1202, 1203)
         structures = list(args.structures)
-        train_ims = train_ims + randomized_fields(rand_seeds, structures, args.cache)
+        train_ims = train_ims + randomized_fields(
+            rand_seeds, structures, args.cache, args.phase_contrast_share
+        )
         val_ims = val_ims + randomized_fields(rand_val, structures, args.cache)
         train_seeds, val_seeds = clean_seeds + rand_seeds, val_seeds + rand_val
         test_sets["randomized"] = (rand_test, randomized_fields(rand_test, structures, args.cache))
@@ -185,6 +209,11 @@ def main(argv: list[str] | None = None) -> int:
                     "val_seeds": list(val_seeds),
                     "test_seeds": list(TEST_SEEDS),
                     "randomized": args.randomized,
+                    **(
+                        {"phase_contrast_share": args.phase_contrast_share}
+                        if args.randomized
+                        else {}
+                    ),
                     **(
                         {"randomized_test_seeds": list(test_sets["randomized"][0])}
                         if args.randomized

@@ -66,6 +66,9 @@ RANGES: dict[str, tuple[float, float]] = {
     "offset_fraction": (0.0, 0.1),
 }
 MODALITY_WEIGHTS = {"bright-field": 0.45, "phase-contrast": 0.4, "dic": 0.15}
+# fields whose cells do not fill the field (the rest: the preset's confluent monolayer); most
+# cultures imaged are not confluent, and a model must see empty medium to predict no nucleus there
+SPREAD_SHARE = 0.75
 BIT_DEPTHS = {8: 0.2, 12: 0.3, 16: 0.5}
 # Objective NA for a camera pixel (the magnification): catalogue objectives with a 6.5 um pixel
 # (100x/1.2-1.4, 60x/1.2, 40x/0.6-0.95, 20x/0.4-0.75); the Born model here is for water (<= 1.2)
@@ -155,7 +158,7 @@ def random_settings(seed: int, modality: str | None = None) -> FieldSettings:
         _uniform(rng, "ring_extra_na"),
     )
     spread = None
-    if rng.uniform() < 0.5:  # half the fields: cells that do not fill the field
+    if rng.uniform() < SPREAD_SHARE:  # cells that do not fill the field
         spread = (
             _uniform(rng, "coverage"),
             _uniform(rng, "elongation"),
