@@ -39,11 +39,12 @@ def test_keys_of_a_newer_version_are_ignored_and_listed():
     assert "future_field" not in spec.to_dict()
 
 
-def test_an_unknown_architecture_setting_is_refused_by_name():
-    # it would build another network than the one the weights belong to
+@pytest.mark.parametrize("part", ["architecture", "normalization"])
+def test_an_unknown_network_setting_is_refused_by_name(part):
+    # it would build another network, or feed it other numbers, than the weights were trained with
     d = ModelSpec(structure="dna").to_dict()
-    d["architecture"]["future_knob"] = 3
-    with pytest.raises(LabelFreeError, match="unknown architecture setting.*'future_knob'"):
+    d[part]["future_knob"] = 3
+    with pytest.raises(LabelFreeError, match=f"unknown {part} setting.*'future_knob'"):
         ModelSpec.from_json(json.dumps(d))
 
 

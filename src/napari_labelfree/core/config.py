@@ -144,17 +144,6 @@ class Normalization:
                 f"center_slices must be a positive number of z-slices, got {self.center_slices}"
             )
 
-    @classmethod
-    def from_dict(cls, d: dict[str, Any]) -> Normalization:
-        # an unknown setting would change what the network sees: refuse rather than ignore it
-        unknown = sorted(set(d) - {f.name for f in dataclasses.fields(cls)})
-        if unknown:
-            raise LabelFreeError(
-                f"unknown normalization setting(s) {', '.join(unknown)}: upgrade "
-                "napari-labelfree to use this model"
-            )
-        return cls(**d)
-
 
 @dataclass
 class ModelSpec:
@@ -278,11 +267,8 @@ class ModelSpec:
         known = {f.name for f in dataclasses.fields(cls)}
         kwargs = {k: v for k, v in d.items() if k in known}
         try:
-            normalization = d.get("normalization", {})
-            if not isinstance(normalization, dict):
-                raise TypeError(f"normalization must be an object, got {normalization!r}")
-            # an unknown normalization setting would change what the network sees: refused
-            kwargs["normalization"] = Normalization.from_dict(normalization)
+            # an unknown setting of either would change the network or what it sees: refused
+            kwargs["normalization"] = _sub(Normalization, d.get("normalization", {}))
             kwargs["architecture"] = _sub(Architecture, d.get("architecture", {}))
             kwargs["voxel_size_um"] = tuple(d.get("voxel_size_um", PAPER_VOXEL_SIZE_UM))
             for name in (
@@ -323,8 +309,8 @@ class ModelSpec:
 def _sub(kind: type, value: Any) -> Any:
     """A nested settings dataclass from its JSON object; a key this version lacks is refused.
 
-    An unknown setting of the network (a newer kind's option, a typo) would build another network
-    than the one the weights belong to, so it is not ignored.
+    An unknown setting of the network or its normalization (a newer version's option, a typo)
+    would build another network, or feed it other numbers, than the weights were trained with.
     """
     name = kind.__name__.lower()
     if not isinstance(value, dict):
