@@ -299,3 +299,30 @@ def test_a_start_model_of_another_kind_is_refused(train_setup, tiny_models):
     assert not train.is_running
     errors = [str(r.message) for r in notification_manager.records[n:]]
     assert errors and "3D network" in errors[-1] and "a new network" in errors[-1]
+
+
+def test_estimate_times_the_network_that_will_train(
+    viewer_factory, qtbot, monkeypatch, tiny_models
+):
+    """Fine-tuning trains the start model's network, not the form's: that one is timed."""
+    timed = []
+
+    def fake(spec, config, device="auto", steps=2):
+        timed.append(spec.architecture)
+        return 0.5
+
+    monkeypatch.setattr("napari_labelfree.core.train_estimate.seconds_per_iteration", fake)
+    viewer = viewer_factory()
+    _, train = viewer.window.add_plugin_dock_widget(PLUGIN, TRAIN)
+    qtbot.waitUntil(lambda: not train.estimator.running, timeout=TIMEOUT)
+    train.depth.value, train.width.value = 3, 16
+    train.start_from.reset_choices()
+    train.start_from.value = str(tiny_models[0].path)  # depth 2, width 8
+    timed.clear()
+    train.estimate()
+    qtbot.waitUntil(lambda: not train.estimator.running, timeout=TIMEOUT)
+    assert timed and all(a == tiny_models[0].spec.architecture for a in timed)
+    train.start_from.value = None
+    train.estimate()
+    qtbot.waitUntil(lambda: not train.estimator.running, timeout=TIMEOUT)
+    assert (timed[-1].depth, timed[-1].width) == (3, 16)

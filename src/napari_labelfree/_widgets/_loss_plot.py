@@ -41,6 +41,9 @@ class LossPlot(QWidget):
         self.ax.clear()
         self.ax.set_xlabel("iteration")
         self.ax.set_ylabel("MSE loss")
+        from matplotlib.ticker import MaxNLocator
+
+        self.ax.xaxis.set_major_locator(MaxNLocator(integer=True))  # no iteration 1.5
         (self.train_line,) = self.ax.plot([], [], lw=1, label="train")
         (self.val_line,) = self.ax.plot([], [], "o-", ms=3, lw=1, label="validation")
         self._scale = "linear"

@@ -106,8 +106,9 @@ class TrainWidget(QWidget):
         self._estimate_timer.setSingleShot(True)
         self._estimate_timer.setInterval(600)  # measure once the user stops typing
         self._estimate_timer.timeout.connect(self.estimate)
-        for w in (self.depth, self.width, self.batch, self.patch, self.device):
+        for w in (self.depth, self.width, self.batch, self.patch, self.device, self.kind):
             w.changed.connect(self._settings_changed)
+        self.start_from.changed.connect(self._settings_changed)
         self.refresh_layers()
         self.viewer.layers.events.inserted.connect(self.refresh_layers)
         self.viewer.layers.events.removed.connect(self.refresh_layers)
@@ -299,10 +300,19 @@ class TrainWidget(QWidget):
             return
         try:
             spec, config = self._spec_and_config()
+            spec = self._trained_spec(spec)
         except LabelFreeError as e:
             self.estimate_label.value = str(e)
             return
         self.estimator.start(estimate_job, spec, config, self.device.value)
+
+    def _trained_spec(self, spec: ModelSpec) -> ModelSpec:
+        """The network that will train: a model to fine-tune brings its own (not the form's)."""
+        from ..core.train.init import spec_from_init
+
+        if self.start_from.value is None:
+            return spec
+        return spec_from_init(spec, open_bundle(self.start_from.value))
 
     def _on_estimate(self, value: Any, stopped: bool, error: BaseException | None) -> None:
         if value is None:
