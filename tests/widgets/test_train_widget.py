@@ -322,6 +322,8 @@ def test_estimate_times_the_network_that_will_train(
     train.estimate()
     qtbot.waitUntil(lambda: not train.estimator.running, timeout=TIMEOUT)
     assert timed and all(a == tiny_models[0].spec.architecture for a in timed)
+    assert (train.depth.value, train.width.value) == (2, 8)  # the form shows that network
+    train.depth.value, train.width.value = 3, 16
     train.start_from.value = None
     train.estimate()
     qtbot.waitUntil(lambda: not train.estimator.running, timeout=TIMEOUT)

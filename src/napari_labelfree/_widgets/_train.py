@@ -108,7 +108,8 @@ class TrainWidget(QWidget):
         self._estimate_timer.timeout.connect(self.estimate)
         for w in (self.depth, self.width, self.batch, self.patch, self.device, self.kind):
             w.changed.connect(self._settings_changed)
-        self.start_from.changed.connect(self._settings_changed)
+        self.start_from.changed.connect(self._start_changed)
+        self._start_changed(self.start_from.value)
         self.refresh_layers()
         self.viewer.layers.events.inserted.connect(self.refresh_layers)
         self.viewer.layers.events.removed.connect(self.refresh_layers)
@@ -223,6 +224,17 @@ class TrainWidget(QWidget):
         if start is None or start in self.start_from.choices:
             self.start_from.value = start
 
+    def _start_changed(self, start: str | None) -> None:
+        """A model to fine-tune brings its network: the form shows its depth and width."""
+        if start is not None:
+            try:
+                arch = open_bundle(start).spec.architecture
+            except LabelFreeError:
+                arch = None
+            if arch is not None:
+                self.depth.value, self.width.value = arch.depth, arch.width
+        self._settings_changed()
+
     def _kind_changed(self, kind: str) -> None:
         """A flat network gets a flat patch and starts new; 3D gets the device's sizes back."""
         from ..cli._kind import FLAT_PATCH
@@ -241,7 +253,7 @@ class TrainWidget(QWidget):
             d = defaults_for("cuda")
             self.depth.value, self.width.value, self.batch.value = d.depth, d.width, d.batch_size
             self.patch.value = ", ".join(map(str, d.patch_shape))
-        self._settings_changed()
+        self._start_changed(self.start_from.value)  # a model to fine-tune keeps its network
 
     def _settings_changed(self, *_: Any) -> None:
         self.estimate_label.value = "Estimating the time per iteration..."
