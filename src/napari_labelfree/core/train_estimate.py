@@ -38,12 +38,14 @@ def defaults_for(device: str) -> TrainDefaults:
 
 
 def seconds_per_iteration(
-    spec: ModelSpec, config: TrainConfig, device: str = "auto", steps: int = 2
+    spec: ModelSpec, config: TrainConfig, device: str = "auto", steps: int = 3
 ) -> float:
     """Measured seconds per training step of ``spec``'s network at ``config``'s batch and patch.
 
-    One warm-up step (allocation, kernel choice) is not counted; patch sampling is (it is small
-    next to the step). Random data: the time does not depend on the values.
+    One warm-up step (allocation, kernel choice) is not counted; of the others the median, so
+    one step slowed by something else on the machine (a window opening) does not set the
+    estimate. Random data: the time does not depend on the values. The Train widget calls it in
+    a worker thread, as it trains (torch's thread settings are per thread).
     """
     import torch
 
@@ -58,9 +60,11 @@ def seconds_per_iteration(
     engine.step(x, y)
     if dev.type == "cuda":
         torch.cuda.synchronize(dev)
-    start = time.perf_counter()
+    times = []
     for _ in range(max(1, steps)):
+        start = time.perf_counter()
         engine.step(x, y)
-    if dev.type == "cuda":
-        torch.cuda.synchronize(dev)
-    return (time.perf_counter() - start) / max(1, steps)
+        if dev.type == "cuda":
+            torch.cuda.synchronize(dev)
+        times.append(time.perf_counter() - start)
+    return float(sorted(times)[len(times) // 2])
