@@ -260,7 +260,7 @@ def main(argv: list[str] | None = None) -> int:
                     "randomized_test_images": rt,
                     "randomized_test_pearson_r": float(np.mean([x["pearson_r"] for x in rt])),
                     "randomized_test_nl2": float(np.mean([x["nl2"] for x in rt])),
-                    "randomized_test_set": f"held-out domain-randomized fields, seeds {list(seeds)}",
+                    "randomized_test_set": f"held-out simulated fields (domain-randomized), seeds {list(seeds)}",
                 }
             )
             print(
