@@ -24,7 +24,7 @@ RANK_SCRIPT = textwrap.dedent(
     import numpy as np
     from napari_labelfree.core.config import Architecture, ModelSpec
     from napari_labelfree.core.events import drain
-    from napari_labelfree.core.train import ImagePair, TrainConfig, iter_train, ddp, loop
+    from napari_labelfree.core.train import ImagePair, TrainConfig, iter_train, ddp, loop, state
 
     out, record = Path(sys.argv[1]), Path(sys.argv[2])
     rank = os.environ["RANK"]
@@ -35,8 +35,12 @@ RANK_SCRIPT = textwrap.dedent(
             return real(*args, **kwargs)
         return wrapper
 
+    # the writers, wherever the run calls them from (the loop, or its state's saving)
     for name in ("save_checkpoint", "write_bundle_files", "TrainLog", "write_loss_curve"):
-        setattr(loop, name, recorded(name, getattr(loop, name)))
+        held = [m for m in (loop, state) if hasattr(m, name)]
+        assert held, name
+        for module in held:
+            setattr(module, name, recorded(name, getattr(module, name)))
     rng = np.random.default_rng(0)
     pairs = []
     for i in range(2):
