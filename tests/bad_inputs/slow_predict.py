@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import errno
 import os
+import signal
 import sys
 import time
 from pathlib import Path
@@ -23,6 +24,10 @@ import tifffile
 from napari_labelfree.cli import main
 from napari_labelfree.core.events import TileDone
 from napari_labelfree.core.predict import volume as predict_volume
+
+# Ctrl-C as a terminal's foreground job gets it: a shell starts background jobs (a CI runner's
+# `cmd &`) with SIGINT ignored, and Python then leaves it ignored, as it should
+signal.signal(signal.SIGINT, signal.default_int_handler)
 
 marker = Path(sys.argv[1])
 mode = sys.argv[2]

@@ -140,7 +140,7 @@ def compute_ahead(
     try:
         while True:
             t0 = time.perf_counter()
-            ok, item = items.get()
+            ok, item = _wait_for(items)
             timings.waiting += time.perf_counter() - t0
             if not ok:
                 raise item
@@ -153,3 +153,15 @@ def compute_ahead(
             with contextlib.suppress(queue.Empty):
                 items.get(timeout=0.05)
         producer.join()
+
+
+def _wait_for(items: queue.Queue):
+    """The next item, waited for in short timed waits.
+
+    Python runs a signal's handler (Ctrl-C's KeyboardInterrupt, cli._Signals) in the main thread
+    only when that thread runs again; the kernel may hand the signal to the thread at work in
+    torch, and an untimed wait would then sleep through Ctrl-C, SIGTERM and SIGHUP for good.
+    """
+    while True:
+        with contextlib.suppress(queue.Empty):
+            return items.get(timeout=0.1)
