@@ -90,7 +90,7 @@ def weights_are_finite(net: torch.nn.Module) -> bool:
 
 
 class GuardedRun(Protocol):
-    """What :func:`keep_last_good` needs of a run (:mod:`.loop`'s run is one; no import of it)."""
+    """What :func:`keep_last_good` needs of a run (:class:`.state.RunState` is one; no import of it)."""
 
     out: Path
     spec: ModelSpec
