@@ -85,11 +85,11 @@ def simulated(args) -> dict:
     from napari_labelfree.core.synth import STRUCTURES, simulate
     from napari_labelfree.core.trust.builtin import simulated_statistics
 
-    spec = ModelSpec("dna")
+    spec = ModelSpec(args.simulated_model)
     t0 = time.time()
     from napari_labelfree.core.trust.stats import STATS_VERSION
 
-    builtin = resolve_model("dna").spec
+    builtin = resolve_model(args.simulated_model).spec
     current = (builtin.input_statistics or {}).get("version") == STATS_VERSION
     if builtin.input_statistics and not current:
         print("simulated: the built-in statistics are of an older version: recomputed", flush=True)
@@ -232,6 +232,12 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--n-val", type=int, default=len(VAL_SEEDS))
     ap.add_argument("--n-test", type=int, default=len(TEST_SEEDS))
     ap.add_argument("--models", nargs="+", default=["simulated", "isl"])
+    ap.add_argument(
+        "--simulated-model",
+        default="lamin-b1",
+        help="the built-in model trained on these clean-preset fields only [lamin-b1]; dna is "
+        "trained on domain-randomized fields too (DIC and phase contrast are in its domain)",
+    )
     ap.add_argument(
         "--recompute", action="store_true", help="recompute the built-in statistics [read them]"
     )
