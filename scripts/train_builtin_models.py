@@ -45,6 +45,16 @@ FIRST_TRAIN_SEED = 100
 VAL_SEED = 150
 TEST_SEEDS = (200, 201)
 RANDOM_FIRST_SEED = 1000  # domain-randomized training fields: seeds 1000...
+RANDOM_VAL_SEEDS = (1150, 1151)  # validated during training (best iteration)
+RANDOM_TEST_SEEDS = (1200, 1201, 1202, 1203)
+# --evaluate: the fields that decide whether a retrained built-in ships (never the test seeds)
+DECISION_SEEDS = {"clean": (150, 151), "randomized": (1150, 1151, 1152, 1153)}
+# structures with real paired images at hand to score them zero-shot (benchmarks/real_data_isl.py)
+REAL_DATA = {"dna": "ISL condition B (Christiansen et al. 2018), phase contrast -> DAPI"}
+NO_REAL_DATA = (
+    "no real images of this structure were available to score it (the only real paired data "
+    "here, ISL condition B, Christiansen et al. 2018, has DAPI, MAP2 and NFH targets)"
+)
 
 
 def fields(seeds: tuple[int, ...]) -> list:
@@ -83,6 +93,7 @@ def randomized_fields(
             )
             continue
         im = render_field(random_settings(seed, modality), seed, structures=structures)
+        # (the transmitted light does not depend on ``structures``: only the targets do)
         if path is not None:
             path.parent.mkdir(parents=True, exist_ok=True)
             np.savez(
@@ -94,6 +105,35 @@ def randomized_fields(
             )
         out.append(im)
     return out
+
+
+def evaluate(dirs: list[Path], structures: list[str], cache: Path | None, device) -> int:
+    """Score the models DIR/STRUCTURE on the decision (validation) and test fields, by kind."""
+    from napari_labelfree.core.bundle import open_bundle
+
+    render = list(STRUCTURES)
+    sets = {
+        "val clean": (DECISION_SEEDS["clean"], fields(DECISION_SEEDS["clean"])),
+        "val randomized": (
+            DECISION_SEEDS["randomized"],
+            randomized_fields(DECISION_SEEDS["randomized"], render, cache),
+        ),
+        "test clean": (TEST_SEEDS, fields(TEST_SEEDS)),
+        "test randomized": (
+            RANDOM_TEST_SEEDS,
+            randomized_fields(RANDOM_TEST_SEEDS, render, cache),
+        ),
+    }
+    for d in dirs:
+        for structure in structures:
+            bundle = open_bundle(d / structure)
+            row = {"model": str(d / structure)}
+            for kind, (seeds, ims) in sets.items():
+                sc = evaluate_model(bundle, pairs(ims, structure, seeds), device)
+                row[kind] = round(float(np.mean([x["pearson_r"] for x in sc])), 4)
+                row[kind + " per field"] = [round(x["pearson_r"], 4) for x in sc]
+            print("EVAL " + json.dumps(row), flush=True)
+    return 0
 
 
 def pairs(ims: list, structure: str, seeds: tuple[int, ...]) -> list[ImagePair]:
@@ -149,6 +189,16 @@ def main(argv: list[str] | None = None) -> int:
         default=1,
         help="CPU threads; 1 is fastest on a shared, busy machine (no spin-waiting) [1]",
     )
+    ap.add_argument(
+        "--evaluate",
+        type=Path,
+        nargs="+",
+        default=None,
+        metavar="DIR",
+        help="train nothing: score DIR/STRUCTURE on the validation fields that decide whether a "
+        "retrained model ships (clean seeds 150, 151; randomized 1150-1153) and on the test "
+        "fields, Pearson r by kind",
+    )
     args = ap.parse_args(argv)
     # imported now, not when the first validation needs them: a long run is not broken by a
     # source file edited (or half-edited) while it trains
@@ -158,6 +208,8 @@ def main(argv: list[str] | None = None) -> int:
         ap.error(f"--train-fields must be 1 to {VAL_SEED - FIRST_TRAIN_SEED - 1}")
     torch.set_num_threads(max(1, args.threads))
     device = resolve_device(args.device)
+    if args.evaluate:
+        return evaluate(args.evaluate, list(args.structures), args.cache, device)
     train_seeds = tuple(range(FIRST_TRAIN_SEED, FIRST_TRAIN_SEED + args.train_fields))
 
     t0 = time.time()
@@ -168,8 +220,8 @@ def main(argv: list[str] | None = None) -> int:
     if args.randomized:  # randomized fields train; the clean preset keeps --clean-fields of them
         clean_seeds = train_seeds
         rand_seeds = tuple(range(RANDOM_FIRST_SEED, RANDOM_FIRST_SEED + args.train_fields))
-        rand_val, rand_test = (1150, 1151), (1200, 1201, 1202, 1203)
-        structures = list(args.structures)
+        rand_val, rand_test = RANDOM_VAL_SEEDS, RANDOM_TEST_SEEDS
+        structures = list(STRUCTURES)  # all targets rendered: one cache serves every structure
         train_ims = train_ims + randomized_fields(
             rand_seeds, structures, args.cache, args.phase_contrast_share
         )
@@ -221,6 +273,8 @@ def main(argv: list[str] | None = None) -> int:
                     ),
                 },
                 "script": "scripts/train_builtin_models.py",
+                "command": "python scripts/train_builtin_models.py "
+                + " ".join(str(a) for a in (sys.argv[1:] if argv is None else argv)),
                 "note": "demo model trained on simulated cells; retrain on real data for real use",
             },
         )
@@ -280,6 +334,8 @@ def main(argv: list[str] | None = None) -> int:
             }
         )
         final.metrics.pop("val_images", None)
+        if structure not in REAL_DATA:
+            final.metrics["real_data_note"] = NO_REAL_DATA
         dest = args.out / structure
         tmp = args.out / f".{structure}.new"
         shutil.rmtree(tmp, ignore_errors=True)
