@@ -104,3 +104,21 @@ def test_labelfree_models_lists_the_training_data_and_shows_a_card(capsys):
     assert main(["models", "dna"]) == 0
     out = capsys.readouterr().out
     assert "NOTE: trained on simulated cells only" in out and "held-out simulated Pearson r" in out
+
+
+def test_a_simulated_model_without_real_data_says_why_it_has_no_real_score():
+    note = "no real images of this structure were available to score it"
+    spec = ModelSpec(
+        "tom20",
+        provenance={"data": "simulated only: domain-randomized fields"},
+        metrics={"test_pearson_r": 0.7, "real_data_note": note},
+    )
+    card = model_card(spec)
+    assert card.no_real_score == note
+    assert card.warning.startswith(f"trained on simulated cells only: {note}")
+    assert f"real images: no score; {note}" in card_lines(spec)
+    # a real score, once measured, replaces the note
+    spec.metrics["real_data"] = [{"kind": "zero-shot", "data": "real", "pearson_r": 0.2}]
+    card = model_card(spec)
+    assert card.no_real_score is None and "listed below" in card.warning
+    assert not any(line.startswith("real images: no score") for line in card_lines(spec))

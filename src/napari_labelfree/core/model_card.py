@@ -11,6 +11,8 @@ Scores a card knows (``metrics`` keys):
 * ``real_data``: a list of ``{"kind": "zero-shot" | "fine-tuned", "data": ..., "pearson_r": ...,
   "nl2": ..., "how": ...}``, scores on real images (``kind`` says whether the model saw any of
   that data);
+* ``real_data_note``: why there is no score on real images (e.g. no real images of the structure
+  were at hand), said in the card instead of a score;
 * ``val_pearson_r_mean`` (whole validation images; ``val_source`` "strip": a held-out strip of the
   training images) and ``init_val_pearson_r_mean`` (the starting model on the same data).
 """
@@ -44,6 +46,7 @@ class ModelCard:
     data: str  # the training data in words
     warning: str | None  # said before anything else where a user might over-trust the model
     scores: list[Score] = field(default_factory=list)
+    no_real_score: str | None = None  # why no score on real images exists, when the config says
 
 
 def _num(v: Any) -> float | None:
@@ -122,15 +125,20 @@ def model_card(spec: ModelSpec) -> ModelCard:
                     "before",
                 )
             )
+    real = [s for s in scores if s.kind.endswith("real")]
+    note = m.get("real_data_note")
+    no_real = str(note) if note and not real else None
     warning = None
     if kind == SIMULATED:
-        real = [s for s in scores if s.kind.endswith("real")]
         warning = "trained on simulated cells only"
         if real:
             warning += "; its scores on real images are listed below, check it on yours"
         else:
-            warning += ": no score on real images; check it on your own images before trusting it"
-    return ModelCard(kind, data, warning, scores)
+            warning += (
+                f": {no_real or 'no score on real images'}; check it on your own images before "
+                "trusting it"
+            )
+    return ModelCard(kind, data, warning, scores, no_real)
 
 
 def card_lines(spec: ModelSpec) -> list[str]:
@@ -152,4 +160,6 @@ def card_lines(spec: ModelSpec) -> list[str]:
         lines.append("scores: none recorded")
     for s in card.scores:
         lines.append(f"{s.kind} {s.name} {s.value:.2f} on {s.data}")
+    if card.no_real_score:
+        lines.append(f"real images: no score; {card.no_real_score}")
     return lines
