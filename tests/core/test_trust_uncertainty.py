@@ -139,3 +139,37 @@ def test_models_of_one_structure_share_their_joint_spread(movie, make_tiny_model
         np.testing.assert_allclose(both[name], expected, rtol=1e-4, atol=1e-5)
     # two differently seeded models disagree: the joint spread exceeds their own almost everywhere
     assert (both[names[2]] > np.sqrt((spreads**2).mean(axis=0)) + 1e-6).mean() > 0.9
+
+
+def test_a_25d_model_is_never_flipped_in_z_with_uncertainty_or_in_blocks(tmp_path):
+    """A 2.5D network reads its window of planes in one z-order, so "yxz" means "yx" for it:
+    with uncertainty (whose spread must not mix in z-reversed windows) and cut into blocks alike."""
+    from napari_labelfree.core.bundle import init_bundle
+    from napari_labelfree.core.config import Architecture, ModelSpec
+    from napari_labelfree.core.unet import randomize_batchnorm
+    from napari_labelfree.core.weights import load_network
+
+    arch = Architecture(name="unet2.5d", depth=2, width=8, in_planes=3)
+    bundle = init_bundle(tmp_path / "w", ModelSpec("dna", voxel_size_um=VOX, architecture=arch))
+    randomize_batchnorm(load_network(bundle), 0)
+    volume = np.random.default_rng(7).normal(size=(6, 24, 20)).astype(np.float32)
+    src = open_image(write_ome_tiff(tmp_path / "v.ome.tif", volume[None, None], physical_sizes=VOX))
+
+    def predicted(tta, uncertainty, blocks=False):
+        tiling = TilingConfig(**{**vars(TILING), "tta": tta, "uncertainty": uncertainty})
+        plan = plan_prediction(src, [bundle], None, None, tiling, "cpu")
+        if not blocks:
+            return drain(plan.predict_volume(volume))
+        out = {n: np.full(volume.shape, np.nan, np.float32) for n in plan.output_names}
+        for region in block_regions(volume.shape, (3, 13, 11)):
+            for name, arr in predict_block(plan, volume, region).items():
+                out[name][tuple(slice(a, b) for a, b in region)] = arr
+        return out
+
+    for uncertainty, blocks in ((True, False), (False, True), (True, True)):
+        asked, yx = predicted("yxz", uncertainty, blocks), predicted("yx", uncertainty, blocks)
+        for name in asked:
+            np.testing.assert_allclose(asked[name], yx[name], atol=1e-5, err_msg=name)
+    # and the whole-frame "yxz" prediction is what the blocks give
+    whole, cut = predicted("yxz", False), predicted("yxz", False, blocks=True)
+    np.testing.assert_allclose(cut["dna"], whole["dna"], atol=1e-5)

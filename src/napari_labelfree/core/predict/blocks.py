@@ -75,7 +75,7 @@ def predict_block(
     from ..preprocess import normalize
     from ..trust.names import combine_across_models, uncertainty_name
     from .tta import spread_predictor, tta_predictor
-    from .volume import make_predictor, spread_source
+    from .volume import group_tta, make_predictor, spread_source
 
     check_blocks(plan)
     normalized_by: dict[tuple, np.ndarray] = {}  # groups normalizing alike share one pass
@@ -85,13 +85,14 @@ def predict_block(
         key = (repr(norm), group.voxel_size if norm.scope != "per-image" else None)
         if key not in normalized_by:
             normalized_by[key] = normalize(volume, norm, plan.voxel_size, group.voxel_size)
+        tta = group_tta(group, plan.tiling.tta)
         out = _predict_tiles(
             normalized_by[key],
             region,
             # with uncertainty the variants' mean, then their spread (.tta)
-            spread_predictor(*spread_source(nets, plan.device, plan.dtype, plan.tiling.tta))
+            spread_predictor(*spread_source(nets, plan.device, plan.dtype, tta))
             if plan.tiling.uncertainty
-            else tta_predictor(make_predictor(nets, plan.device, plan.dtype), plan.tiling.tta),
+            else tta_predictor(make_predictor(nets, plan.device, plan.dtype), tta),
             plan.tile_shapes[g],
             len(group.indices) * (2 if plan.tiling.uncertainty else 1),
             plan.tiling,

@@ -110,6 +110,16 @@ def make_predictor(
     return predict
 
 
+def group_tta(group, mode: str) -> str:
+    """The test-time augmentation a group of networks is predicted with, asked for ``mode``.
+
+    A 2.5D network reads its window of planes in one z-order: its prediction of a z-flipped
+    copy is no estimate of the same thing, so "yxz" is narrowed to the YX variants ("yx").
+    Every prediction path (whole frames, uncertainty, blocks) asks here.
+    """
+    return "yx" if group.window > 1 and mode == "yxz" else mode
+
+
 def spread_source(
     nets: Sequence[nn.Module], device: torch.device, dtype: torch.dtype | None, tta: str
 ):
@@ -281,12 +291,13 @@ def run_volume(
             first, stop, kept = group.window_planes()
             grid = grid[first:stop]
         # test-time augmentation: each tile predicted once per variant, averaged (.tta)
-        base = make_predictor(nets, dev, plan.dtype)
-        # a 2.5D network reads its window in one z-order: its z-flipped copy is no estimate
-        tta = "yx" if group.window > 1 and tiling.tta == "yxz" else tiling.tta
-        predictor = tta_predictor(base, tta)
-        if tiling.uncertainty:  # the variants' spread too, as n more output channels (.tta)
-            predictor = spread_predictor(*spread_source(nets, dev, plan.dtype, tiling.tta))
+        tta = group_tta(group, tiling.tta)
+        if tiling.uncertainty:  # the variants' mean and spread, as 2n output channels (.tta)
+            base, mode, within = spread_source(nets, dev, plan.dtype, tta)
+            predictor = spread_predictor(base, mode, within)
+        else:
+            base = make_predictor(nets, dev, plan.dtype)
+            predictor = tta_predictor(base, tta)
         tile = plan.tile_shapes[g]
         # on a GPU the stitched output stays there when it fits: blending runs on the GPU and the
         # result crosses to the host once, not tile by tile
