@@ -65,12 +65,167 @@ def _stats(name: str, start: float, ticks: list[float], end: float) -> tuple[flo
     return longest, p99
 
 
+class StallSampler:
+    """Where the GUI thread is while it stalls: a watchdog thread samples its stack.
+
+    While a phase runs, whenever the GUI timer has not ticked for ``threshold_ms``, the GUI
+    thread's stack is recorded every ``every_ms`` (``sys._current_frames``). A sample lands when
+    the watchdog gets the GIL: time inside C code that holds it is charged to where the thread
+    is when it lets go, so read the inclusive totals, not single lines.
+    """
+
+    def __init__(self, threshold_ms: float = 50.0, every_ms: float = 10.0) -> None:
+        import threading
+
+        self.gui_thread = threading.get_ident()
+        self.threshold, self.every = threshold_ms / 1000, every_ms / 1000
+        self.last_tick = time.perf_counter()
+        self.phase: str | None = None
+        self.samples: list[tuple[str, float, tuple[str, ...]]] = []  # phase, stall start, stack
+        self.phase_start: dict[str, float] = {}
+        self.dump = None  # a file to write every sample's whole stack to (--stalls-dump)
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._watch, daemon=True)
+        self._thread.start()
+
+    def tick(self) -> None:
+        self.last_tick = time.perf_counter()
+
+    def start(self, phase: str) -> None:
+        self.phase, self.last_tick = phase, time.perf_counter()
+        self.phase_start[phase] = self.last_tick
+
+    def stop(self) -> None:
+        self.phase = None
+
+    def close(self) -> None:
+        self._stop.set()
+
+    def _watch(self) -> None:
+        while not self._stop.wait(self.every):
+            phase, since = self.phase, self.last_tick
+            if phase is None or time.perf_counter() - since < self.threshold:
+                continue
+            frame = sys._current_frames().get(self.gui_thread)
+            stack = []
+            while frame is not None:
+                code = frame.f_code
+                stack.append(f"{_short(code.co_filename)}:{code.co_name}:{frame.f_lineno}")
+                frame = frame.f_back
+            self.samples.append((phase, since, tuple(reversed(stack))))
+
+    def report(self, phase: str, top: int = 15) -> None:
+        """Print the functions the GUI thread was in during this phase's stalls (inclusive)."""
+        mine = [(since, stack) for p, since, stack in self.samples if p == phase]
+        if not mine:
+            print("    no stall sampled")
+            return
+        ms = self.every * 1000
+        stalls = {since for since, _ in mine}
+        print(
+            f"    {len(mine)} samples (~{len(mine) * ms:.0f} ms) in {len(stalls)} stalls; "
+            "inclusive ms per function (file:function), outermost first:"
+        )
+        counts: dict[str, int] = {}
+        for _, stack in mine:
+            for fn in {s.rsplit(":", 1)[0] for s in stack}:
+                counts[fn] = counts.get(fn, 0) + 1
+        depth: dict[str, int] = {}
+        for _, stack in mine:
+            for i, s in enumerate(stack):
+                fn = s.rsplit(":", 1)[0]
+                depth[fn] = min(depth.get(fn, 10**6), i)
+        kinds: dict[str, int] = {}
+        for _, stack in mine:
+            kind = _kind(stack)
+            kinds[kind] = kinds.get(kind, 0) + 1
+        print(
+            "    by kind: "
+            + "; ".join(
+                f"{k} {n * ms:.0f} ms" for k, n in sorted(kinds.items(), key=lambda kv: -kv[1])
+            )
+        )
+        ranked = sorted(counts.items(), key=lambda kv: (-kv[1], depth[kv[0]]))
+        ranked = [kv for kv in ranked if not kv[0].startswith(("gui_latency.py", "<frozen"))]
+        for fn, n in ranked[:top]:
+            print(f"    {n * ms:6.0f} ms  {fn}")
+        print(
+            "    each stall (from its start in the phase): kinds; the first call below the event loop"
+        )
+        for since in sorted(stalls):
+            these = [stack for t, stack in mine if t == since]
+            kinds = {}
+            for stack in these:
+                kinds[_kind(stack)] = kinds.get(_kind(stack), 0) + 1
+            what = "; ".join(
+                f"{k} {n * ms:.0f}" for k, n in sorted(kinds.items(), key=lambda kv: -kv[1])
+            )
+            entry = {_entry(stack) for stack in these} - {""}
+            print(
+                f"    t={since - self.phase_start.get(phase, since):5.2f} s  "
+                f"~{len(these) * ms + self.threshold * 1000:4.0f} ms  {what}  [{', '.join(sorted(entry))}]"
+            )
+        if self.dump is not None:
+            for since, stack in mine:
+                self.dump.write(f"{phase}\t{since:.3f}\t{' <- '.join(reversed(stack))}\n")
+
+
+#: What a stalled GUI thread is doing, by a marker anywhere in its stack (the first that matches)
+KINDS = (
+    ("imports", ("_find_and_load",)),
+    ("vispy drawing", ("paintGL", "canvas.py:on_draw")),
+    ("layer controls (Qt)", ("qt_layer_controls_container",)),
+    ("vispy visual creation", ("create_vispy_layer",)),
+    ("slicing", ("_slice_dims", "set_view_slice", "_layer_slicer")),
+    ("selection", ("_selection.py", "_refresh_qss")),
+    ("layer list (Qt)", ("_qt/containers",)),
+    ("layer construction", ("layers/image/image.py:__init__", "layers/base/base.py:__call__")),
+    ("napari_labelfree", ("napari_labelfree/",)),
+)
+
+
+def _kind(stack: tuple[str, ...]) -> str:
+    for kind, markers in KINDS:
+        if any(m in s for s in stack for m in markers):
+            return kind
+    last = stack[-1] if stack else ""
+    if "qt_main_window" in last or last.endswith((":event", ":eventFilter")):
+        return "Qt in C++ (painting, layout)"
+    return "other"
+
+
+def _entry(stack: tuple[str, ...]) -> str:
+    """The first call the event loop (or the benchmark) made into napari or the plugin."""
+    outer = ("gui_latency.py", "<frozen", "qt_main_window.py", "_qt.py:event")
+    for s in stack:
+        if not s.startswith(outer):
+            return s.rsplit(":", 1)[0]
+    return ""
+
+
+def _short(path: str) -> str:
+    """A source path from its package on (site-packages and the checkout's src cut off)."""
+    for cut in ("site-packages/", "/src/", "/lib/python3"):
+        if cut in path:
+            return path.split(cut, 1)[1]
+    return os.path.basename(path)
+
+
+SAMPLE_LAYERS = 7  # the time-lapse sample: transmitted light and six fluorescences
+
+
 def main() -> None:
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     p.add_argument("--models", default="dna,lamin-b1,cellmask")
     p.add_argument("--frames-before-cancel", type=int, default=4)
     p.add_argument("--timeout", type=float, default=900.0)
     p.add_argument("--verbose", action="store_true", help="list the longest gaps and when")
+    p.add_argument(
+        "--stalls",
+        action="store_true",
+        help="sample the GUI thread's stack while it stalls; print where the time goes per phase",
+    )
+    p.add_argument("--stalls-dump", help="with --stalls: write every sampled stack to this file")
     p.add_argument("--runs", type=int, default=1, help="runs, each in a fresh process")
     p.add_argument("--results", help=argparse.SUPPRESS)  # a run's phases as JSON (for --runs)
     args = p.parse_args()
@@ -88,6 +243,11 @@ def main() -> None:
     timer = QTimer()
     timer.setInterval(20)
     timer.timeout.connect(lambda: ticks.append(time.perf_counter()))
+    sampler = StallSampler() if args.stalls else None
+    if sampler is not None:
+        timer.timeout.connect(sampler.tick)
+        if args.stalls_dump:
+            sampler.dump = open(args.stalls_dump, "w", encoding="utf-8")  # noqa: SIM115
 
     def pump_until(cond, what: str) -> None:
         end = time.perf_counter() + args.timeout
@@ -109,9 +269,13 @@ def main() -> None:
         ticks.clear()
         timer.start()
         t0 = time.perf_counter()
+        if sampler is not None:
+            sampler.start(name)
         action()
         settle(0.5)
         timer.stop()
+        if sampler is not None:
+            sampler.stop()
         worst.append(_stats(name, t0, list(ticks), time.perf_counter()))
         names.append(name)
         if args.verbose:
@@ -119,17 +283,22 @@ def main() -> None:
             at = np.asarray(ticks) - t0
             for i in np.argsort(gaps)[::-1][:5]:
                 print(f"    gap {gaps[i]:.0f} ms ending at t={at[i]:.2f} s")
+        if sampler is not None:
+            sampler.report(name)
         settle(1.0)
 
     # File > Open Sample (simulated on a worker thread; napari adds its seven layers)
     def open_sample() -> None:
-        from napari_labelfree.core.synth import STRUCTURES
-
         viewer.open_sample("napari-labelfree", "timelapse")
         # napari adds the transmitted light; the hidden fluorescences follow one per turn
-        pump_until(lambda: len(viewer.layers) == 1 + len(STRUCTURES), "the sample's layers")
+        pump_until(lambda: len(viewer.layers) == SAMPLE_LAYERS, "the sample's layers")
 
     phase("open the time-lapse sample", open_sample)
+    # imported only now: the menu item does not import the simulator on the GUI thread either
+    from napari_labelfree.core.synth import STRUCTURES
+
+    if len(viewer.layers) != 1 + len(STRUCTURES):
+        raise SystemExit(f"the sample has {1 + len(STRUCTURES)} layers: update SAMPLE_LAYERS")
     _, widget = viewer.window.add_plugin_dock_widget("napari-labelfree", "Label-free prediction")
     _set_cpu(widget)
     _tick_models(widget, args.models.split(","))
@@ -167,6 +336,10 @@ def main() -> None:
         ]
         with open(args.results, "w", encoding="utf-8") as f:
             json.dump({"phases": phases, "load_end": os.getloadavg()[0]}, f)
+    if sampler is not None:
+        sampler.close()
+        if sampler.dump is not None:
+            sampler.dump.close()
     viewer.close()
 
 

@@ -5,23 +5,27 @@ data files ship with the package, since camera noise does not compress (the z-st
 float32, the time-lapse 34 MB; about 5 and 20 MB even as 8-bit TIFF). Simulating takes 4-24 s on
 a laptop CPU, so it runs on a worker thread while the GUI thread keeps handling events (napari's
 sample contract is a function that returns the layers); the viewer stays responsive and says what
-it is doing. (Measured with ``benchmarks/sample_open_gui.py``: what still holds the GUI thread is
-napari adding the seven layers, a few hundred ms each, mostly vispy building each layer's visual:
-so napari adds the transmitted light and the six hidden fluorescence layers follow one per
-event-loop turn, the window repainting in between.) Each sample opens the transmitted light (visible) and the true fluorescence of
-every structure (hidden, additive blending, one colour per structure), all in um.
+it is doing. The worker also imports the simulator and does what napari would do on the GUI
+thread for its first layer (import xarray, load pint's units). What still holds the GUI thread
+(``benchmarks/gui_latency.py --stalls``) is napari adding the seven layers, 0.1-0.3 s each (its
+Qt layer controls, vispy visuals, slicing): napari adds the transmitted light and the six hidden
+fluorescence layers follow one per event-loop turn, the window repainting in between. Each sample
+opens the transmitted light (visible) and the true fluorescence of every structure (hidden,
+additive blending, one colour per structure), all in um.
 """
 
 from __future__ import annotations
 
+import copy
 import weakref
-from concurrent.futures import wait
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
 from .core.structures import TRANSMITTED_COLORMAP, colormap_for
-from .core.synth import STRUCTURES, SimulatedImage, simulate
+
+if TYPE_CHECKING:
+    from .core.synth import SimulatedImage
 
 ZSTACK = {"shape": (32, 192, 192), "voxel_size": (0.29, 0.108, 0.108), "seed": 0}
 # the paper's time-lapse was taken at another magnification (0.065 um/px) than its training data
@@ -36,20 +40,46 @@ TIMELAPSE = {
 LayerData = tuple[np.ndarray, dict[str, Any], str]
 
 
-_CACHE: dict[str, SimulatedImage] = {}
+_CACHE: dict[str, list[LayerData]] = {}
 _RUNNING: dict[str, Any] = {}
 
 
 def _simulate(kind: str) -> SimulatedImage:
     """Simulate one sample (run on the worker thread)."""
+    from .core.synth import STRUCTURES, simulate
+
     params = ZSTACK if kind == "zstack" else TIMELAPSE
     return simulate(structures=STRUCTURES, **params)
 
 
-def _simulated(kind: str) -> SimulatedImage:
-    """The simulated sample, computed once per session on a worker thread.
+def _prepare(kind: str) -> list[LayerData]:
+    """The sample's layers, made on the worker thread with what napari will import for them.
 
-    With a Qt application running, the calling (GUI) thread processes events every 20 ms until
+    Everything that can wait is done here rather than on the GUI thread: the simulator's imports
+    (scipy), the display limits, and what napari does the first time it makes a layer: import
+    xarray (0.5-1 s) and load pint's unit definitions (~0.25 s), measured with
+    ``benchmarks/gui_latency.py --stalls``.
+    """
+    warm_napari_first_layer()
+    return _layers(_simulate(kind), "z-stack" if kind == "zstack" else "time-lapse")
+
+
+def warm_napari_first_layer() -> None:
+    """Import and load now (on a worker thread) what napari's first layer would on the GUI thread."""
+    import importlib.util
+
+    if importlib.util.find_spec("xarray") is not None:
+        import xarray  # noqa: F401 (napari checks whether a layer's data is an xarray)
+    if importlib.util.find_spec("pint") is not None:
+        import pint
+
+        pint.get_application_registry().pixel  # noqa: B018 (loads the unit definitions once)
+
+
+def _simulated(kind: str) -> list[LayerData]:
+    """The sample's layers, simulated once per session on a worker thread.
+
+    With a Qt application running, the calling (GUI) thread handles events as they come until
     the worker is done, so the window repaints and stays usable; without one it simply waits.
     """
     if kind in _CACHE:
@@ -59,24 +89,40 @@ def _simulated(kind: str) -> SimulatedImage:
         from concurrent.futures import ThreadPoolExecutor
 
         pool = ThreadPoolExecutor(1, thread_name_prefix=f"labelfree-sample-{kind}")
-        future = _RUNNING[kind] = pool.submit(_simulate, kind)
+        future = _RUNNING[kind] = pool.submit(_prepare, kind)
         pool.shutdown(wait=False)
         _notify(f"Simulating the {kind} sample (a few seconds on a CPU)...")
     app = _qt_app()
     deferred = _CloseDeferred.install() if app is not None else None
     try:
-        while not future.done():
-            if app is not None:
-                from qtpy.QtCore import QEventLoop
-
-                app.processEvents(QEventLoop.ProcessEventsFlag.AllEvents, 20)
-            wait([future], timeout=0.02)
+        if app is not None:
+            _handle_events_until_done(future)
         _CACHE[kind] = future.result()
     finally:
         _RUNNING.pop(kind, None)
         if deferred is not None:
             deferred.release()
     return _CACHE[kind]
+
+
+def _handle_events_until_done(future: Any) -> None:
+    """Run a nested Qt event loop until ``future`` is done.
+
+    Events are handled as they come; a sleep between ``processEvents`` calls held every timer and
+    repaint back by up to its length.
+    """
+    from qtpy.QtCore import QEventLoop, QTimer
+
+    loop = QEventLoop()
+    poll = QTimer()
+    poll.setInterval(10)
+    poll.timeout.connect(lambda: future.done() and loop.quit())
+    poll.start()
+    try:
+        if not future.done():
+            loop.exec()
+    finally:
+        poll.stop()
 
 
 class _CloseDeferred:
@@ -193,6 +239,11 @@ def _layers(im: SimulatedImage, what: str) -> list[LayerData]:
     return layers
 
 
+def _fresh(layers: list[LayerData]) -> list[LayerData]:
+    """The cached layers with settings of their own (a sample opened twice shares no dict)."""
+    return [(data, copy.deepcopy(kwargs), kind) for data, kwargs, kind in layers]
+
+
 #: ms between two of the hidden layers added after the sample opened (the window repaints between)
 SPREAD_MS = 10
 
@@ -230,9 +281,9 @@ def _spread(layers: list[LayerData]) -> list[LayerData]:
 
 def simulated_zstack() -> list[LayerData]:
     """Bright-field z-stack (32x192x192 at 0.29, 0.108, 0.108 um) and the six true fluorescences."""
-    return _spread(_layers(_simulated("zstack"), "z-stack"))
+    return _spread(_fresh(_simulated("zstack")))
 
 
 def simulated_timelapse() -> list[LayerData]:
     """Bright-field time-lapse (8 frames of 24x160x160 at 0.29, 0.065, 0.065 um) with a division."""
-    return _spread(_layers(_simulated("timelapse"), "time-lapse"))
+    return _spread(_fresh(_simulated("timelapse")))

@@ -284,3 +284,29 @@ def test_a_frame_says_what_it_does_before_its_first_tile(tiny_models, volume):
         shown.append(state.text())
     assert "resampling to the model's voxel size..." in shown
     assert shown[-1].startswith("tile 1/")  # the first tile replaces the step
+
+
+def test_every_step_before_the_first_tile_is_said(tiny_models, volume):
+    """Issue 20: a 64x2048x2048 frame waited ~19 s for its first tile with nothing said during
+    the read, the check against the training images, the model loading, the z-score and the
+    resampling; each is said now (and said again with its seconds while it runs)."""
+    import re
+
+    from napari_labelfree.core.events import Stage, TileDone
+    from napari_labelfree.core.io import from_array
+    from napari_labelfree.core.predict.plan import plan_prediction
+
+    source = from_array(volume, "ZYX", physical_sizes=(0.29, 0.145, 0.145))  # to be resampled
+    gen = plan_prediction(source, [tiny_models[0]], device="cpu").iter_frames()
+    events = []
+    while not any(isinstance(e, TileDone) for e in events):
+        events.append(next(gen))
+    gen.close()
+    said = [re.sub(r" \(\d+ s\)$", "", e.text) for e in events if isinstance(e, Stage)]
+    assert list(dict.fromkeys(said)) == [
+        "reading the frame",
+        "comparing the image with the models' training images",
+        "loading the models",
+        "normalizing",
+        "resampling to the model's voxel size",
+    ]

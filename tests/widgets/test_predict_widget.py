@@ -50,6 +50,23 @@ def test_default_image_is_the_transmitted_light_one(open_predict, tiny_models, v
     assert widget.image.value == "Channel:0:0"
 
 
+def test_predicting_leaves_the_layer_selection_alone(open_predict, tiny_models, volume, qtbot):
+    """The overlays arrive without being selected: the layer the user works on stays active
+    (napari's select-the-new-layer and the selecting back also cost the GUI thread each time)."""
+    viewer, widget = open_predict()
+    viewer.add_image(volume, name="bright-field", scale=SCALE)
+    other = viewer.add_image(volume.copy(), name="notes", scale=SCALE, visible=False)
+    widget.image.value = "bright-field"
+    viewer.layers.selection.active = other
+    widget.models.set_checked([tiny_models[0].path])
+    seen = []
+    viewer.layers.selection.events.active.connect(lambda e: seen.append(e.value))
+    _predict(widget, qtbot)
+    assert [ly.name for ly in _prediction_layers(viewer)] == ["dna (predicted)"]
+    assert viewer.layers.selection.active is other and set(viewer.layers.selection) == {other}
+    assert seen == []  # not even for a moment
+
+
 def test_predict_two_models_gives_coloured_additive_overlays(
     open_predict, tiny_models, volume, tiling_small, qtbot
 ):

@@ -6,7 +6,7 @@ import time
 
 import pytest
 
-from napari_labelfree.core.synth import STRUCTURES
+from napari_labelfree.core.synth import STRUCTURES, simulate
 
 
 @pytest.mark.parametrize(
@@ -47,7 +47,7 @@ def test_the_gui_keeps_handling_events_while_a_sample_is_made(make_napari_viewer
     def simulate_after_an_event(kind):
         assert delivered.wait(timeout=60), "the GUI thread handled no event during the simulation"
         made_by.append(threading.current_thread())
-        return _sample_data.simulate(
+        return simulate(
             structures=STRUCTURES, shape=(4, 32, 32), voxel_size=(0.29, 0.108, 0.108), seed=0
         )
 
@@ -69,3 +69,17 @@ def test_closing_the_viewer_while_the_sample_layers_follow(make_napari_viewer, q
     viewer.close()
     qtbot.wait(300)  # the pending additions fire on the closed viewer
     QCoreApplication.processEvents()
+
+
+def test_the_sample_menu_leaves_the_simulator_to_the_worker():
+    """File > Open Sample imports this module on the GUI thread: the simulator and scipy (~2 s
+    on a loaded 2-core machine) are imported by the worker that simulates, not there."""
+    import subprocess
+    import sys
+
+    code = (
+        "import sys, napari_labelfree._sample_data; "
+        "print(sorted({'napari_labelfree.core.synth', 'scipy.ndimage'} & set(sys.modules)))"
+    )
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    assert out.stdout.strip() == "[]"

@@ -14,6 +14,8 @@ from __future__ import annotations
 
 from typing import Any
 
+from napari.layers import Image
+
 from ..core.bundle import ModelBundle
 from ._layers import (
     META_KEY,
@@ -33,6 +35,28 @@ def _unwrap(obj: Any) -> Any:
     """The object behind napari's public-only proxy (plugins get the viewer through one, so the
     layers they add are proxies, while layer events carry the layers themselves)."""
     return getattr(obj, "__wrapped__", obj)
+
+
+def add_unselected(viewer: Any, layer: Any) -> None:
+    """Add ``layer`` to the viewer leaving the selection as it is.
+
+    napari makes a new layer the active one: the layer controls switch, the viewer's buttons are
+    restyled, and selecting the source back does it all again (~50-100 ms of GUI thread per
+    overlay with a software OpenGL). Where napari has no switch for it, the layer is added and
+    the selection put back.
+    """
+    layers = _unwrap(viewer).layers
+    if not hasattr(layers, "_activate_on_insert"):
+        active = layers.selection.active
+        layers.append(layer)
+        if active is not None:
+            layers.selection.active = active
+        return
+    layers._activate_on_insert = False
+    try:
+        layers.append(layer)
+    finally:
+        layers._activate_on_insert = True
 
 
 class OverlayRun:
@@ -136,7 +160,7 @@ class OverlayRun:
         meta = prediction_tag(self.source_name, str(bundle.path))
         meta["structure"] = bundle.spec.structure
         lo, hi = self.limits.get(name, (0.0, 1.0))
-        layer = self.viewer.add_image(
+        layer = Image(
             data,
             name=f"{name}{RUNNING_SUFFIX}",
             **overlay_style(name, bundle),  # an uncertainty: hidden, its own colormap
@@ -149,9 +173,8 @@ class OverlayRun:
         )
         # room above the limits to brighten, for negative predictions too (hi < 0 doubled is lower)
         layer.contrast_limits_range = (min(lo, 0.0), hi + max(hi - lo, abs(hi)))
+        add_unselected(self.viewer, layer)  # the source stays the active layer
         self.layers[name] = layer
-        if not self.pending and self.source in self.viewer.layers:
-            self.viewer.layers.selection.active = self.source  # the source stays the active layer
         self.creating = bool(self.pending)
         return self.creating
 

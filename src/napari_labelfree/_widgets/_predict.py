@@ -64,6 +64,8 @@ class PredictWidget(MergedExport, QWidget):
         self.viewer = napari_viewer
         self.memory: dict[str, dict[str, str]] = {}  # layer name -> what the user set
         self.run: OverlayRun | None = None
+        self.ending: OverlayRun | None = None  # a run that ended, its last overlays being added
+        self.end_args: tuple[BaseException | None, bool, int] = (None, False, 0)
         self.layers_ready = threading.Event()
         self.precision = "auto"  # TilingConfig.precision; tests set "fp32" (no control yet)
         self.warned: tuple[str, int | None] | None = None  # fluorescence warned of, once
@@ -197,7 +199,8 @@ class PredictWidget(MergedExport, QWidget):
     # ----------------------------------------------------------------------------- running
     @property
     def is_running(self) -> bool:
-        return self.runner.running
+        """A prediction runs, or its last overlays are still being added."""
+        return self.runner.running or self.ending is not None
 
     def request(self) -> PredictRequest:
         """Read the controls once (raises LabelFreeError for what the user must fix)."""
@@ -240,6 +243,7 @@ class PredictWidget(MergedExport, QWidget):
         """Predict the chosen layer with the ticked models (in a worker thread)."""
         if self.runner.running:
             return
+        self._end_run()  # a run still adding its last overlays ends now, before the next starts
         try:
             req = self.request()
         except LabelFreeError as e:
@@ -269,23 +273,45 @@ class PredictWidget(MergedExport, QWidget):
                 self.run.frame_ready(event)
             else:
                 self.run.partial_ready(event)
-            if self.run.pending and not self.run.creating:  # one chain of additions at a time
-                self.run.creating = True
-                QTimer.singleShot(30, self._create_next)
+            self._start_creating(self.run)
 
-    def _create_next(self) -> None:
+    def _start_creating(self, run: OverlayRun) -> None:
+        if run.pending and not run.creating:  # one chain of additions at a time
+            run.creating = True
+            QTimer.singleShot(30, lambda: self._create_next(run))
+
+    def _create_next(self, run: OverlayRun) -> None:
         """Add the next overlay; the next one after 30 ms, so the viewer redraws in between."""
-        if self.run is not None and self.run.create_next():
-            QTimer.singleShot(30, self._create_next)
-        else:
+        if self.runner.closed:
+            return
+        if run.create_next():
+            QTimer.singleShot(30, lambda: self._create_next(run))
+            return
+        if run is self.run:
             self.layers_ready.set()  # the worker goes on with the next frame
+        elif run is self.ending:  # the run ended while its last overlays were being added
+            self._end_run()
 
     def _on_done(self, value: Any, stopped: bool, error: BaseException | None) -> None:
         run, self.run = self.run, None
         if run is None:
             return
         total = self.runner.progress.frames_total
-        run.finish(complete=error is None and run.complete(total))  # never removes a layer
+        self.ending, self.end_args = run, (error, stopped, total)
+        if run.pending or run.creating:
+            # frames that finished get their layers first, one per event-loop turn (all of them
+            # and the renames in one turn held the viewer for half a second); the end follows
+            self._start_creating(run)
+        else:
+            self._end_run()
+
+    def _end_run(self) -> None:
+        """The run's last overlays are added: rename them, say what was done (never removes)."""
+        run, self.ending = self.ending, None
+        if run is None:
+            return
+        error, stopped, total = self.end_args
+        run.finish(complete=error is None and run.complete(total))  # adds any still pending
         self.status.setText(run.summary(error, stopped, total))
 
     def _on_removed(self, event: Any) -> None:

@@ -12,7 +12,7 @@ from typing import Any
 
 from tqdm import tqdm
 
-from ..core.events import FrameDone, FrameStarted, Notice, TileDone
+from ..core.events import FrameDone, FrameStarted, Notice, Stage, TileDone
 from ..core.trust.ood import InputWarning
 from ._args import with_hint
 
@@ -47,7 +47,11 @@ def drive_prediction(
                     file=sys.stderr,
                     disable=None,  # off when stderr is not a terminal
                 )
+            elif isinstance(event, Stage) and bar is not None:
+                bar.set_postfix_str(event.text)  # a step before the tiles, said while it runs
             elif isinstance(event, TileDone) and bar is not None:
+                if getattr(bar, "postfix", None):  # (a disabled bar has none)
+                    bar.set_postfix_str("", refresh=False)
                 bar.total = event.total
                 bar.update(1)
             elif isinstance(event, FrameDone) and on_frame is not None:

@@ -24,19 +24,20 @@ import numpy as np
 from ..bundle import ModelBundle, resolve_model
 from ..config import TilingConfig
 from ..errors import LabelFreeError
-from ..events import FrameDone, FrameStarted, Notice, TileDone
+from ..events import FrameDone, FrameStarted, Notice, Stage, TileDone
 from ..io import ImageSource, VoxelSize, check_3d, resolve_voxel_size
 from ..machine import physical_memory
 from ..trust.names import UNCERTAINTY_COLORMAP, with_uncertainty_names
 from ..trust.ood import input_warnings
 from .schedule import FrameScheduler
+from .stages import timed_stage
 
 if TYPE_CHECKING:
     import torch
 
     from .volume import ModelGroup
 
-Event = TileDone | FrameStarted | FrameDone | Notice
+Event = TileDone | FrameStarted | Stage | FrameDone | Notice
 ModelRef = ModelBundle | str | Path
 
 # Resampling to a model's voxel size beyond these is almost always a wrong voxel size (a unit
@@ -163,10 +164,21 @@ class PredictionPlan:
         done: list[int] = []
         for t in frames:
             yield FrameStarted(t, n)
-            volume = self.source.frame(t, self.channel)
+            # seconds each on a big frame: said while they run (.stages)
+            volume = yield from timed_stage(
+                t, "reading the frame", lambda t=t: self.source.frame(t, self.channel)
+            )
             # once per image: is it like each model's training images? (core.trust) Said once the
             # first frame is predicted: a model that cannot run gets its one error line alone
-            warnings = [] if done else input_warnings(self.bundles, volume, self.voxel_size)
+            warnings = []
+            if not done:
+                warnings = yield from timed_stage(
+                    t,
+                    "comparing the image with the models' training images",
+                    lambda v=volume: input_warnings(self.bundles, v, self.voxel_size),
+                )
+            if self._networks is None:
+                yield Stage(t, "loading the models")
             arrays = yield from self.predict_volume(volume, frame=t)
             yield from warnings
             done.append(t)

@@ -30,6 +30,7 @@ from ..weights import inference_network
 from .compile_cache import Acceleration
 from .fast_tiles import FixedShapeRunner, accelerated
 from .pipeline import download_slabs, staging_for, upload_slabs
+from .stages import timed_stage
 from .tiling import iter_sliding_window
 from .tta import spread_predictor, tta_predictor
 
@@ -270,23 +271,27 @@ def run_volume(
     for g, (group, nets) in enumerate(zip(plan.groups, networks, strict=True)):
         key = keys[g]
         if key not in normalized_by:
-            yield Stage(frame, "normalizing")
             args = (group.normalization, plan.voxel_size, group.voxel_size)
-            if frame_t is None:
-                normalized_by[key] = normalize(volume, *args)
+            if frame_t is None:  # seconds on a big frame: said while it runs (.stages)
+                normalized_by[key] = yield from timed_stage(
+                    frame, "normalizing", lambda args=args: normalize(volume, *args)
+                )
             else:
+                yield Stage(frame, "normalizing")
                 # in place when no other group needs the raw frame
                 own = frame_t if len(set(keys)) == 1 else frame_t.clone()
                 normalized_by[key] = normalize_tensor_(own, *args)
         normalized = normalized_by[key]
         grid = normalized
         if group.resample:
-            yield Stage(frame, "resampling to the model's voxel size")
-            grid = (
-                resize_tensor(normalized, group.grid_shape)
-                if on_device
-                else resize(normalized, group.grid_shape)
-            )
+            text = "resampling to the model's voxel size"
+            if on_device:
+                yield Stage(frame, text)
+                grid = resize_tensor(normalized, group.grid_shape)
+            else:  # seconds on a big frame: said while it runs (.stages)
+                grid = yield from timed_stage(
+                    frame, text, lambda n=normalized, s=group.grid_shape: resize(n, s)
+                )
         if group.projection:  # one window of planes around the middle gives the one output plane
             first, stop, kept = group.window_planes()
             grid = grid[first:stop]
