@@ -3,8 +3,9 @@
 Issue 20: such a frame "planned" for 22.6 s with nothing shown. This times, on the CPU with the
 built-in dna model, what the Predict widget runs in its worker (plan, then the frame's events up to
 its first finished tile): the plan itself, then each message the status line gets (frame started,
-"normalizing", "resampling ...", the first tile), and the longest stretch without a new one.
-Nothing is predicted past the first tile. Needs ~4 GB of memory for the default size.
+"reading the frame", "normalizing", "resampling ...", each said again with its seconds about once a
+second while it runs, the first tile), and the longest stretch without a new one. Nothing is
+predicted past the first tile. Needs ~4 GB of memory for the default size.
 
     python benchmarks/big_frame_progress.py [--shape 64 2048 2048] [--voxel 0.29 0.108 0.108]
 """

@@ -16,6 +16,14 @@ Usage (an X display is needed; never QT_QPA_PLATFORM=offscreen)::
     xvfb-run -a python benchmarks/gui_latency.py [--frames-before-cancel 4] [--models dna,lamin-b1,cellmask]
     xvfb-run -a python -u benchmarks/gui_latency.py --runs 5 --models dna --frames-before-cancel 2
 
+Where the GUI thread is while it stalls (issue 20): ``--stalls`` samples its stack from a
+watchdog thread whenever the timer has not ticked for 50 ms and prints, per phase, each stall
+with its length and what the samples saw (napari's Qt layer controls, vispy visuals or drawing,
+slicing, selection, imports, this plugin's code, Qt painting in C++), and the functions the time
+went to; ``--stalls-dump FILE`` writes every sampled stack::
+
+    xvfb-run -a python -u benchmarks/gui_latency.py --models dna --frames-before-cancel 2 --stalls
+
 To measure another version of the widget, put its ``src`` first on PYTHONPATH. The script drives
 both the old Qt-only widget and the magicgui one (it looks for either's controls).
 """
@@ -83,13 +91,17 @@ class StallSampler:
         self.phase: str | None = None
         self.samples: list[tuple[str, float, tuple[str, ...]]] = []  # phase, stall start, stack
         self.phase_start: dict[str, float] = {}
+        self.gaps: dict[float, float] = {}  # stall start -> its length (s), from the ticks
         self.dump = None  # a file to write every sample's whole stack to (--stalls-dump)
         self._stop = threading.Event()
         self._thread = threading.Thread(target=self._watch, daemon=True)
         self._thread.start()
 
     def tick(self) -> None:
-        self.last_tick = time.perf_counter()
+        now = time.perf_counter()
+        if self.phase is not None and now - self.last_tick >= self.threshold:
+            self.gaps[self.last_tick] = now - self.last_tick  # the stall's true length
+        self.last_tick = now
 
     def start(self, phase: str) -> None:
         self.phase, self.last_tick = phase, time.perf_counter()
@@ -161,9 +173,10 @@ class StallSampler:
                 f"{k} {n * ms:.0f}" for k, n in sorted(kinds.items(), key=lambda kv: -kv[1])
             )
             entry = {_entry(stack) for stack in these} - {""}
+            length = self.gaps.get(since, len(these) * self.every + self.threshold)
             print(
-                f"    t={since - self.phase_start.get(phase, since):5.2f} s  "
-                f"~{len(these) * ms + self.threshold * 1000:4.0f} ms  {what}  [{', '.join(sorted(entry))}]"
+                f"    t={since - self.phase_start.get(phase, since):5.2f} s  {length * 1000:4.0f} ms  "
+                f"(sampled: {what})  [{', '.join(sorted(entry))}]"
             )
         if self.dump is not None:
             for since, stack in mine:

@@ -276,7 +276,11 @@ def test_a_frame_says_what_it_does_before_its_first_tile(tiny_models, volume):
         events.append(next(gen))
     gen.close()
     stages = [e.text for e in events if isinstance(e, Stage)]
-    assert stages == ["normalizing", "resampling to the model's voxel size"]
+    assert stages == [
+        "normalizing",
+        "resampling to the model's voxel size",
+        "predicting the first tile",
+    ]
     shown = []
     state = Progress()
     for event in events:
@@ -309,4 +313,5 @@ def test_every_step_before_the_first_tile_is_said(tiny_models, volume):
         "loading the models",
         "normalizing",
         "resampling to the model's voxel size",
+        "predicting the first tile",
     ]

@@ -309,6 +309,7 @@ def run_volume(
         out_dev = _output_device(dev, len(group.indices) * int(np.prod(grid.shape)) * 4)
         if on_device and dev.type != "cuda":
             out_dev = dev  # the tensor path on another device (or forced on the CPU) stays there
+        yield Stage(frame, "predicting the first tile")  # seconds on a big frame's large tiles
         for attempt in range(tiling.max_oom_retries + 1):
             try:
                 out = yield from _named_partials(
