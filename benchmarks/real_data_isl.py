@@ -359,7 +359,30 @@ def choose_voxel(data: dict, bundle, predict) -> tuple[tuple[float, float, float
         pred = predict(np.ascontiguousarray(sig[crop]), bundle, None, (dz, px, px))
         tried[dz] = round(pearson_r(pred.max(axis=0), dapi[crop[1:]]), 4)
     dz = max(tried, key=tried.get)
-    return (dz, px, px), {"nucleus_px": round(d_px, 2), "z_step_train_r": tried}
+    forced = getattr(data["args"], "z_step", None)
+    if forced is not None:  # a grid asked for (to compare grids on the validation strip)
+        dz = float(forced)
+    return (dz, px, px), {"nucleus_px": round(d_px, 2), "z_step_train_r": tried, "z_step": dz}
+
+
+def strip_score(bundle, train: list, cfg, data_vox, predict) -> float | None:
+    """Max-projection r of the trainer's own automatic strip (core.train.holdout), or None.
+
+    The strip is cut exactly as the trainer cut it (a pure function of the images) and predicted
+    through the user's path at the data's grid, so the score compares runs on different grids
+    (the trainer's own strip r is 3D at the model's grid: not comparable across grids).
+    """
+    from napari_labelfree.core.metrics import pearson_r
+    from napari_labelfree.core.train.holdout import hold_out_strips
+
+    if cfg.val_strip <= 0:
+        return None
+    vx = bundle.spec.voxel_size_um[2]
+    _, val, _ = hold_out_strips(train, cfg.val_strip, cfg.patch_shape[2], vx)
+    if not val:
+        return None
+    pred = predict(val[0].signal, bundle, None, data_vox)
+    return round(pearson_r(pred.max(axis=0), val[0].target[0]), 4)
 
 
 def train_config(recipe: str, args: argparse.Namespace, seed: int):
@@ -410,6 +433,23 @@ def main(argv: list[str] | None = None) -> int:
         action="store_true",
         help="write the zero-shot scores (and with --init, the mean fine-tuned score over seeds) "
         "into the model folder's card (metrics.real_data)",
+    )
+    ap.add_argument(
+        "--z-step",
+        type=float,
+        default=None,
+        help="with --init: this z-step (um) for the field instead of the one chosen by "
+        "training-part r (the lateral pixel size stays the nuclear-size one)",
+    )
+    ap.add_argument(
+        "--init-grid",
+        choices=("chosen", "native"),
+        default="chosen",
+        help="with --init: the field resampled to the starting model's grid at the voxel size "
+        "choose_voxel picks (chosen), or trained on its own grid as it is (native) [chosen]",
+    )
+    ap.add_argument(
+        "--lr", type=float, default=None, help="peak learning rate instead of the recipe's"
     )
     ap.add_argument("--device", default="auto")
     ap.add_argument("--out", type=Path, default=None, help="keep the trained models here")
@@ -491,7 +531,9 @@ def main(argv: list[str] | None = None) -> int:
         if args.zero_shot:
             continue
         data_vox, chosen = None, {}
-        if args.init:  # the field meets the starting model at its grid
+        if args.init and args.init_grid == "native":  # no resampling: the field's own grid
+            chosen = {"grid": "native"}
+        elif args.init:  # the field meets the starting model at its grid
             data_vox, chosen = choose_voxel(data, resolve_model(args.init), predict)
         run_recipes(args, data, out, vox, data_vox, chosen, predict)
     print(f"\nmodels in {out}\n{CITATION}")
@@ -502,6 +544,8 @@ def main(argv: list[str] | None = None) -> int:
 
 def run_recipes(args, data, out, vox, data_vox, chosen, predict) -> None:
     """Train every recipe x target x seed on one split; report each on the test part."""
+    from dataclasses import replace
+
     from napari_labelfree.core.config import Architecture, ModelSpec, TilingConfig
     from napari_labelfree.core.events import drain
     from napari_labelfree.core.metrics import pearson_r
@@ -511,6 +555,12 @@ def run_recipes(args, data, out, vox, data_vox, chosen, predict) -> None:
         for name in args.targets:
             rows = []
             label = recipe + (f"+init:{model_label(args.init)}" if args.init else "")
+            if args.init and args.init_grid == "native":
+                label += "@native"
+            elif args.init and args.z_step is not None:
+                label += f"@dz{args.z_step:g}"
+            if args.lr is not None:
+                label += f"-lr{args.lr:g}"
             for seed in args.seeds:
                 if already_done(args, label, name, data["name"], seed):
                     continue
@@ -531,6 +581,8 @@ def run_recipes(args, data, out, vox, data_vox, chosen, predict) -> None:
                     provenance={"data": CITATION, "note": "2D max-projection target along z"},
                 )
                 cfg = train_config(recipe, args, seed)
+                if args.lr is not None:
+                    cfg = replace(cfg, lr=args.lr)
                 run_dir = out / f"{recipe}-{name}-{data['name']}-{seed}"
                 kwargs = {"init": args.init} if args.init else {}
                 t0 = time.time()
@@ -553,6 +605,8 @@ def run_recipes(args, data, out, vox, data_vox, chosen, predict) -> None:
                         extra["strip_r3d"] = round(m["val_pearson_r_mean"], 4)
                         if m.get("init_val_pearson_r_mean") is not None:
                             extra["strip_r3d_init"] = round(m["init_val_pearson_r_mean"], 4)
+                        # the same strip, max projection at the data's grid (like the test part)
+                        extra["strip_r"] = strip_score(bundle, train, cfg, data_vox, predict)
                     row = report(label + suffix, name, seed, pred, truth, seconds, **extra)
                     if not suffix:  # the plain prediction (not the TTA variant) is recorded
                         rows.append(row)
