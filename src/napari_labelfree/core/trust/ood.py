@@ -4,8 +4,10 @@ The input is normalized and resampled to the model's grid as prediction does (a 
 at most ``CROP_ZYX`` model voxels: the check costs a fraction of one tile's prediction), cut into
 patches, and the median of each feature over the patches is compared with the model's training
 statistics in units of their spread. A group of features (intensity, spectrum, contrast,
-relief) differs when the root mean square of its features' deviations exceeds
-``THRESHOLD``. The threshold was chosen on training and validation images only
+relief, depth) differs when the root mean square of its features' deviations exceeds
+``THRESHOLD``. Statistics of a mixture of kinds of training images also hold each kind's
+(``components``, :func:`.stats.field_components`): the input is compared with the whole and with
+each kind, and the one it is most like is the one that counts. The threshold was chosen on training and validation images only
 (benchmarks/ood_detection.py measures the false-alarm and detection rates on held-out ones).
 """
 
@@ -185,10 +187,36 @@ def check_input(
         return InputCheck(name, UNKNOWN)
     features, n_independent = features
     stats: dict[str, Any] = spec.input_statistics  # type: ignore[assignment]
-    scores = compare(features, stats)
-    limits = thresholds(stats, n_independent)
+    scores, limits = closest(
+        [(compare(features, ref), thresholds(ref, n_independent)) for ref in references(stats)]
+    )
     check = InputCheck(name, OK, scores, limits)
     return InputCheck(name, DIFFERS, scores, limits) if check.differing else check
+
+
+def references(stats: dict[str, Any]) -> list[dict[str, Any]]:
+    """What an input is compared with: the whole training set, then each kind of its images
+    (statistics of one kind, and those written before components, hold the whole only)."""
+    refs = [stats]
+    for part in stats.get("components") or []:
+        if isinstance(part, dict) and isinstance(part.get("groups"), dict):
+            refs.append({"features": stats["features"], "groups": part["groups"]})
+    return refs
+
+
+def closest(
+    compared: Sequence[tuple[dict[str, float], dict[str, float]]],
+) -> tuple[dict[str, float], dict[str, float]]:
+    """The (scores, limits) of the reference the input is most like: the smallest largest
+    deviation in units of its limit (the first of equals: the whole training set)."""
+
+    def worst(c: tuple[dict[str, float], dict[str, float]]) -> float:
+        scores, limits = c
+        return max(
+            (s / max(limits.get(g, THRESHOLD), 1e-9) for g, s in scores.items()), default=0.0
+        )
+
+    return min(compared, key=worst)
 
 
 def thresholds(stats: dict[str, Any], n_independent: int) -> dict[str, float]:

@@ -22,6 +22,17 @@ groups that tell apart the usual ways an input can be unlike a model's training 
 
 A model's training statistics are the median and the spread (scaled MAD) of each feature over
 random patches of its training inputs; :mod:`.ood` compares an input's median with them.
+
+Training images of several kinds (a model trained on clean and domain-randomized simulated
+fields, or on two microscopes) are not described by one centre: the median falls between the
+kinds and the images of a tight minority kind sit far from it. So the training images are also
+grouped into a few *components* (:func:`field_components`): the images are split in two, again
+and again, while the two halves differ in some group by more than ``SPLIT_DEVIATION`` of the
+overall spread; each component keeps its own median and spread, computed from patches of its
+own images. An input is like the training images when it is like the whole or like one of the
+components (:mod:`.ood`). Images of one kind give no component, and their statistics are
+exactly what they were; the components are an optional key (``"components"``) that readers
+before it ignore, so the version stays 2.
 """
 
 from __future__ import annotations
@@ -71,6 +82,17 @@ SPREAD_FLOOR = {
     "depth": 0.02,
 }
 Z_LAGS = (2, 4)  # planes on the model grid
+# Components (mixtures of kinds of training images): patches drawn from each image, at most
+# this many images (a random subset of more), at least this many images to a kind, at most this
+# many kinds; two images are of two kinds when their medians differ by more than
+# SPLIT_DEVIATION overall spreads (root mean square over a group's features) in some group:
+# the limit an input's deviation is held to (ood.THRESHOLD), so that a kind apart is one an
+# image of it could not pass as.
+FIELD_PATCHES = 8
+MAX_FIELDS = 48
+MIN_IMAGES = 2
+MAX_COMPONENTS = 4
+SPLIT_DEVIATION = 2.5
 
 
 def patch_features(patch: np.ndarray) -> np.ndarray:
@@ -197,13 +219,97 @@ def sample_features(
     return np.stack(rows)
 
 
-def summarize(features: np.ndarray) -> dict[str, Any]:
-    """The statistics stored in config.json: per feature the median and robust spread."""
+def field_components(
+    volumes: Sequence[np.ndarray], overall: dict[str, Any], rng: np.random.Generator
+) -> list[dict[str, Any]]:
+    """The kinds of images among ``volumes``, each summarized as :func:`summarize` does.
+
+    Each image (at most ``MAX_FIELDS``) is described by the median features of
+    ``FIELD_PATCHES`` of its patches, in units of the ``overall`` statistics' spreads. Images
+    are grouped by complete linkage: a kind is a set of at least ``MIN_IMAGES`` images of which
+    no two differ by more than ``SPLIT_DEVIATION`` in any group. Returns [] when every image is
+    of one kind; else the ``MAX_COMPONENTS`` largest kinds, each with its number of images and
+    patches and its ``groups``. Images of no kind (e.g. each domain-randomized field its own)
+    are described by the overall statistics alone.
+
+    A kind keeps its own median, but its spreads are at least the overall ones: a few images
+    of a kind tell where it sits, not how much other images of it vary (their patches'
+    spread misses how one image differs from the next).
+    """
+    vols = [np.asarray(v) for v in volumes if np.asarray(v).size]
+    if len(vols) < 2:
+        return []
+    if len(vols) > MAX_FIELDS:
+        keep = np.sort(rng.choice(len(vols), size=MAX_FIELDS, replace=False))
+        vols = [vols[int(i)] for i in keep]
+    feats = [sample_features([v], FIELD_PATCHES, rng) for v in vols]
+    with np.errstate(all="ignore"), warnings.catch_warnings():
+        warnings.simplefilter("ignore", RuntimeWarning)
+        medians = np.stack([np.nanmedian(f, axis=0) for f in feats])
+    kinds = _complete_linkage(_group_distances(medians, overall), SPLIT_DEVIATION)
+    if len(kinds) == 1:
+        return []
+    kinds = [k for k in kinds if len(k) >= MIN_IMAGES]
+    kinds = sorted(kinds, key=lambda k: (-len(k), k[0]))[:MAX_COMPONENTS]
+    out = []
+    for kind in kinds:
+        summary = summarize(np.concatenate([feats[i] for i in kind]), least=overall)
+        out.append(
+            {"n_images": len(kind), "n_patches": summary["n_patches"], "groups": summary["groups"]}
+        )
+    return out
+
+
+def _group_distances(medians: np.ndarray, overall: dict[str, Any]) -> np.ndarray:
+    """(n, n): how far apart two images' median features are, in overall spreads: the largest
+    over groups of the root mean square over the group's features (NaN features left out)."""
+    n = len(medians)
+    out = np.zeros((n, n))
+    for group, names in GROUPS.items():
+        ref = overall["groups"][group]
+        cols = [FEATURE_NAMES.index(name) for name in names]
+        sd = np.array([np.nan if v is None else v for v in ref["spread"]], dtype=float)
+        z = medians[:, cols] / np.maximum(np.nan_to_num(sd, nan=0.0), SPREAD_FLOOR[group])
+        diff = (z[:, None, :] - z[None, :, :]) ** 2
+        with np.errstate(all="ignore"), warnings.catch_warnings():
+            warnings.simplefilter("ignore", RuntimeWarning)
+            d = np.sqrt(np.nanmean(diff, axis=2))
+        out = np.maximum(out, np.nan_to_num(d, nan=0.0))
+    return out
+
+
+def _complete_linkage(dist: np.ndarray, cut: float) -> list[list[int]]:
+    """Clusters (lists of indices) merged closest first while no two members are over ``cut``."""
+    clusters = [[i] for i in range(len(dist))]
+    while len(clusters) > 1:
+        best, pair = cut, None
+        for a in range(len(clusters)):
+            for b in range(a + 1, len(clusters)):
+                d = float(dist[np.ix_(clusters[a], clusters[b])].max())
+                if d <= best:
+                    best, pair = d, (a, b)
+        if pair is None:
+            break
+        a, b = pair
+        clusters[a] = sorted(clusters[a] + clusters.pop(b))
+    return clusters
+
+
+def summarize(features: np.ndarray, least: dict[str, Any] | None = None) -> dict[str, Any]:
+    """The statistics stored in config.json: per feature the median and robust spread.
+
+    ``least``: statistics whose spreads are the smallest these may have (a component's, at
+    least the whole training set's).
+    """
     features = np.asarray(features, dtype=np.float64)
     with np.errstate(all="ignore"), warnings.catch_warnings():
         warnings.simplefilter("ignore", RuntimeWarning)  # an all-NaN feature stays NaN
         median = np.nanmedian(features, axis=0)
         spread = 1.4826 * np.nanmedian(np.abs(features - median), axis=0)
+    if least is not None:
+        floor = [v for g in GROUPS for v in least["groups"][g]["spread"]]
+        floor = np.array([np.nan if v is None else v for v in floor], dtype=float)
+        spread[: len(floor)] = np.fmax(spread[: len(floor)], floor)
     groups = {}
     k = 0
     for group, names in GROUPS.items():
@@ -244,4 +350,8 @@ def training_statistics(volumes: Sequence[np.ndarray], seed: int = 0) -> dict[st
     :func:`~napari_labelfree.core.trust.builtin.simulated_statistics`). Deterministic for a seed.
     """
     rng = np.random.default_rng([seed, 7])
-    return summarize(sample_features(volumes, TRAINING_PATCHES, rng))
+    stats = summarize(sample_features(volumes, TRAINING_PATCHES, rng))
+    components = field_components(volumes, stats, rng)
+    if components:
+        stats["components"] = components
+    return stats
