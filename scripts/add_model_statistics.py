@@ -8,7 +8,8 @@ patch shape and seed), as scripts/train_builtin_models.py records them, computed
 domain-randomized fields too (``provenance.simulation.randomized``), from those fields as well
 (seeds 1000 and up, rendered by scripts/train_builtin_models.py's ``randomized_fields`` with the
 recorded phase-contrast share; ``--cache`` reuses its .npz files). Training writes the same
-statistics itself; this recomputes them for a folder whose config.json lacks or lost them.
+statistics itself; this recomputes them for a folder whose config.json lacks or lost them, or
+whose statistics predate the kinds of images (``components``, core/trust/stats.py).
 
 Usage::
 
@@ -36,6 +37,7 @@ def randomized_statistics(spec, cache: Path | None) -> dict:
     from train_builtin_models import RANDOM_FIRST_SEED, fields, randomized_fields
 
     from napari_labelfree.core.data import ImagePair
+    from napari_labelfree.core.synth import STRUCTURES
     from napari_labelfree.core.train.patches import prepare_pair
     from napari_labelfree.core.trust.stats import training_statistics
 
@@ -45,7 +47,9 @@ def randomized_statistics(spec, cache: Path | None) -> dict:
     clean = tuple(s for s in seeds if s < RANDOM_FIRST_SEED)
     rand = tuple(s for s in seeds if s >= RANDOM_FIRST_SEED)
     share = float(sim.get("phase_contrast_share", 0.0))
-    ims = fields(clean) + randomized_fields(rand, [spec.structure], cache, share)
+    # every structure's targets, as the training script renders them for several models at once:
+    # the same cached .npz files (the transmitted light does not depend on the structures)
+    ims = fields(clean) + randomized_fields(rand, list(STRUCTURES), cache, share)
     patch = tuple(training.get("patch_shape", (16, 32, 32)))
     grids = []
     for im, seed in zip(ims, clean + rand, strict=True):
