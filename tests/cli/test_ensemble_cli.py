@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 
 import pytest
+from test_train_cli import train_argv  # tests/cli is on the path (no package)
 
 from napari_labelfree.cli import main
 from napari_labelfree.core.io import open_image, write_ome_tiff
@@ -20,33 +21,9 @@ def field(tmp_path):
 
 
 def _train(data, out, *extra, iterations=2):
-    return [
-        "train",
-        str(data),
-        "-o",
-        str(out),
-        "--signal-channel",
-        "bright-field",
-        "--target-channel",
-        "dna",
-        "--init",
-        "none",
-        "--iterations",
-        str(iterations),
-        "--batch-size",
-        "1",
-        "--patch-shape",
-        "8,16,16",
-        "--depth",
-        "2",
-        "--width",
-        "4",
-        "--val-strip",
-        "0",
-        "--device",
-        "cpu",
-        *extra,
-    ]
+    """`labelfree train` on the field from scratch, all of it for training (tiny network)."""
+    init = ("--init", "none", "--val-strip", "0")
+    return train_argv(data, out, *init, *extra, iterations=iterations)
 
 
 def test_train_an_ensemble_then_predict_with_it_as_one_model(tmp_path, field, capsys, monkeypatch):
@@ -102,3 +79,15 @@ def test_ctrl_c_leaves_no_ensemble_and_says_so(tmp_path, field, capsys, monkeypa
     err = capsys.readouterr().err
     assert "no ensemble was written" in err and "Traceback" not in err
     assert sorted(p.name for p in tmp_path.iterdir()) == ["field.ome.tif"]
+
+
+def test_a_folder_with_only_an_earlier_log_keeps_it_beside_the_ensemble(tmp_path, field, capsys):
+    """As a single run does: a log alone (a run that left no model) is no run to protect; the
+    ensemble trains there and keeps the log as train_log.earlier.csv, and says so."""
+    model = tmp_path / "dna-ens"
+    model.mkdir()
+    (model / "train_log.csv").write_text("iteration,loss\n1,0.5\n", encoding="utf-8")
+    assert main(_train(field, model, "--ensemble", "2")) == 0
+    assert (model / "train_log.earlier.csv").read_text() == "iteration,loss\n1,0.5\n"
+    assert "kept as train_log.earlier.csv" in capsys.readouterr().err
+    assert json.loads((model / "config.json").read_text())["ensemble"]["members"] == 2

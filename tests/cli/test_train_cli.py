@@ -160,7 +160,7 @@ def test_train_errors_are_one_line(tmp_path, sim_files, capsys):
     assert rc == 2 and "multiple of 8" in capsys.readouterr().err
 
 
-def _train_args(data, out, *extra, iterations=2, batch_size=1):
+def train_argv(data, out, *extra, iterations=2, batch_size=1):
     """A quick `labelfree train` command line on the simulated field (tiny network, CPU)."""
     return [
         "train",
@@ -204,7 +204,7 @@ def test_ctrl_c_keeps_the_weights_and_says_so(tmp_path, sim_files, capsys, monke
 
     monkeypatch.setattr(core_train, "iter_train", interrupted_after_three_steps)
     model = tmp_path / "dna-model"
-    rc = main(_train_args(sim_files[0], model, iterations=50, batch_size=2))
+    rc = main(train_argv(sim_files[0], model, iterations=50, batch_size=2))
     assert rc == 130
     err = capsys.readouterr().err
     assert "interrupted; the weights so far are saved" in err and "nothing half-written" not in err
@@ -216,29 +216,29 @@ def test_ctrl_c_keeps_the_weights_and_says_so(tmp_path, sim_files, capsys, monke
 def test_output_that_is_a_file_and_resume_over_a_model_are_refused(tmp_path, sim_files, capsys):
     target = tmp_path / "model.txt"
     target.write_text("keep")
-    assert main(_train_args(sim_files[0], target)) == 2
+    assert main(train_argv(sim_files[0], target)) == 2
     err = capsys.readouterr().err
     errors = [line for line in err.splitlines() if "error" in line]
     assert len(errors) == 1 and "is a file, not a folder" in errors[0] and "Traceback" not in err
     assert target.read_text() == "keep"
 
     model = tmp_path / "m"
-    assert main(_train_args(sim_files[0], model)) == 0
+    assert main(train_argv(sim_files[0], model)) == 0
     (model / "checkpoint.safetensors").unlink()
     weights = (model / "weights.safetensors").read_bytes()
     capsys.readouterr()
-    assert main(_train_args(sim_files[0], model, "--resume")) == 2
+    assert main(train_argv(sim_files[0], model, "--resume")) == 2
     err = capsys.readouterr().err
     assert "no training checkpoint" in err and "--overwrite" in err and "Traceback" not in err
     assert (model / "weights.safetensors").read_bytes() == weights
-    assert main(_train_args(sim_files[0], model, "--resume", "--overwrite")) == 0
+    assert main(train_argv(sim_files[0], model, "--resume", "--overwrite")) == 0
 
 
 def test_gpus_relaunches_the_same_command(tmp_path, sim_files, monkeypatch):
     from napari_labelfree.cli import build_parser
     from napari_labelfree.cli import train as cli_train
 
-    argv = _train_args(sim_files[0], tmp_path / "m", "--val", str(sim_files[1]), "--gpus", "2")
+    argv = train_argv(sim_files[0], tmp_path / "m", "--val", str(sim_files[1]), "--gpus", "2")
     args = build_parser().parse_args(argv)
     words = cli_train._argv_of(args.train_parser, args, skip={"gpus"})
     again = build_parser().parse_args(["train", *words])

@@ -8,6 +8,7 @@ import json
 import numpy as np
 import pytest
 from safetensors.torch import load_file
+from test_train import random_pairs  # tests/core is on the path (no package)
 
 from napari_labelfree.core.bundle import open_bundle, save_bundle
 from napari_labelfree.core.config import Architecture, ModelSpec, TilingConfig
@@ -17,21 +18,11 @@ from napari_labelfree.core.events import drain
 from napari_labelfree.core.io import open_image, write_ome_tiff
 from napari_labelfree.core.predict.blocks import block_regions, predict_block
 from napari_labelfree.core.predict.plan import plan_prediction
-from napari_labelfree.core.train import ImagePair, TrainConfig, TrainStep
+from napari_labelfree.core.train import TrainConfig, TrainStep
 from napari_labelfree.core.train.ensemble import iter_train_ensemble
 
 VOX = (0.29, 0.29, 0.29)
 TILING = TilingConfig(tile_shape=(8, 16, 16), overlap=0.25, precision="fp32")
-
-
-def random_pairs(n: int = 2, shape=(8, 24, 24), seed: int = 0) -> list[ImagePair]:
-    rng = np.random.default_rng(seed)
-    out = []
-    for i in range(n):
-        s = rng.normal(size=shape).astype(np.float32)
-        t = (np.roll(s, 1, axis=2) * 2 + 0.1 * rng.normal(size=shape)).astype(np.float32)
-        out.append(ImagePair(s, t, None, f"r{i}"))
-    return out
 
 
 def tiny_spec() -> ModelSpec:

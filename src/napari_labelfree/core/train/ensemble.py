@@ -83,7 +83,9 @@ def iter_train_ensemble(
     try:
         with FolderClaim() as claim:  # one run at a time writes into ``out`` (.folder)
             recheck = partial(check_request, train, grid_spec, config, out, False, overwrite)
-            claim.take(out, recheck, set_aside=False)
+            # a log alone of an earlier run is kept beside, as a single run keeps it (.folder)
+            for note in claim.take(out, recheck, set_aside=not overwrite):
+                yield Notice(note)
             trained: list[ModelBundle] = []
             seeds = member_seeds(config.seed, members)
             for i, seed in enumerate(seeds):
