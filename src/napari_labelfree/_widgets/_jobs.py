@@ -221,14 +221,21 @@ class JobRunner:
         bar = self.bar
         if bar is None:
             return
-        # Qt repaints only what changed: the same value and text cost nothing
-        if bar.maximum() != total:
-            bar.setMaximum(total)
-        text = f"{desc}: %v / %m"
-        if bar.format() != text:
-            bar.setFormat(text)
-        if bar.value() != n:
-            bar.setValue(n)
+        # Qt repaints only what changed: the same value and text cost nothing. QProgressBar
+        # repaints at once on a new value, and with the status line's repaint later that made two
+        # compositions of the whole window (OpenGL canvas included) per refresh: updates held
+        # back here, the bar is painted with the status line in one.
+        bar.setUpdatesEnabled(False)
+        try:
+            if bar.maximum() != total:
+                bar.setMaximum(total)
+            text = f"{desc}: %v / %m"
+            if bar.format() != text:
+                bar.setFormat(text)
+            if bar.value() != n:
+                bar.setValue(n)
+        finally:
+            bar.setUpdatesEnabled(True)  # schedules the bar's repaint
         if bar.isHidden():
             bar.show()
 
