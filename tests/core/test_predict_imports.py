@@ -24,6 +24,8 @@ ORDER = [
     "plan",
     "run",
     "blocks",
+    "dask_cluster",
+    "dask_worker",
     "distributed",
 ]
 

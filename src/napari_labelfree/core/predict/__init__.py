@@ -15,7 +15,9 @@ Read bottom up, in the order the data flows (tests/core/test_predict_imports.py 
 10. ``run``         one-call shorthands: ``iter_predict``, ``iter_predict_volume``,
                     ``iter_predict_scheduled``
 11. ``blocks``      one frame cut into Z-Y-X blocks predicted apart, equal to the whole frame
-12. ``distributed`` Dask: one task per (input, time point) or block, each writing its own region
+12. ``dask_cluster`` Dask clusters: a scheduler's address checked, a local cluster started
+13. ``dask_worker`` a Dask worker's side: the task, the models and plans it keeps
+14. ``distributed`` Dask: one task per (input, time point) or block, each writing its own region
 
 Nothing is re-exported here: import each name from its module, so the import says where it lives
 (and importing one step never loads the steps above it).
