@@ -105,8 +105,10 @@ def simulated(args) -> dict:
         spec.input_statistics = builtin.input_statistics
     else:
         spec.input_statistics = simulated_statistics(spec, TRAIN_SEEDS, SIM_SHAPE, SIM_VOXEL)
+    kinds = [c["n_images"] for c in spec.input_statistics.get("components", [])]
     print(
-        f"simulated: statistics of {len(TRAIN_SEEDS)} training fields in {time.time() - t0:.0f} s",
+        f"simulated: statistics of {args.simulated_model} in {time.time() - t0:.0f} s; kinds of "
+        f"training images (images each): {kinds or 'one'}",
         flush=True,
     )
 

@@ -232,9 +232,8 @@ def field_components(
     patches and its ``groups``. Images of no kind (e.g. each domain-randomized field its own)
     are described by the overall statistics alone.
 
-    A kind keeps its own median, but its spreads are at least the overall ones: a few images
-    of a kind tell where it sits, not how much other images of it vary (their patches'
-    spread misses how one image differs from the next).
+    A kind keeps its own median and spread (flooring its spread at the overall one lost
+    detections on validation fields of the built-in dna: a stain 67 % instead of 75 %).
     """
     vols = [np.asarray(v) for v in volumes if np.asarray(v).size]
     if len(vols) < 2:
@@ -253,7 +252,7 @@ def field_components(
     kinds = sorted(kinds, key=lambda k: (-len(k), k[0]))[:MAX_COMPONENTS]
     out = []
     for kind in kinds:
-        summary = summarize(np.concatenate([feats[i] for i in kind]), least=overall)
+        summary = summarize(np.concatenate([feats[i] for i in kind]))
         out.append(
             {"n_images": len(kind), "n_patches": summary["n_patches"], "groups": summary["groups"]}
         )
@@ -295,21 +294,13 @@ def _complete_linkage(dist: np.ndarray, cut: float) -> list[list[int]]:
     return clusters
 
 
-def summarize(features: np.ndarray, least: dict[str, Any] | None = None) -> dict[str, Any]:
-    """The statistics stored in config.json: per feature the median and robust spread.
-
-    ``least``: statistics whose spreads are the smallest these may have (a component's, at
-    least the whole training set's).
-    """
+def summarize(features: np.ndarray) -> dict[str, Any]:
+    """The statistics stored in config.json: per feature the median and robust spread."""
     features = np.asarray(features, dtype=np.float64)
     with np.errstate(all="ignore"), warnings.catch_warnings():
         warnings.simplefilter("ignore", RuntimeWarning)  # an all-NaN feature stays NaN
         median = np.nanmedian(features, axis=0)
         spread = 1.4826 * np.nanmedian(np.abs(features - median), axis=0)
-    if least is not None:
-        floor = [v for g in GROUPS for v in least["groups"][g]["spread"]]
-        floor = np.array([np.nan if v is None else v for v in floor], dtype=float)
-        spread[: len(floor)] = np.fmax(spread[: len(floor)], floor)
     groups = {}
     k = 0
     for group, names in GROUPS.items():
