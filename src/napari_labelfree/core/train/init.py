@@ -2,13 +2,14 @@
 
 The starting model gives the weights, the architecture, the voxel size (the training grid) and the
 normalization of the new one; the new model keeps its own structure, target, colour and name. A
-model's grid and normalization are part of what its weights mean, so they are not options here:
-to change them, train from scratch.
+model's normalization is part of what its weights mean, so it is not an option here. Its grid is
+kept too, except that images coarser than it are not upsampled (:func:`adaptation_grid`).
 """
 
 from __future__ import annotations
 
 import copy
+from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
@@ -77,6 +78,26 @@ def spec_from_init(spec: ModelSpec, start: ModelBundle) -> ModelSpec:
     return out
 
 
+def adaptation_grid(
+    model_voxel: Sequence[float], data_voxels: Sequence[Sequence[float] | None]
+) -> tuple[float, float, float]:
+    """The grid (um, Z, Y, X) a fine-tuned model trains at: the starting model's, coarsened on
+    each axis to the training images' own where every image is coarser.
+
+    Upsampling an image to a finer grid adds voxels, not information: a patch of the same size
+    then covers less of the cells, and each step costs more. On the real ISL field (z-step
+    1-2 um, 0.44 um pixels; docs/training.md) fine-tuning the built-in ``dna`` at its 0.29 um grid
+    scored below training from scratch on the field's own grid, on the automatic validation
+    strip as on the test part; on the field's own grid it did not. Images of unknown voxel size
+    (None) are on the model's grid, as everywhere in training: then the model's grid stays.
+    """
+    model = tuple(float(v) for v in model_voxel)
+    if not data_voxels or any(v is None for v in data_voxels):
+        return model  # type: ignore[return-value]
+    finest = [min(float(v[axis]) for v in data_voxels if v is not None) for axis in range(3)]
+    return tuple(max(m, f) for m, f in zip(model, finest, strict=True))  # type: ignore[return-value]
+
+
 def load_init_weights(net: torch.nn.Module, start: ModelBundle) -> None:
     """Copy the starting model's weights into ``net`` (built from :func:`spec_from_init`'s spec)."""
     from ..weights import read_network
@@ -87,16 +108,24 @@ def load_init_weights(net: torch.nn.Module, start: ModelBundle) -> None:
             net.state_dict()[name].copy_(value)
 
 
-def init_scores(start: ModelBundle, val_arrays: list, device: torch.device) -> dict[str, Any]:
+def init_scores(
+    start: ModelBundle,
+    val_arrays: list,
+    device: torch.device,
+    grid: Sequence[float] | None = None,
+) -> dict[str, Any]:
     """The starting model's whole-image scores on the run's validation data (the "before").
 
-    ``val_arrays`` are the run's prepared (signal, target, name) validation images, already at the
-    starting model's grid (a fine-tuned model keeps it), so they are predicted without resampling.
+    ``val_arrays`` are the run's prepared (signal, target, name) validation images at the run's
+    ``grid`` (:func:`adaptation_grid`; None: the starting model's), predicted from there as a user
+    predicts them (resampled to the starting model's grid and back), so that the before and after
+    are scored on the same voxels.
     """
     from ..data import ImagePair
     from .evaluate import evaluate_model, mean_score
 
-    pairs = [ImagePair(s, t, None, n) for s, t, n in val_arrays]
+    vox = tuple(grid) if grid is not None else None
+    pairs = [ImagePair(s, t, vox, n) for s, t, n in val_arrays]
     per_image = evaluate_model(start, pairs, device)
     return {
         "init_model": start.name,

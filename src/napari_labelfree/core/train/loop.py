@@ -34,6 +34,7 @@ from ..data import ImagePair
 from ..device import resolve_device, resolve_precision
 from ..events import Notice
 from ..trust.stats import training_statistics
+from ..voxel_size import format_voxel_size
 from .checkpoint import CHECKPOINT_NAME
 from .config import TrainConfig
 from .ddp import NullLog, Ranks
@@ -43,7 +44,7 @@ from .events import CheckpointSaved, TrainEvent, TrainStep, Validated
 from .folder import FolderClaim, check_request
 from .guard import Divergence, DivergenceGuard, keep_last_good, weights_are_finite
 from .holdout import hold_out_strips
-from .init import init_scores, load_init_weights, resolve_init, spec_from_init
+from .init import adaptation_grid, init_scores, load_init_weights, resolve_init, spec_from_init
 from .log import LOG_NAME, TrainLog, fmt
 from .patches import PatchSampler, cut_patches, pad_planes, prepare_pair, signal_patch
 from .recipe import BEST_NAME, Recipe
@@ -131,6 +132,22 @@ def _train(
     start = resolve_init(init) if init is not None else None  # fine-tuning (core.train.init)
     if start is not None:
         spec = spec_from_init(spec, start)
+        # images coarser than the starting model's grid are not upsampled (core.train.init)
+        grid = adaptation_grid(spec.voxel_size_um, [p.voxel_size for p in [*train, *(val or [])]])
+        if grid != tuple(spec.voxel_size_um):
+            spec.provenance["init"]["grid"] = {
+                "voxel_size_um": list(grid),
+                "starting_model_voxel_size_um": list(spec.voxel_size_um),
+                "why": "the training images are coarser than the starting model's grid: "
+                "trained at their own voxel size, not upsampled",
+            }
+            spec.voxel_size_um = grid
+            yield Notice(
+                f"fine-tuning at the images' own voxel size ({format_voxel_size(grid)} um): "
+                f"they are coarser than {start.name}'s grid "
+                f"({format_voxel_size(start.spec.voxel_size_um)} um), and upsampling them would "
+                "add voxels, not detail"
+            )
     # no validation data: one image still gets a held-out score (core.train.holdout)
     if not val and config.val_strip > 0:
         vx = spec.voxel_size_um[2]
@@ -207,7 +224,7 @@ def _train(
             "val_nl2_mean": mean_score([r["nl2"] for r in per_image]),
         }
         if start is not None:  # the starting model on the same held-out data: before/after
-            final.update(init_scores(start, val_arrays, dev))
+            final.update(init_scores(start, val_arrays, dev, spec.voxel_size_um))
     run.finish(final, interrupted=False)
     ranks.barrier()  # the bundle is complete before any rank opens it
     return open_bundle(out)
