@@ -364,8 +364,9 @@ def starting_model(requested: str | None, structure: str) -> tuple[Any, dict[str
     if builtin is None:
         return None, scratch
     print(
-        f"labelfree train: starting from the built-in {builtin.name} model (its network, voxel "
-        "size and weights; --init none trains a new network)",
+        f"labelfree train: starting from the built-in {builtin.name} model (its network, "
+        "weights and voxel size, or your images' own where coarser; --init none trains a new "
+        "network)",
         file=sys.stderr,
     )
     return builtin.path, dict(ADAPTATION)
