@@ -30,7 +30,7 @@ def main() -> None:
 
         def inline(kind: str):
             if kind not in _sample_data._CACHE:
-                _sample_data._CACHE[kind] = _sample_data._simulate(kind)
+                _sample_data._CACHE[kind] = _sample_data._prepare(kind)
             return _sample_data._CACHE[kind]
 
         _sample_data._simulated = inline

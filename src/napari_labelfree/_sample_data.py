@@ -262,7 +262,10 @@ def _spread(layers: list[LayerData]) -> list[LayerData]:
         viewer = None
     if viewer is None or len(layers) < 2:
         return layers
+    from napari.layers import Image
     from qtpy.QtCore import QTimer
+
+    from ._widgets._layers import add_unselected
 
     ref, rest = weakref.ref(viewer), list(layers[1:])
 
@@ -271,11 +274,19 @@ def _spread(layers: list[LayerData]) -> list[LayerData]:
         if v is None or not rest or not hasattr(v.window, "_qt_window"):
             return  # the viewer closed: nothing more to add
         data, kwargs, _ = rest.pop(0)
-        v.add_image(data, **kwargs)
+        add_unselected(v, Image(data, **kwargs))  # the visible layer stays the selected one
         if rest:
             QTimer.singleShot(SPREAD_MS, add_next)
 
-    QTimer.singleShot(SPREAD_MS, add_next)
+    def first_added(*_: Any) -> None:
+        # counted from the first layer's addition (napari's, after this returns): a timer started
+        # now would be overdue by then and run in the same turn, one long stall for two layers
+        v = ref()
+        if v is not None:
+            v.layers.events.inserted.disconnect(first_added)
+            QTimer.singleShot(SPREAD_MS, add_next)
+
+    viewer.layers.events.inserted.connect(first_added)
     return layers[:1]
 
 

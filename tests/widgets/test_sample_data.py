@@ -28,6 +28,8 @@ def test_sample_opens(make_napari_viewer, qtbot, key, ndim, scale):
         assert tuple(layer.scale) == pytest.approx(scale)
     assert viewer.layers["bright-field"].visible
     assert viewer.layers["dna (true)"].blending == "additive"
+    # the hidden layers arrive unselected: the visible one keeps its controls on show
+    assert viewer.layers.selection.active is viewer.layers["bright-field"]
     print(f"{key} opened in {elapsed:.1f} s")
 
 

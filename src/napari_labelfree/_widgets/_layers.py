@@ -7,6 +7,7 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from dataclasses import dataclass
+from typing import Any
 
 import numpy as np
 
@@ -160,3 +161,26 @@ def set_voxel_size(layer, info: LayerInfo, vox: tuple[float, float, float]) -> b
         return False
     layer.scale = scale
     return True
+
+
+def add_unselected(viewer: Any, layer: Any) -> None:
+    """Add ``layer`` to the viewer leaving the selection as it is (prediction overlays, a sample's
+    hidden layers).
+
+    napari makes a new layer the active one: the layer controls switch, the viewer's buttons are
+    restyled, and selecting the earlier layer back does it all again (~50-100 ms of GUI thread
+    per layer with a software OpenGL). Where napari has no switch for it, the layer is added and
+    the selection put back.
+    """
+    layers = getattr(viewer, "__wrapped__", viewer).layers  # past napari's plugin proxy
+    if not hasattr(layers, "_activate_on_insert"):
+        active = layers.selection.active
+        layers.append(layer)
+        if active is not None:
+            layers.selection.active = active
+        return
+    layers._activate_on_insert = False
+    try:
+        layers.append(layer)
+    finally:
+        layers._activate_on_insert = True

@@ -20,6 +20,7 @@ from ..core.bundle import ModelBundle
 from ._layers import (
     META_KEY,
     LayerInfo,
+    add_unselected,
     current_frame,
     find_prediction_layers,
     output_geometry,
@@ -35,28 +36,6 @@ def _unwrap(obj: Any) -> Any:
     """The object behind napari's public-only proxy (plugins get the viewer through one, so the
     layers they add are proxies, while layer events carry the layers themselves)."""
     return getattr(obj, "__wrapped__", obj)
-
-
-def add_unselected(viewer: Any, layer: Any) -> None:
-    """Add ``layer`` to the viewer leaving the selection as it is.
-
-    napari makes a new layer the active one: the layer controls switch, the viewer's buttons are
-    restyled, and selecting the source back does it all again (~50-100 ms of GUI thread per
-    overlay with a software OpenGL). Where napari has no switch for it, the layer is added and
-    the selection put back.
-    """
-    layers = _unwrap(viewer).layers
-    if not hasattr(layers, "_activate_on_insert"):
-        active = layers.selection.active
-        layers.append(layer)
-        if active is not None:
-            layers.selection.active = active
-        return
-    layers._activate_on_insert = False
-    try:
-        layers.append(layer)
-    finally:
-        layers._activate_on_insert = True
 
 
 class OverlayRun:
