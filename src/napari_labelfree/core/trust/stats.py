@@ -93,6 +93,10 @@ MAX_FIELDS = 48
 MIN_IMAGES = 2
 MAX_COMPONENTS = 4
 SPLIT_DEVIATION = 2.5
+# a kind is kept only when its centre lies this far from the overall one (half the limit): the
+# images of a kind nearer are described by the whole set (the 16 clean-preset training fields
+# of the built-ins fall into kinds at most 0.8 apart from it; the dna's clean fields, 5.8)
+KIND_APART = SPLIT_DEVIATION / 2
 
 
 def patch_features(patch: np.ndarray) -> np.ndarray:
@@ -227,10 +231,11 @@ def field_components(
     Each image (at most ``MAX_FIELDS``) is described by the median features of
     ``FIELD_PATCHES`` of its patches, in units of the ``overall`` statistics' spreads. Images
     are grouped by complete linkage: a kind is a set of at least ``MIN_IMAGES`` images of which
-    no two differ by more than ``SPLIT_DEVIATION`` in any group. Returns [] when every image is
-    of one kind; else the ``MAX_COMPONENTS`` largest kinds, each with its number of images and
-    patches and its ``groups``. Images of no kind (e.g. each domain-randomized field its own)
-    are described by the overall statistics alone.
+    no two differ by more than ``SPLIT_DEVIATION`` in any group. Kept are the kinds whose
+    median lies more than ``KIND_APART`` from the overall one (the others are described by the
+    whole set), the ``MAX_COMPONENTS`` largest, each with its number of images and patches and
+    its ``groups``; [] for images of one kind. Images of no kind (e.g. each domain-randomized
+    field its own) are described by the overall statistics alone.
 
     A kind keeps its own median and spread (flooring its spread at the overall one lost
     detections on validation fields of the built-in dna: a stain 67 % instead of 75 %).
@@ -246,17 +251,33 @@ def field_components(
         warnings.simplefilter("ignore", RuntimeWarning)
         medians = np.stack([np.nanmedian(f, axis=0) for f in feats])
     kinds = _complete_linkage(_group_distances(medians, overall), SPLIT_DEVIATION)
-    if len(kinds) == 1:
-        return []
-    kinds = [k for k in kinds if len(k) >= MIN_IMAGES]
-    kinds = sorted(kinds, key=lambda k: (-len(k), k[0]))[:MAX_COMPONENTS]
+    kinds = sorted(kinds, key=lambda k: (-len(k), k[0]))
     out = []
     for kind in kinds:
+        if len(kind) < MIN_IMAGES or len(kinds) == 1:
+            continue
         summary = summarize(np.concatenate([feats[i] for i in kind]))
-        out.append(
-            {"n_images": len(kind), "n_patches": summary["n_patches"], "groups": summary["groups"]}
-        )
-    return out
+        # a kind near the overall centre is described by the whole set already
+        if _apart(summary, overall) > KIND_APART:
+            n = summary["n_patches"]
+            out.append({"n_images": len(kind), "n_patches": n, "groups": summary["groups"]})
+    return out[:MAX_COMPONENTS]
+
+
+def _apart(stats: dict[str, Any], overall: dict[str, Any]) -> float:
+    """How far the median of ``stats`` lies from the overall one, in overall spreads: the largest
+    over groups of the root mean square over the group's features."""
+    worst = 0.0
+    for group in GROUPS:
+        mu, ref = stats["groups"][group], overall["groups"][group]
+        a = np.array([np.nan if v is None else v for v in mu["median"]], dtype=float)
+        b = np.array([np.nan if v is None else v for v in ref["median"]], dtype=float)
+        sd = np.array([np.nan if v is None else v for v in ref["spread"]], dtype=float)
+        z = (a - b) / np.maximum(np.nan_to_num(sd, nan=0.0), SPREAD_FLOOR[group])
+        z = z[np.isfinite(z)]
+        if z.size:
+            worst = max(worst, float(np.sqrt(np.mean(z * z))))
+    return worst
 
 
 def _group_distances(medians: np.ndarray, overall: dict[str, Any]) -> np.ndarray:
