@@ -13,6 +13,7 @@ PACKAGE = Path(napari_labelfree.__file__).parent
 PREDICT = "napari_labelfree.core.predict"
 # the data flow, bottom first: each module may import only the ones before it (see its __init__)
 ORDER = [
+    "stages",
     "compile_cache",
     "fast_tiles",
     "pipeline",
