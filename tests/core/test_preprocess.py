@@ -24,6 +24,32 @@ def test_zscore_has_zero_mean_unit_std(rng):
     assert abs(z.mean()) < 1e-5 and abs(z.std() - 1) < 1e-5
 
 
+def test_zscore_statistics_taken_in_slabs_match_numpy(rng, monkeypatch):
+    import napari_labelfree.core.preprocess as preprocess
+
+    monkeypatch.setattr(preprocess, "_STATS_CHUNK", 37)  # slabs that split planes unevenly
+    v = rng.normal(1000, 50, size=(4, 30, 30)).astype(np.float32)
+    region = v[1:3, 5:25]  # not contiguous: the statistics of the region, not of v
+    z = zscore(v, region)
+    expected = (v - region.mean(dtype=np.float64)) / region.std(dtype=np.float64)
+    np.testing.assert_allclose(z, expected, rtol=1e-5, atol=1e-5)
+
+
+def test_zscore_never_changes_the_callers_image(rng):
+    v = rng.normal(100, 7, size=(3, 8, 8)).astype(np.float32)
+    before = v.copy()
+    zscore(v)
+    zscore(v[:, 2:])  # a view of it
+    np.testing.assert_array_equal(v, before)
+
+
+def test_an_image_with_nan_is_a_user_error():
+    v = np.ones((3, 4, 4), np.float32)
+    v[1, 2, 2] = np.nan
+    with pytest.raises(LabelFreeError, match="NaN"):
+        zscore(v)
+
+
 def test_constant_image_is_a_user_error():
     with pytest.raises(LabelFreeError, match="constant"):
         zscore(np.ones((3, 4, 4)))

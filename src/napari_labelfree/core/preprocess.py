@@ -23,10 +23,39 @@ def zscore(volume: np.ndarray, region: np.ndarray | None = None) -> np.ndarray:
     """
     v = np.asarray(volume, dtype=np.float32)
     r = v if region is None else np.asarray(region, dtype=np.float32)
-    mean, std = _checked_stats(float(r.mean(dtype=np.float64)), float(r.std(dtype=np.float64)))
-    out = v - np.float32(mean)
+    mean, std = _checked_stats(*_mean_std(r))
+    # only a numpy array of another dtype was surely copied by the conversion: that copy is ours
+    # to normalize in place; anything else may share the caller's memory
+    converted = isinstance(volume, np.ndarray) and volume.dtype != np.float32
+    out = v if converted else v.copy()
+    out -= np.float32(mean)
     out /= np.float32(std)
     return out
+
+
+_STATS_CHUNK = 1 << 22  # voxels per float64 temporary: 32 MiB, however large the frame
+
+
+def _mean_std(r: np.ndarray) -> tuple[float, float]:
+    """Mean and standard deviation of ``r`` with float64 accumulation, a few planes at a time.
+
+    numpy's ``std(dtype=float64)`` holds a float64 copy of the whole array (2 GiB for a
+    64x2048x2048 frame) and takes seconds on it; sums over slabs give the same figures.
+    """
+    flat = r.reshape(-1) if r.flags.c_contiguous else np.ravel(r)
+    n = flat.size
+    if n == 0:
+        return float("nan"), float("nan")
+    total = 0.0
+    for i in range(0, n, _STATS_CHUNK):
+        total += float(np.sum(flat[i : i + _STATS_CHUNK], dtype=np.float64))
+    mean = total / n
+    squares = 0.0
+    for i in range(0, n, _STATS_CHUNK):
+        d = flat[i : i + _STATS_CHUNK].astype(np.float64)
+        d -= mean
+        squares += float(np.dot(d, d))
+    return mean, float(np.sqrt(squares / n))
 
 
 def _checked_stats(mean: float, std: float) -> tuple[float, float]:
