@@ -122,3 +122,22 @@ def test_a_simulated_model_without_real_data_says_why_it_has_no_real_score():
     card = model_card(spec)
     assert card.no_real_score is None and "listed below" in card.warning
     assert not any(line.startswith("real images: no score") for line in card_lines(spec))
+
+
+def test_every_builtin_model_has_a_real_score_or_says_why_it_has_none():
+    """The built-ins learned from simulated cells; each card either lists a score on real images
+    or says that no real images of its structure were at hand (never a blank)."""
+    from napari_labelfree.core.bundle import BUILTIN_DIR, read_spec
+
+    folders = sorted(p for p in BUILTIN_DIR.iterdir() if (p / "config.json").is_file())
+    assert len(folders) == 6
+    for folder in folders:
+        spec = read_spec(folder)
+        card = model_card(spec)
+        assert card.trained_on == SIMULATED, folder.name
+        real = [s for s in card.scores if s.kind.endswith("real")]
+        if real:
+            assert all("ISL" in s.data for s in real), folder.name
+        else:
+            assert "no real images of this structure were available" in card.no_real_score
+            assert "no real images of this structure" in card.warning
