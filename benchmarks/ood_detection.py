@@ -2,11 +2,14 @@
 
 Two models' training statistics (core.trust), no network needed (the check reads only the input):
 
-* ``simulated``: the built-in models' (simulated bright-field fields, seeds 100-115, 32x192x192
-  at 0.29/0.108/0.108 um, as scripts/train_builtin_models.py trains them). In-domain: held-out
-  simulated fields. Out-of-domain: a fluorescence channel as input, the voxel size wrong by 3x
-  (both ways, in Y and X), DIC instead of bright-field, and real images (the ISL phase-contrast
-  stack, cut into 256x256 fields) for a simulated-only model.
+* ``simulated``: a built-in model's stored statistics (``--simulated-model``), or with
+  ``--recompute`` those of the clean simulated bright-field fields, seeds 100-115, 32x192x192 at
+  0.29/0.108/0.108 um, as scripts/train_builtin_models.py trains them. In-domain: held-out
+  simulated fields, and for a model trained on domain-randomized fields too, held-out randomized
+  fields (seeds 1300 and up). Out-of-domain: a fluorescence channel as input, the voxel size wrong
+  by 3x (both ways, in Y and X), DIC instead of bright-field, and real images (the ISL
+  phase-contrast stack, cut into 256x256 fields) for a simulated-only model. An image is compared
+  with the whole training set and each kind of its images (core.trust.ood.references).
 * ``isl``: a model trained on the ISL condition-B phase-contrast field (the training part of
   benchmarks/real_data_isl.py's split, its own grid). In-domain: fields of the test part.
   Out-of-domain: a simulated bright-field field, the voxel size wrong by 3x, a fluorescence image
@@ -21,6 +24,8 @@ real-image case is measured on the right quarter (4 fields, x >= 768), and also 
 all 16 fields for comparison with version 1. Prints one line per case and ``RESULT {json}``.
 
     OMP_NUM_THREADS=1 python benchmarks/ood_detection.py
+    OMP_NUM_THREADS=1 python benchmarks/ood_detection.py --models simulated --n-val 12 \
+        --n-test 24 --simulated-model dna --cache /tmp/fields
 """
 
 from __future__ import annotations
