@@ -266,3 +266,16 @@ def test_a_large_frame_is_normalized_from_a_grid_of_its_voxels_alike(fields, sta
     for a, b in zip(exact, grid, strict=True):
         for group, score in a.scores.items():
             assert abs(b.scores[group] - score) <= 0.05 * max(1.0, score), (group, a, b)
+
+
+def test_damaged_kinds_are_left_out_and_the_whole_set_still_checks(fields, stats):
+    """A config.json whose kinds were hand-edited or damaged: the check uses the whole set."""
+    bf = fields[4].data[0, 0]
+    plain = check_input(bf, VOXEL, ModelSpec("dna", input_statistics=stats), "dna")
+    no_spread = {g: {"median": v["median"]} for g, v in stats["groups"].items()}
+    kinds = [5, {"groups": 3}, {"groups": {"depth": 3}}, {"groups": {}}, {"groups": no_spread}]
+    for damaged in (5, "x", kinds):
+        spec = ModelSpec("dna", input_statistics={**stats, "components": damaged})
+        spec = ModelSpec.from_json(spec.to_json())
+        check = check_input(bf, VOXEL, spec, "dna")
+        assert check.status == OK and check.scores == plain.scores

@@ -204,9 +204,22 @@ def references(stats: dict[str, Any]) -> list[dict[str, Any]]:
     """What an input is compared with: the whole training set, then each kind of its images
     (statistics of one kind, and those written before components, hold the whole only)."""
     refs = [stats]
-    for part in stats.get("components") or []:
-        if isinstance(part, dict) and isinstance(part.get("groups"), dict):
-            refs.append({"features": stats["features"], "groups": part["groups"]})
+    parts = stats.get("components")
+    for part in parts if isinstance(parts, list) else []:
+        groups = part.get("groups") if isinstance(part, dict) else None
+        # a hand-edited or damaged kind (not every group the whole set has) is left out: it
+        # must neither stop the prediction nor, comparing nothing, pass every image
+        if (
+            isinstance(groups, dict)
+            and set(groups) == set(stats["groups"])
+            and all(
+                isinstance(g, dict)
+                and isinstance(g.get("median"), list)
+                and isinstance(g.get("spread"), list)
+                for g in groups.values()
+            )
+        ):
+            refs.append({"features": stats["features"], "groups": groups})
     return refs
 
 
