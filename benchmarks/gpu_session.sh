@@ -13,9 +13,12 @@ py=${PYTHON:-python3}
 nvidia-smi --query-gpu=name,memory.total,driver_version --format=csv,noheader | tee "$OUT/gpu.log"
 $py -c "import torch; print('torch', torch.__version__, 'cuda', torch.version.cuda)" | tee -a "$OUT/gpu.log"
 
+# candidates on the shipped built-ins' recipe (clean + domain-randomized fields, half of those phase
+# contrast); they replace a shipped model only after the rule in docs/models.md (--evaluate)
 models=/tmp/labelfree-builtin-models
 mkdir -p "$models"
 timeout "${BUILTIN_S:-270}" $py scripts/train_builtin_models.py --device cuda --threads 8 \
+    --randomized --clean-fields 16 --phase-contrast-share 0.5 \
     --iterations "${BUILTIN_ITERATIONS:-2500}" --batch-size 16 --train-fields 16 \
     --out "$models" 2>&1 | tee "$OUT/builtin.log"
 tar czf "$OUT/models.tgz" -C "$models" .   # the models that finished, even after a time-out
