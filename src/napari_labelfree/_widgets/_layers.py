@@ -179,8 +179,9 @@ def add_unselected(viewer: Any, layer: Any) -> None:
         if active is not None:
             layers.selection.active = active
         return
+    previous = layers._activate_on_insert
     layers._activate_on_insert = False
     try:
         layers.append(layer)
     finally:
-        layers._activate_on_insert = True
+        layers._activate_on_insert = previous

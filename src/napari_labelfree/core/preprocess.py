@@ -42,7 +42,7 @@ def _mean_std(r: np.ndarray) -> tuple[float, float]:
     numpy's ``std(dtype=float64)`` holds a float64 copy of the whole array (2 GiB for a
     64x2048x2048 frame) and takes seconds on it; sums over slabs give the same figures.
     """
-    flat = r.reshape(-1) if r.flags.c_contiguous else np.ravel(r)
+    flat = np.ravel(r)  # a view of a contiguous array, a copy of a strided region
     n = flat.size
     if n == 0:
         return float("nan"), float("nan")

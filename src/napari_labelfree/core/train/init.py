@@ -94,7 +94,7 @@ def adaptation_grid(
     model = tuple(float(v) for v in model_voxel)
     if not data_voxels or any(v is None for v in data_voxels):
         return model  # type: ignore[return-value]
-    finest = [min(float(v[axis]) for v in data_voxels if v is not None) for axis in range(3)]
+    finest = [min(float(v[axis]) for v in data_voxels) for axis in range(3)]
     return tuple(max(m, f) for m, f in zip(model, finest, strict=True))  # type: ignore[return-value]
 
 

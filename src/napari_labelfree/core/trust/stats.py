@@ -26,9 +26,9 @@ random patches of its training inputs; :mod:`.ood` compares an input's median wi
 Training images of several kinds (a model trained on clean and domain-randomized simulated
 fields, or on two microscopes) are not described by one centre: the median falls between the
 kinds and the images of a tight minority kind sit far from it. So the training images are also
-grouped into a few *components* (:func:`field_components`): the images are split in two, again
-and again, while the two halves differ in some group by more than ``SPLIT_DEVIATION`` of the
-overall spread; each component keeps its own median and spread, computed from patches of its
+grouped into a few *components* (:func:`field_components`): complete linkage of the images'
+median features, no two images of a component more than ``SPLIT_DEVIATION`` overall spreads
+apart in any group; each component keeps its own median and spread, computed from patches of its
 own images. An input is like the training images when it is like the whole or like one of the
 components (:mod:`.ood`). Images of one kind give no component, and their statistics are
 exactly what they were; the components are an optional key (``"components"``) that readers
@@ -299,20 +299,15 @@ def _group_distances(medians: np.ndarray, overall: dict[str, Any]) -> np.ndarray
 
 
 def _complete_linkage(dist: np.ndarray, cut: float) -> list[list[int]]:
-    """Clusters (lists of indices) merged closest first while no two members are over ``cut``."""
-    clusters = [[i] for i in range(len(dist))]
-    while len(clusters) > 1:
-        best, pair = cut, None
-        for a in range(len(clusters)):
-            for b in range(a + 1, len(clusters)):
-                d = float(dist[np.ix_(clusters[a], clusters[b])].max())
-                if d <= best:
-                    best, pair = d, (a, b)
-        if pair is None:
-            break
-        a, b = pair
-        clusters[a] = sorted(clusters[a] + clusters.pop(b))
-    return clusters
+    """Clusters (sorted lists of indices) of complete linkage, cut where two members would be
+    more than ``cut`` apart (scipy's hierarchical clustering)."""
+    from scipy.cluster.hierarchy import fcluster, linkage
+    from scipy.spatial.distance import squareform
+
+    labels = fcluster(
+        linkage(squareform(dist, checks=False), method="complete"), t=cut, criterion="distance"
+    )
+    return [np.flatnonzero(labels == label).tolist() for label in np.unique(labels)]
 
 
 def summarize(features: np.ndarray) -> dict[str, Any]:
