@@ -23,7 +23,14 @@ import numpy as np
 
 from ..config import ModelSpec
 from ..events import Notice
-from .stats import FEATURE_NAMES, INPUT_PATCHES, READABLE_VERSIONS, SPREAD_FLOOR, sample_features
+from .stats import (
+    FEATURE_NAMES,
+    INPUT_PATCHES,
+    READABLE_VERSIONS,
+    SPREAD_FLOOR,
+    sample_features,
+    stored_floats,
+)
 
 # Deviation (root mean square over a group's features, in training spreads) above which a group
 # differs; chosen on validation images (benchmarks/ood_detection.py, docs/trust.md).
@@ -150,8 +157,8 @@ def compare(features: np.ndarray, stats: dict[str, Any]) -> dict[str, float]:
         if group not in SPREAD_FLOOR or len(names) != len(ref.get("median", ())):
             continue  # a group this version does not know
         x = np.array([med[where[n]] if n in where else np.nan for n in names], dtype=float)
-        mu = np.array([np.nan if v is None else v for v in ref["median"]], dtype=float)
-        sd = np.array([np.nan if v is None else v for v in ref["spread"]], dtype=float)
+        mu = stored_floats(ref["median"])
+        sd = stored_floats(ref["spread"])
         z = (x - mu) / np.maximum(sd, SPREAD_FLOOR[group])
         z = z[np.isfinite(z)]
         if z.size:

@@ -264,15 +264,20 @@ def field_components(
     return out[:MAX_COMPONENTS]
 
 
+def stored_floats(values: Sequence[float | None]) -> np.ndarray:
+    """Stored medians or spreads as floats (JSON keeps a NaN as null: back to NaN)."""
+    return np.array([np.nan if v is None else v for v in values], dtype=float)
+
+
 def _apart(stats: dict[str, Any], overall: dict[str, Any]) -> float:
     """How far the median of ``stats`` lies from the overall one, in overall spreads: the largest
     over groups of the root mean square over the group's features."""
     worst = 0.0
     for group in GROUPS:
         mu, ref = stats["groups"][group], overall["groups"][group]
-        a = np.array([np.nan if v is None else v for v in mu["median"]], dtype=float)
-        b = np.array([np.nan if v is None else v for v in ref["median"]], dtype=float)
-        sd = np.array([np.nan if v is None else v for v in ref["spread"]], dtype=float)
+        a = stored_floats(mu["median"])
+        b = stored_floats(ref["median"])
+        sd = stored_floats(ref["spread"])
         z = (a - b) / np.maximum(np.nan_to_num(sd, nan=0.0), SPREAD_FLOOR[group])
         z = z[np.isfinite(z)]
         if z.size:
@@ -288,7 +293,7 @@ def _group_distances(medians: np.ndarray, overall: dict[str, Any]) -> np.ndarray
     for group, names in GROUPS.items():
         ref = overall["groups"][group]
         cols = [FEATURE_NAMES.index(name) for name in names]
-        sd = np.array([np.nan if v is None else v for v in ref["spread"]], dtype=float)
+        sd = stored_floats(ref["spread"])
         z = medians[:, cols] / np.maximum(np.nan_to_num(sd, nan=0.0), SPREAD_FLOOR[group])
         diff = (z[:, None, :] - z[None, :, :]) ** 2
         with np.errstate(all="ignore"), warnings.catch_warnings():
