@@ -451,6 +451,24 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument(
         "--lr", type=float, default=None, help="peak learning rate instead of the recipe's"
     )
+    ap.add_argument(
+        "--init-shrink",
+        type=float,
+        default=None,
+        help="with --init: shrink and perturb, the starting weights' factor (TrainConfig.init_shrink)",
+    )
+    ap.add_argument(
+        "--init-perturb",
+        type=float,
+        default=None,
+        help="with --init: shrink and perturb, the fresh weights' factor (TrainConfig.init_perturb)",
+    )
+    ap.add_argument(
+        "--validate-every",
+        type=int,
+        default=None,
+        help="validate (and offer the best weights) every N iterations instead of at the end",
+    )
     ap.add_argument("--device", default="auto")
     ap.add_argument("--out", type=Path, default=None, help="keep the trained models here")
     ap.add_argument(
@@ -561,6 +579,10 @@ def run_recipes(args, data, out, vox, data_vox, chosen, predict) -> None:
                 label += f"@dz{args.z_step:g}"
             if args.lr is not None:
                 label += f"-lr{args.lr:g}"
+            if args.init and (args.init_shrink is not None or args.init_perturb is not None):
+                label += f"-sp{args.init_shrink or 1:g},{args.init_perturb or 0:g}"
+            if args.validate_every is not None:
+                label += f"-val{args.validate_every}"
             for seed in args.seeds:
                 if already_done(args, label, name, data["name"], seed):
                     continue
@@ -583,6 +605,12 @@ def run_recipes(args, data, out, vox, data_vox, chosen, predict) -> None:
                 cfg = train_config(recipe, args, seed)
                 if args.lr is not None:
                     cfg = replace(cfg, lr=args.lr)
+                if args.init_shrink is not None:
+                    cfg = replace(cfg, init_shrink=args.init_shrink)
+                if args.init_perturb is not None:
+                    cfg = replace(cfg, init_perturb=args.init_perturb)
+                if args.validate_every is not None:
+                    cfg = replace(cfg, validate_every=args.validate_every)
                 run_dir = out / f"{recipe}-{name}-{data['name']}-{seed}"
                 kwargs = {"init": args.init} if args.init else {}
                 t0 = time.time()

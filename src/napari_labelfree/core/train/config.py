@@ -55,6 +55,11 @@ class TrainConfig:
     # with no validation data given, this share of each image's width (its right end) is held out
     # as a validation strip (core.train.holdout); 0 trains on everything without validation
     val_strip: float = 0.15
+    # fine-tuning (--init) only: each starting weight w becomes shrink * w + perturb * w_new, with
+    # w_new this run's own fresh initial weight (shrink and perturb: Ash & Adams, NeurIPS 2020);
+    # 1 and 0 copy the starting model as it is (core.train.init.load_init_weights)
+    init_shrink: float = 1.0
+    init_perturb: float = 0.0
 
     @classmethod
     def paper(cls, **overrides: object) -> TrainConfig:
@@ -102,6 +107,16 @@ class TrainConfig:
             raise LabelFreeError(
                 f"the validation strip is a share of the image width from 0 (none) to below 0.5, "
                 f"got {self.val_strip}"
+            )
+        if not (0.0 < self.init_shrink <= 1.0):
+            raise LabelFreeError(
+                f"init_shrink scales the starting model's weights: above 0 and at most 1, got "
+                f"{self.init_shrink}"
+            )
+        if not (0.0 <= self.init_perturb <= 1.0):
+            raise LabelFreeError(
+                f"init_perturb is the share of fresh initial weights added to the starting "
+                f"model's: 0 to 1, got {self.init_perturb}"
             )
         if not (self.lr > 0 and math.isfinite(self.lr)):
             raise LabelFreeError(f"the learning rate must be a positive number, got {self.lr}")

@@ -98,14 +98,28 @@ def adaptation_grid(
     return tuple(max(m, f) for m, f in zip(model, finest, strict=True))  # type: ignore[return-value]
 
 
-def load_init_weights(net: torch.nn.Module, start: ModelBundle) -> None:
-    """Copy the starting model's weights into ``net`` (built from :func:`spec_from_init`'s spec)."""
+def load_init_weights(
+    net: torch.nn.Module, start: ModelBundle, shrink: float = 1.0, perturb: float = 0.0
+) -> None:
+    """Put the starting model's weights into ``net`` (built from :func:`spec_from_init`'s spec).
+
+    ``net`` holds the run's own fresh (seeded) initial weights when this is called. Every
+    learnable weight ``w`` of the starting model becomes ``shrink * w + perturb * w_fresh``
+    (shrink and perturb, Ash & Adams 2020); buffers (BatchNorm's running statistics) are copied
+    as they are. 1 and 0 copy the starting model exactly.
+    """
     from ..weights import read_network
 
     src = read_network(start.path, start.spec)
+    learnable = {name for name, _ in net.named_parameters()}
+    mixed = shrink != 1.0 or perturb != 0.0
     with torch.no_grad():
+        mine = net.state_dict()
         for name, value in src.state_dict().items():
-            net.state_dict()[name].copy_(value)
+            if mixed and name in learnable:
+                mine[name].copy_(shrink * value.to(mine[name]) + perturb * mine[name])
+            else:
+                mine[name].copy_(value)
 
 
 def init_scores(

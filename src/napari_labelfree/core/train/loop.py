@@ -132,6 +132,13 @@ def _train(
     start = resolve_init(init) if init is not None else None  # fine-tuning (core.train.init)
     if start is not None:
         spec = spec_from_init(spec, start)
+        if config.init_shrink != 1.0 or config.init_perturb != 0.0:  # core.train.init
+            spec.provenance["init"]["shrink_perturb"] = {
+                "shrink": config.init_shrink,
+                "perturb": config.init_perturb,
+                "how": "each starting weight w became shrink * w + perturb * (this run's fresh "
+                "initial weight); BatchNorm running statistics copied",
+            }
         # images coarser than the starting model's grid are not upsampled (core.train.init)
         grid = adaptation_grid(spec.voxel_size_um, [p.voxel_size for p in [*train, *(val or [])]])
         if grid != tuple(spec.voxel_size_um):
@@ -185,7 +192,7 @@ def _train(
     if changed:
         yield Notice(changed, field="precision")
     if start is not None:
-        load_init_weights(engine.net, start)
+        load_init_weights(engine.net, start, config.init_shrink, config.init_perturb)
     patch_rng = ranks.patch_rng(config.seed)
     ranks.reseed(config.seed, 0, patch_rng)
     sampler = PatchSampler(
