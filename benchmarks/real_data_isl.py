@@ -464,6 +464,13 @@ def main(argv: list[str] | None = None) -> int:
         help="with --init: shrink and perturb, the fresh weights' factor (TrainConfig.init_perturb)",
     )
     ap.add_argument(
+        "--init-reset",
+        nargs="+",
+        default=None,
+        metavar="PREFIX",
+        help="with --init: weights whose names start with these keep fresh values (e.g. head)",
+    )
+    ap.add_argument(
         "--validate-every",
         type=int,
         default=None,
@@ -581,6 +588,8 @@ def run_recipes(args, data, out, vox, data_vox, chosen, predict) -> None:
                 label += f"-lr{args.lr:g}"
             if args.init and (args.init_shrink is not None or args.init_perturb is not None):
                 label += f"-sp{args.init_shrink or 1:g},{args.init_perturb or 0:g}"
+            if args.init and args.init_reset:
+                label += "-reset:" + ",".join(args.init_reset)
             if args.validate_every is not None:
                 label += f"-val{args.validate_every}"
             for seed in args.seeds:
@@ -609,6 +618,8 @@ def run_recipes(args, data, out, vox, data_vox, chosen, predict) -> None:
                     cfg = replace(cfg, init_shrink=args.init_shrink)
                 if args.init_perturb is not None:
                     cfg = replace(cfg, init_perturb=args.init_perturb)
+                if args.init_reset:
+                    cfg = replace(cfg, init_reset=tuple(args.init_reset))
                 if args.validate_every is not None:
                     cfg = replace(cfg, validate_every=args.validate_every)
                 run_dir = out / f"{recipe}-{name}-{data['name']}-{seed}"

@@ -60,6 +60,9 @@ class TrainConfig:
     # 1 and 0 copy the starting model as it is (core.train.init.load_init_weights)
     init_shrink: float = 1.0
     init_perturb: float = 0.0
+    # fine-tuning only: weights whose names start with one of these keep this run's fresh
+    # initial values instead of the starting model's (e.g. "head": a new output layer)
+    init_reset: tuple[str, ...] = ()
 
     @classmethod
     def paper(cls, **overrides: object) -> TrainConfig:
@@ -76,6 +79,7 @@ class TrainConfig:
 
     def __post_init__(self) -> None:
         self.patch_shape = tuple(int(v) for v in self.patch_shape)  # type: ignore[assignment]
+        self.init_reset = tuple(str(v) for v in self.init_reset)
         if len(self.patch_shape) != 3 or min(self.patch_shape) < 1:
             raise LabelFreeError(
                 f"patch shape must be three positive integers Z,Y,X, got {self.patch_shape}"

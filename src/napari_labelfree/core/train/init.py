@@ -99,14 +99,19 @@ def adaptation_grid(
 
 
 def load_init_weights(
-    net: torch.nn.Module, start: ModelBundle, shrink: float = 1.0, perturb: float = 0.0
+    net: torch.nn.Module,
+    start: ModelBundle,
+    shrink: float = 1.0,
+    perturb: float = 0.0,
+    reset: Sequence[str] = (),
 ) -> None:
     """Put the starting model's weights into ``net`` (built from :func:`spec_from_init`'s spec).
 
     ``net`` holds the run's own fresh (seeded) initial weights when this is called. Every
     learnable weight ``w`` of the starting model becomes ``shrink * w + perturb * w_fresh``
     (shrink and perturb, Ash & Adams 2020); buffers (BatchNorm's running statistics) are copied
-    as they are. 1 and 0 copy the starting model exactly.
+    as they are. 1 and 0 copy the starting model exactly. Weights (and buffers) whose names start
+    with one of ``reset`` keep their fresh values.
     """
     from ..weights import read_network
 
@@ -116,6 +121,8 @@ def load_init_weights(
     with torch.no_grad():
         mine = net.state_dict()
         for name, value in src.state_dict().items():
+            if any(name.startswith(prefix) for prefix in reset):
+                continue
             if mixed and name in learnable:
                 mine[name].copy_(shrink * value.to(mine[name]) + perturb * mine[name])
             else:

@@ -139,6 +139,8 @@ def _train(
                 "how": "each starting weight w became shrink * w + perturb * (this run's fresh "
                 "initial weight); BatchNorm running statistics copied",
             }
+        if config.init_reset:
+            spec.provenance["init"]["reset"] = list(config.init_reset)
         # images coarser than the starting model's grid are not upsampled (core.train.init)
         grid = adaptation_grid(spec.voxel_size_um, [p.voxel_size for p in [*train, *(val or [])]])
         if grid != tuple(spec.voxel_size_um):
@@ -192,7 +194,9 @@ def _train(
     if changed:
         yield Notice(changed, field="precision")
     if start is not None:
-        load_init_weights(engine.net, start, config.init_shrink, config.init_perturb)
+        load_init_weights(
+            engine.net, start, config.init_shrink, config.init_perturb, config.init_reset
+        )
     patch_rng = ranks.patch_rng(config.seed)
     ranks.reseed(config.seed, 0, patch_rng)
     sampler = PatchSampler(
