@@ -17,6 +17,8 @@ data, split and scoring are ``real_data_isl.py``'s, so the numbers compare one t
 Usage::
 
     nice python benchmarks/fnet_reference_train.py --seeds 0 1 2 [--targets DAPI]
+    # the loop trained without the default's automatic strip, scored on it too (strip_r)
+    nice python benchmarks/fnet_reference_train.py --strip --split top --seeds 0
 """
 
 from __future__ import annotations
@@ -67,8 +69,10 @@ def train_fnet_style(
     seed: int,
     betas: tuple[float, float] = (0.5, 0.999),
     torch_init: bool = False,
-) -> np.ndarray:
-    """Train on one z-scored pair with fnet's recipe; return the prediction of ``test_signal`` (ZYX)."""
+    also: np.ndarray | None = None,
+) -> np.ndarray | tuple[np.ndarray, np.ndarray]:
+    """Train on one z-scored pair with fnet's recipe; return the prediction of ``test_signal`` (ZYX)
+    (and of ``also``, predicted the same way, where given)."""
     import torch
 
     from napari_labelfree.core.unet import unet3d
@@ -103,10 +107,12 @@ def train_fnet_style(
         loss.backward()
         opt.step()
     net.eval()
-    test, crop = pad_to_multiple(zscore(test_signal), multiple)
-    with torch.no_grad():
-        pred = net(torch.from_numpy(test)[None, None])[0, 0].numpy()
-    return pred[crop]
+    preds = []
+    for image in (test_signal,) if also is None else (test_signal, also):
+        padded, crop = pad_to_multiple(zscore(image), multiple)
+        with torch.no_grad():
+            preds.append(net(torch.from_numpy(padded)[None, None])[0, 0].numpy()[crop])
+    return preds[0] if also is None else (preds[0], preds[1])
 
 
 def zscore(a: np.ndarray) -> np.ndarray:
@@ -119,19 +125,39 @@ def main(argv: list[str] | None = None) -> int:
     isl.add_data_args(ap)
     ap.add_argument("--torch-init", action="store_true", help="torch's default init, not fnet's")
     ap.add_argument("--betas", type=float, nargs=2, default=(0.5, 0.999), help="[0.5 0.999]")
+    ap.add_argument(
+        "--strip",
+        action="store_true",
+        help="train without the strip labelfree train holds out automatically (the same cut) and "
+        "also score that strip (strip_r): the two loops compared on validation data alone",
+    )
     args = ap.parse_args(argv)
     if isl.load_split(args) is None:
         return 0
     import torch
 
     torch.set_num_threads(max(1, args.threads))
-    label = f"fnet-ref{'-torchinit' if args.torch_init else ''}-b{args.betas[0]:g}"
+    label = f"fnet-ref{'-torchinit' if args.torch_init else ''}-b{args.betas[0]:g}" + (
+        "-strip" if args.strip else ""
+    )
     for split, name, seed in itertools.product(args.split, args.targets, args.seeds):
         if isl.already_done(args, label, name, split, seed):
             continue
         data = isl.load_split(args, split)
         t0 = time.time()
         train_sig, train_tgt, test_sig, truth = isl.part(data, name)
+        strip = None
+        if args.strip:  # cut exactly as the trainer cuts its automatic strip (core.train.holdout)
+            from napari_labelfree.core.train import ImagePair, TrainConfig
+            from napari_labelfree.core.train.holdout import hold_out_strips
+
+            pairs, val, _ = hold_out_strips(
+                [ImagePair(train_sig, train_tgt, None, name)],
+                TrainConfig().val_strip,
+                args.patch_shape[2],
+                1.0,
+            )
+            train_sig, train_tgt, strip = pairs[0].signal, pairs[0].target, val[0]
         pred = train_fnet_style(
             train_sig,
             train_tgt,
@@ -144,8 +170,15 @@ def main(argv: list[str] | None = None) -> int:
             seed=seed,
             betas=tuple(args.betas),
             torch_init=args.torch_init,
+            also=None if strip is None else strip.signal,
         )
-        isl.report(label, name, seed, pred, truth, time.time() - t0)
+        extra = {}
+        if strip is not None:  # scored like the test part: max projection against the 2D target
+            from napari_labelfree.core.metrics import pearson_r
+
+            pred, strip_pred = pred
+            extra["strip_r"] = round(pearson_r(strip_pred.max(axis=0), strip.target[0]), 4)
+        isl.report(label, name, seed, pred, truth, time.time() - t0, **extra)
     return 0
 
 
