@@ -10,7 +10,7 @@ from napari_labelfree.core.config import Architecture, ModelSpec
 from napari_labelfree.core.errors import LabelFreeError
 from napari_labelfree.core.events import drain
 from napari_labelfree.core.train import ImagePair, TrainConfig, iter_train
-from napari_labelfree.core.train.init import load_init_weights
+from napari_labelfree.core.train.init import is_reset, load_init_weights
 from napari_labelfree.core.unet import build_network
 from napari_labelfree.core.weights import load_network
 
@@ -77,3 +77,23 @@ def test_a_fine_tuned_model_records_its_warm_start_in_provenance(start, tmp_path
 def test_out_of_range_warm_start_settings_are_refused(shrink, perturb):
     with pytest.raises(LabelFreeError, match="init_"):
         TrainConfig(init_shrink=shrink, init_perturb=perturb)
+
+
+def test_a_reset_decoder_keeps_its_fresh_weights_and_the_encoder_the_starting_models(start):
+    pre = load_network(start).state_dict()
+    torch.manual_seed(3)
+    net = build_network(TINY)
+    fresh = {k: v.clone() for k, v in net.state_dict().items()}
+    load_init_weights(net, start, reset=("decoder",))
+    got = net.state_dict()
+    decoder = [k for k in got if is_reset(k, ("decoder",))]
+    # every level's up-convolution and decoding convolutions and the head; the encoder and the
+    # bottom level (depth 2: body.below.below) stay the starting model's
+    for name in ("head.weight", "body.up.weight", "body.up_bn.bias", "body.decode.conv1.weight"):
+        assert name in decoder
+    assert "body.below.decode.conv2.weight" in decoder and "body.below.up.weight" in decoder
+    assert not any(".encode." in k or k.startswith("body.below.below") for k in decoder)
+    for name, value in got.items():
+        torch.testing.assert_close(value, fresh[name] if name in decoder else pre[name])
+    # a name prefix: only the head
+    assert [k for k in got if is_reset(k, ("head",))] == ["head.weight", "head.bias"]

@@ -60,8 +60,8 @@ class TrainConfig:
     # 1 and 0 copy the starting model as it is (core.train.init.load_init_weights)
     init_shrink: float = 1.0
     init_perturb: float = 0.0
-    # fine-tuning only: weights whose names start with one of these keep this run's fresh
-    # initial values instead of the starting model's (e.g. "head": a new output layer)
+    # fine-tuning only: these weights keep this run's fresh initial values instead of the
+    # starting model's: "decoder" (core.train.init.DECODER_PARTS) or name prefixes ("head")
     init_reset: tuple[str, ...] = ()
 
     @classmethod

@@ -98,6 +98,23 @@ def adaptation_grid(
     return tuple(max(m, f) for m, f in zip(model, finest, strict=True))  # type: ignore[return-value]
 
 
+# a U-Net's decoder (core.unet.Level): the up-convolutions, their BatchNorm, the convolutions
+# after each skip connection, and the output layer
+DECODER_PARTS = frozenset({"up", "up_bn", "decode", "head"})
+
+
+def is_reset(name: str, reset: Sequence[str]) -> bool:
+    """Whether weight ``name`` is one of ``reset``: "decoder" (every level's up-convolution and
+    decoding convolutions, and the head) or a name prefix (e.g. "head", "body.decode")."""
+    parts = name.split(".")
+    for entry in reset:
+        if entry == "decoder" and not DECODER_PARTS.isdisjoint(parts):
+            return True
+        if entry != "decoder" and name.startswith(entry):
+            return True
+    return False
+
+
 def load_init_weights(
     net: torch.nn.Module,
     start: ModelBundle,
@@ -110,8 +127,8 @@ def load_init_weights(
     ``net`` holds the run's own fresh (seeded) initial weights when this is called. Every
     learnable weight ``w`` of the starting model becomes ``shrink * w + perturb * w_fresh``
     (shrink and perturb, Ash & Adams 2020); buffers (BatchNorm's running statistics) are copied
-    as they are. 1 and 0 copy the starting model exactly. Weights (and buffers) whose names start
-    with one of ``reset`` keep their fresh values.
+    as they are. 1 and 0 copy the starting model exactly. Weights (and buffers) named by
+    ``reset`` keep their fresh values (:func:`is_reset`).
     """
     from ..weights import read_network
 
@@ -121,7 +138,7 @@ def load_init_weights(
     with torch.no_grad():
         mine = net.state_dict()
         for name, value in src.state_dict().items():
-            if any(name.startswith(prefix) for prefix in reset):
+            if is_reset(name, reset):
                 continue
             if mixed and name in learnable:
                 mine[name].copy_(shrink * value.to(mine[name]) + perturb * mine[name])
