@@ -140,6 +140,8 @@ def main(argv: list[str] | None = None) -> int:
     label = f"fnet-ref{'-torchinit' if args.torch_init else ''}-b{args.betas[0]:g}" + (
         "-strip" if args.strip else ""
     )
+    if (args.depth, args.width) != (isl.DEPTH, isl.WIDTH):
+        label += f"-d{args.depth}w{args.width}"  # --skip-done keys on the label
     for split, name, seed in itertools.product(args.split, args.targets, args.seeds):
         if isl.already_done(args, label, name, split, seed):
             continue

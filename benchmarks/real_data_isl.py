@@ -77,6 +77,11 @@ def load(data_dir: Path, bin_xy: int) -> tuple[np.ndarray, np.ndarray]:
     return phase.astype(np.float32), fl.astype(np.float32)
 
 
+#: The issue-15 network; a new network of another size is labelled with its size (e.g.
+#: ``default-d3w8``), so that ``--skip-done`` never takes one size's run for another's.
+DEPTH, WIDTH = 3, 16
+
+
 def add_data_args(ap: argparse.ArgumentParser) -> None:
     """The data, split and budget options shared with ``fnet_reference_train.py``.
 
@@ -86,8 +91,8 @@ def add_data_args(ap: argparse.ArgumentParser) -> None:
     ap.add_argument("--iterations", type=int, default=500)
     ap.add_argument("--batch-size", type=int, default=8)
     ap.add_argument("--patch-shape", type=int, nargs=3, default=(16, 32, 32))
-    ap.add_argument("--depth", type=int, default=3)
-    ap.add_argument("--width", type=int, default=16)
+    ap.add_argument("--depth", type=int, default=DEPTH)
+    ap.add_argument("--width", type=int, default=WIDTH)
     ap.add_argument("--bin", type=int, default=2, help="lateral binning for speed [2]")
     ap.add_argument(
         "--train-fraction", type=float, default=0.75, help="left part of the field [0.75]"
@@ -584,6 +589,8 @@ def run_recipes(args, data, out, vox, data_vox, chosen, predict) -> None:
                 label += "@native"
             elif args.init and args.z_step is not None:
                 label += f"@dz{args.z_step:g}"
+            if not args.init and (args.depth, args.width) != (DEPTH, WIDTH):
+                label += f"-d{args.depth}w{args.width}"  # with --init the model sets the size
             if args.lr is not None:
                 label += f"-lr{args.lr:g}"
             if args.init and (args.init_shrink is not None or args.init_perturb is not None):
