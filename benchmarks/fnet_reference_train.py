@@ -27,6 +27,7 @@ import argparse
 import itertools
 import sys
 import time
+from collections.abc import Sequence
 from pathlib import Path
 
 import numpy as np
@@ -59,7 +60,7 @@ def pad_to_multiple(a: np.ndarray, multiple: int) -> tuple[np.ndarray, tuple[sli
 def train_fnet_style(
     signal: np.ndarray,
     target: np.ndarray,
-    test_signal: np.ndarray,
+    predict: Sequence[np.ndarray],
     *,
     depth: int,
     width: int,
@@ -69,10 +70,9 @@ def train_fnet_style(
     seed: int,
     betas: tuple[float, float] = (0.5, 0.999),
     torch_init: bool = False,
-    also: np.ndarray | None = None,
-) -> np.ndarray | tuple[np.ndarray, np.ndarray]:
-    """Train on one z-scored pair with fnet's recipe; return the prediction of ``test_signal`` (ZYX)
-    (and of ``also``, predicted the same way, where given)."""
+) -> list[np.ndarray]:
+    """Train on one z-scored pair with fnet's recipe; return the predictions of the ``predict``
+    signals (ZYX), each in one pass."""
     import torch
 
     from napari_labelfree.core.unet import unet3d
@@ -108,11 +108,11 @@ def train_fnet_style(
         opt.step()
     net.eval()
     preds = []
-    for image in (test_signal,) if also is None else (test_signal, also):
+    for image in predict:
         padded, crop = pad_to_multiple(zscore(image), multiple)
         with torch.no_grad():
             preds.append(net(torch.from_numpy(padded)[None, None])[0, 0].numpy()[crop])
-    return preds[0] if also is None else (preds[0], preds[1])
+    return preds
 
 
 def zscore(a: np.ndarray) -> np.ndarray:
@@ -140,8 +140,7 @@ def main(argv: list[str] | None = None) -> int:
     label = f"fnet-ref{'-torchinit' if args.torch_init else ''}-b{args.betas[0]:g}" + (
         "-strip" if args.strip else ""
     )
-    if (args.depth, args.width) != (isl.DEPTH, isl.WIDTH):
-        label += f"-d{args.depth}w{args.width}"  # --skip-done keys on the label
+    label += isl.size_label(args)
     for split, name, seed in itertools.product(args.split, args.targets, args.seeds):
         if isl.already_done(args, label, name, split, seed):
             continue
@@ -160,10 +159,10 @@ def main(argv: list[str] | None = None) -> int:
                 1.0,
             )
             train_sig, train_tgt, strip = pairs[0].signal, pairs[0].target, val[0]
-        pred = train_fnet_style(
+        preds = train_fnet_style(
             train_sig,
             train_tgt,
-            test_sig,
+            [test_sig] + ([] if strip is None else [strip.signal]),
             depth=args.depth,
             width=args.width,
             iterations=args.iterations,
@@ -172,15 +171,14 @@ def main(argv: list[str] | None = None) -> int:
             seed=seed,
             betas=tuple(args.betas),
             torch_init=args.torch_init,
-            also=None if strip is None else strip.signal,
         )
         extra = {}
         if strip is not None:  # scored like the test part: max projection against the 2D target
             from napari_labelfree.core.metrics import pearson_r
 
-            pred, strip_pred = pred
+            strip_pred = preds[1]
             extra["strip_r"] = round(pearson_r(strip_pred.max(axis=0), strip.target[0]), 4)
-        isl.report(label, name, seed, pred, truth, time.time() - t0, **extra)
+        isl.report(label, name, seed, preds[0], truth, time.time() - t0, **extra)
     return 0
 
 

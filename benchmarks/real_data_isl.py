@@ -77,8 +77,7 @@ def load(data_dir: Path, bin_xy: int) -> tuple[np.ndarray, np.ndarray]:
     return phase.astype(np.float32), fl.astype(np.float32)
 
 
-#: The issue-15 network; a new network of another size is labelled with its size (e.g.
-#: ``default-d3w8``), so that ``--skip-done`` never takes one size's run for another's.
+#: The issue-15 network (a network of another size is labelled with it: :func:`size_label`).
 DEPTH, WIDTH = 3, 16
 
 
@@ -411,6 +410,26 @@ def train_config(recipe: str, args: argparse.Namespace, seed: int):
     )
 
 
+def config_overrides(args: argparse.Namespace) -> dict:
+    """The TrainConfig settings given on the command line (--lr, --init-*, --validate-every)."""
+    given = {
+        "lr": args.lr,
+        "init_shrink": args.init_shrink,
+        "init_perturb": args.init_perturb,
+        "init_reset": tuple(args.init_reset) if args.init_reset else None,
+        "validate_every": args.validate_every,
+    }
+    return {key: value for key, value in given.items() if value is not None}
+
+
+def size_label(args: argparse.Namespace) -> str:
+    """``-d3w8`` for a network of another size than the issue-15 one, else "": a run's label
+    carries its size, so that ``--skip-done`` never takes one size's run for another's."""
+    if (args.depth, args.width) == (DEPTH, WIDTH):
+        return ""
+    return f"-d{args.depth}w{args.width}"
+
+
 def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(description="Train and score on the ISL condition-B field.")
     add_data_args(ap)
@@ -589,8 +608,8 @@ def run_recipes(args, data, out, vox, data_vox, chosen, predict) -> None:
                 label += "@native"
             elif args.init and args.z_step is not None:
                 label += f"@dz{args.z_step:g}"
-            if not args.init and (args.depth, args.width) != (DEPTH, WIDTH):
-                label += f"-d{args.depth}w{args.width}"  # with --init the model sets the size
+            if not args.init:  # with --init the starting model sets the size
+                label += size_label(args)
             if args.lr is not None:
                 label += f"-lr{args.lr:g}"
             if args.init and (args.init_shrink is not None or args.init_perturb is not None):
@@ -618,17 +637,7 @@ def run_recipes(args, data, out, vox, data_vox, chosen, predict) -> None:
                     architecture=Architecture(depth=args.depth, width=args.width),
                     provenance={"data": CITATION, "note": "2D max-projection target along z"},
                 )
-                cfg = train_config(recipe, args, seed)
-                if args.lr is not None:
-                    cfg = replace(cfg, lr=args.lr)
-                if args.init_shrink is not None:
-                    cfg = replace(cfg, init_shrink=args.init_shrink)
-                if args.init_perturb is not None:
-                    cfg = replace(cfg, init_perturb=args.init_perturb)
-                if args.init_reset:
-                    cfg = replace(cfg, init_reset=tuple(args.init_reset))
-                if args.validate_every is not None:
-                    cfg = replace(cfg, validate_every=args.validate_every)
+                cfg = replace(train_config(recipe, args, seed), **config_overrides(args))
                 run_dir = out / f"{recipe}-{name}-{data['name']}-{seed}"
                 kwargs = {"init": args.init} if args.init else {}
                 t0 = time.time()

@@ -115,6 +115,27 @@ def is_reset(name: str, reset: Sequence[str]) -> bool:
     return False
 
 
+def _mixes(shrink: float, perturb: float) -> bool:
+    """Whether shrink and perturb change the starting weights (1 and 0 copy them exactly)."""
+    return shrink != 1.0 or perturb != 0.0
+
+
+def warm_start_provenance(shrink: float, perturb: float, reset: Sequence[str]) -> dict:
+    """What :func:`load_init_weights` did beyond an exact copy, for ``provenance.init`` ({} for
+    a copy)."""
+    out: dict = {}
+    if _mixes(shrink, perturb):
+        out["shrink_perturb"] = {
+            "shrink": shrink,
+            "perturb": perturb,
+            "how": "each starting weight w became shrink * w + perturb * (this run's fresh "
+            "initial weight); BatchNorm running statistics copied",
+        }
+    if reset:
+        out["reset"] = list(reset)
+    return out
+
+
 def load_init_weights(
     net: torch.nn.Module,
     start: ModelBundle,
@@ -134,7 +155,7 @@ def load_init_weights(
 
     src = read_network(start.path, start.spec)
     learnable = {name for name, _ in net.named_parameters()}
-    mixed = shrink != 1.0 or perturb != 0.0
+    mixed = _mixes(shrink, perturb)
     with torch.no_grad():
         mine = net.state_dict()
         for name, value in src.state_dict().items():

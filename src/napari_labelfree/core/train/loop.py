@@ -44,7 +44,14 @@ from .events import CheckpointSaved, TrainEvent, TrainStep, Validated
 from .folder import FolderClaim, check_request
 from .guard import Divergence, DivergenceGuard, keep_last_good, weights_are_finite
 from .holdout import hold_out_strips
-from .init import adaptation_grid, init_scores, load_init_weights, resolve_init, spec_from_init
+from .init import (
+    adaptation_grid,
+    init_scores,
+    load_init_weights,
+    resolve_init,
+    spec_from_init,
+    warm_start_provenance,
+)
 from .log import LOG_NAME, TrainLog, fmt
 from .patches import PatchSampler, cut_patches, pad_planes, prepare_pair, signal_patch
 from .recipe import BEST_NAME, Recipe
@@ -132,15 +139,9 @@ def _train(
     start = resolve_init(init) if init is not None else None  # fine-tuning (core.train.init)
     if start is not None:
         spec = spec_from_init(spec, start)
-        if config.init_shrink != 1.0 or config.init_perturb != 0.0:  # core.train.init
-            spec.provenance["init"]["shrink_perturb"] = {
-                "shrink": config.init_shrink,
-                "perturb": config.init_perturb,
-                "how": "each starting weight w became shrink * w + perturb * (this run's fresh "
-                "initial weight); BatchNorm running statistics copied",
-            }
-        if config.init_reset:
-            spec.provenance["init"]["reset"] = list(config.init_reset)
+        spec.provenance["init"].update(
+            warm_start_provenance(config.init_shrink, config.init_perturb, config.init_reset)
+        )
         # images coarser than the starting model's grid are not upsampled (core.train.init)
         grid = adaptation_grid(spec.voxel_size_um, [p.voxel_size for p in [*train, *(val or [])]])
         if grid != tuple(spec.voxel_size_um):
