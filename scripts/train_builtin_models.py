@@ -47,8 +47,11 @@ TEST_SEEDS = (200, 201)
 RANDOM_FIRST_SEED = 1000  # domain-randomized training fields: seeds 1000...
 RANDOM_VAL_SEEDS = (1150, 1151)  # validated during training (best iteration)
 RANDOM_TEST_SEEDS = (1200, 1201, 1202, 1203)
-# --evaluate: the fields that decide whether a retrained built-in ships (never the test seeds)
+# --evaluate: the fields that decide whether a retrained built-in ships (never the test seeds);
+# --decision-fields N widens the randomized ones to 1150...1150+N-1 (four fields are few to stand
+# for the randomized microscopes)
 DECISION_SEEDS = {"clean": (150, 151), "randomized": (1150, 1151, 1152, 1153)}
+MAX_DECISION_FIELDS = min(RANDOM_TEST_SEEDS) - RANDOM_VAL_SEEDS[0]
 # structures with real paired images at hand to score them zero-shot (benchmarks/real_data_isl.py)
 REAL_DATA = {"dna": "ISL condition B (Christiansen et al. 2018), phase contrast -> DAPI"}
 NO_REAL_DATA = (
@@ -107,16 +110,20 @@ def randomized_fields(
     return out
 
 
-def evaluate(dirs: list[Path], structures: list[str], cache: Path | None, device) -> int:
+def evaluate(
+    dirs: list[Path], structures: list[str], cache: Path | None, device, decision_fields: int = 4
+) -> int:
     """Score the models DIR/STRUCTURE on the decision (validation) and test fields, by kind."""
     from napari_labelfree.core.bundle import open_bundle
 
     render = list(STRUCTURES)
+    first = DECISION_SEEDS["randomized"][0]
+    decision_randomized = tuple(range(first, first + decision_fields))
     sets = {
         "val clean": (DECISION_SEEDS["clean"], fields(DECISION_SEEDS["clean"])),
         "val randomized": (
-            DECISION_SEEDS["randomized"],
-            randomized_fields(DECISION_SEEDS["randomized"], render, cache),
+            decision_randomized,
+            randomized_fields(decision_randomized, render, cache),
         ),
         "test clean": (TEST_SEEDS, fields(TEST_SEEDS)),
         "test randomized": (
@@ -199,22 +206,41 @@ def main(argv: list[str] | None = None) -> int:
         "retrained model ships (clean seeds 150, 151; randomized 1150-1153) and on the test "
         "fields, Pearson r by kind",
     )
+    ap.add_argument(
+        "--decision-fields",
+        type=int,
+        default=len(DECISION_SEEDS["randomized"]),
+        help="with --evaluate: this many randomized validation fields (seeds 1150...) "
+        f"[{len(DECISION_SEEDS['randomized'])}]",
+    )
     args = ap.parse_args(argv)
     # imported now, not when the first validation needs them: a long run is not broken by a
     # source file edited (or half-edited) while it trains
     import napari_labelfree.core.predict.run  # noqa: F401
 
-    if not 1 <= args.train_fields < VAL_SEED - FIRST_TRAIN_SEED:
-        ap.error(f"--train-fields must be 1 to {VAL_SEED - FIRST_TRAIN_SEED - 1}")
+    # clean seeds run 100... below the clean validation seed, randomized ones 1000... below theirs
+    max_clean, max_randomized = (
+        VAL_SEED - FIRST_TRAIN_SEED - 1,
+        RANDOM_VAL_SEEDS[0] - RANDOM_FIRST_SEED,
+    )
+    if args.randomized and not 1 <= args.train_fields <= max_randomized:
+        ap.error(f"--train-fields must be 1 to {max_randomized} with --randomized")
+    if not args.randomized and not 1 <= args.train_fields <= max_clean:
+        ap.error(f"--train-fields must be 1 to {max_clean}")
+    if args.randomized and not 0 <= args.clean_fields <= max_clean:
+        ap.error(f"--clean-fields must be 0 to {max_clean}")
+    if not 1 <= args.decision_fields <= MAX_DECISION_FIELDS:
+        ap.error(f"--decision-fields must be 1 to {MAX_DECISION_FIELDS}")
     torch.set_num_threads(max(1, args.threads))
     device = resolve_device(args.device)
     if args.evaluate:
-        return evaluate(args.evaluate, list(args.structures), args.cache, device)
-    train_seeds = tuple(range(FIRST_TRAIN_SEED, FIRST_TRAIN_SEED + args.train_fields))
+        return evaluate(
+            args.evaluate, list(args.structures), args.cache, device, args.decision_fields
+        )
+    n_clean = min(args.clean_fields, args.train_fields) if args.randomized else args.train_fields
+    train_seeds = tuple(range(FIRST_TRAIN_SEED, FIRST_TRAIN_SEED + n_clean))
 
     t0 = time.time()
-    if args.randomized:
-        train_seeds = train_seeds[: args.clean_fields]
     train_ims, val_ims, test_ims = fields(train_seeds), fields((VAL_SEED,)), fields(TEST_SEEDS)
     val_seeds, test_sets = (VAL_SEED,), {"clean": (TEST_SEEDS, test_ims)}
     if args.randomized:  # randomized fields train; the clean preset keeps --clean-fields of them
