@@ -1,0 +1,48 @@
+"""scripts/train_builtin_models.py: field counts that would collide with validation seeds are refused."""
+
+import importlib.util
+from pathlib import Path
+
+import pytest
+
+SCRIPT = Path(__file__).resolve().parents[2] / "scripts" / "train_builtin_models.py"
+
+
+def load_script():
+    spec = importlib.util.spec_from_file_location("train_builtin_models", SCRIPT)
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+@pytest.mark.parametrize(
+    ("argv", "message"),
+    [
+        (
+            ["--randomized", "--train-fields", "151"],
+            "--train-fields must be 1 to 150 with --randomized",
+        ),
+        (["--train-fields", "50"], "--train-fields must be 1 to 49"),
+        (["--randomized", "--clean-fields", "50"], "--clean-fields must be 0 to 49"),
+        (["--evaluate", "x", "--decision-fields", "51"], "--decision-fields must be 1 to 50"),
+    ],
+)
+def test_out_of_range_field_counts_get_one_line(argv, message, capsys):
+    script = load_script()
+    with pytest.raises(SystemExit) as exit_info:
+        script.main(argv)
+    err = capsys.readouterr().err
+    assert exit_info.value.code == 2
+    assert err.strip().splitlines()[-1].endswith(message)
+
+
+def test_the_randomized_seed_ranges_stay_clear_of_validation_and_test_seeds():
+    script = load_script()
+    most = script.RANDOM_VAL_SEEDS[0] - script.RANDOM_FIRST_SEED
+    training = set(range(script.RANDOM_FIRST_SEED, script.RANDOM_FIRST_SEED + most))
+    first = script.DECISION_SEEDS["randomized"][0]
+    decision = set(range(first, first + script.MAX_DECISION_FIELDS))
+    assert not training & decision
+    assert not training & set(script.RANDOM_TEST_SEEDS)
+    assert not decision & set(script.RANDOM_TEST_SEEDS)
+    assert set(script.RANDOM_VAL_SEEDS) <= decision
