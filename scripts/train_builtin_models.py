@@ -52,6 +52,9 @@ RANDOM_TEST_SEEDS = (1200, 1201, 1202, 1203)
 # for the randomized microscopes)
 DECISION_SEEDS = {"clean": (150, 151), "randomized": (1150, 1151, 1152, 1153)}
 MAX_DECISION_FIELDS = min(RANDOM_TEST_SEEDS) - RANDOM_VAL_SEEDS[0]
+# training fields stay below their kind's validation seeds: clean 100..., randomized 1000...
+MAX_CLEAN_FIELDS = VAL_SEED - FIRST_TRAIN_SEED - 1
+MAX_RANDOMIZED_FIELDS = RANDOM_VAL_SEEDS[0] - RANDOM_FIRST_SEED
 # structures with real paired images at hand to score them zero-shot (benchmarks/real_data_isl.py)
 REAL_DATA = {"dna": "ISL condition B (Christiansen et al. 2018), phase contrast -> DAPI"}
 NO_REAL_DATA = (
@@ -111,7 +114,11 @@ def randomized_fields(
 
 
 def evaluate(
-    dirs: list[Path], structures: list[str], cache: Path | None, device, decision_fields: int = 4
+    dirs: list[Path],
+    structures: list[str],
+    cache: Path | None,
+    device,
+    decision_fields: int = len(DECISION_SEEDS["randomized"]),
 ) -> int:
     """Score the models DIR/STRUCTURE on the decision (validation) and test fields, by kind."""
     from napari_labelfree.core.bundle import open_bundle
@@ -218,17 +225,14 @@ def main(argv: list[str] | None = None) -> int:
     # source file edited (or half-edited) while it trains
     import napari_labelfree.core.predict.run  # noqa: F401
 
-    # clean seeds run 100... below the clean validation seed, randomized ones 1000... below theirs
-    max_clean, max_randomized = (
-        VAL_SEED - FIRST_TRAIN_SEED - 1,
-        RANDOM_VAL_SEEDS[0] - RANDOM_FIRST_SEED,
-    )
-    if args.randomized and not 1 <= args.train_fields <= max_randomized:
-        ap.error(f"--train-fields must be 1 to {max_randomized} with --randomized")
-    if not args.randomized and not 1 <= args.train_fields <= max_clean:
-        ap.error(f"--train-fields must be 1 to {max_clean}")
-    if args.randomized and not 0 <= args.clean_fields <= max_clean:
-        ap.error(f"--clean-fields must be 0 to {max_clean}")
+    most = MAX_RANDOMIZED_FIELDS if args.randomized else MAX_CLEAN_FIELDS
+    if not 1 <= args.train_fields <= most:
+        ap.error(
+            f"--train-fields must be 1 to {most}"
+            + (" with --randomized" if args.randomized else "")
+        )
+    if args.randomized and not 0 <= args.clean_fields <= MAX_CLEAN_FIELDS:
+        ap.error(f"--clean-fields must be 0 to {MAX_CLEAN_FIELDS}")
     if not 1 <= args.decision_fields <= MAX_DECISION_FIELDS:
         ap.error(f"--decision-fields must be 1 to {MAX_DECISION_FIELDS}")
     torch.set_num_threads(max(1, args.threads))

@@ -38,8 +38,8 @@ def test_out_of_range_field_counts_get_one_line(argv, message, capsys):
 
 def test_the_randomized_seed_ranges_stay_clear_of_validation_and_test_seeds():
     script = load_script()
-    most = script.RANDOM_VAL_SEEDS[0] - script.RANDOM_FIRST_SEED
-    training = set(range(script.RANDOM_FIRST_SEED, script.RANDOM_FIRST_SEED + most))
+    first_training = script.RANDOM_FIRST_SEED
+    training = set(range(first_training, first_training + script.MAX_RANDOMIZED_FIELDS))
     first = script.DECISION_SEEDS["randomized"][0]
     decision = set(range(first, first + script.MAX_DECISION_FIELDS))
     assert not training & decision
