@@ -293,6 +293,8 @@ RECIPES: dict[str, dict] = {
     # ablations: which part of the default recipe helps or hurts at a short budget
     "paper+augment": {"paper": True, "augment": True},
     "default-augment": {"augment": False},
+    # the default with augmentation on: against the warm start's faster overfitting (issue 24)
+    "default+augment": {"augment": True},
     # choosing the default's settings: scored on a validation strip of the training part (the
     # RESULT line's val_r), never on the test part
     "default+val": {"val": True},

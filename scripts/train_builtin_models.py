@@ -119,10 +119,14 @@ def evaluate(
     cache: Path | None,
     device,
     decision_fields: int = len(DECISION_SEEDS["randomized"]),
+    record: bool = False,
 ) -> int:
-    """Score the models DIR/STRUCTURE on the decision (validation) and test fields, by kind."""
-    from napari_labelfree.core.bundle import open_bundle
+    """Score the models DIR/STRUCTURE on the decision (validation) and test fields, by kind.
 
+    With ``record``, the first DIR is the model being replaced: each later DIR's card gets its
+    validation scores beside the first's (``metrics.release_check``, shown by ``labelfree
+    models``); test fields are scored, never recorded as a reason to ship.
+    """
     render = list(STRUCTURES)
     first = DECISION_SEEDS["randomized"][0]
     decision_randomized = tuple(range(first, first + decision_fields))
@@ -138,8 +142,9 @@ def evaluate(
             randomized_fields(RANDOM_TEST_SEEDS, render, cache),
         ),
     }
-    for d in dirs:
-        for structure in structures:
+    for structure in structures:
+        replaced = None
+        for d in dirs:
             bundle = open_bundle(d / structure)
             row = {"model": str(d / structure)}
             for kind, (seeds, ims) in sets.items():
@@ -147,7 +152,37 @@ def evaluate(
                 row[kind] = round(float(np.mean([x["pearson_r"] for x in sc])), 4)
                 row[kind + " per field"] = [round(x["pearson_r"], 4) for x in sc]
             print("EVAL " + json.dumps(row), flush=True)
+            if record and replaced is not None:
+                record_release_check(d / structure, row, replaced, sets)
+            if replaced is None:
+                replaced = row
     return 0
+
+
+VALIDATION_WORDS = {
+    "val clean": "simulated validation fields (clean preset)",
+    "val randomized": "simulated validation fields (domain-randomized)",
+}
+
+
+def record_release_check(model_dir: Path, row: dict, replaced: dict, sets: dict) -> None:
+    """Write the validation scores that decided a retrained model's release into its card."""
+    from napari_labelfree.core.files import atomic_file
+
+    spec = open_bundle(model_dir).spec
+    entries = []
+    for kind, words in VALIDATION_WORDS.items():
+        seeds = sets[kind][0]
+        entries.append(
+            {
+                "data": f"{len(seeds)} {words}, seeds {seeds[0]}-{seeds[-1]}",
+                "pearson_r": row[kind],
+                "replaced_pearson_r": replaced[kind],
+            }
+        )
+    spec.metrics["release_check"] = entries
+    with atomic_file(model_dir / CONFIG_NAME) as tmp:
+        Path(tmp).write_text(spec.to_json(), encoding="utf-8")
 
 
 def pairs(ims: list, structure: str, seeds: tuple[int, ...]) -> list[ImagePair]:
@@ -214,6 +249,12 @@ def main(argv: list[str] | None = None) -> int:
         "fields, Pearson r by kind",
     )
     ap.add_argument(
+        "--record",
+        action="store_true",
+        help="with --evaluate FIRST DIR...: write each later DIR's validation scores, beside "
+        "FIRST's (the model it would replace), into its card (metrics.release_check)",
+    )
+    ap.add_argument(
         "--decision-fields",
         type=int,
         default=len(DECISION_SEEDS["randomized"]),
@@ -235,11 +276,18 @@ def main(argv: list[str] | None = None) -> int:
         ap.error(f"--clean-fields must be 0 to {MAX_CLEAN_FIELDS}")
     if not 1 <= args.decision_fields <= MAX_DECISION_FIELDS:
         ap.error(f"--decision-fields must be 1 to {MAX_DECISION_FIELDS}")
+    if args.record and (not args.evaluate or len(args.evaluate) < 2):
+        ap.error("--record needs --evaluate REPLACED NEW...: the model replaced, then the new ones")
     torch.set_num_threads(max(1, args.threads))
     device = resolve_device(args.device)
     if args.evaluate:
         return evaluate(
-            args.evaluate, list(args.structures), args.cache, device, args.decision_fields
+            args.evaluate,
+            list(args.structures),
+            args.cache,
+            device,
+            args.decision_fields,
+            record=args.record,
         )
     n_clean = min(args.clean_fields, args.train_fields) if args.randomized else args.train_fields
     train_seeds = tuple(range(FIRST_TRAIN_SEED, FIRST_TRAIN_SEED + n_clean))

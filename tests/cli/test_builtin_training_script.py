@@ -25,6 +25,10 @@ def load_script():
         (["--train-fields", "50"], "--train-fields must be 1 to 49"),
         (["--randomized", "--clean-fields", "50"], "--clean-fields must be 0 to 49"),
         (["--evaluate", "x", "--decision-fields", "51"], "--decision-fields must be 1 to 50"),
+        (
+            ["--evaluate", "x", "--record"],
+            "--record needs --evaluate REPLACED NEW...: the model replaced, then the new ones",
+        ),
     ],
 )
 def test_out_of_range_field_counts_get_one_line(argv, message, capsys):
@@ -46,3 +50,43 @@ def test_the_randomized_seed_ranges_stay_clear_of_validation_and_test_seeds():
     assert not training & set(script.RANDOM_TEST_SEEDS)
     assert not decision & set(script.RANDOM_TEST_SEEDS)
     assert set(script.RANDOM_VAL_SEEDS) <= decision
+
+
+def test_record_writes_the_release_check_into_the_new_models_card(tmp_path):
+    """--evaluate OLD NEW --record: NEW's card gets its validation scores beside OLD's, and the
+    card says them in plain words (labelfree models)."""
+    import shutil
+
+    from napari_labelfree.core.bundle import BUILTIN_DIR, read_spec
+    from napari_labelfree.core.model_card import card_lines
+
+    script = load_script()
+    new = tmp_path / "dna"
+    shutil.copytree(BUILTIN_DIR / "dna", new)
+    weights = (new / "weights.safetensors").read_bytes()
+    sets = {"val clean": ((150, 151), []), "val randomized": (tuple(range(1150, 1166)), [])}
+    script.record_release_check(
+        new,
+        {"val clean": 0.661, "val randomized": 0.411},
+        {"val clean": 0.655, "val randomized": 0.362},
+        sets,
+    )
+    spec = read_spec(new)
+    assert spec.metrics["release_check"] == [
+        {
+            "data": "2 simulated validation fields (clean preset), seeds 150-151",
+            "pearson_r": 0.661,
+            "replaced_pearson_r": 0.655,
+        },
+        {
+            "data": "16 simulated validation fields (domain-randomized), seeds 1150-1165",
+            "pearson_r": 0.411,
+            "replaced_pearson_r": 0.362,
+        },
+    ]
+    assert (new / "weights.safetensors").read_bytes() == weights
+    assert any(
+        line.startswith("release check Pearson r 0.41 on 16 simulated validation fields")
+        and line.endswith("the model it replaced: 0.36")
+        for line in card_lines(spec)
+    )

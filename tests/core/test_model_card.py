@@ -88,6 +88,41 @@ def test_a_users_model_reports_its_strip_and_the_starting_model_before_it():
     assert "a held-out strip of its training images" in card.scores[0].data
 
 
+def test_a_retrained_builtin_shows_the_validation_fields_that_decided_its_release():
+    """The trainer's few validation fields pick an iteration; the release check beside the model
+    it replaced says why a retrained built-in ships, so neither reads as the other."""
+    spec = ModelSpec(
+        "dna",
+        provenance={
+            "data": "simulated only: domain-randomized fields",
+            "simulation": {"val_seeds": [150, 1150, 1151]},
+        },
+        metrics={
+            "val_pearson_r_mean": 0.56,
+            "init_val_pearson_r_mean": 0.60,
+            "init_model": "dna",
+            "release_check": [
+                {
+                    "data": "16 simulated validation fields (domain-randomized), seeds 1150-1165",
+                    "pearson_r": 0.411,
+                    "replaced_pearson_r": 0.362,
+                },
+                {"data": "broken entry", "pearson_r": "n/a"},
+            ],
+        },
+    )
+    lines = card_lines(spec)
+    assert (
+        "validation Pearson r 0.56 on its 3 validation fields (simulated; they chose the best "
+        "iteration)" in lines
+    )
+    assert (
+        "release check Pearson r 0.41 on 16 simulated validation fields (domain-randomized), "
+        "seeds 1150-1165; the model it replaced: 0.36" in lines
+    )
+    assert not any("broken entry" in line for line in lines)
+
+
 def test_imported_and_real_data_models():
     imported = ModelSpec("dna", provenance={"imported_from": "pytorch_fnet model.p"})
     assert model_card(imported).trained_on == IMPORTED

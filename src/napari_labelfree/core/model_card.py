@@ -14,7 +14,11 @@ Scores a card knows (``metrics`` keys):
 * ``real_data_note``: why there is no score on real images (e.g. no real images of the structure
   were at hand), said in the card instead of a score;
 * ``val_pearson_r_mean`` (whole validation images; ``val_source`` "strip": a held-out strip of the
-  training images) and ``init_val_pearson_r_mean`` (the starting model on the same data).
+  training images) and ``init_val_pearson_r_mean`` (the starting model on the same data);
+* ``release_check``: a list of ``{"data": ..., "pearson_r": ..., "replaced_pearson_r": ...}``, the
+  validation fields on which a retrained built-in was judged against the model it replaced
+  (``scripts/train_builtin_models.py --evaluate ... --record``). The trainer's own validation
+  images are few (they pick the best iteration); these say why the model ships.
 """
 
 from __future__ import annotations
@@ -74,6 +78,16 @@ def trained_on(spec: ModelSpec) -> tuple[str, str]:
     return UNKNOWN, "not recorded"
 
 
+def _validation_images(spec: ModelSpec, kind: str) -> str:
+    """The trainer's validation images in words; a built-in's are few simulated fields that chose
+    its best iteration, which a card must say lest they read as the model's quality."""
+    sim = spec.provenance.get("simulation") or {}
+    seeds = sim.get("val_seeds") if isinstance(sim, dict) else None
+    if kind == SIMULATED and isinstance(seeds, list) and seeds:
+        return f"its {len(seeds)} validation fields (simulated; they chose the best iteration)"
+    return "its validation images" + (" (simulated)" if kind == SIMULATED else "")
+
+
 def model_card(spec: ModelSpec) -> ModelCard:
     """The card of a model from its spec."""
     kind, data = trained_on(spec)
@@ -112,7 +126,7 @@ def model_card(spec: ModelSpec) -> ModelCard:
         where = (
             "a held-out strip of its training images"
             if m.get("val_source") == "strip"
-            else "its validation images" + (" (simulated)" if kind == SIMULATED else "")
+            else _validation_images(spec, kind)
         )
         scores.append(Score("Pearson r", r, where, "validation"))
         before = _num(m.get("init_val_pearson_r_mean"))
@@ -125,6 +139,15 @@ def model_card(spec: ModelSpec) -> ModelCard:
                     "before",
                 )
             )
+    for entry in m.get("release_check") or []:
+        r = _num(entry.get("pearson_r")) if isinstance(entry, dict) else None
+        if r is None:
+            continue
+        replaced = _num(entry.get("replaced_pearson_r"))
+        was = f"; the model it replaced: {replaced:.2f}" if replaced is not None else ""
+        scores.append(
+            Score("Pearson r", r, f"{entry.get('data', 'validation fields')}{was}", "release check")
+        )
     real = [s for s in scores if s.kind.endswith("real")]
     note = m.get("real_data_note")
     no_real = str(note) if note and not real else None
