@@ -90,3 +90,33 @@ def test_record_writes_the_release_check_into_the_new_models_card(tmp_path):
         and line.endswith("the model it replaced: 0.36")
         for line in card_lines(spec)
     )
+
+
+def test_evaluate_record_judges_every_later_model_against_the_first(tmp_path, monkeypatch, capsys):
+    """--evaluate REPLACED NEW --record: the first folder is the model replaced (its card is left
+    as it was), the later one gets the release check with both models' validation scores."""
+    import shutil
+
+    from napari_labelfree.core.bundle import BUILTIN_DIR, read_spec
+
+    script = load_script()
+    for name in ("replaced", "new"):
+        shutil.copytree(BUILTIN_DIR / "dna", tmp_path / name / "dna")
+    before = (tmp_path / "replaced" / "dna" / "config.json").read_text()
+    # no rendering: each field set is its seeds, and a model's score is set by its folder
+    monkeypatch.setattr(script, "fields", lambda seeds: list(seeds))
+    monkeypatch.setattr(script, "randomized_fields", lambda seeds, *a, **k: list(seeds))
+    monkeypatch.setattr(script, "pairs", lambda ims, structure, seeds: list(seeds))
+    score = {"replaced": 0.3, "new": 0.5}
+
+    def fake_evaluate(bundle, pairs, device):
+        return [{"pearson_r": score[bundle.path.parent.name]} for _ in pairs]
+
+    monkeypatch.setattr(script, "evaluate_model", fake_evaluate)
+    dirs = [tmp_path / "replaced", tmp_path / "new"]
+    assert script.main(["--evaluate", *map(str, dirs), "--structures", "dna", "--record"]) == 0
+    assert capsys.readouterr().out.count("EVAL ") == 2
+    assert (tmp_path / "replaced" / "dna" / "config.json").read_text() == before
+    check = read_spec(tmp_path / "new" / "dna").metrics["release_check"]
+    assert [(e["pearson_r"], e["replaced_pearson_r"]) for e in check] == [(0.5, 0.3), (0.5, 0.3)]
+    assert check[1]["data"].startswith("4 simulated validation fields (domain-randomized)")
