@@ -260,8 +260,10 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument(
         "--simulated-model",
         default="lamin-b1",
-        help="the built-in model trained on these clean-preset fields only [lamin-b1]; dna is "
-        "trained on domain-randomized fields too (DIC and phase contrast are in its domain)",
+        help="the built-in model whose stored statistics are checked [lamin-b1]; every built-in "
+        "now trained on domain-randomized fields too (DIC and phase contrast are in its domain), "
+        "so held-out randomized fields are a second in-domain case; --recompute gives the "
+        "clean-preset fields' statistics instead",
     )
     ap.add_argument(
         "--recompute", action="store_true", help="recompute the built-in statistics [read them]"
