@@ -332,8 +332,7 @@ def record_real_score(model_dir: Path, entry: dict) -> None:
 
     An entry for the same kind and data replaces the old one; the file is rewritten atomically.
     """
-    from napari_labelfree.core.bundle import CONFIG_NAME, open_bundle
-    from napari_labelfree.core.files import atomic_file
+    from napari_labelfree.core.bundle import open_bundle, save_spec
 
     bundle = open_bundle(model_dir)
     spec = bundle.spec
@@ -343,8 +342,7 @@ def record_real_score(model_dir: Path, entry: dict) -> None:
         if (e.get("kind"), e.get("data")) != (entry["kind"], entry["data"])
     ]
     spec.metrics["real_data"] = [*kept, entry]
-    with atomic_file(Path(model_dir) / CONFIG_NAME) as tmp:
-        Path(tmp).write_text(spec.to_json(), encoding="utf-8")
+    save_spec(model_dir, spec)
 
 
 def choose_voxel(data: dict, bundle, predict) -> tuple[tuple[float, float, float], dict]:

@@ -30,7 +30,13 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from napari_labelfree.core.bundle import BUILTIN_DIR, CONFIG_NAME, WEIGHTS_NAME, open_bundle
+from napari_labelfree.core.bundle import (
+    BUILTIN_DIR,
+    CONFIG_NAME,
+    WEIGHTS_NAME,
+    open_bundle,
+    save_spec,
+)
 from napari_labelfree.core.config import PAPER_VOXEL_SIZE_UM, Architecture, ModelSpec
 from napari_labelfree.core.device import resolve_device
 from napari_labelfree.core.events import drain
@@ -167,8 +173,6 @@ VALIDATION_WORDS = {
 
 def record_release_check(model_dir: Path, row: dict, replaced: dict, sets: dict) -> None:
     """Write the validation scores that decided a retrained model's release into its card."""
-    from napari_labelfree.core.files import atomic_file
-
     spec = open_bundle(model_dir).spec
     entries = []
     for kind, words in VALIDATION_WORDS.items():
@@ -181,8 +185,7 @@ def record_release_check(model_dir: Path, row: dict, replaced: dict, sets: dict)
             }
         )
     spec.metrics["release_check"] = entries
-    with atomic_file(model_dir / CONFIG_NAME) as tmp:
-        Path(tmp).write_text(spec.to_json(), encoding="utf-8")
+    save_spec(model_dir, spec)
 
 
 def pairs(ims: list, structure: str, seeds: tuple[int, ...]) -> list[ImagePair]:

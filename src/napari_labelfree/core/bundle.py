@@ -17,6 +17,7 @@ from typing import Any
 from .config import ModelSpec
 from .errors import LabelFreeError
 from .files import (
+    atomic_file,
     give_usual_permissions,
     make_parent,
     native_write_errors,
@@ -206,6 +207,13 @@ def save_weights(path: str | Path, state_dict: dict[str, Any]) -> None:
     with native_write_errors(Path(path)):  # a full disk: OSError, not safetensors' own error
         save_file(tensors, str(path), metadata={"format": "pt"})
     give_usual_permissions(Path(path))
+
+
+def save_spec(folder: str | Path, spec: ModelSpec) -> None:
+    """Rewrite a model folder's config.json with ``spec`` (e.g. a score added to its card),
+    atomically: the file is never half-written, the weights are not touched."""
+    with atomic_file(Path(folder) / CONFIG_NAME) as tmp:
+        Path(tmp).write_text(spec.to_json(), encoding="utf-8")
 
 
 def save_bundle(
