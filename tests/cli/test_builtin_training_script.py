@@ -26,6 +26,10 @@ def load_script():
         (["--randomized", "--clean-fields", "50"], "--clean-fields must be 0 to 49"),
         (["--evaluate", "x", "--decision-fields", "51"], "--decision-fields must be 1 to 50"),
         (
+            ["--evaluate", "x", "--clean-decision-fields", "51"],
+            "--clean-decision-fields must be 1 to 50",
+        ),
+        (
             ["--evaluate", "x", "--record"],
             "--record needs --evaluate REPLACED NEW...: the model replaced, then the new ones",
         ),
@@ -50,6 +54,17 @@ def test_the_randomized_seed_ranges_stay_clear_of_validation_and_test_seeds():
     assert not training & set(script.RANDOM_TEST_SEEDS)
     assert not decision & set(script.RANDOM_TEST_SEEDS)
     assert set(script.RANDOM_VAL_SEEDS) <= decision
+
+
+def test_the_clean_decision_seeds_stay_clear_of_training_and_test_seeds():
+    script = load_script()
+    first_training = script.FIRST_TRAIN_SEED
+    training = set(range(first_training, first_training + script.MAX_CLEAN_FIELDS))
+    first = script.DECISION_SEEDS["clean"][0]
+    decision = set(range(first, first + script.MAX_CLEAN_DECISION_FIELDS))
+    assert not training & decision
+    assert not decision & set(script.TEST_SEEDS)
+    assert script.VAL_SEED in decision
 
 
 def test_record_writes_the_release_check_into_the_new_models_card(tmp_path):
@@ -114,9 +129,11 @@ def test_evaluate_record_judges_every_later_model_against_the_first(tmp_path, mo
 
     monkeypatch.setattr(script, "evaluate_model", fake_evaluate)
     dirs = [tmp_path / "replaced", tmp_path / "new"]
-    assert script.main(["--evaluate", *map(str, dirs), "--structures", "dna", "--record"]) == 0
+    argv = ["--evaluate", *map(str, dirs), "--structures", "dna", "--record"]
+    assert script.main([*argv, "--clean-decision-fields", "16"]) == 0
     assert capsys.readouterr().out.count("EVAL ") == 2
     assert (tmp_path / "replaced" / "dna" / "config.json").read_text() == before
     check = read_spec(tmp_path / "new" / "dna").metrics["release_check"]
     assert [(e["pearson_r"], e["replaced_pearson_r"]) for e in check] == [(0.5, 0.3), (0.5, 0.3)]
+    assert check[0]["data"] == "16 simulated validation fields (clean preset), seeds 150-165"
     assert check[1]["data"].startswith("4 simulated validation fields (domain-randomized)")
