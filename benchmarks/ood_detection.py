@@ -51,38 +51,43 @@ RANDOM_HELD_OUT = tuple(range(1300, 1340))
 DEVELOPMENT_X = 768  # ISL phase fields left of this were looked at when choosing the features
 
 
-def score(frame, voxel, spec) -> list[tuple[dict, dict]]:
+def score(frame, voxel, spec) -> list[tuple[dict, dict, dict]]:
     """Per reference the input is compared with (the whole training set, then each kind of
-    training image, core.trust.ood.references): (deviation per group, small-image limit per group).
+    training image, core.trust.ood.references): (deviation per group, small-image limit per group,
+    calibration scale per group).
 
-    The small-image limit (core.trust.ood.thresholds without the global floor) does not depend on
-    the threshold being chosen.
+    The small-image limit (core.trust.ood.thresholds without the global floor and the scale) does
+    not depend on the threshold being chosen; a limit is max(threshold, small) x scale.
     """
     from napari_labelfree.core.trust import ood
 
     features, n = ood.input_features(frame, voxel, spec)
+    scale = ood.limit_scales(spec.input_statistics)
     floor, ood.THRESHOLD = ood.THRESHOLD, 0.0
     try:
         return [
-            (ood.compare(features, ref), ood.thresholds(ref, n))
+            (ood.compare(features, ref), ood.thresholds(ref, n), scale)
             for ref in ood.references(spec.input_statistics)
         ]
     finally:
         ood.THRESHOLD = floor
 
 
-def fires(case: list[tuple[dict, dict]], tau: float) -> bool:
+def fires(case: list[tuple[dict, dict, dict]], tau: float) -> bool:
     """A warning at ``tau``: the input differs from every reference (as ood.closest decides)."""
     return worst(case, tau) > 1.0
 
 
-def worst(case: list[tuple[dict, dict]], tau: float) -> float:
+def worst(case: list[tuple[dict, dict, dict]], tau: float) -> float:
     """The largest deviation in units of its limit at ``tau``, for the reference the input is
     most like (above 1: a warning)."""
-    return min(max(s / max(tau, small[g]) for g, s in scores.items()) for scores, small in case)
+    return min(
+        max(s / (max(tau, small[g]) * scale.get(g, 1.0)) for g, s in scores.items())
+        for scores, small, scale in case
+    )
 
 
-def choose_threshold(val: list[tuple[dict, dict]]) -> float:
+def choose_threshold(val: list[tuple[dict, dict, dict]]) -> float:
     """The smallest multiple of 0.5 (at least 2) at which no validation image fires."""
     tau = 2.0
     while any(fires(c, tau) for c in val):

@@ -16,6 +16,11 @@ Usage::
     python scripts/add_model_statistics.py                   # every built-in model
     python scripts/add_model_statistics.py path/to/model ... # these folders
     python scripts/add_model_statistics.py src/napari_labelfree/models/dna --cache /tmp/fields
+    python scripts/add_model_statistics.py src/napari_labelfree/models/lamin-b1 --calibrate
+
+``--calibrate`` also widens each group's limit so that the training images that formed no kind
+pass (``calibration``, core/trust/ood.py); decided per model on validation fields (docs/trust.md):
+the built-in lamin-b1, sec61b and cellmask have it, dna and fibrillarin not.
 """
 
 from __future__ import annotations
@@ -31,7 +36,7 @@ from napari_labelfree.core.files import atomic_file
 from napari_labelfree.core.trust.builtin import builtin_statistics
 
 
-def randomized_statistics(spec, cache: Path | None) -> dict:
+def randomized_statistics(spec, cache: Path | None, calibrate: bool = False) -> dict:
     """Statistics of the clean-preset and domain-randomized fields a model was trained on."""
     sys.path.insert(0, str(Path(__file__).resolve().parent))
     from train_builtin_models import RANDOM_FIRST_SEED, fields, randomized_fields
@@ -56,7 +61,7 @@ def randomized_statistics(spec, cache: Path | None) -> dict:
         sig = im.data[0, 0]
         pair = ImagePair(sig, sig, tuple(im.voxel_size), f"simulated seed {seed}")
         grids.append(prepare_pair(pair, spec.voxel_size_um, patch, spec.normalization)[0])
-    return training_statistics(grids, int(training.get("seed", 0)))
+    return training_statistics(grids, int(training.get("seed", 0)), calibrate)
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -64,6 +69,12 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("folders", nargs="*", type=Path, help="model folders [the built-in models]")
     ap.add_argument(
         "--cache", type=Path, default=None, help="randomized fields' .npz files (reused, kept)"
+    )
+    ap.add_argument(
+        "--calibrate",
+        action="store_true",
+        help="also calibrate the limits on the training fields that formed no kind (models "
+        "trained on domain-randomized fields; core/trust/ood.py calibration)",
     )
     args = ap.parse_args(argv)
     folders = args.folders or sorted(
@@ -79,20 +90,26 @@ def main(argv: list[str] | None = None) -> int:
                 spec.provenance.get("training", {}).get("seed"),
                 spec.voxel_size_um,
                 repr(spec.normalization),
+                args.calibrate,
             ],
             sort_keys=True,
         )
         t0 = time.time()
         if key not in done:
             randomized = (spec.provenance.get("simulation") or {}).get("randomized")
+            if args.calibrate and not randomized:
+                print(f"{folder.name}: --calibrate is for models trained on randomized fields")
+                return 2
             done[key] = (
-                randomized_statistics(spec, args.cache) if randomized else builtin_statistics(spec)
+                randomized_statistics(spec, args.cache, args.calibrate)
+                if randomized
+                else builtin_statistics(spec)
             )
         path = folder / CONFIG_NAME
         config = json.loads(path.read_text(encoding="utf-8"))
         config["input_statistics"] = done[key]
         with atomic_file(path) as tmp:
-            Path(tmp).write_text(json.dumps(config, indent=2), encoding="utf-8")
+            Path(tmp).write_text(json.dumps(config, indent=2) + "\n", encoding="utf-8")
         print(f"{folder.name}: statistics added ({time.time() - t0:.0f} s)")
     return 0
 

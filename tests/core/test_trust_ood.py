@@ -279,3 +279,75 @@ def test_damaged_kinds_are_left_out_and_the_whole_set_still_checks(fields, stats
         spec = ModelSpec.from_json(spec.to_json())
         check = check_input(bf, VOXEL, spec, "dna")
         assert check.status == OK and check.scores == plain.scores
+
+
+@pytest.fixture(scope="module")
+def varied(fields):
+    """Sixteen bright-field training images from clean to four times their spread of extra
+    noise (a continuum, as domain-randomized fields are): raw frames and model-grid volumes."""
+    noise = np.random.default_rng(1)
+    raw = [
+        f.data[0, 0] + noise.normal(0.0, k * float(f.data[0, 0].std()), f.data[0, 0].shape)
+        for f, k in zip(fields[:4] * 4, np.linspace(0.0, 4.0, 16), strict=True)
+    ]
+    return raw, [to_model_grid(normalize(r), VOXEL, GRID) for r in raw]
+
+
+def test_calibrated_limits_let_the_training_images_that_formed_no_kind_pass(fields, varied):
+    """Statistics of the least noisy part of a varied training set warn about the noisier
+    training images; calibrated on those (core.trust.ood.calibration), every one of them passes,
+    and a fluorescence channel is still named."""
+    from napari_labelfree.core.trust.ood import calibration
+
+    raw, grids = varied
+    part = [0, 1, 2, 3, 4, 5]
+    rest = [i for i in range(16) if i not in part]
+    stats = training_statistics([grids[i] for i in part])
+    plain = ModelSpec("dna", input_statistics=stats)
+    assert any(check_input(raw[i], VOXEL, plain, "dna").status == DIFFERS for i in rest)
+
+    stats = {**stats, "calibration": calibration(stats, [grids[i] for i in rest])}
+    assert stats["calibration"]["n_images"] == len(rest)
+    assert min(stats["calibration"]["limit_scale"].values()) >= 1.0
+    spec = ModelSpec.from_json(ModelSpec("dna", input_statistics=stats).to_json())
+    for i in rest:
+        check = check_input(raw[i], VOXEL, spec, "dna")
+        assert check.status == OK, (i, check.scores, check.thresholds)
+    stain = check_input(fields[4].data[0, 1], VOXEL, spec, "dna")
+    assert stain.status == DIFFERS and "intensity" in stain.differing
+
+
+def test_calibration_is_asked_for_and_changes_nothing_else(varied, monkeypatch):
+    """training_statistics(calibrate=True) adds only the "calibration" key, from the images
+    beyond those sampled for kinds; without it, or with too few of them, there is none."""
+    from napari_labelfree.core.trust import stats as trust_stats
+
+    _, grids = varied
+    monkeypatch.setattr(trust_stats, "MAX_FIELDS", 6)
+    monkeypatch.setattr(trust_stats, "MIN_CALIBRATION_IMAGES", 4)
+    plain = training_statistics(grids)
+    calibrated = training_statistics(grids, calibrate=True)
+    assert "calibration" not in plain
+    assert calibrated.pop("calibration")["n_images"] == 10
+    assert calibrated == plain
+    monkeypatch.setattr(trust_stats, "MIN_CALIBRATION_IMAGES", 11)
+    assert "calibration" not in training_statistics(grids, calibrate=True)
+
+
+def test_damaged_calibration_is_left_out_and_the_limits_stay(fields, stats):
+    """A hand-edited or damaged calibration (not numbers of at least 1) widens nothing."""
+    bf = fields[4].data[0, 1]
+    plain = check_input(bf, VOXEL, ModelSpec("dna", input_statistics=stats), "dna")
+    for damaged in (
+        "x",
+        {"limit_scale": 3},
+        {"limit_scale": {"intensity": 0.5}},
+        {"limit_scale": {"intensity": None}},
+        {"limit_scale": {"intensity": True}},
+        {"limit_scale": {"intensity": "9"}},
+    ):
+        spec = ModelSpec("dna", input_statistics={**stats, "calibration": damaged})
+        spec = ModelSpec.from_json(spec.to_json())
+        check = check_input(bf, VOXEL, spec, "dna")
+        assert check.status == plain.status == DIFFERS
+        assert check.thresholds == plain.thresholds

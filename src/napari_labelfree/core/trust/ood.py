@@ -7,8 +7,11 @@ statistics in units of their spread. A group of features (intensity, spectrum, c
 relief, depth) differs when the root mean square of its features' deviations exceeds
 ``THRESHOLD``. Statistics of a mixture of kinds of training images also hold each kind's
 (``components``, :func:`.stats.field_components`): the input is compared with the whole and with
-each kind, and the one it is most like is the one that counts. The threshold was chosen on training and validation images only
-(benchmarks/ood_detection.py measures the false-alarm and detection rates on held-out ones).
+each kind, and the one it is most like is the one that counts. Statistics of a larger mixture
+also hold each group's ``calibration`` scale (:func:`calibration`): the limits are widened so that
+the training images that formed no kind, scored as an input is, pass. The threshold was chosen on
+training and validation images only (benchmarks/ood_detection.py measures the false-alarm and
+detection rates on held-out ones).
 """
 
 from __future__ import annotations
@@ -175,6 +178,12 @@ def input_features(
         grid = input_on_model_grid(frame, voxel_size, spec)
     except ValueError:
         return None  # a constant frame: prediction itself says so
+    return grid_features(grid)
+
+
+def grid_features(grid: np.ndarray) -> tuple[np.ndarray, int]:
+    """(features of random patches, independent patches) of a normalized volume on the model's
+    grid, at most ``CROP_ZYX`` voxels (:func:`input_on_model_grid`'s crop)."""
     feats = sample_features([grid], INPUT_PATCHES, np.random.default_rng(0))
     return feats, min(INPUT_PATCHES, independent_patches(grid.shape))
 
@@ -200,8 +209,12 @@ def check_input(
         return InputCheck(name, UNKNOWN)
     features, n_independent = features
     stats: dict[str, Any] = spec.input_statistics  # type: ignore[assignment]
+    scale = limit_scales(stats)
     scores, limits = closest(
-        [(compare(features, ref), thresholds(ref, n_independent)) for ref in references(stats)]
+        [
+            (compare(features, ref), thresholds(ref, n_independent, scale))
+            for ref in references(stats)
+        ]
     )
     check = InputCheck(name, OK, scores, limits)
     return InputCheck(name, DIFFERS, scores, limits) if check.differing else check
@@ -245,18 +258,70 @@ def closest(
     return min(compared, key=worst)
 
 
-def thresholds(stats: dict[str, Any], n_independent: int) -> dict[str, float]:
+def thresholds(
+    stats: dict[str, Any], n_independent: int, scale: dict[str, float] | None = None
+) -> dict[str, float]:
     """Per group, how far an input of ``n_independent`` non-overlapping patches may stray.
 
     ``THRESHOLD`` for an image of many patches (its median is steady); for a small image, whose
     median is that of a few patches, the training patches' own 99th-percentile deviation shrunk
-    as a median of n is (1.25 / sqrt(n)), when that is larger.
+    as a median of n is (1.25 / sqrt(n)), when that is larger; times the group's calibration
+    ``scale`` (:func:`limit_scales`; 1 without).
     """
     out = {}
     for group, ref in stats["groups"].items():
         q99 = ref.get("patch_score_q99")
         small = 0.0 if q99 is None else 1.25 * float(q99) / math.sqrt(max(1, n_independent))
         out[group] = round(max(THRESHOLD, small), 2)
+        factor = (scale or {}).get(group, 1.0)
+        if factor != 1.0:  # rounded up: a calibration image stays within its widened limit
+            out[group] = math.ceil(out[group] * factor * 100) / 100
+    return out
+
+
+def calibration(stats: dict[str, Any], volumes: Sequence[np.ndarray]) -> dict[str, Any]:
+    """Per group, how much the limits must widen for every one of ``volumes`` to pass.
+
+    ``volumes`` are training images (normalized, on the model's grid) that formed no kind of the
+    ``stats``; each is scored as an input is (its central crop, :func:`grid_features`, the
+    reference it is most like) and the scale of a group is the largest score-to-limit ratio any of
+    them reaches there, at least 1. Exchangeable held-out images then exceed a widened limit
+    with probability at most 1 / (n + 1) per group (split conformal prediction).
+    """
+    refs = references(stats)
+    scale = dict.fromkeys(stats["groups"], 1.0)
+    for v in volumes:
+        v = np.asarray(v)
+        crop = tuple(
+            slice((n - min(n, c)) // 2, (n - min(n, c)) // 2 + min(n, c))
+            for n, c in zip(v.shape, CROP_ZYX, strict=True)
+        )
+        features, n = grid_features(v[crop])
+        scores, limits = closest([(compare(features, ref), thresholds(ref, n)) for ref in refs])
+        for group, value in scores.items():
+            scale[group] = max(scale[group], value / limits[group])
+    return {
+        "n_images": len(volumes),
+        # rounded up, never below a calibration image's own ratio
+        "limit_scale": {g: math.ceil(float(x) * 1000) / 1000 for g, x in scale.items()},
+    }
+
+
+def limit_scales(stats: dict[str, Any]) -> dict[str, float]:
+    """The stored calibration scales (group -> factor of at least 1); {} without, or when a
+    hand-edited or damaged entry is not a set of finite numbers of at least 1 (left out: it
+    must neither stop the prediction nor widen a limit without bound)."""
+    entry = stats.get("calibration")
+    scale = entry.get("limit_scale") if isinstance(entry, dict) else None
+    if not isinstance(scale, dict):
+        return {}
+    out = {}
+    for group, value in scale.items():
+        if isinstance(value, bool) or not isinstance(value, int | float):
+            return {}
+        if not (math.isfinite(value) and value >= 1.0):
+            return {}
+        out[str(group)] = float(value)
     return out
 
 

@@ -33,6 +33,17 @@ own images. An input is like the training images when it is like the whole or li
 components (:mod:`.ood`). Images of one kind give no component, and their statistics are
 exactly what they were; the components are an optional key (``"components"``) that readers
 before it ignore, so the version stays 2.
+
+A mixture as varied as domain-randomized fields has more kinds than a few components hold: its
+rarer images (the finest pixels, strong relief) lie far from the whole and from every kind. So
+the training images that formed no component (those beyond the ``MAX_FIELDS`` sampled for them)
+can be scored as an input is (:func:`.ood.calibration`), and each group's limit widened to the
+largest share of it one of them reaches (``"calibration"``, optional too): a held-out image of the
+same mix then exceeds it about as rarely as one more training image would (split conformal: at
+most 1 / (n + 1) per group for n such images). It is asked for (``calibrate``), not the default:
+widening a group's limit for every input also lets through more of the mistakes it catches, and
+on validation fields it cost the built-in dna's statistics most of their stain detection
+(docs/trust.md); whether it pays is measured per model.
 """
 
 from __future__ import annotations
@@ -97,6 +108,8 @@ SPLIT_DEVIATION = 2.5
 # images of a kind nearer are described by the whole set (the 16 clean-preset training fields
 # of the built-ins fall into kinds at most 0.8 apart from it; the dna's clean fields, 5.8)
 KIND_APART = SPLIT_DEVIATION / 2
+# calibration needs at least this many training images that formed no component
+MIN_CALIBRATION_IMAGES = 10
 
 
 def patch_features(patch: np.ndarray) -> np.ndarray:
@@ -223,6 +236,14 @@ def sample_features(
     return np.stack(rows)
 
 
+def component_sample(n_images: int, rng: np.random.Generator) -> list[int]:
+    """Which of ``n_images`` images :func:`field_components` describes: all, or a random
+    ``MAX_FIELDS`` of more."""
+    if n_images > MAX_FIELDS:
+        return np.sort(rng.choice(n_images, size=MAX_FIELDS, replace=False)).tolist()
+    return list(range(n_images))
+
+
 def field_components(
     volumes: Sequence[np.ndarray], overall: dict[str, Any], rng: np.random.Generator
 ) -> list[dict[str, Any]]:
@@ -243,9 +264,7 @@ def field_components(
     vols = [np.asarray(v) for v in volumes if np.asarray(v).size]
     if len(vols) < 2:
         return []
-    if len(vols) > MAX_FIELDS:
-        keep = np.sort(rng.choice(len(vols), size=MAX_FIELDS, replace=False))
-        vols = [vols[int(i)] for i in keep]
+    vols = [vols[i] for i in component_sample(len(vols), rng)]
     feats = [sample_features([v], FIELD_PATCHES, rng) for v in vols]
     with np.errstate(all="ignore"), warnings.catch_warnings():
         warnings.simplefilter("ignore", RuntimeWarning)
@@ -355,15 +374,28 @@ def _num(v: float) -> float | None:
     return None if not np.isfinite(v) else round(float(v), 5)
 
 
-def training_statistics(volumes: Sequence[np.ndarray], seed: int = 0) -> dict[str, Any]:
+def training_statistics(
+    volumes: Sequence[np.ndarray], seed: int = 0, calibrate: bool = False
+) -> dict[str, Any]:
     """Statistics of a model's training inputs (z-scored ZYX volumes on the model grid).
 
     Used by training (``core.train.loop``) and for models trained elsewhere (see
-    :func:`~napari_labelfree.core.trust.builtin.simulated_statistics`). Deterministic for a seed.
+    :func:`~napari_labelfree.core.trust.builtin.simulated_statistics`). Deterministic for a seed;
+    ``calibrate`` adds the calibration of the limits (:func:`.ood.calibration`) when at least
+    ``MIN_CALIBRATION_IMAGES`` images formed no component, and changes nothing else.
     """
+    from .ood import calibration
+
+    vols = [np.asarray(v) for v in volumes if np.asarray(v).size]
     rng = np.random.default_rng([seed, 7])
-    stats = summarize(sample_features(volumes, TRAINING_PATCHES, rng))
-    components = field_components(volumes, stats, rng)
+    stats = summarize(sample_features(vols, TRAINING_PATCHES, rng))
+    if len(vols) < 2:
+        return stats
+    sampled = component_sample(len(vols), rng)
+    components = field_components([vols[i] for i in sampled], stats, rng)
     if components:
         stats["components"] = components
+    rest = sorted(set(range(len(vols))) - set(sampled))
+    if calibrate and len(rest) >= MIN_CALIBRATION_IMAGES:
+        stats["calibration"] = calibration(stats, [vols[i] for i in rest])
     return stats
