@@ -20,7 +20,8 @@ Usage::
 
 ``--calibrate`` also widens each group's limit so that the training images that formed no kind
 pass (``calibration``, core/trust/ood.py); decided per model on validation fields (docs/trust.md):
-the built-in lamin-b1, sec61b and cellmask have it, dna and fibrillarin not.
+the built-in lamin-b1, fibrillarin, sec61b and cellmask have it, dna and tom20 not. A model whose
+statistics carry a calibration keeps one when they are recomputed.
 """
 
 from __future__ import annotations
@@ -80,9 +81,17 @@ def main(argv: list[str] | None = None) -> int:
     folders = args.folders or sorted(
         p for p in BUILTIN_DIR.iterdir() if (p / CONFIG_NAME).is_file()
     )
-    done: dict[str, dict] = {}  # models trained on the same fields share their statistics
+    plans = []
     for folder in folders:
         spec = read_spec(folder)
+        randomized = bool((spec.provenance.get("simulation") or {}).get("randomized"))
+        # a model keeps the calibration decided for it (docs/trust.md) unless asked for one
+        calibrate = args.calibrate or "calibration" in (spec.input_statistics or {})
+        if calibrate and not randomized:
+            ap.error(f"{folder.name}: --calibrate is for models trained on randomized fields")
+        plans.append((folder, spec, randomized, calibrate))
+    done: dict[str, dict] = {}  # models trained on the same fields share their statistics
+    for folder, spec, randomized, calibrate in plans:
         key = json.dumps(
             [
                 spec.provenance.get("simulation"),
@@ -90,18 +99,14 @@ def main(argv: list[str] | None = None) -> int:
                 spec.provenance.get("training", {}).get("seed"),
                 spec.voxel_size_um,
                 repr(spec.normalization),
-                args.calibrate,
+                calibrate,
             ],
             sort_keys=True,
         )
         t0 = time.time()
         if key not in done:
-            randomized = (spec.provenance.get("simulation") or {}).get("randomized")
-            if args.calibrate and not randomized:
-                print(f"{folder.name}: --calibrate is for models trained on randomized fields")
-                return 2
             done[key] = (
-                randomized_statistics(spec, args.cache, args.calibrate)
+                randomized_statistics(spec, args.cache, calibrate)
                 if randomized
                 else builtin_statistics(spec)
             )

@@ -1,0 +1,61 @@
+"""scripts/add_model_statistics.py: a model's calibrated statistics stay calibrated; a wrong ask is
+refused in one line before any folder is written."""
+
+import importlib.util
+import json
+import shutil
+from pathlib import Path
+
+import pytest
+
+SCRIPT = Path(__file__).resolve().parents[2] / "scripts" / "add_model_statistics.py"
+
+
+def load_script():
+    spec = importlib.util.spec_from_file_location("add_model_statistics", SCRIPT)
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+def copy_builtin(name: str, dest: Path) -> Path:
+    from napari_labelfree.core.bundle import BUILTIN_DIR
+
+    shutil.copytree(BUILTIN_DIR / name, dest / name)
+    return dest / name
+
+
+def test_a_calibrated_model_keeps_its_calibration_and_others_get_none_unless_asked(
+    tmp_path, monkeypatch
+):
+    script = load_script()
+    asked = {}
+
+    def fake(spec, cache, calibrate=False):  # no rendering: record what was asked
+        asked[spec.structure] = calibrate
+        return {"version": 2, "calibrate": calibrate}
+
+    monkeypatch.setattr(script, "randomized_statistics", fake)
+    lamin = copy_builtin("lamin-b1", tmp_path)  # its statistics carry a calibration
+    dna = copy_builtin("dna", tmp_path)  # its statistics do not (docs/trust.md)
+    assert "calibration" in json.loads((lamin / "config.json").read_text())["input_statistics"]
+    assert script.main([str(lamin), str(dna)]) == 0
+    assert asked == {"lamin-b1": True, "dna": False}
+    assert script.main([str(dna), "--calibrate"]) == 0
+    assert asked["dna"] is True
+
+
+def test_calibrate_for_a_clean_preset_model_is_refused_and_nothing_is_written(tmp_path, capsys):
+    script = load_script()
+    lamin = copy_builtin("lamin-b1", tmp_path)
+    clean = copy_builtin("tom20", tmp_path)
+    config = json.loads((clean / "config.json").read_text())
+    config["provenance"]["simulation"].pop("randomized", None)
+    (clean / "config.json").write_text(json.dumps(config))
+    before = {p: (p / "config.json").read_bytes() for p in (lamin, clean)}
+    with pytest.raises(SystemExit) as exit_info:
+        script.main([str(lamin), str(clean), "--calibrate"])
+    assert exit_info.value.code == 2
+    err = capsys.readouterr().err.strip().splitlines()[-1]
+    assert err.endswith("tom20: --calibrate is for models trained on randomized fields")
+    assert {p: (p / "config.json").read_bytes() for p in (lamin, clean)} == before
