@@ -384,8 +384,6 @@ def training_statistics(
     ``calibrate`` adds the calibration of the limits (:func:`.ood.calibration`) when at least
     ``MIN_CALIBRATION_IMAGES`` images formed no component, and changes nothing else.
     """
-    from .ood import calibration
-
     vols = [np.asarray(v) for v in volumes if np.asarray(v).size]
     rng = np.random.default_rng([seed, 7])
     stats = summarize(sample_features(vols, TRAINING_PATCHES, rng))
@@ -397,5 +395,7 @@ def training_statistics(
         stats["components"] = components
     rest = sorted(set(range(len(vols))) - set(sampled))
     if calibrate and len(rest) >= MIN_CALIBRATION_IMAGES:
+        from .ood import calibration  # .ood compares with these statistics: it imports this module
+
         stats["calibration"] = calibration(stats, [vols[i] for i in rest])
     return stats
