@@ -45,6 +45,7 @@ def randomized_statistics(spec, cache: Path | None, calibrate: bool = False) -> 
     from napari_labelfree.core.data import ImagePair
     from napari_labelfree.core.synth import STRUCTURES
     from napari_labelfree.core.train.patches import prepare_pair
+    from napari_labelfree.core.trust.ood import calibration
     from napari_labelfree.core.trust.stats import training_statistics
 
     sim = spec.provenance["simulation"]
@@ -62,7 +63,9 @@ def randomized_statistics(spec, cache: Path | None, calibrate: bool = False) -> 
         sig = im.data[0, 0]
         pair = ImagePair(sig, sig, tuple(im.voxel_size), f"simulated seed {seed}")
         grids.append(prepare_pair(pair, spec.voxel_size_um, patch, spec.normalization)[0])
-    return training_statistics(grids, int(training.get("seed", 0)), calibrate)
+    return training_statistics(
+        grids, int(training.get("seed", 0)), calibration if calibrate else None
+    )
 
 
 def main(argv: list[str] | None = None) -> int:

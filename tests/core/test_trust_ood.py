@@ -318,20 +318,21 @@ def test_calibrated_limits_let_the_training_images_that_formed_no_kind_pass(fiel
 
 
 def test_calibration_is_asked_for_and_changes_nothing_else(varied, monkeypatch):
-    """training_statistics(calibrate=True) adds only the "calibration" key, from the images
-    beyond those sampled for kinds; without it, or with too few of them, there is none."""
+    """training_statistics(calibrate=calibration) adds only the "calibration" key, from the
+    images beyond those sampled for kinds; without it, or with too few of them, there is none."""
     from napari_labelfree.core.trust import stats as trust_stats
+    from napari_labelfree.core.trust.ood import calibration
 
     _, grids = varied
     monkeypatch.setattr(trust_stats, "MAX_FIELDS", 6)
     monkeypatch.setattr(trust_stats, "MIN_CALIBRATION_IMAGES", 4)
     plain = training_statistics(grids)
-    calibrated = training_statistics(grids, calibrate=True)
+    calibrated = training_statistics(grids, calibrate=calibration)
     assert "calibration" not in plain
     assert calibrated.pop("calibration")["n_images"] == 10
     assert calibrated == plain
     monkeypatch.setattr(trust_stats, "MIN_CALIBRATION_IMAGES", 11)
-    assert "calibration" not in training_statistics(grids, calibrate=True)
+    assert "calibration" not in training_statistics(grids, calibrate=calibration)
 
 
 def test_damaged_calibration_is_left_out_and_the_limits_stay(fields, stats):

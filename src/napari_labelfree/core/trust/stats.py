@@ -40,17 +40,17 @@ the training images that formed no component (those beyond the ``MAX_FIELDS`` sa
 can be scored as an input is (:func:`.ood.calibration`), and each group's limit widened to the
 largest share of it one of them reaches (``"calibration"``, optional too): a held-out image of the
 same mix then exceeds it about as rarely as one more training image would (split conformal: at
-most 1 / (n + 1) per group for n such images). It is asked for (``calibrate``), not the default:
-widening a group's limit for every input also lets through more of the mistakes it catches, and
-on validation fields it cost the built-in dna's statistics most of their stain detection
-(docs/trust.md); whether it pays is measured per model.
+most 1 / (n + 1) per group for n such images). It is asked for (``calibrate=ood.calibration``),
+not the default: widening a group's limit for every input also lets through more of the mistakes
+it catches, and on validation fields it cost the built-in dna's statistics most of their stain
+detection (docs/trust.md); whether it pays is measured per model.
 """
 
 from __future__ import annotations
 
 import math
 import warnings
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from typing import Any
 
 import numpy as np
@@ -375,14 +375,17 @@ def _num(v: float) -> float | None:
 
 
 def training_statistics(
-    volumes: Sequence[np.ndarray], seed: int = 0, calibrate: bool = False
+    volumes: Sequence[np.ndarray],
+    seed: int = 0,
+    calibrate: Callable[[dict[str, Any], list[np.ndarray]], dict[str, Any]] | None = None,
 ) -> dict[str, Any]:
     """Statistics of a model's training inputs (z-scored ZYX volumes on the model grid).
 
     Used by training (``core.train.loop``) and for models trained elsewhere (see
-    :func:`~napari_labelfree.core.trust.builtin.simulated_statistics`). Deterministic for a seed;
-    ``calibrate`` adds the calibration of the limits (:func:`.ood.calibration`) when at least
-    ``MIN_CALIBRATION_IMAGES`` images formed no component, and changes nothing else.
+    :func:`~napari_labelfree.core.trust.builtin.simulated_statistics`). Deterministic for a seed.
+    ``calibrate`` (:func:`.ood.calibration`, passed in: :mod:`.ood` imports this module) gives the
+    ``"calibration"`` entry from the statistics and the images that formed no component, when at
+    least ``MIN_CALIBRATION_IMAGES`` did; nothing else changes.
     """
     vols = [np.asarray(v) for v in volumes if np.asarray(v).size]
     rng = np.random.default_rng([seed, 7])
@@ -394,8 +397,6 @@ def training_statistics(
     if components:
         stats["components"] = components
     rest = sorted(set(range(len(vols))) - set(sampled))
-    if calibrate and len(rest) >= MIN_CALIBRATION_IMAGES:
-        from .ood import calibration  # .ood compares with these statistics: it imports this module
-
-        stats["calibration"] = calibration(stats, [vols[i] for i in rest])
+    if calibrate is not None and len(rest) >= MIN_CALIBRATION_IMAGES:
+        stats["calibration"] = calibrate(stats, [vols[i] for i in rest])
     return stats
