@@ -19,9 +19,10 @@ Usage::
     python scripts/add_model_statistics.py src/napari_labelfree/models/lamin-b1 --calibrate
 
 ``--calibrate`` also widens each group's limit so that the training images that formed no kind
-pass (``calibration``, core/trust/ood.py); decided per model on validation fields (docs/trust.md):
-the built-in lamin-b1, fibrillarin, sec61b and cellmask have it, dna and tom20 not. A model whose
-statistics carry a calibration keeps one when they are recomputed.
+pass (``calibration``, core/trust/ood.py); ``--calibrate all``, so that every training image does.
+Decided per model on validation fields (docs/trust.md): the built-in lamin-b1, fibrillarin, sec61b
+and cellmask have the first, tom20 the second, dna none. A model whose statistics carry a
+calibration keeps it (of the same images) when they are recomputed.
 """
 
 from __future__ import annotations
@@ -35,9 +36,10 @@ from pathlib import Path
 from napari_labelfree.core.bundle import BUILTIN_DIR, CONFIG_NAME, read_spec
 from napari_labelfree.core.files import atomic_file
 from napari_labelfree.core.trust.builtin import builtin_statistics
+from napari_labelfree.core.trust.stats import CALIBRATION_IMAGES
 
 
-def randomized_statistics(spec, cache: Path | None, calibrate: bool = False) -> dict:
+def randomized_statistics(spec, cache: Path | None, calibrate: str | None = None) -> dict:
     """Statistics of the clean-preset and domain-randomized fields a model was trained on."""
     sys.path.insert(0, str(Path(__file__).resolve().parent))
     from train_builtin_models import RANDOM_FIRST_SEED, fields, randomized_fields
@@ -64,7 +66,10 @@ def randomized_statistics(spec, cache: Path | None, calibrate: bool = False) -> 
         pair = ImagePair(sig, sig, tuple(im.voxel_size), f"simulated seed {seed}")
         grids.append(prepare_pair(pair, spec.voxel_size_um, patch, spec.normalization)[0])
     return training_statistics(
-        grids, int(training.get("seed", 0)), calibration if calibrate else None
+        grids,
+        int(training.get("seed", 0)),
+        calibration if calibrate else None,
+        calibrate or "no kind",
     )
 
 
@@ -76,9 +81,12 @@ def main(argv: list[str] | None = None) -> int:
     )
     ap.add_argument(
         "--calibrate",
-        action="store_true",
-        help="also calibrate the limits on the training fields that formed no kind (models "
-        "trained on domain-randomized fields; core/trust/ood.py calibration)",
+        nargs="?",
+        const="no-kind",
+        choices=("no-kind", "all"),
+        default=None,
+        help="also calibrate the limits on the training fields that formed no kind, or on all "
+        "of them (models trained on domain-randomized fields; core/trust/ood.py calibration)",
     )
     args = ap.parse_args(argv)
     folders = args.folders or sorted(
@@ -89,7 +97,11 @@ def main(argv: list[str] | None = None) -> int:
         spec = read_spec(folder)
         randomized = bool((spec.provenance.get("simulation") or {}).get("randomized"))
         # a model keeps the calibration decided for it (docs/trust.md) unless asked for one
-        calibrate = args.calibrate or "calibration" in (spec.input_statistics or {})
+        kept = (spec.input_statistics or {}).get("calibration")
+        calibrate = args.calibrate.replace("-", " ") if args.calibrate else None
+        if calibrate is None and isinstance(kept, dict):
+            images = kept.get("images")
+            calibrate = images if images in CALIBRATION_IMAGES else "no kind"
         if calibrate and not randomized:
             ap.error(f"{folder.name}: --calibrate is for models trained on randomized fields")
         plans.append((folder, spec, randomized, calibrate))

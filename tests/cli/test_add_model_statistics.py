@@ -31,18 +31,26 @@ def test_a_calibrated_model_keeps_its_calibration_and_others_get_none_unless_ask
     script = load_script()
     asked = {}
 
-    def fake(spec, cache, calibrate=False):  # no rendering: record what was asked
+    def fake(spec, cache, calibrate=None):  # no rendering: record what was asked
         asked[spec.structure] = calibrate
-        return {"version": 2, "calibrate": calibrate}
+        stats = {"version": 2}
+        if calibrate:
+            stats["calibration"] = {"images": calibrate}
+        return stats
 
     monkeypatch.setattr(script, "randomized_statistics", fake)
-    lamin = copy_builtin("lamin-b1", tmp_path)  # its statistics carry a calibration
-    dna = copy_builtin("dna", tmp_path)  # its statistics do not (docs/trust.md)
+    lamin = copy_builtin("lamin-b1", tmp_path)  # calibrated on the images that formed no kind
+    tom20 = copy_builtin("tom20", tmp_path)  # calibrated on all its training images
+    dna = copy_builtin("dna", tmp_path)  # not calibrated (docs/trust.md)
     assert "calibration" in json.loads((lamin / "config.json").read_text())["input_statistics"]
-    assert script.main([str(lamin), str(dna)]) == 0
-    assert asked == {"lamin-b1": True, "dna": False}
+    assert script.main([str(lamin), str(tom20), str(dna)]) == 0
+    assert asked == {"lamin-b1": "no kind", "tom20": "all", "dna": None}
+    assert script.main([str(lamin), str(tom20), str(dna)]) == 0  # what it wrote, it keeps
+    assert asked == {"lamin-b1": "no kind", "tom20": "all", "dna": None}
     assert script.main([str(dna), "--calibrate"]) == 0
-    assert asked["dna"] is True
+    assert asked["dna"] == "no kind"
+    assert script.main([str(dna), "--calibrate", "all"]) == 0
+    assert asked["dna"] == "all"
 
 
 def test_calibrate_for_a_clean_preset_model_is_refused_and_nothing_is_written(tmp_path, capsys):

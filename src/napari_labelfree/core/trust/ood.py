@@ -282,11 +282,12 @@ def thresholds(
 def calibration(stats: dict[str, Any], volumes: Sequence[np.ndarray]) -> dict[str, Any]:
     """Per group, how much the limits must widen for every one of ``volumes`` to pass.
 
-    ``volumes`` are training images (normalized, on the model's grid) that formed no kind of the
-    ``stats``; each is scored as an input is (its central crop, :func:`grid_features`, the
-    reference it is most like) and the scale of a group is the largest score-to-limit ratio any of
-    them reaches there, at least 1. Exchangeable held-out images then exceed a widened limit
-    with probability at most 1 / (n + 1) per group (split conformal prediction).
+    ``volumes`` are training images (normalized, on the model's grid): those that formed no kind
+    of the ``stats``, or all of them; each is scored as an input is (its central crop,
+    :func:`grid_features`, the reference it is most like) and the scale of a group is the largest
+    score-to-limit ratio any of them reaches there, at least 1. For images that formed no kind,
+    exchangeable held-out images then exceed a widened limit with probability at most 1 / (n + 1)
+    per group (split conformal prediction); all images widen it more.
     """
     refs = references(stats)
     scale = dict.fromkeys(stats["groups"], 1.0)

@@ -40,7 +40,8 @@ the training images that formed no component (those beyond the ``MAX_FIELDS`` sa
 can be scored as an input is (:func:`.ood.calibration`), and each group's limit widened to the
 largest share of it one of them reaches (``"calibration"``, optional too): a held-out image of the
 same mix then exceeds it about as rarely as one more training image would (split conformal: at
-most 1 / (n + 1) per group for n such images). It is asked for (``calibrate=ood.calibration``),
+most 1 / (n + 1) per group for n such images; or on every training image, ``calibrate_on="all"``,
+which widens more and has no such bound). It is asked for (``calibrate=ood.calibration``),
 not the default: widening a group's limit for every input also lets through more of the mistakes
 it catches, and on validation fields it cost the built-in dna's statistics most of their stain
 detection (docs/trust.md); whether it pays is measured per model.
@@ -108,8 +109,10 @@ SPLIT_DEVIATION = 2.5
 # images of a kind nearer are described by the whole set (the 16 clean-preset training fields
 # of the built-ins fall into kinds at most 0.8 apart from it; the dna's clean fields, 5.8)
 KIND_APART = SPLIT_DEVIATION / 2
-# calibration needs at least this many training images that formed no component
+# calibration needs at least this many images: those that formed no component ("no kind"), or
+# every training image ("all")
 MIN_CALIBRATION_IMAGES = 10
+CALIBRATION_IMAGES = ("no kind", "all")
 
 
 def patch_features(patch: np.ndarray) -> np.ndarray:
@@ -378,15 +381,19 @@ def training_statistics(
     volumes: Sequence[np.ndarray],
     seed: int = 0,
     calibrate: Callable[[dict[str, Any], list[np.ndarray]], dict[str, Any]] | None = None,
+    calibrate_on: str = "no kind",
 ) -> dict[str, Any]:
     """Statistics of a model's training inputs (z-scored ZYX volumes on the model grid).
 
     Used by training (``core.train.loop``) and for models trained elsewhere (see
     :func:`~napari_labelfree.core.trust.builtin.simulated_statistics`). Deterministic for a seed.
     ``calibrate`` (:func:`.ood.calibration`, passed in: :mod:`.ood` imports this module) gives the
-    ``"calibration"`` entry from the statistics and the images that formed no component, when at
-    least ``MIN_CALIBRATION_IMAGES`` did; nothing else changes.
+    ``"calibration"`` entry from the statistics and the images that formed no component (or, with
+    ``calibrate_on="all"``, every image), when at least ``MIN_CALIBRATION_IMAGES`` are; nothing
+    else changes.
     """
+    if calibrate_on not in CALIBRATION_IMAGES:
+        raise ValueError(f"calibrate_on must be one of {CALIBRATION_IMAGES}, got {calibrate_on!r}")
     vols = [np.asarray(v) for v in volumes if np.asarray(v).size]
     rng = np.random.default_rng([seed, 7])
     stats = summarize(sample_features(vols, TRAINING_PATCHES, rng))
@@ -397,6 +404,11 @@ def training_statistics(
     if components:
         stats["components"] = components
     rest = sorted(set(range(len(vols))) - set(sampled))
+    if calibrate_on == "all":
+        rest = list(range(len(vols)))
     if calibrate is not None and len(rest) >= MIN_CALIBRATION_IMAGES:
-        stats["calibration"] = calibrate(stats, [vols[i] for i in rest])
+        stats["calibration"] = {
+            **calibrate(stats, [vols[i] for i in rest]),
+            "images": calibrate_on,
+        }
     return stats
