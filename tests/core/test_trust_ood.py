@@ -329,10 +329,17 @@ def test_calibration_is_asked_for_and_changes_nothing_else(varied, monkeypatch):
     plain = training_statistics(grids)
     calibrated = training_statistics(grids, calibrate=calibration)
     assert "calibration" not in plain
-    assert calibrated.pop("calibration")["n_images"] == 10
+    entry = calibrated.pop("calibration")
+    assert (entry["n_images"], entry["images"]) == (10, "no kind")
     assert calibrated == plain
+    every = training_statistics(grids, calibrate=calibration, calibrate_on="all")
+    assert (every["calibration"]["n_images"], every["calibration"]["images"]) == (16, "all")
+    for group, factor in every["calibration"]["limit_scale"].items():
+        assert factor >= entry["limit_scale"][group]  # more images: never a narrower limit
     monkeypatch.setattr(trust_stats, "MIN_CALIBRATION_IMAGES", 11)
     assert "calibration" not in training_statistics(grids, calibrate=calibration)
+    with pytest.raises(ValueError, match="calibrate_on"):
+        training_statistics(grids, calibrate=calibration, calibrate_on="some")
 
 
 def test_damaged_calibration_is_left_out_and_the_limits_stay(fields, stats):
