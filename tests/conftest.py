@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import importlib.util
 from pathlib import Path
 
 import numpy as np
@@ -24,6 +25,20 @@ def same_code_path_on_every_cpu(monkeypatch):
     from napari_labelfree.core import device
 
     monkeypatch.setattr(device, "cpu_has_native_bf16", lambda: False)
+
+
+@pytest.fixture
+def load_script():
+    """Factory: a module of scripts/ (not a package), loaded from its file by name."""
+
+    def load(name: str):
+        path = Path(__file__).resolve().parents[1] / "scripts" / f"{name}.py"
+        spec = importlib.util.spec_from_file_location(name, path)
+        module = importlib.util.module_from_spec(spec)
+        spec.loader.exec_module(module)
+        return module
+
+    return load
 
 
 @pytest.fixture

@@ -1,21 +1,11 @@
 """scripts/add_model_statistics.py: a model's calibrated statistics stay calibrated; a wrong ask is
 refused in one line before any folder is written."""
 
-import importlib.util
 import json
 import shutil
 from pathlib import Path
 
 import pytest
-
-SCRIPT = Path(__file__).resolve().parents[2] / "scripts" / "add_model_statistics.py"
-
-
-def load_script():
-    spec = importlib.util.spec_from_file_location("add_model_statistics", SCRIPT)
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
 
 
 def copy_builtin(name: str, dest: Path) -> Path:
@@ -26,9 +16,9 @@ def copy_builtin(name: str, dest: Path) -> Path:
 
 
 def test_a_calibrated_model_keeps_its_calibration_and_others_get_none_unless_asked(
-    tmp_path, monkeypatch
+    load_script, tmp_path, monkeypatch
 ):
-    script = load_script()
+    script = load_script("add_model_statistics")
     asked = {}
 
     def fake(spec, cache, calibrate=None):  # no rendering: record what was asked
@@ -53,8 +43,10 @@ def test_a_calibrated_model_keeps_its_calibration_and_others_get_none_unless_ask
     assert asked["dna"] == "all"
 
 
-def test_calibrate_for_a_clean_preset_model_is_refused_and_nothing_is_written(tmp_path, capsys):
-    script = load_script()
+def test_calibrate_for_a_clean_preset_model_is_refused_and_nothing_is_written(
+    load_script, tmp_path, capsys
+):
+    script = load_script("add_model_statistics")
     lamin = copy_builtin("lamin-b1", tmp_path)
     clean = copy_builtin("tom20", tmp_path)
     config = json.loads((clean / "config.json").read_text())

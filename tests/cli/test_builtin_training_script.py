@@ -1,18 +1,6 @@
 """scripts/train_builtin_models.py: field counts that would collide with validation seeds are refused."""
 
-import importlib.util
-from pathlib import Path
-
 import pytest
-
-SCRIPT = Path(__file__).resolve().parents[2] / "scripts" / "train_builtin_models.py"
-
-
-def load_script():
-    spec = importlib.util.spec_from_file_location("train_builtin_models", SCRIPT)
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
 
 
 @pytest.mark.parametrize(
@@ -35,8 +23,8 @@ def load_script():
         ),
     ],
 )
-def test_out_of_range_field_counts_get_one_line(argv, message, capsys):
-    script = load_script()
+def test_out_of_range_field_counts_get_one_line(load_script, argv, message, capsys):
+    script = load_script("train_builtin_models")
     with pytest.raises(SystemExit) as exit_info:
         script.main(argv)
     err = capsys.readouterr().err
@@ -44,8 +32,8 @@ def test_out_of_range_field_counts_get_one_line(argv, message, capsys):
     assert err.strip().splitlines()[-1].endswith(message)
 
 
-def test_the_randomized_seed_ranges_stay_clear_of_validation_and_test_seeds():
-    script = load_script()
+def test_the_randomized_seed_ranges_stay_clear_of_validation_and_test_seeds(load_script):
+    script = load_script("train_builtin_models")
     first_training = script.RANDOM_FIRST_SEED
     training = set(range(first_training, first_training + script.MAX_RANDOMIZED_FIELDS))
     first = script.DECISION_SEEDS["randomized"][0]
@@ -56,8 +44,8 @@ def test_the_randomized_seed_ranges_stay_clear_of_validation_and_test_seeds():
     assert set(script.RANDOM_VAL_SEEDS) <= decision
 
 
-def test_the_clean_decision_seeds_stay_clear_of_training_and_test_seeds():
-    script = load_script()
+def test_the_clean_decision_seeds_stay_clear_of_training_and_test_seeds(load_script):
+    script = load_script("train_builtin_models")
     first_training = script.FIRST_TRAIN_SEED
     training = set(range(first_training, first_training + script.MAX_CLEAN_FIELDS))
     first = script.DECISION_SEEDS["clean"][0]
@@ -67,7 +55,7 @@ def test_the_clean_decision_seeds_stay_clear_of_training_and_test_seeds():
     assert script.VAL_SEED in decision
 
 
-def test_record_writes_the_release_check_into_the_new_models_card(tmp_path):
+def test_record_writes_the_release_check_into_the_new_models_card(load_script, tmp_path):
     """--evaluate OLD NEW --record: NEW's card gets its validation scores beside OLD's, and the
     card says them in plain words (labelfree models)."""
     import shutil
@@ -75,7 +63,7 @@ def test_record_writes_the_release_check_into_the_new_models_card(tmp_path):
     from napari_labelfree.core.bundle import BUILTIN_DIR, read_spec
     from napari_labelfree.core.model_card import card_lines
 
-    script = load_script()
+    script = load_script("train_builtin_models")
     new = tmp_path / "dna"
     shutil.copytree(BUILTIN_DIR / "dna", new)
     weights = (new / "weights.safetensors").read_bytes()
@@ -107,14 +95,16 @@ def test_record_writes_the_release_check_into_the_new_models_card(tmp_path):
     )
 
 
-def test_evaluate_record_judges_every_later_model_against_the_first(tmp_path, monkeypatch, capsys):
+def test_evaluate_record_judges_every_later_model_against_the_first(
+    load_script, tmp_path, monkeypatch, capsys
+):
     """--evaluate REPLACED NEW --record: the first folder is the model replaced (its card is left
     as it was), the later one gets the release check with both models' validation scores."""
     import shutil
 
     from napari_labelfree.core.bundle import BUILTIN_DIR, read_spec
 
-    script = load_script()
+    script = load_script("train_builtin_models")
     for name in ("replaced", "new"):
         shutil.copytree(BUILTIN_DIR / "dna", tmp_path / name / "dna")
     before = (tmp_path / "replaced" / "dna" / "config.json").read_text()
