@@ -135,13 +135,22 @@ def input_on_model_grid(
     std = math.sqrt(max(s2 / n - mean * mean, 0.0))
     if not math.isfinite(std) or std == 0.0:
         raise ValueError("constant or non-finite image")
-    crop = []
-    for n_ax, c, v, m in zip(frame.shape, CROP_ZYX, voxel_size, model_vox, strict=True):
-        k = min(n_ax, max(1, int(math.ceil(c * m / v))))
-        start = (n_ax - k) // 2
-        crop.append(slice(start, start + k))
-    sub = (frame[tuple(crop)].astype(np.float32) - np.float32(mean)) / np.float32(std)
+    # CROP_ZYX model voxels in the frame's own voxels
+    sizes = [
+        max(1, int(math.ceil(c * m / v)))
+        for c, v, m in zip(CROP_ZYX, voxel_size, model_vox, strict=True)
+    ]
+    sub = (central_crop(frame, sizes).astype(np.float32) - np.float32(mean)) / np.float32(std)
     return to_model_grid(sub, voxel_size, model_vox)
+
+
+def central_crop(volume: np.ndarray, sizes: Sequence[int]) -> np.ndarray:
+    """The centre of ``volume``, at most ``sizes`` voxels along each axis (a view)."""
+    crop = []
+    for n, size in zip(volume.shape, sizes, strict=True):
+        k = min(n, size)
+        crop.append(slice((n - k) // 2, (n - k) // 2 + k))
+    return volume[tuple(crop)]
 
 
 def compare(features: np.ndarray, stats: dict[str, Any]) -> dict[str, float]:
@@ -292,12 +301,7 @@ def calibration(stats: dict[str, Any], volumes: Sequence[np.ndarray]) -> dict[st
     refs = references(stats)
     scale = dict.fromkeys(stats["groups"], 1.0)
     for v in volumes:
-        v = np.asarray(v)
-        crop = tuple(
-            slice((n - min(n, c)) // 2, (n - min(n, c)) // 2 + min(n, c))
-            for n, c in zip(v.shape, CROP_ZYX, strict=True)
-        )
-        features, n = grid_features(v[crop])
+        features, n = grid_features(central_crop(np.asarray(v), CROP_ZYX))
         scores, limits = closest([(compare(features, ref), thresholds(ref, n)) for ref in refs])
         for group, value in scores.items():
             scale[group] = max(scale[group], value / limits[group])

@@ -403,9 +403,10 @@ def training_statistics(
     components = field_components([vols[i] for i in sampled], stats, rng)
     if components:
         stats["components"] = components
-    rest = sorted(set(range(len(vols))) - set(sampled))
     if calibrate_on == "all":
         rest = list(range(len(vols)))
+    else:  # the images that formed no component
+        rest = sorted(set(range(len(vols))) - set(sampled))
     if calibrate is not None and len(rest) >= MIN_CALIBRATION_IMAGES:
         stats["calibration"] = {
             **calibrate(stats, [vols[i] for i in rest]),
