@@ -22,6 +22,7 @@ import numpy as np
 from ._colours import colormap_for_hex, stored_contrast_limits, stored_hexes
 from .core.errors import LabelFreeError
 from .core.io import ImageSource, is_zarr, open_image
+from .core.io.acquisition import TRANSMITTED
 from .core.structures import (
     TRANSMITTED_COLORMAP,
     find_structure,
@@ -138,12 +139,16 @@ def _pixels_look_transmitted(volume: Any) -> bool:
 
 
 def _transmitted(source: ImageSource, label: str, arrays: list[Any]) -> list[bool]:
-    """Which channels are transmitted light: by channel name; by the file name for a lone channel
-    the table does not know ("hoechst_stack.tif"); else by the pixels (when read eagerly)."""
+    """Which channels are transmitted light: as the file's acquisition metadata says; by channel
+    name; by the file name for a lone channel the table does not know ("hoechst_stack.tif"); else
+    by the pixels (when read eagerly)."""
     names = source.channel_names
+    said = source.channel_light or (None,) * len(names)
     out = []
-    for name, volume in zip(names, arrays, strict=True):
-        if looks_transmitted(name):
+    for name, volume, light in zip(names, arrays, said, strict=True):
+        if light is not None:
+            out.append(light == TRANSMITTED)
+        elif looks_transmitted(name):
             out.append(True)
         elif find_structure(name) is not None:
             out.append(False)

@@ -70,7 +70,12 @@ def register(sub: argparse._SubParsersAction) -> None:
         help="OME-Zarr: finish the frames an interrupted run left missing (its partial store is "
         "kept beside the output)",
     )
-    p.add_argument("--channel", default=None, help="transmitted-light channel, by name or index")
+    p.add_argument(
+        "--channel",
+        default=None,
+        help="transmitted-light channel, by name or index [the only channel, or the one the "
+        "file's acquisition metadata says is transmitted light]",
+    )
     p.add_argument(
         "--voxel-size",
         type=_kind.voxel_size,

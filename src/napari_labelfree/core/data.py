@@ -21,6 +21,7 @@ import numpy as np
 
 from .errors import LabelFreeError
 from .io import ImageSource, VoxelSize, open_image
+from .io.acquisition import FLUORESCENCE, TRANSMITTED
 
 
 @dataclass
@@ -47,6 +48,10 @@ class PairSpec:
 
 
 def _channel(source: ImageSource, channel: str | int | None, role: str) -> int:
+    if channel is None and source.n_channels > 1:
+        # the file's acquisition metadata may name the only transmitted-light (signal) or
+        # fluorescence (target) channel
+        channel = source.declared(TRANSMITTED if role == "signal" else FLUORESCENCE)
     if channel is None and source.n_channels > 1:
         names = ", ".join(f"{i}:{n}" for i, n in enumerate(source.channel_names))
         raise LabelFreeError(

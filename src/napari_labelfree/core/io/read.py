@@ -17,6 +17,7 @@ from typing import Any
 import numpy as np
 
 from ..errors import LabelFreeError
+from .acquisition import channel_light
 from .ome_tiff import open_checked_tiff, read_ome_tiff_header, tiff_planes_for
 from .source import ImageSource, _clean_size
 
@@ -156,6 +157,7 @@ def open_image(path: str | Path) -> ImageSource:
             _guarded(path, lambda t, c: planes.read_frame(t, c, shape[2])),
             _close=planes.close,
             dtype=getattr(planes, "dtype", None),
+            channel_light=channel_light(tf.ome_metadata, shape[1]),
         )
     if tf is not None:
         tf.close()  # checked; bioio opens the file its own way
@@ -192,6 +194,7 @@ def _from_reader(path: Path, reader: Any) -> ImageSource:
         # that is no measurement, and keeping it would skip resampling at a made-up size
         sizes = (None, None, None)
     dtype = np.dtype(reader.dtype) if getattr(reader, "dtype", None) is not None else None
+    light = _channel_light(reader, shape[1])
     planes = _tiff_planes(path, reader)
     if planes is not None:
         return ImageSource(
@@ -203,6 +206,7 @@ def _from_reader(path: Path, reader: Any) -> ImageSource:
             _guarded(path, lambda t, c: planes.read_frame(t, c, shape[2])),
             _close=planes.close,
             dtype=dtype,
+            channel_light=light,
         )
 
     check_chunks = _chunk_check(path) if is_zarr(path) else None
@@ -213,7 +217,25 @@ def _from_reader(path: Path, reader: Any) -> ImageSource:
         data = reader.get_image_dask_data("ZYX", T=t, C=c)
         return np.asarray(data.compute(), dtype=np.float32)
 
-    return ImageSource(path, shape, names, sizes, backend, _guarded(path, read_frame), dtype=dtype)  # type: ignore[arg-type]
+    return ImageSource(
+        path,
+        shape,  # type: ignore[arg-type]
+        names,
+        sizes,  # type: ignore[arg-type]
+        backend,
+        _guarded(path, read_frame),
+        dtype=dtype,
+        channel_light=light,
+    )
+
+
+def _channel_light(reader: Any, n_channels: int) -> tuple[str | None, ...]:
+    """What the file's acquisition metadata says each channel is (acquisition.channel_light)."""
+    try:
+        metadata = reader.metadata  # CZI: its XML; OME readers: an ome_types model
+    except Exception:  # a plugin that cannot give it: judged by names and pixels
+        return ()
+    return channel_light(metadata, n_channels)
 
 
 def _chunk_check(path: Path) -> Callable[[int, int], None] | None:

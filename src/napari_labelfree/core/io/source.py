@@ -35,6 +35,9 @@ class ImageSource:
     dtype: np.dtype | None = (
         None  # of the stored pixels, where the reader says (frames are float32)
     )
+    # per channel what the file's acquisition metadata says it is (acquisition.TRANSMITTED or
+    # FLUORESCENCE; None: not said); () where the file says nothing
+    channel_light: tuple[str | None, ...] = ()
 
     @property
     def n_timepoints(self) -> int:
@@ -54,6 +57,12 @@ class ImageSource:
         if any(v is None or not np.isfinite(v) or v <= 0 for v in self.physical_sizes):
             return None
         return tuple(float(v) for v in self.physical_sizes)  # type: ignore[return-value]
+
+    def declared(self, light: str) -> int | None:
+        """The only channel the file's acquisition metadata says is ``light``
+        (acquisition.TRANSMITTED or FLUORESCENCE); None when it names none or several."""
+        found = [c for c, said in enumerate(self.channel_light) if said == light]
+        return found[0] if len(found) == 1 else None
 
     def channel_index(self, channel: str | int | None) -> int:
         """Index of a channel given by name (case-insensitive) or index; None means the only one."""

@@ -26,6 +26,7 @@ from ..config import TilingConfig
 from ..errors import LabelFreeError
 from ..events import FrameDone, FrameStarted, Notice, Stage, TileDone
 from ..io import ImageSource, VoxelSize, check_3d, resolve_voxel_size
+from ..io.acquisition import TRANSMITTED
 from ..machine import physical_memory
 from ..trust.names import UNCERTAINTY_COLORMAP, with_uncertainty_names
 from ..trust.ood import input_warnings
@@ -277,7 +278,8 @@ def plan_prediction(
     models
         Model bundles, model folders or names of discovered models (one or several).
     channel
-        The transmitted-light channel by name or index; None when the image has one channel.
+        The transmitted-light channel by name or index; None when the image has one channel, or
+        when its acquisition metadata names the only transmitted-light one.
     voxel_size
         Z, Y, X in um; None takes the file's, and the first model's for the axes the file lacks
         (recorded in ``voxel_size_assumed`` and told in a Notice).
@@ -301,6 +303,18 @@ def plan_prediction(
         )
     bundles = _resolve_bundles(models)
     notices_2d = _check_kinds(source, bundles)
+    chosen = ()
+    if channel is None and source.n_channels > 1:
+        # the file's acquisition metadata may name the transmitted-light channel; else refused
+        channel = source.declared(TRANSMITTED)
+        if channel is not None:
+            chosen = (
+                Notice(
+                    f"predicting from channel {channel} ({source.channel_names[channel]}), the "
+                    "one the file's acquisition metadata says is transmitted light",
+                    field="channel",
+                ),
+            )
     c = source.channel_index(channel)
     tiling = tiling or TilingConfig()
     planewise = all(b.spec.kind == "unet2d" for b in bundles)
@@ -311,7 +325,7 @@ def plan_prediction(
     dtype, changed = resolve_precision(dev, tiling.precision)
     if changed:
         notices += (Notice(changed, field="precision"),)
-    notices += notices_2d
+    notices += chosen + notices_2d
 
     # models that see the same input (voxel size and normalization) share each tile
     # (and the same kind of network: a 2D one reads planes, a 2.5D one windows of planes)

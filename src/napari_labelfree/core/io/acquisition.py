@@ -1,0 +1,104 @@
+"""What a file's acquisition metadata says each channel is: transmitted light or fluorescence.
+
+Microscope software records how each channel was imaged: OME (OME-TIFF, and whatever Bio-Formats
+converts) in the ``ContrastMethod`` and ``IlluminationType`` attributes of each ``Channel``, Zeiss
+CZI in the elements of the same names under ``Information/Image/Dimensions/Channels/Channel``.
+Where a file says so, that is its own word, and it decides before the channel's name and pixels
+do: a Zeiss confocal's transmitted-light detector is a channel named "T PMT" or "ChS1-T3", which
+no name rule can tell from a dye, and a sparse bright-field field can look skewed like
+fluorescence. Files without it (most TIFFs, OME-Zarr) are judged by name and pixels as before.
+"""
+
+from __future__ import annotations
+
+import xml.etree.ElementTree as ET
+from typing import Any
+
+TRANSMITTED = "transmitted"
+FLUORESCENCE = "fluorescence"
+
+# OME's ContrastMethod values (CZI uses the same words); dark-field is transmitted illumination
+# but not an input of these models, so it says nothing either way
+_CONTRAST = {
+    "brightfield": TRANSMITTED,
+    "phase": TRANSMITTED,
+    "dic": TRANSMITTED,
+    "hoffmanmodulation": TRANSMITTED,
+    "obliqueillumination": TRANSMITTED,
+    "polarizedlight": TRANSMITTED,
+    "fluorescence": FLUORESCENCE,
+}
+# OME's IlluminationType values, where the contrast method is not given
+_ILLUMINATION = {
+    "transmitted": TRANSMITTED,
+    "epifluorescence": FLUORESCENCE,
+    "nonlinear": FLUORESCENCE,  # multi-photon excitation
+}
+
+
+def channel_light(metadata: Any, n_channels: int) -> tuple[str | None, ...]:
+    """Per channel ``TRANSMITTED``, ``FLUORESCENCE`` or None (not said), from a reader's metadata.
+
+    ``metadata``: OME-XML text, a parsed OME or CZI XML element (bioio's CZI reader), or an object
+    with ``to_xml()`` (bioio's OME readers give an ``ome_types`` model). () when the metadata
+    names no channel's light, or describes another number of channels than ``n_channels`` (it
+    must not be matched to the wrong channel). Never raises: metadata only informs.
+    """
+    try:
+        root = _root(metadata)
+        if root is None:
+            return ()
+        channels = _czi_channels(root) if _local(root.tag) == "ImageDocument" else _ome(root)
+        light = tuple(_light(contrast, illumination) for contrast, illumination in channels)
+    except Exception:  # a reader's metadata of an unexpected shape
+        return ()
+    if len(light) != n_channels or not any(light):
+        return ()
+    return light
+
+
+def _root(metadata: Any) -> ET.Element | None:
+    if isinstance(metadata, ET.Element):
+        return metadata
+    if hasattr(metadata, "to_xml"):
+        metadata = metadata.to_xml()
+    if isinstance(metadata, bytes):
+        metadata = metadata.decode("utf-8", "replace")
+    if isinstance(metadata, str) and metadata.lstrip().startswith("<"):
+        return ET.fromstring(metadata)
+    return None
+
+
+def _local(tag: str) -> str:
+    """An XML tag without its namespace."""
+    return tag.rsplit("}", 1)[-1]
+
+
+def _ome(root: ET.Element) -> list[tuple[str | None, str | None]]:
+    """(ContrastMethod, IlluminationType) of each Channel of the first Image's Pixels."""
+    image = next((e for e in root if _local(e.tag) == "Image"), None)
+    pixels = None if image is None else next((e for e in image if _local(e.tag) == "Pixels"), None)
+    if pixels is None:
+        return []
+    return [
+        (e.get("ContrastMethod"), e.get("IlluminationType"))
+        for e in pixels
+        if _local(e.tag) == "Channel"
+    ]
+
+
+def _czi_channels(root: ET.Element) -> list[tuple[str | None, str | None]]:
+    """(ContrastMethod, IlluminationType) of each channel of a CZI's image dimensions."""
+    channels = root.find("./Metadata/Information/Image/Dimensions/Channels")
+    if channels is None:
+        return []
+    return [
+        (e.findtext("ContrastMethod"), e.findtext("IlluminationType"))
+        for e in channels
+        if e.tag == "Channel"
+    ]
+
+
+def _light(contrast: str | None, illumination: str | None) -> str | None:
+    said = _CONTRAST.get((contrast or "").strip().lower())
+    return said or _ILLUMINATION.get((illumination or "").strip().lower())

@@ -1,0 +1,162 @@
+"""A file's acquisition metadata (OME ContrastMethod / IlluminationType, CZI's) names its
+transmitted-light channel: the reader shows it as the input, prediction takes it by default."""
+
+from __future__ import annotations
+
+import xml.etree.ElementTree as ET
+
+import numpy as np
+import pytest
+import tifffile
+
+from napari_labelfree.cli import main
+from napari_labelfree.core.io import open_image
+from napari_labelfree.core.io.acquisition import FLUORESCENCE, TRANSMITTED, channel_light
+
+VOXEL = (0.29, 0.108, 0.108)
+
+
+def _ome_tiff(path, names, channel_attributes, rng):
+    """A CZYX OME-TIFF whose Channel elements carry ``channel_attributes`` (name -> list); OME-XML
+    in a file named ``.tif`` too (tifffile writes OME only to an ``.ome.tif`` name), which bioio
+    reads instead of the plain OME-TIFF path."""
+    data = rng.integers(100, 4000, size=(len(names), 6, 40, 44)).astype(np.uint16)
+    meta = {
+        "axes": "CZYX",
+        "Channel": {"Name": list(names), **channel_attributes},
+        "PhysicalSizeZ": VOXEL[0],
+        "PhysicalSizeY": VOXEL[1],
+        "PhysicalSizeX": VOXEL[2],
+    }
+    written = path.with_name(path.name.removesuffix(".ome.tif").removesuffix(".tif") + ".ome.tif")
+    tifffile.imwrite(written, data, metadata=meta)
+    return written.rename(path)
+
+
+# a Zeiss confocal's transmitted-light detector and a dye: no name rule tells which is which
+CONFOCAL = {
+    "ContrastMethod": ["Fluorescence", "Brightfield"],
+    "IlluminationType": ["Epifluorescence", "Transmitted"],
+}
+
+
+@pytest.mark.parametrize("name", ["cells.ome.tif", "cells.tif"])  # tifffile's path and bioio's
+def test_the_file_says_which_channel_is_transmitted_light(tmp_path, rng, name):
+    path = _ome_tiff(tmp_path / name, ["AF488", "T PMT"], CONFOCAL, rng)
+    with open_image(path) as src:
+        assert src.channel_light == (FLUORESCENCE, TRANSMITTED)
+        assert src.declared(TRANSMITTED) == 1
+
+
+def test_the_reader_shows_the_declared_channel_as_the_input(tmp_path, rng):
+    """Without the metadata a named channel the table does not know ("T PMT") is taken for a dye;
+    with it, "T PMT" is the grey, opaque input layer and "AF488" a coloured overlay."""
+    from napari_labelfree._reader import source_layers
+
+    with open_image(_ome_tiff(tmp_path / "c.ome.tif", ["AF488", "T PMT"], CONFOCAL, rng)) as src:
+        layers = {k["metadata"]["labelfree"]["channel"]: k for _, k, _ in source_layers(src)}
+    assert layers["T PMT"]["metadata"]["labelfree"]["transmitted"] is True
+    assert layers["T PMT"]["blending"] == "opaque"
+    assert layers["AF488"]["metadata"]["labelfree"]["transmitted"] is False
+    with open_image(_ome_tiff(tmp_path / "plain.ome.tif", ["AF488", "T PMT"], {}, rng)) as src:
+        assert src.channel_light == ()
+        plain = {k["metadata"]["labelfree"]["channel"]: k for _, k, _ in source_layers(src)}
+    assert plain["T PMT"]["metadata"]["labelfree"]["transmitted"] is False
+
+
+def test_predict_takes_the_declared_channel_and_says_so(tmp_path, rng, make_tiny_model, capsys):
+    path = _ome_tiff(tmp_path / "c.ome.tif", ["AF488", "T PMT"], CONFOCAL, rng)
+    model = make_tiny_model(structure="dna")
+    out = tmp_path / "p.ome.tif"
+    args = ["predict", str(path), "-m", str(model.path), "-o", str(out), "--device", "cpu"]
+    assert main(args) == 0
+    assert "channel 1 (T PMT)" in capsys.readouterr().err
+    with open_image(out) as pred:
+        assert pred.shape_tczyx[1] == 1
+    # the same file without the metadata: which channel is refused in one line, nothing written
+    plain = _ome_tiff(tmp_path / "plain.ome.tif", ["AF488", "T PMT"], {}, rng)
+    out2 = tmp_path / "p2.ome.tif"
+    assert main(["predict", str(plain), "-m", str(model.path), "-o", str(out2)]) != 0
+    err = capsys.readouterr().err
+    assert "choose the transmitted-light one" in err and "Traceback" not in err
+    assert not out2.exists()
+
+
+def test_two_declared_transmitted_channels_leave_the_choice_to_the_user(tmp_path, rng):
+    both = {"ContrastMethod": ["DIC", "Phase"]}
+    with open_image(_ome_tiff(tmp_path / "two.ome.tif", ["a", "b"], both, rng)) as src:
+        assert src.channel_light == (TRANSMITTED, TRANSMITTED)
+        assert src.declared(TRANSMITTED) is None
+
+
+def _czi_metadata(channels):
+    """A CZI metadata tree as Zen writes it (bioio's CZI reader hands it over parsed)."""
+    root = ET.Element("ImageDocument")
+    node = root
+    for tag in ("Metadata", "Information", "Image", "Dimensions", "Channels"):
+        node = ET.SubElement(node, tag)
+    for i, fields in enumerate(channels):
+        ch = ET.SubElement(node, "Channel", Id=f"Channel:{i}", Name=f"ch{i}")
+        for tag, text in fields.items():
+            ET.SubElement(ch, tag).text = text
+    return root
+
+
+def test_zeiss_czi_metadata_is_read_alike():
+    tree = _czi_metadata(
+        [
+            {"IlluminationType": "Transmitted", "ContrastMethod": "Brightfield"},
+            {"IlluminationType": "Epifluorescence", "ContrastMethod": "Fluorescence"},
+            {"IlluminationType": "Transmitted"},  # no contrast method: the illumination decides
+        ]
+    )
+    assert channel_light(tree, 3) == (TRANSMITTED, FLUORESCENCE, TRANSMITTED)
+    assert channel_light(ET.tostring(tree, encoding="unicode"), 3) == channel_light(tree, 3)
+
+
+@pytest.mark.parametrize(
+    "metadata",
+    [
+        None,
+        "",
+        "not xml at all",
+        "<OME><Image><Pixels><Channel ContrastMethod='Brightfield'/></Pixels></Image>",  # cut off
+        {"omero": {"channels": []}},  # OME-Zarr's attributes: no acquisition metadata
+        _czi_metadata([{"ContrastMethod": "Darkfield"}, {"ContrastMethod": "Other"}]),
+    ],
+)
+def test_missing_damaged_or_silent_metadata_says_nothing(metadata):
+    assert channel_light(metadata, 2) == ()
+
+
+def test_metadata_of_another_number_of_channels_is_not_matched():
+    """Three channels described for a two-channel image: none is matched to the wrong one."""
+    tree = _czi_metadata([{"ContrastMethod": "Brightfield"}] * 3)
+    assert channel_light(tree, 2) == ()
+
+
+def test_a_czi_is_read_through_its_own_metadata(tmp_path, rng, write_czi, monkeypatch):
+    """bioio's CZI reader hands over Zen's metadata tree; libCZI's writer (which the test files
+    come from) cannot write the channels' light, so the tree the reader returns is Zen's shape."""
+    czi_reader = pytest.importorskip("bioio_czi.reader")
+    data = rng.integers(100, 4000, size=(1, 2, 6, 40, 44)).astype(np.uint16)
+    path = write_czi(tmp_path / "cells.czi", data, ["ESID", "ChS1"], VOXEL)
+    with open_image(path) as src:
+        assert src.channel_light == ()  # what libCZI wrote: names only
+    zen = _czi_metadata([{"ContrastMethod": "DIC"}, {"IlluminationType": "Epifluorescence"}])
+    monkeypatch.setattr(czi_reader.Reader, "metadata", property(lambda self: zen))
+    with open_image(path) as src:
+        assert src.channel_light == (TRANSMITTED, FLUORESCENCE)
+        assert src.declared(TRANSMITTED) == 0
+
+
+def test_training_pairs_from_one_file_take_the_declared_signal_and_target(tmp_path, rng):
+    """One file holding both (the transmitted light and its stain, as a microscope saves them):
+    no channel columns needed when the metadata names the only channel of each kind."""
+    from napari_labelfree.core.data import PairSpec, load_pairs
+
+    path = _ome_tiff(tmp_path / "pair.ome.tif", ["AF488", "T PMT"], CONFOCAL, rng)
+    pairs, _ = load_pairs([PairSpec(path, path, None, None)])
+    with open_image(path) as src:
+        np.testing.assert_array_equal(pairs[0].signal, src.frame(0, 1))
+        np.testing.assert_array_equal(pairs[0].target, src.frame(0, 0))
