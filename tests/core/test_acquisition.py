@@ -82,6 +82,21 @@ def test_predict_takes_the_declared_channel_and_says_so(tmp_path, rng, make_tiny
     assert not out2.exists()
 
 
+def test_a_channel_the_file_calls_fluorescence_is_refused_unless_confirmed(
+    tmp_path, rng, make_tiny_model, capsys
+):
+    path = _ome_tiff(tmp_path / "c.ome.tif", ["AF488", "T PMT"], CONFOCAL, rng)
+    model = make_tiny_model(structure="dna")
+    out = tmp_path / "p.ome.tif"
+    args = ["predict", str(path), "--channel", "AF488", "-m", str(model.path), "-o", str(out)]
+    assert main([*args, "--device", "cpu"]) != 0
+    err = capsys.readouterr().err
+    assert "is fluorescence" in err and "(1: T PMT)" in err and "--force" in err
+    assert "Traceback" not in err and not out.exists()
+    assert main([*args, "--device", "cpu", "--force"]) == 0
+    assert out.exists()
+
+
 def test_two_declared_transmitted_channels_leave_the_choice_to_the_user(tmp_path, rng):
     both = {"ContrastMethod": ["DIC", "Phase"]}
     with open_image(_ome_tiff(tmp_path / "two.ome.tif", ["a", "b"], both, rng)) as src:

@@ -128,7 +128,8 @@ def register(sub: argparse._SubParsersAction) -> None:
         "--force",
         action="store_true",
         help="go ahead with a resampling that looks like a wrong voxel size (more than 64x the "
-        "voxels or 20x on one axis) or needs more memory than the machine has",
+        "voxels or 20x on one axis) or needs more memory than the machine has, or from a channel "
+        "the file's acquisition metadata says is fluorescence",
     )
     _args.add_device(p)
     cluster = p.add_argument_group(

@@ -26,7 +26,7 @@ from ..config import TilingConfig
 from ..errors import LabelFreeError
 from ..events import FrameDone, FrameStarted, Notice, Stage, TileDone
 from ..io import ImageSource, VoxelSize, check_3d, resolve_voxel_size
-from ..io.acquisition import TRANSMITTED
+from ..io.acquisition import FLUORESCENCE, TRANSMITTED
 from ..machine import physical_memory
 from ..trust.names import UNCERTAINTY_COLORMAP, with_uncertainty_names
 from ..trust.ood import input_warnings
@@ -196,6 +196,42 @@ def _resolve_bundles(models: ModelRef | Sequence[ModelRef]) -> tuple[ModelBundle
     return bundles
 
 
+def _input_channel(
+    source: ImageSource, channel: str | int | None, force: bool
+) -> tuple[int, tuple[Notice, ...]]:
+    """The channel to predict from, and what to tell about it.
+
+    Without a channel given, the one the file's acquisition metadata names as its only
+    transmitted-light channel (said in a Notice); else :meth:`ImageSource.channel_index`'s choice
+    or refusal. A channel the metadata says is fluorescence is refused unless ``force``: the models
+    predict fluorescence from transmitted light, and a prediction from a stain looks plausible.
+    """
+    notices: tuple[Notice, ...] = ()
+    if channel is None and source.n_channels > 1:
+        channel = source.declared(TRANSMITTED)
+        if channel is not None:
+            notices = (
+                Notice(
+                    f"predicting from channel {channel} ({source.channel_names[channel]}), the "
+                    "one the file's acquisition metadata says is transmitted light",
+                    field="channel",
+                ),
+            )
+    c = source.channel_index(channel)
+    said = source.channel_light[c] if c < len(source.channel_light) else None
+    if said == FLUORESCENCE and not force:
+        other = source.declared(TRANSMITTED)
+        instead = f" ({other}: {source.channel_names[other]})" if other is not None else ""
+        raise LabelFreeError(
+            f"{source._label()}: channel {c} ({source.channel_names[c]}) is fluorescence, its "
+            "acquisition metadata says, and the models predict fluorescence from transmitted "
+            f"light: choose the transmitted-light channel{instead}, or if the metadata is wrong, "
+            "confirm to go ahead anyway",
+            field=("channel", "force"),
+        )
+    return c, notices
+
+
 def _checked_voxel_size(
     source: ImageSource, given: Sequence[float] | None, fallback: VoxelSize, planewise: bool = False
 ) -> tuple[VoxelSize, tuple[bool, bool, bool], tuple[Notice, ...]]:
@@ -289,7 +325,8 @@ def plan_prediction(
         "auto", "cpu", "cuda", "cuda:N" or "mps".
     force
         Go ahead with a resampling that looks like a wrong voxel size (more than 64x the voxels,
-        or more than 20x on one axis) or needs more memory than the machine has.
+        or more than 20x on one axis) or needs more memory than the machine has, or from a channel
+        the file's acquisition metadata says is fluorescence.
     """
     from ..device import resolve_device, resolve_precision
     from ..preprocess import needs_resampling, resampled_shape
@@ -303,19 +340,7 @@ def plan_prediction(
         )
     bundles = _resolve_bundles(models)
     notices_2d = _check_kinds(source, bundles)
-    chosen = ()
-    if channel is None and source.n_channels > 1:
-        # the file's acquisition metadata may name the transmitted-light channel; else refused
-        channel = source.declared(TRANSMITTED)
-        if channel is not None:
-            chosen = (
-                Notice(
-                    f"predicting from channel {channel} ({source.channel_names[channel]}), the "
-                    "one the file's acquisition metadata says is transmitted light",
-                    field="channel",
-                ),
-            )
-    c = source.channel_index(channel)
+    c, chosen = _input_channel(source, channel, force)
     tiling = tiling or TilingConfig()
     planewise = all(b.spec.kind == "unet2d" for b in bundles)
     vox, assumed, notices = _checked_voxel_size(
