@@ -222,6 +222,8 @@ def source_layers(source: ImageSource) -> list[LayerData]:
                 "voxel_size": list(sizes),
                 "file": label,
                 "transmitted": bool(transmitted[c]),  # the Predict widget's default input
+                # the contrast method the file names (core.io.acquisition), None: not said
+                "modality": source.channel_modality[c] if source.channel_modality else None,
             }
         }
         kwargs = {

@@ -175,3 +175,61 @@ def test_training_pairs_from_one_file_take_the_declared_signal_and_target(tmp_pa
     with open_image(path) as src:
         np.testing.assert_array_equal(pairs[0].signal, src.frame(0, 1))
         np.testing.assert_array_equal(pairs[0].target, src.frame(0, 0))
+
+
+def _pair_file(path, rng, contrast):
+    """A registered pair in one OME-TIFF: transmitted light of ``contrast`` and its DNA stain."""
+    attributes = {"ContrastMethod": [contrast, "Fluorescence"]}
+    return _ome_tiff(path, ["TL", "Hoechst"], attributes, rng)
+
+
+def test_a_model_remembers_its_images_contrast_and_warns_on_another(tmp_path, rng, capsys):
+    """Trained from scratch on files that say phase contrast: the card says so, and an image
+    whose file says DIC is warned about by name (exact, where the pixel statistics are not);
+    one whose file says phase contrast is not."""
+    from napari_labelfree.core.bundle import read_spec
+    from napari_labelfree.core.model_card import card_lines
+
+    pair = _pair_file(tmp_path / "phase.ome.tif", rng, "Phase")
+    model = tmp_path / "mine"
+    small = ["--iterations", "2", "--batch-size", "1", "--patch-shape", "4,16,16"]
+    small += ["--depth", "2", "--width", "4", "--init", "none", "--device", "cpu"]
+    small += ["--structure", "dna"]
+    assert main(["train", str(pair), "-o", str(model), *small]) == 0
+    spec = read_spec(model)
+    assert spec.provenance["input_modalities"] == {"phase-contrast": 1}
+    assert any("1 phase-contrast" in line for line in card_lines(spec))
+    capsys.readouterr()
+    for contrast, warned in (("DIC", True), ("Phase", False)):
+        image = _pair_file(tmp_path / f"{contrast}.ome.tif", rng, contrast)
+        out = tmp_path / f"{contrast}-pred.ome.tif"
+        assert main(["predict", str(image), "-m", str(model), "-o", str(out)]) == 0
+        err = capsys.readouterr().err
+        assert ("this image is dic" in err and "phase-contrast images only" in err) is warned
+
+
+def test_the_validation_strip_keeps_what_the_file_said():
+    from napari_labelfree.core.data import ImagePair
+    from napari_labelfree.core.train.holdout import hold_out_strips
+
+    a = np.zeros((4, 32, 256), np.float32)
+    train, val, _ = hold_out_strips([ImagePair(a, a, None, "x", "dic")], 0.25, 16, 1.0)
+    assert [p.modality for p in train + val] == ["dic", "dic"]
+
+
+def test_a_layer_keeps_its_files_contrast_for_prediction_and_training(tmp_path, rng):
+    """The plugin's reader stores the contrast method a file names with each channel's layer;
+    the widgets' sources and training pairs carry it from there."""
+    layers = pytest.importorskip("napari.layers")
+    from napari_labelfree._reader import source_layers
+    from napari_labelfree._widgets._layers import layer_info, layer_source
+    from napari_labelfree._widgets._train_job import pairs_from_layers
+
+    with open_image(_pair_file(tmp_path / "pair.ome.tif", rng, "DIC")) as src:
+        data = source_layers(src)
+    made = {k["metadata"]["labelfree"]["channel"]: layers.Image(d, **k) for d, k, _ in data}
+    tl, stain = made["TL"], made["Hoechst"]
+    assert tl.metadata["labelfree"]["modality"] == "dic"
+    assert layer_source(tl, layer_info(tl)).channel_modality == ("dic",)
+    sources = [(layer_source(ly, layer_info(ly)), VOXEL, ly.name) for ly in (tl, stain)]
+    assert [p.modality for p in pairs_from_layers(*sources)] == ["dic"]

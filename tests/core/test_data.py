@@ -53,8 +53,8 @@ def test_missing_channel_is_a_clear_error(tmp_path):
     write(tmp_path / "a.ome.tif")
     with pytest.raises(LabelFreeError, match="target channel: .*no channel named 'tom20'"):
         load_pairs(expand([tmp_path / "a.ome.tif"], "bright-field", "tom20"))
-    with pytest.raises(LabelFreeError, match="--signal-channel and --target-channel"):
-        expand([tmp_path / "a.ome.tif"], None, None)
+    with pytest.raises(LabelFreeError, match="choose the signal channel by name or index"):
+        load_pairs(expand([tmp_path / "a.ome.tif"], None, None))
     bad = tmp_path / "bad.csv"
     bad.write_text("input,output\na,b\n")
     with pytest.raises(LabelFreeError, match="columns 'signal' and 'target'"):

@@ -42,13 +42,19 @@ def layer_data(layer) -> object:
     return layer.data[0] if getattr(layer, "multiscale", False) else layer.data
 
 
+def plugin_metadata(layer) -> dict:
+    """What this plugin's reader (or writer) stored with a layer; {} for other layers."""
+    meta = layer.metadata.get(META_KEY, {}) if isinstance(layer.metadata, dict) else {}
+    return meta if isinstance(meta, dict) else {}
+
+
 def layer_info(layer) -> LayerInfo:
     """Axes, channel names and voxel size of an Image layer.
 
     Axes come from this plugin's metadata (set by its reader), a plain ``metadata["axes"]``, or the
     number of dimensions: 2 = YX, 3 = ZYX, 4 = TZYX, 5 = TCZYX.
     """
-    meta = layer.metadata.get(META_KEY, {}) if isinstance(layer.metadata, dict) else {}
+    meta = plugin_metadata(layer)
     ndim = layer.ndim
     axes = str(meta.get("axes") or layer.metadata.get("axes", "") or "").upper()
     if len(axes) != ndim or any(a not in "TCZYX" for a in axes):
@@ -77,7 +83,7 @@ def layer_voxel_size(layer, axes: str | None = None) -> tuple[float, float, floa
         zyx = tuple(scale[axes.index(a)] for a in "ZYX")
         if not np.allclose(zyx, 1.0) and min(zyx) > 0:
             return zyx  # type: ignore[return-value]
-    meta = layer.metadata.get(META_KEY, {}) if isinstance(layer.metadata, dict) else {}
+    meta = plugin_metadata(layer)
     vox = meta.get("voxel_size")
     if vox is not None and len(vox) == 3 and all(v is not None and v > 0 for v in vox):
         return tuple(float(v) for v in vox)  # type: ignore[return-value]
@@ -88,9 +94,17 @@ def layer_source(layer, info: LayerInfo) -> ImageSource:
     """The layer as a lazily indexed ImageSource (no copy of the data)."""
     # a 2D image or 2D time-lapse (no Z axis) is one plane per frame: 2D models predict it, the
     # plan refuses it for 3D and 2.5D models with the reason
-    return from_array(
+    source = from_array(
         layer_data(layer), info.axes, info.channel_names, physical_sizes=info.voxel_size
     )
+    meta = plugin_metadata(layer)
+    modality = meta.get("modality")
+    if isinstance(modality, str) and source.n_channels == 1:
+        # the contrast method its file named (the plugin's reader keeps it): prediction warns
+        # where a model's training files named another; the channel's light is the Predict
+        # widget's own warning to give (core.predict.plan refuses only without a front end)
+        source.channel_modality = (modality,)
+    return source
 
 
 def world_time_axis(viewer, layer) -> int:
@@ -139,7 +153,7 @@ def find_prediction_layers(viewer, source_name: str, model_paths: Sequence[str])
     wanted = set(model_paths)
     found = []
     for layer in viewer.layers:
-        tag = layer.metadata.get(META_KEY, {}) if isinstance(layer.metadata, dict) else {}
+        tag = plugin_metadata(layer)
         if (
             tag.get("role") == "prediction"
             and tag.get("source") == source_name

@@ -21,7 +21,7 @@ from ..core.errors import LabelFreeError
 from ..core.events import FrameDone
 from ..core.files import atomic_file, write_error
 from ..core.structures import rgb_for
-from ._layers import META_KEY
+from ._layers import plugin_metadata
 
 PREDICTED_SUFFIX = " (predicted)"
 RUNNING_SUFFIX = " (predicting)"
@@ -86,8 +86,7 @@ def store_frame(
 
 
 def is_prediction(layer: Any) -> bool:
-    meta = layer.metadata.get(META_KEY, {}) if isinstance(layer.metadata, dict) else {}
-    return meta.get("role") == "prediction"
+    return plugin_metadata(layer).get("role") == "prediction"
 
 
 def image_layer_names(viewer: Any) -> list[str]:

@@ -18,7 +18,7 @@ import numpy as np
 from ..core.errors import LabelFreeError
 from ..core.structures import find_structure, looks_transmitted
 from ..core.transmitted import TRANSMITTED_SKEW, stack_brightness_skew
-from ._layers import META_KEY, layer_data, layer_info
+from ._layers import layer_data, layer_info, plugin_metadata
 
 #: Layer-name endings of predictions and of simulated truths: fluorescence, never an input.
 NOT_INPUT_SUFFIXES = (" (predicted)", " (predicting)", " (true)")
@@ -32,11 +32,6 @@ _skews: weakref.WeakKeyDictionary = weakref.WeakKeyDictionary()
 def _unwrap(layer: Any) -> Any:
     """The layer behind napari's public-only proxy (plugins may get layers through one)."""
     return getattr(layer, "__wrapped__", layer)
-
-
-def _meta(layer: Any) -> dict:
-    meta = layer.metadata.get(META_KEY, {}) if isinstance(layer.metadata, dict) else {}
-    return meta if isinstance(meta, dict) else {}
 
 
 def _channel_stack(layer: Any, channel: int | None) -> Any:
@@ -70,7 +65,7 @@ def pixel_skew(layer: Any, channel: int | None = None) -> float:
 
 
 def _names(layer: Any, channel: int | None) -> list[str]:
-    meta = _meta(layer)
+    meta = plugin_metadata(layer)
     names = [str(layer.name)]
     if meta.get("channel"):
         names.append(str(meta["channel"]))
@@ -82,7 +77,7 @@ def _names(layer: Any, channel: int | None) -> list[str]:
 
 def kind(layer: Any, channel: int | None = None) -> str:
     """'transmitted' or 'fluorescence' for a layer (one channel of it), from the evidence above."""
-    meta = _meta(layer)
+    meta = plugin_metadata(layer)
     if meta.get("role") == "prediction" or str(layer.name).endswith(NOT_INPUT_SUFFIXES):
         return "fluorescence"
     names = _names(layer, channel)
@@ -123,7 +118,9 @@ def default_source(layers: Any) -> Any:
     def rank(item: tuple[Any, int | None]) -> tuple[bool, bool, float]:
         layer, c = item
         named = any(looks_transmitted(n) for n in _names(layer, c))
-        said = named or _meta(layer).get("transmitted") is True  # no pixels read for these
+        said = (
+            named or plugin_metadata(layer).get("transmitted") is True
+        )  # no pixels read for these
         return (layer.ndim >= 3, said, 0.0 if said else -pixel_skew(layer, c))
 
     return max(inputs, key=rank)[0]

@@ -19,7 +19,7 @@ from qtpy.QtCore import Qt
 from ..core.errors import LabelFreeError
 from ..core.trust.names import UNCERTAINTY_COLORMAP, UNCERTAINTY_SUFFIX
 from ..core.trust.ood import InputWarning
-from ._layers import META_KEY
+from ._layers import plugin_metadata
 from ._workers import notify_error
 
 MARK = "\u26a0 "  # a model whose training images the input is unlike
@@ -41,12 +41,6 @@ def overlay_style(name: str, bundle: Any) -> dict[str, Any]:
 def base_name(name: str) -> str:
     """The model output an output belongs to ("dna (uncertainty)" -> "dna")."""
     return name.removesuffix(UNCERTAINTY_SUFFIX)
-
-
-def _tag(layer: Any) -> dict:
-    meta = layer.metadata if isinstance(layer.metadata, dict) else {}
-    tag = meta.get(META_KEY, {})
-    return tag if isinstance(tag, dict) else {}
 
 
 class TrustControls:
@@ -104,14 +98,14 @@ class TrustControls:
         names = [ly.name for ly in layers]
         out: dict[str, tuple[Any, Any]] = {}
         for pred in layers:
-            tag = _tag(pred)
+            tag = plugin_metadata(pred)
             if tag.get("role") != "prediction" or pred.name.endswith(UNCERTAINTY_SUFFIX):
                 continue
             if " (uncertainty)" in pred.name:
                 continue
             for stain_name in matching_stains(str(tag.get("structure", "")), names):
                 stain = self.viewer.layers[stain_name]
-                if _tag(stain).get("role") == "prediction":
+                if plugin_metadata(stain).get("role") == "prediction":
                     continue
                 if tuple(stain.data.shape) == tuple(pred.data.shape):
                     out[f"{stain_name} vs {pred.name}"] = (pred, stain)

@@ -35,6 +35,8 @@ class ImagePair:
     target: np.ndarray
     voxel_size: tuple[float, float, float] | None = None
     name: str = ""
+    # the signal's contrast method where its file's acquisition metadata says (core.io.acquisition)
+    modality: str | None = None
 
 
 @dataclass(frozen=True)
@@ -110,11 +112,7 @@ def expand(
         p = Path(p)
         if p.suffix.lower() == ".csv":
             specs.extend(read_table(p, signal_channel, target_channel))
-        else:
-            if signal_channel is None or target_channel is None:
-                raise LabelFreeError(
-                    f"{p} holds both channels: give --signal-channel and --target-channel (name or index)"
-                )
+        else:  # both channels in one file: a channel not given is the one its metadata names
             specs.append(PairSpec(p, p, signal_channel, target_channel))
     if not specs:
         raise LabelFreeError("no training data given")
@@ -162,6 +160,8 @@ def load_pairs(
                 f"{spec.signal.name} has no physical pixel sizes; taking it to be at the model's voxel "
                 "size (give --data-voxel-size Z,Y,X if it is not)"
             )
+        said = sig_src.channel_modality
+        modality = said[cs] if cs < len(said) else None
         label = (
             spec.signal.name
             if spec.target == spec.signal
@@ -169,8 +169,18 @@ def load_pairs(
         )
         for t in range(sig_src.n_timepoints):
             name = label if sig_src.n_timepoints == 1 else f"{label} t={t}"
-            pairs.append(ImagePair(sig_src.frame(t, cs), tgt_src.frame(t, ct), vox, name))
+            pairs.append(ImagePair(sig_src.frame(t, cs), tgt_src.frame(t, ct), vox, name, modality))
     return pairs, notices
+
+
+def modality_counts(pairs: Sequence[ImagePair]) -> dict[str, int]:
+    """How many pairs' signals are of each contrast method their files' metadata names ("not
+    recorded" for the rest); {} when no file names one."""
+    counts: dict[str, int] = {}
+    for pair in pairs:
+        key = pair.modality or "not recorded"
+        counts[key] = counts.get(key, 0) + 1
+    return counts if any(p.modality for p in pairs) else {}
 
 
 def split_validation(

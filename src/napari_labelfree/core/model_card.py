@@ -171,6 +171,10 @@ def card_lines(spec: ModelSpec) -> list[str]:
     if card.warning:
         lines.append(f"NOTE: {card.warning}")
     lines.append(f"trained on: {card.data}")
+    modalities = spec.provenance.get("input_modalities")
+    if isinstance(modalities, dict) and modalities:
+        counted = ", ".join(f"{n} {m}" for m, n in sorted(modalities.items()))
+        lines.append(f"input images: {counted} (as their files' acquisition metadata says)")
     if spec.ensemble:
         seeds = ", ".join(str(v) for v in spec.ensemble.get("seeds", []))
         lines.append(

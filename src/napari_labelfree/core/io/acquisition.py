@@ -12,21 +12,23 @@ fluorescence. Files without it (most TIFFs, OME-Zarr) are judged by name and pix
 from __future__ import annotations
 
 import xml.etree.ElementTree as ET
-from typing import Any
+from typing import Any, NamedTuple
 
 TRANSMITTED = "transmitted"
 FLUORESCENCE = "fluorescence"
 
-# OME's ContrastMethod values (CZI uses the same words); dark-field is transmitted illumination
-# but not an input of these models, so it says nothing either way
+# OME's ContrastMethod values (CZI uses the same words) -> the modality in this package's words
+# (core.synth's) and its light; dark-field is transmitted illumination but not an input of these
+# models, so its light says nothing either way
 _CONTRAST = {
-    "brightfield": TRANSMITTED,
-    "phase": TRANSMITTED,
-    "dic": TRANSMITTED,
-    "hoffmanmodulation": TRANSMITTED,
-    "obliqueillumination": TRANSMITTED,
-    "polarizedlight": TRANSMITTED,
-    "fluorescence": FLUORESCENCE,
+    "brightfield": ("bright-field", TRANSMITTED),
+    "phase": ("phase-contrast", TRANSMITTED),
+    "dic": ("dic", TRANSMITTED),
+    "hoffmanmodulation": ("hoffman modulation", TRANSMITTED),
+    "obliqueillumination": ("oblique illumination", TRANSMITTED),
+    "polarizedlight": ("polarized light", TRANSMITTED),
+    "darkfield": ("dark-field", None),
+    "fluorescence": ("fluorescence", FLUORESCENCE),
 }
 # OME's IlluminationType values, where the contrast method is not given
 _ILLUMINATION = {
@@ -36,25 +38,49 @@ _ILLUMINATION = {
 }
 
 
-def channel_light(metadata: Any, n_channels: int) -> tuple[str | None, ...]:
-    """Per channel ``TRANSMITTED``, ``FLUORESCENCE`` or None (not said), from a reader's metadata.
+class ChannelAcquisition(NamedTuple):
+    """Per channel what the metadata says: ``light`` TRANSMITTED / FLUORESCENCE / None and
+    ``modality`` ("bright-field", "phase-contrast", "dic", "fluorescence", ...; None: not said).
+    Both () when the metadata says nothing of any channel."""
+
+    light: tuple[str | None, ...] = ()
+    modality: tuple[str | None, ...] = ()
+
+
+def channel_acquisition(metadata: Any, n_channels: int) -> ChannelAcquisition:
+    """What a reader's metadata says of each channel's light and contrast method.
 
     ``metadata``: OME-XML text, a parsed OME or CZI XML element (bioio's CZI reader), or an object
-    with ``to_xml()`` (bioio's OME readers give an ``ome_types`` model). () when the metadata
-    names no channel's light, or describes another number of channels than ``n_channels`` (it
-    must not be matched to the wrong channel). Never raises: metadata only informs.
+    with ``to_xml()`` (bioio's OME readers give an ``ome_types`` model). Empty when the metadata
+    says nothing, or describes another number of channels than ``n_channels`` (it must not be
+    matched to the wrong channel). Never raises: metadata only informs.
     """
     try:
         root = _root(metadata)
         if root is None:
-            return ()
+            return ChannelAcquisition()
         channels = _czi_channels(root) if _local(root.tag) == "ImageDocument" else _ome(root)
-        light = tuple(_light(contrast, illumination) for contrast, illumination in channels)
     except Exception:  # a reader's metadata of an unexpected shape
-        return ()
-    if len(light) != n_channels or not any(light):
-        return ()
-    return light
+        return ChannelAcquisition()
+    if len(channels) != n_channels:
+        return ChannelAcquisition()
+    modality, light = [], []
+    for contrast, illumination in channels:
+        key = (contrast or "").strip().lower()
+        if key in _CONTRAST:  # the contrast method decides (dark-field: neither)
+            modality.append(_CONTRAST[key][0])
+            light.append(_CONTRAST[key][1])
+        else:
+            modality.append(None)
+            light.append(_ILLUMINATION.get((illumination or "").strip().lower()))
+    return ChannelAcquisition(
+        tuple(light) if any(light) else (), tuple(modality) if any(modality) else ()
+    )
+
+
+def channel_light(metadata: Any, n_channels: int) -> tuple[str | None, ...]:
+    """Per channel TRANSMITTED, FLUORESCENCE or None (:func:`channel_acquisition`)."""
+    return channel_acquisition(metadata, n_channels).light
 
 
 def _root(metadata: Any) -> ET.Element | None:
@@ -97,8 +123,3 @@ def _czi_channels(root: ET.Element) -> list[tuple[str | None, str | None]]:
         for e in channels
         if e.tag == "Channel"
     ]
-
-
-def _light(contrast: str | None, illumination: str | None) -> str | None:
-    said = _CONTRAST.get((contrast or "").strip().lower())
-    return said or _ILLUMINATION.get((illumination or "").strip().lower())

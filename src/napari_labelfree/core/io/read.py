@@ -17,7 +17,7 @@ from typing import Any
 import numpy as np
 
 from ..errors import LabelFreeError
-from .acquisition import channel_light
+from .acquisition import ChannelAcquisition, channel_acquisition
 from .ome_tiff import open_checked_tiff, read_ome_tiff_header, tiff_planes_for
 from .source import ImageSource, _clean_size
 
@@ -157,7 +157,7 @@ def open_image(path: str | Path) -> ImageSource:
             _guarded(path, lambda t, c: planes.read_frame(t, c, shape[2])),
             _close=planes.close,
             dtype=getattr(planes, "dtype", None),
-            channel_light=channel_light(tf.ome_metadata, shape[1]),
+            **_said(channel_acquisition(tf.ome_metadata, shape[1])),
         )
     if tf is not None:
         tf.close()  # checked; bioio opens the file its own way
@@ -194,7 +194,7 @@ def _from_reader(path: Path, reader: Any) -> ImageSource:
         # that is no measurement, and keeping it would skip resampling at a made-up size
         sizes = (None, None, None)
     dtype = np.dtype(reader.dtype) if getattr(reader, "dtype", None) is not None else None
-    light = _channel_light(reader, shape[1])
+    said = _said(_channel_acquisition(reader, shape[1]))
     planes = _tiff_planes(path, reader)
     if planes is not None:
         return ImageSource(
@@ -206,7 +206,7 @@ def _from_reader(path: Path, reader: Any) -> ImageSource:
             _guarded(path, lambda t, c: planes.read_frame(t, c, shape[2])),
             _close=planes.close,
             dtype=dtype,
-            channel_light=light,
+            **said,
         )
 
     check_chunks = _chunk_check(path) if is_zarr(path) else None
@@ -225,17 +225,22 @@ def _from_reader(path: Path, reader: Any) -> ImageSource:
         backend,
         _guarded(path, read_frame),
         dtype=dtype,
-        channel_light=light,
+        **said,
     )
 
 
-def _channel_light(reader: Any, n_channels: int) -> tuple[str | None, ...]:
-    """What the file's acquisition metadata says each channel is (acquisition.channel_light)."""
+def _channel_acquisition(reader: Any, n_channels: int) -> ChannelAcquisition:
+    """What the file's acquisition metadata says of each channel (acquisition.py)."""
     try:
         metadata = reader.metadata  # CZI: its XML; OME readers: an ome_types model
     except Exception:  # a plugin that cannot give it: judged by names and pixels
-        return ()
-    return channel_light(metadata, n_channels)
+        return ChannelAcquisition()
+    return channel_acquisition(metadata, n_channels)
+
+
+def _said(acquisition: ChannelAcquisition) -> dict[str, tuple[str | None, ...]]:
+    """ImageSource's keyword arguments for what the metadata says of the channels."""
+    return {"channel_light": acquisition.light, "channel_modality": acquisition.modality}
 
 
 def _chunk_check(path: Path) -> Callable[[int, int], None] | None:

@@ -36,8 +36,10 @@ class ImageSource:
         None  # of the stored pixels, where the reader says (frames are float32)
     )
     # per channel what the file's acquisition metadata says it is (acquisition.TRANSMITTED or
-    # FLUORESCENCE; None: not said); () where the file says nothing
+    # FLUORESCENCE; None: not said) and its contrast method ("bright-field", "phase-contrast",
+    # "dic", "fluorescence", ...); () where the file says nothing
     channel_light: tuple[str | None, ...] = ()
+    channel_modality: tuple[str | None, ...] = ()
 
     @property
     def n_timepoints(self) -> int:

@@ -29,7 +29,7 @@ from ..io import ImageSource, VoxelSize, check_3d, resolve_voxel_size
 from ..io.acquisition import FLUORESCENCE, TRANSMITTED
 from ..machine import physical_memory
 from ..trust.names import UNCERTAINTY_COLORMAP, with_uncertainty_names
-from ..trust.ood import input_warnings
+from ..trust.ood import input_warnings, modality_warnings
 from .schedule import FrameScheduler
 from .stages import timed_stage
 
@@ -341,6 +341,8 @@ def plan_prediction(
     bundles = _resolve_bundles(models)
     notices_2d = _check_kinds(source, bundles)
     c, chosen = _input_channel(source, channel, force)
+    said = source.channel_modality[c] if c < len(source.channel_modality) else None
+    chosen += tuple(modality_warnings(bundles, said))
     tiling = tiling or TilingConfig()
     planewise = all(b.spec.kind == "unet2d" for b in bundles)
     vox, assumed, notices = _checked_voxel_size(

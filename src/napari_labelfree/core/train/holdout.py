@@ -13,6 +13,7 @@ scored higher test r than without one (DAPI 0.728 vs 0.690).
 
 from __future__ import annotations
 
+import dataclasses
 import math
 from collections.abc import Sequence
 
@@ -77,19 +78,18 @@ def hold_out_strips(
         strip, gap = cut
         x0 = width - strip
         train.append(
-            ImagePair(
-                np.ascontiguousarray(pair.signal[..., : x0 - gap]),
-                np.ascontiguousarray(pair.target[..., : x0 - gap]),
-                pair.voxel_size,
-                pair.name,
+            dataclasses.replace(
+                pair,
+                signal=np.ascontiguousarray(pair.signal[..., : x0 - gap]),
+                target=np.ascontiguousarray(pair.target[..., : x0 - gap]),
             )
         )
         val.append(
-            ImagePair(
-                np.ascontiguousarray(pair.signal[..., x0:]),
-                np.ascontiguousarray(pair.target[..., x0:]),
-                pair.voxel_size,
-                f"{pair.name} (validation strip)" if pair.name else "validation strip",
+            dataclasses.replace(
+                pair,
+                signal=np.ascontiguousarray(pair.signal[..., x0:]),
+                target=np.ascontiguousarray(pair.target[..., x0:]),
+                name=f"{pair.name} (validation strip)" if pair.name else "validation strip",
             )
         )
     if not val:

@@ -30,7 +30,7 @@ import torch
 
 from ..bundle import CONFIG_NAME, ModelBundle, open_bundle
 from ..config import ModelSpec
-from ..data import ImagePair
+from ..data import ImagePair, modality_counts
 from ..device import resolve_device, resolve_precision
 from ..events import Notice
 from ..trust.stats import training_statistics
@@ -158,6 +158,10 @@ def _train(
                 f"({format_voxel_size(start.spec.voxel_size_um)} um), and upsampling them would "
                 "add voxels, not detail"
             )
+    # what the training images are, where their files say (prediction compares an input's)
+    modalities = modality_counts([*train, *(val or [])])
+    if modalities:
+        spec.provenance["input_modalities"] = modalities
     # no validation data: one image still gets a held-out score (core.train.holdout)
     if not val and config.val_strip > 0:
         vx = spec.voxel_size_um[2]

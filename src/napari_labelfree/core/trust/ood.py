@@ -350,6 +350,37 @@ class InputWarning(Notice):
     status: str = DIFFERS
 
 
+def modality_warnings(bundles: Sequence[Any], modality: str | None) -> list[InputWarning]:
+    """One warning per model whose training images' files all named their contrast method, none
+    of them ``modality`` (what the input's file names: "dic", "phase-contrast", ...).
+
+    Exact where it applies, unlike the statistics: files that say DIC and a model that saw only
+    phase contrast. Models that do not record it, whose training files did not all say, or that
+    were fine-tuned (they also saw their starting model's images) are not judged here.
+    """
+    if not modality:
+        return []
+    out = []
+    for b in bundles:
+        prov = b.spec.provenance
+        seen = prov.get("input_modalities")
+        if not isinstance(seen, dict) or not seen or "not recorded" in seen or prov.get("init"):
+            continue
+        if modality in seen:
+            continue
+        out.append(
+            InputWarning(
+                f"model {b.name}: this image is {modality}, its file's metadata says, and the "
+                f"model was trained on {' and '.join(sorted(seen))} images only (their files "
+                "say): its prediction may look plausible and still be wrong",
+                "model_input",
+                b.name,
+                DIFFERS,
+            )
+        )
+    return out
+
+
 def input_warnings(
     bundles: Sequence[Any], frame: np.ndarray, voxel_size: Sequence[float]
 ) -> list[InputWarning]:
