@@ -50,16 +50,20 @@ class ChannelAcquisition(NamedTuple):
 def channel_acquisition(metadata: Any, n_channels: int) -> ChannelAcquisition:
     """What a reader's metadata says of each channel's light and contrast method.
 
-    ``metadata``: OME-XML text, a parsed OME or CZI XML element (bioio's CZI reader), or an object
-    with ``to_xml()`` (bioio's OME readers give an ``ome_types`` model). Empty when the metadata
+    ``metadata``: OME-XML text, a parsed OME or CZI XML element (bioio's CZI reader), or an
+    ``ome_types`` model (bioio's OME readers). Empty when the metadata
     says nothing, or describes another number of channels than ``n_channels`` (it must not be
     matched to the wrong channel). Never raises: metadata only informs.
     """
     try:
-        root = _root(metadata)
-        if root is None:
-            return ChannelAcquisition()
-        channels = _czi_channels(root) if _local(root.tag) == "ImageDocument" else _ome(root)
+        if hasattr(metadata, "images"):  # an ome_types model: read as it is, not serialized
+            channels = _ome_model(metadata)
+        else:
+            root = _root(metadata)
+            if root is None:
+                return ChannelAcquisition()
+            czi = _local(root.tag) == "ImageDocument"
+            channels = _czi_channels(root) if czi else _ome(root)
     except Exception:  # a reader's metadata of an unexpected shape
         return ChannelAcquisition()
     if len(channels) != n_channels:
@@ -86,8 +90,6 @@ def channel_light(metadata: Any, n_channels: int) -> tuple[str | None, ...]:
 def _root(metadata: Any) -> ET.Element | None:
     if isinstance(metadata, ET.Element):
         return metadata
-    if hasattr(metadata, "to_xml"):
-        metadata = metadata.to_xml()
     if isinstance(metadata, bytes):
         metadata = metadata.decode("utf-8", "replace")
     if isinstance(metadata, str) and metadata.lstrip().startswith("<"):
@@ -110,6 +112,19 @@ def _ome(root: ET.Element) -> list[tuple[str | None, str | None]]:
         (e.get("ContrastMethod"), e.get("IlluminationType"))
         for e in pixels
         if _local(e.tag) == "Channel"
+    ]
+
+
+def _ome_model(ome: Any) -> list[tuple[str | None, str | None]]:
+    """(ContrastMethod, IlluminationType) of each channel of an ``ome_types`` model's first image
+    (its enumerations' values are OME's words)."""
+    channels = ome.images[0].pixels.channels if ome.images else []
+    return [
+        (
+            getattr(c.contrast_method, "value", c.contrast_method),
+            getattr(c.illumination_type, "value", c.illumination_type),
+        )
+        for c in channels
     ]
 
 
