@@ -11,7 +11,7 @@ import tifffile
 
 from napari_labelfree.cli import main
 from napari_labelfree.core.io import open_image
-from napari_labelfree.core.io.acquisition import FLUORESCENCE, TRANSMITTED, channel_light
+from napari_labelfree.core.io.acquisition import FLUORESCENCE, TRANSMITTED, channel_acquisition
 
 VOXEL = (0.29, 0.108, 0.108)
 
@@ -125,8 +125,10 @@ def test_zeiss_czi_metadata_is_read_alike():
             {"IlluminationType": "Transmitted"},  # no contrast method: the illumination decides
         ]
     )
-    assert channel_light(tree, 3) == (TRANSMITTED, FLUORESCENCE, TRANSMITTED)
-    assert channel_light(ET.tostring(tree, encoding="unicode"), 3) == channel_light(tree, 3)
+    said = channel_acquisition(tree, 3)
+    assert said.light == (TRANSMITTED, FLUORESCENCE, TRANSMITTED)
+    assert said.modality == ("bright-field", "fluorescence", None)
+    assert channel_acquisition(ET.tostring(tree, encoding="unicode"), 3) == said
 
 
 @pytest.mark.parametrize(
@@ -141,13 +143,17 @@ def test_zeiss_czi_metadata_is_read_alike():
     ],
 )
 def test_missing_damaged_or_silent_metadata_says_nothing(metadata):
-    assert channel_light(metadata, 2) == ()
+    """No channel is called transmitted light or fluorescence (dark-field is neither: it is named,
+    but not an input of these models), and nothing raises."""
+    said = channel_acquisition(metadata, 2)
+    assert said.light == ()
+    assert said.modality in ((), ("dark-field", None))
 
 
 def test_metadata_of_another_number_of_channels_is_not_matched():
     """Three channels described for a two-channel image: none is matched to the wrong one."""
     tree = _czi_metadata([{"ContrastMethod": "Brightfield"}] * 3)
-    assert channel_light(tree, 2) == ()
+    assert channel_acquisition(tree, 2) == ((), ())
 
 
 def test_a_czi_is_read_through_its_own_metadata(tmp_path, rng, write_czi, monkeypatch):

@@ -118,9 +118,8 @@ def default_source(layers: Any) -> Any:
     def rank(item: tuple[Any, int | None]) -> tuple[bool, bool, float]:
         layer, c = item
         named = any(looks_transmitted(n) for n in _names(layer, c))
-        said = (
-            named or plugin_metadata(layer).get("transmitted") is True
-        )  # no pixels read for these
+        # the name or the reader's verdict: no pixels read for these
+        said = named or plugin_metadata(layer).get("transmitted") is True
         return (layer.ndim >= 3, said, 0.0 if said else -pixel_skew(layer, c))
 
     return max(inputs, key=rank)[0]

@@ -1,4 +1,5 @@
-"""What a file's acquisition metadata says each channel is: transmitted light or fluorescence.
+"""What a file's acquisition metadata says of each channel: transmitted light or fluorescence, and
+by which contrast method (bright-field, phase contrast, DIC, ...).
 
 Microscope software records how each channel was imaged: OME (OME-TIFF, and whatever Bio-Formats
 converts) in the ``ContrastMethod`` and ``IlluminationType`` attributes of each ``Channel``, Zeiss
@@ -80,11 +81,6 @@ def channel_acquisition(metadata: Any, n_channels: int) -> ChannelAcquisition:
     return ChannelAcquisition(
         tuple(light) if any(light) else (), tuple(modality) if any(modality) else ()
     )
-
-
-def channel_light(metadata: Any, n_channels: int) -> tuple[str | None, ...]:
-    """Per channel TRANSMITTED, FLUORESCENCE or None (:func:`channel_acquisition`)."""
-    return channel_acquisition(metadata, n_channels).light
 
 
 def _root(metadata: Any) -> ET.Element | None:
