@@ -239,3 +239,21 @@ def test_a_layer_keeps_its_files_contrast_for_prediction_and_training(tmp_path, 
     assert layer_source(tl, layer_info(tl)).channel_modality == ("dic",)
     sources = [(layer_source(ly, layer_info(ly)), VOXEL, ly.name) for ly in (tl, stain)]
     assert [p.modality for p in pairs_from_layers(*sources)] == ["dic"]
+
+
+@pytest.mark.parametrize("modality", ["bright-field", "dic", "phase-contrast"])
+def test_simulated_files_say_what_they_are(tmp_path, modality):
+    """`labelfree synth` writes each channel's contrast method, as a microscope's file does, so a
+    model trained on them records it; a channel without one leaves them all unwritten."""
+    from napari_labelfree.core.io import write_ome_tiff
+
+    out = tmp_path / "s.ome.tif"
+    argv = ["synth", str(out), "--shape", "8,48,48", "--structures", "dna", "--modality", modality]
+    assert main(argv) == 0
+    with open_image(out) as src:
+        assert src.channel_modality == (modality, "fluorescence")
+        assert src.channel_light == (TRANSMITTED, FLUORESCENCE)
+    data = np.zeros((1, 2, 2, 8, 8), np.float32)
+    partial = write_ome_tiff(tmp_path / "p.ome.tif", data, channel_modalities=["dic", None])
+    with open_image(partial) as src:
+        assert src.channel_modality == () and src.channel_light == ()

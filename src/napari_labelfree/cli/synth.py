@@ -95,12 +95,16 @@ def run(args: argparse.Namespace) -> int:
             timepoints=args.timepoints,
             modality=args.modality or "bright-field",
         )
+    # self-describing, as a microscope's file: the transmitted light's contrast, then the stains
+    modality = (im.settings or {}).get("modality") if args.randomize else None
+    modality = modality or args.modality or "bright-field"
     write_ome_tiff(
         out,
         im.data,
         channel_names=im.channel_names,
         physical_sizes=im.voxel_size,
         overwrite=args.overwrite,
+        channel_modalities=[modality] + ["fluorescence"] * (len(im.channel_names) - 1),
     )
     t, c, z, y, x = im.data.shape
     print(

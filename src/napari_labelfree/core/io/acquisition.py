@@ -31,6 +31,13 @@ _CONTRAST = {
     "darkfield": ("dark-field", None),
     "fluorescence": ("fluorescence", FLUORESCENCE),
 }
+# the other way, for writing: this package's words -> OME's ContrastMethod
+OME_CONTRAST = {
+    "bright-field": "Brightfield",
+    "phase-contrast": "Phase",
+    "dic": "DIC",
+    "fluorescence": "Fluorescence",
+}
 # OME's IlluminationType values, where the contrast method is not given
 _ILLUMINATION = {
     "transmitted": TRANSMITTED,

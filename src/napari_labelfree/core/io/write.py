@@ -30,14 +30,23 @@ def ome_metadata(
     physical_sizes: Sequence[float | None],
     channel_colors: Sequence[int | None] | None = None,
     annotation: dict[str, str] | None = None,
+    channel_modalities: Sequence[str | None] | None = None,
 ) -> dict:
     """tifffile's OME metadata: axes, channel names (and OME Colors), sizes known in um only, and
-    an OME MapAnnotation (key-value pairs under ``annotation["Namespace"]``) when given."""
+    an OME MapAnnotation (key-value pairs under ``annotation["Namespace"]``) when given.
+
+    ``channel_modalities`` ("bright-field", "phase-contrast", "dic", "fluorescence"; what
+    :mod:`.acquisition` reads back) become each Channel's ContrastMethod when every channel has one.
+    """
+    from .acquisition import OME_CONTRAST
+
     md: dict[str, Any] = {"axes": "TCZYX", "Channel": {"Name": list(channel_names)}}
     if annotation:
         md["MapAnnotation"] = dict(annotation)
     if channel_colors is not None and all(c is not None for c in channel_colors):
         md["Channel"]["Color"] = [int(c) for c in channel_colors]  # type: ignore[arg-type]
+    if channel_modalities is not None and all(m in OME_CONTRAST for m in channel_modalities):
+        md["Channel"]["ContrastMethod"] = [OME_CONTRAST[m] for m in channel_modalities]  # type: ignore[index]
     for axis, size in zip("ZYX", physical_sizes, strict=True):
         if size is not None:
             md[f"PhysicalSize{axis}"] = float(size)
@@ -55,13 +64,15 @@ def write_ome_tiff(
     dtype: Any = np.float32,
     overwrite: bool = False,
     annotation: dict[str, str] | None = None,
+    channel_modalities: Sequence[str | None] | None = None,
 ) -> Path:
     """Write a TCZYX OME-TIFF atomically (temporary file, then rename).
 
     ``frames`` is a TCZYX array or an iterable of CZYX arrays (one per time point, streamed to disk
     so a long time-lapse never sits in memory whole; then ``shape_tczyx`` is required).
     ``channel_colors`` are OME Colors (RGBA in a signed 32-bit integer), written when all are given;
-    ``annotation`` an OME MapAnnotation (see :func:`ome_metadata`).
+    ``annotation`` an OME MapAnnotation and ``channel_modalities`` each channel's contrast method
+    (see :func:`ome_metadata`).
     """
     import tifffile
 
@@ -103,7 +114,9 @@ def write_ome_tiff(
             dtype=dtype,
             ome=True,
             photometric="minisblack",
-            metadata=ome_metadata(names, physical_sizes, channel_colors, annotation),
+            metadata=ome_metadata(
+                names, physical_sizes, channel_colors, annotation, channel_modalities
+            ),
             bigtiff=t * c * z * y * x * np.dtype(dtype).itemsize > 2**31,
         )
         if path.exists() and not overwrite:
