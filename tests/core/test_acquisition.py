@@ -257,3 +257,38 @@ def test_simulated_files_say_what_they_are(tmp_path, modality):
     partial = write_ome_tiff(tmp_path / "p.ome.tif", data, channel_modalities=["dic", None])
     with open_image(partial) as src:
         assert src.channel_modality == () and src.channel_light == ()
+
+
+def test_what_a_model_saw_includes_its_start_and_the_simulator():
+    """A built-in saw the simulator's three modalities; a model fine-tuned from a start saw the
+    start's images too; anything not known leaves the model unjudged."""
+    from napari_labelfree.core.bundle import resolve_model
+    from napari_labelfree.core.config import ModelSpec
+    from napari_labelfree.core.trust.ood import seen_modalities
+
+    assert seen_modalities(resolve_model("dna").spec) == {"bright-field", "phase-contrast", "dic"}
+    own = {"input_modalities": {"dic": 2}}
+    assert seen_modalities(ModelSpec("dna", provenance=own)) == {"dic"}
+    tuned = {**own, "init": {"model": "x", "input_modalities": ["phase-contrast"]}}
+    assert seen_modalities(ModelSpec("dna", provenance=tuned)) == {"dic", "phase-contrast"}
+    for unknown in (
+        {"input_modalities": {"dic": 1, "not recorded": 1}},
+        {**own, "init": {"model": "x", "input_modalities": ["not recorded"]}},
+        {**own, "init": {"model": "imported"}},
+        {},
+    ):
+        assert seen_modalities(ModelSpec("dna", provenance=unknown)) is None
+
+
+def test_fine_tuning_records_what_its_start_saw(make_tiny_model):
+    from napari_labelfree.core.config import ModelSpec
+    from napari_labelfree.core.train.init import spec_from_init
+
+    start = make_tiny_model(structure="dna")
+    start.spec.provenance["input_modalities"] = {"phase-contrast": 3}
+    tuned = spec_from_init(ModelSpec("dna"), start)
+    assert tuned.provenance["init"]["input_modalities"] == ["phase-contrast"]
+    start.spec.provenance.pop("input_modalities")
+    assert spec_from_init(ModelSpec("dna"), start).provenance["init"]["input_modalities"] == [
+        "not recorded"
+    ]

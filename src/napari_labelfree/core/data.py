@@ -173,12 +173,15 @@ def load_pairs(
     return pairs, notices
 
 
+NOT_RECORDED = "not recorded"  # a training image whose file did not name its contrast method
+
+
 def modality_counts(pairs: Sequence[ImagePair]) -> dict[str, int]:
     """How many pairs' signals are of each contrast method their files' metadata names ("not
     recorded" for the rest); {} when no file names one."""
     counts: dict[str, int] = {}
     for pair in pairs:
-        key = pair.modality or "not recorded"
+        key = pair.modality or NOT_RECORDED
         counts[key] = counts.get(key, 0) + 1
     return counts if any(p.modality for p in pairs) else {}
 

@@ -17,7 +17,9 @@ import torch
 
 from ..bundle import ModelBundle, resolve_model
 from ..config import ModelSpec
+from ..data import NOT_RECORDED
 from ..errors import LabelFreeError
+from ..trust.ood import seen_modalities
 
 
 def resolve_init(init: str | Path | ModelBundle) -> ModelBundle:
@@ -74,6 +76,8 @@ def spec_from_init(spec: ModelSpec, start: ModelBundle) -> ModelSpec:
         "source": start.source,
         "path": str(start.path),
         "iterations": src.provenance.get("iterations"),
+        # what the start learned from, so that prediction knows every modality this model saw
+        "input_modalities": sorted(seen_modalities(src) or {NOT_RECORDED}),
     }
     return out
 

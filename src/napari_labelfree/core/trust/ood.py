@@ -25,6 +25,7 @@ from typing import Any
 import numpy as np
 
 from ..config import ModelSpec
+from ..data import NOT_RECORDED
 from ..events import Notice
 from .stats import (
     FEATURE_NAMES,
@@ -350,28 +351,51 @@ class InputWarning(Notice):
     status: str = DIFFERS
 
 
+def seen_modalities(spec: ModelSpec) -> set[str] | None:
+    """The contrast methods of every image a model's weights learned from; None when some are not
+    known (a file that did not say, an imported model, a start that does not record them).
+
+    Its own training images (``provenance.input_modalities``, from their files' metadata), and for
+    a fine-tuned model its start's (``provenance.init.input_modalities``, recorded at training);
+    a model trained on simulated fields: the modalities simulated.
+    """
+    prov = spec.provenance
+    sim = prov.get("simulation")
+    if isinstance(sim, dict):
+        from ..synth.randomize import MODALITY_WEIGHTS
+
+        clean = sim.get("modality") or ("dic" if spec.modality == "dic" else "bright-field")
+        return {str(clean), *(MODALITY_WEIGHTS if sim.get("randomized") else ())}
+    own = prov.get("input_modalities")
+    if not isinstance(own, dict) or not own or NOT_RECORDED in own:
+        return None
+    init = prov.get("init")
+    if not init:
+        return set(own)
+    start = init.get("input_modalities") if isinstance(init, dict) else None
+    if not isinstance(start, list) or not start or NOT_RECORDED in start:
+        return None
+    return set(own) | {str(m) for m in start}
+
+
 def modality_warnings(bundles: Sequence[Any], modality: str | None) -> list[InputWarning]:
-    """One warning per model whose training images' files all named their contrast method, none
-    of them ``modality`` (what the input's file names: "dic", "phase-contrast", ...).
+    """One warning per model none of whose training images were of ``modality`` (what the input's
+    file names: "dic", "phase-contrast", ...), as far as their files said (:func:`seen_modalities`).
 
     Exact where it applies, unlike the statistics: files that say DIC and a model that saw only
-    phase contrast. Models that do not record it, whose training files did not all say, or that
-    were fine-tuned (they also saw their starting model's images) are not judged here.
+    phase contrast. Models whose training images are not all known are not judged here.
     """
     if not modality:
         return []
     out = []
     for b in bundles:
-        prov = b.spec.provenance
-        seen = prov.get("input_modalities")
-        if not isinstance(seen, dict) or not seen or "not recorded" in seen or prov.get("init"):
-            continue
-        if modality in seen:
+        seen = seen_modalities(b.spec)
+        if seen is None or modality in seen:
             continue
         out.append(
             InputWarning(
                 f"model {b.name}: this image is {modality}, its file's metadata says, and the "
-                f"model was trained on {' and '.join(sorted(seen))} images only (their files "
+                f"model was trained on {' and '.join(sorted(seen))} images only (as their files "
                 "say): its prediction may look plausible and still be wrong",
                 "model_input",
                 b.name,
