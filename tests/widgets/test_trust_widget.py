@@ -136,3 +136,31 @@ def test_an_ensemble_is_one_entry_of_the_model_list_and_predicts(
     layers = {ly.name: ly for ly in viewer.layers if META_KEY in ly.metadata}
     assert set(layers) == {"dna (predicted)", "dna (uncertainty) (predicted)"}
     assert float(layers["dna (uncertainty) (predicted)"].data.max()) > 0
+
+
+def test_a_layer_whose_file_names_another_modality_marks_the_model(
+    open_predict, isolated_models, volume, tiling_small, qtbot
+):
+    """A model trained on files that said phase contrast, an input layer whose file (read by the
+    plugin's reader) says DIC: the model is marked and its tooltip says why, beside its other
+    warning."""
+    from napari_labelfree.core.bundle import init_bundle
+    from napari_labelfree.core.config import Architecture, ModelSpec
+
+    spec = ModelSpec(
+        structure="dna",
+        voxel_size_um=SCALE,
+        architecture=Architecture(depth=2, width=8),
+        provenance={"input_modalities": {"phase-contrast": 4}},
+    )
+    model = init_bundle(isolated_models / "phase-dna", spec, seed=0)
+    viewer, widget = open_predict()
+    meta = {META_KEY: {"role": "source", "modality": "dic", "transmitted": True}}
+    viewer.add_image(volume, name="cells: DIC", scale=SCALE, metadata=meta)
+    tiling_small(widget)
+    widget.models.set_checked([model.path])
+    _predict(widget, qtbot)
+    item = widget.models.list.item(0)
+    assert item.text().startswith(MARK)
+    assert "this image is dic" in item.toolTip() and "phase-contrast" in item.toolTip()
+    assert "cannot check" in item.toolTip()  # it stores no statistics either: both are kept

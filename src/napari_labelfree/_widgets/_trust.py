@@ -78,16 +78,19 @@ class TrustControls:
             self.mark_model(event.model, event.text)
 
     def mark_model(self, model: str, text: str) -> None:
-        """Mark the model's row in the list (its folder name) with the warning as its tooltip."""
+        """Mark the model's row in the list (its folder name) with the warning in its tooltip; a
+        model warned of twice (its file names another modality, and it stores no statistics)
+        keeps both, each once."""
         lst = self.widget.models.list
         for i in range(lst.count()):
             item = lst.item(i)
             path = str(item.data(Qt.ItemDataRole.UserRole) or "")
             if path.rstrip("/\\").split("/")[-1].split("\\")[-1] != model:
                 continue
+            said = item.toolTip().split("\n") if item.text().startswith(MARK) else []
             if not item.text().startswith(MARK):
                 item.setText(MARK + item.text())
-            item.setToolTip(text)
+            item.setToolTip("\n".join([*[t for t in said if t and t != text], text]))
 
     # ------------------------------------------------------------------ compare
     def pairs(self) -> dict[str, tuple[Any, Any]]:
