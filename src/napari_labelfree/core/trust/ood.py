@@ -395,8 +395,8 @@ def modality_warnings(bundles: Sequence[Any], modality: str | None) -> list[Inpu
         out.append(
             InputWarning(
                 f"model {b.name}: this image is {modality}, its file's metadata says, and the "
-                f"model was trained on {' and '.join(sorted(seen))} images only (as their files "
-                "say): its prediction may look plausible and still be wrong",
+                f"model was trained on {' and '.join(sorted(seen))} images only (as recorded "
+                "with it): its prediction may look plausible and still be wrong",
                 "model_input",
                 b.name,
                 DIFFERS,
