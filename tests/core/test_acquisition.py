@@ -204,6 +204,7 @@ def test_a_model_remembers_its_images_contrast_and_warns_on_another(tmp_path, rn
     assert main(["train", str(pair), "-o", str(model), *small]) == 0
     spec = read_spec(model)
     assert spec.provenance["input_modalities"] == {"phase-contrast": 1}
+    assert spec.modality == "phase-contrast"  # "predicts dna from phase-contrast", not the default
     assert any("1 phase-contrast" in line for line in card_lines(spec))
     capsys.readouterr()
     for contrast, warned in (("DIC", True), ("Phase", False)):

@@ -38,6 +38,8 @@ OME_CONTRAST = {
     "dic": "DIC",
     "fluorescence": "Fluorescence",
 }
+# the transmitted-light modalities the models are made for (core.synth simulates these three)
+TRANSMITTED_MODALITIES = ("bright-field", "phase-contrast", "dic")
 # OME's IlluminationType values, where the contrast method is not given
 _ILLUMINATION = {
     "transmitted": TRANSMITTED,

@@ -33,6 +33,7 @@ from ..config import ModelSpec
 from ..data import ImagePair, modality_counts
 from ..device import resolve_device, resolve_precision
 from ..events import Notice
+from ..io.acquisition import TRANSMITTED_MODALITIES
 from ..trust.stats import training_statistics
 from ..voxel_size import format_voxel_size
 from .checkpoint import CHECKPOINT_NAME
@@ -162,6 +163,10 @@ def _train(
     modalities = modality_counts([*train, *(val or [])])
     if modalities:
         spec.provenance["input_modalities"] = modalities
+        if start is None and set(modalities) <= set(TRANSMITTED_MODALITIES):
+            # the card's "predicts dna from ..." says what the files said, not the default
+            only = len(modalities) == 1
+            spec.modality = next(iter(modalities)) if only else "transmitted-light"
     # no validation data: one image still gets a held-out score (core.train.holdout)
     if not val and config.val_strip > 0:
         vx = spec.voxel_size_um[2]
