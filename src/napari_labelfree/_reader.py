@@ -223,7 +223,7 @@ def source_layers(source: ImageSource) -> list[LayerData]:
                 "file": label,
                 "transmitted": bool(transmitted[c]),  # the Predict widget's default input
                 # the contrast method the file names (core.io.acquisition), None: not said
-                "modality": source.channel_modality[c] if source.channel_modality else None,
+                "modality": source.modality_of(c),
             }
         }
         kwargs = {

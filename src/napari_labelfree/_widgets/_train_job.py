@@ -42,7 +42,7 @@ def pairs_from_layers(signal: Layer, target: Layer) -> list:
         )
     cs = 0 if sig.n_channels == 1 else sig.channel_index(None)
     ct = 0 if tgt.n_channels == 1 else tgt.channel_index(None)
-    modality = sig.channel_modality[cs] if cs < len(sig.channel_modality) else None
+    modality = sig.modality_of(cs)
     return [
         ImagePair(sig.frame(t, cs), tgt.frame(t, ct), vox, f"{sig_name} t={t}", modality)
         for t in range(sig.n_timepoints)

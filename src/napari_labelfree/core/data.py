@@ -160,8 +160,7 @@ def load_pairs(
                 f"{spec.signal.name} has no physical pixel sizes; taking it to be at the model's voxel "
                 "size (give --data-voxel-size Z,Y,X if it is not)"
             )
-        said = sig_src.channel_modality
-        modality = said[cs] if cs < len(said) else None
+        modality = sig_src.modality_of(cs)
         label = (
             spec.signal.name
             if spec.target == spec.signal

@@ -60,6 +60,14 @@ class ImageSource:
             return None
         return tuple(float(v) for v in self.physical_sizes)  # type: ignore[return-value]
 
+    def light_of(self, c: int) -> str | None:
+        """What the file's acquisition metadata says channel ``c`` is (None: not said)."""
+        return self.channel_light[c] if c < len(self.channel_light) else None
+
+    def modality_of(self, c: int) -> str | None:
+        """The contrast method the file's acquisition metadata names for channel ``c``."""
+        return self.channel_modality[c] if c < len(self.channel_modality) else None
+
     def declared(self, light: str) -> int | None:
         """The only channel the file's acquisition metadata says is ``light``
         (acquisition.TRANSMITTED or FLUORESCENCE); None when it names none or several."""

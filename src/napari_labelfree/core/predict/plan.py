@@ -218,8 +218,7 @@ def _input_channel(
                 ),
             )
     c = source.channel_index(channel)
-    said = source.channel_light[c] if c < len(source.channel_light) else None
-    if said == FLUORESCENCE and not force:
+    if source.light_of(c) == FLUORESCENCE and not force:
         other = source.declared(TRANSMITTED)
         instead = f" ({other}: {source.channel_names[other]})" if other is not None else ""
         raise LabelFreeError(
@@ -341,8 +340,7 @@ def plan_prediction(
     bundles = _resolve_bundles(models)
     notices_2d = _check_kinds(source, bundles)
     c, chosen = _input_channel(source, channel, force)
-    said = source.channel_modality[c] if c < len(source.channel_modality) else None
-    chosen += tuple(modality_warnings(bundles, said))
+    chosen += tuple(modality_warnings(bundles, source.modality_of(c)))
     tiling = tiling or TilingConfig()
     planewise = all(b.spec.kind == "unet2d" for b in bundles)
     vox, assumed, notices = _checked_voxel_size(
