@@ -11,6 +11,7 @@ from collections.abc import Sequence
 from typing import Any
 
 from ..config import ModelSpec
+from .ood import clean_simulated_modality
 from .stats import training_statistics
 
 
@@ -66,7 +67,7 @@ def builtin_statistics(spec: ModelSpec) -> dict[str, Any]:
         seeds=[int(s) for s in sim["train_seeds"]],
         shape=tuple(sim["shape_zyx"]),
         voxel_size=tuple(sim["voxel_size_um"]),
-        modality=sim.get("modality", spec.modality if spec.modality == "dic" else "bright-field"),
+        modality=clean_simulated_modality(spec),
         patch_shape=tuple(training.get("patch_shape", (16, 32, 32))),
         seed=int(training.get("seed", 0)),
     )

@@ -351,6 +351,13 @@ class InputWarning(Notice):
     status: str = DIFFERS
 
 
+def clean_simulated_modality(spec: ModelSpec) -> str:
+    """The modality of a simulated model's clean-preset training fields: as its
+    ``provenance.simulation`` records, else DIC for a DIC model and bright-field otherwise."""
+    sim = spec.provenance.get("simulation") or {}
+    return str(sim.get("modality") or ("dic" if spec.modality == "dic" else "bright-field"))
+
+
 def seen_modalities(spec: ModelSpec) -> set[str] | None:
     """The contrast methods of every image a model's weights learned from; None when some are not
     known (a file that did not say, an imported model, a start that does not record them).
@@ -364,8 +371,8 @@ def seen_modalities(spec: ModelSpec) -> set[str] | None:
     if isinstance(sim, dict):
         from ..synth.randomize import MODALITY_WEIGHTS
 
-        clean = sim.get("modality") or ("dic" if spec.modality == "dic" else "bright-field")
-        return {str(clean), *(MODALITY_WEIGHTS if sim.get("randomized") else ())}
+        randomized = MODALITY_WEIGHTS if sim.get("randomized") else ()
+        return {clean_simulated_modality(spec), *randomized}
     own = prov.get("input_modalities")
     if not isinstance(own, dict) or not own or NOT_RECORDED in own:
         return None
