@@ -26,6 +26,7 @@ from pathlib import Path
 import numpy as np
 
 from ..errors import LabelFreeError
+from .acquisition import ChannelAcquisition, channel_acquisition
 
 # OME length units -> micrometres (the OME default unit is um)
 _TO_UM = {"µm": 1.0, "um": 1.0, "nm": 1e-3, "Å": 1e-4, "mm": 1e3, "cm": 1e4, "m": 1e6, "pm": 1e-6}
@@ -223,8 +224,9 @@ def open_checked_tiff(path: Path) -> object | None:
 
 def read_ome_tiff_header(
     path: Path, tf: object
-) -> tuple[tuple[int, int, int, int, int], list[str], tuple, TiffPlanes] | None:
-    """(TCZYX shape, channel names, physical sizes um Z,Y,X, open planes), or None to use bioio.
+) -> tuple[tuple[int, int, int, int, int], list[str], tuple, TiffPlanes, ChannelAcquisition] | None:
+    """(TCZYX shape, channel names, physical sizes um Z,Y,X, open planes, what the metadata says
+    of each channel), or None to use bioio.
 
     ``tf`` is the file opened by :func:`open_checked_tiff`; it is kept open in the planes
     returned, and left to the caller to close when None is returned.
@@ -252,11 +254,13 @@ def _ome_planes(path: Path, tf: object) -> tuple | None:
     meta = _pixels_metadata(tf.ome_metadata)
     if meta is None:
         return None
-    names, sizes = meta
+    names, sizes, root = meta
     tczyx = tuple(shape[axes.index(a)] if a in axes else 1 for a in "TCZYX")
     if len(names) != tczyx[1]:
         names = [f"channel {i}" for i in range(tczyx[1])]
-    return tczyx, names, sizes, TiffPlanes(path, axes[:-2], shape[:-2], tiff=tf)
+    planes = TiffPlanes(path, axes[:-2], shape[:-2], tiff=tf)
+    # from the tree parsed above: a long time-lapse's OME-XML can run to megabytes
+    return tczyx, names, sizes, planes, channel_acquisition(root, tczyx[1])
 
 
 def tiff_planes_for(path: Path, native_axes: str, native_shape: Sequence[int], scene: int):
@@ -293,8 +297,9 @@ def tiff_planes_for(path: Path, native_axes: str, native_shape: Sequence[int], s
     return TiffPlanes(path, axes[:-2], shape[:-2], tiff=tf, series=scene)
 
 
-def _pixels_metadata(xml: str | None) -> tuple[list[str], tuple] | None:
-    """Channel names and physical sizes (um, Z, Y, X; None where absent) of the only Image."""
+def _pixels_metadata(xml: str | None) -> tuple[list[str], tuple, ET.Element] | None:
+    """Channel names and physical sizes (um, Z, Y, X; None where absent) of the only Image, and
+    the parsed tree."""
     if not xml:
         return None
     try:
@@ -323,4 +328,4 @@ def _pixels_metadata(xml: str | None) -> tuple[list[str], tuple] | None:
         sizes.append(v if np.isfinite(v) and v > 0 else None)
     channels = [e for e in pixels if e.tag.endswith("Channel")]
     names = [e.get("Name") or f"channel {i}" for i, e in enumerate(channels)]
-    return names, tuple(sizes)
+    return names, tuple(sizes), root

@@ -147,7 +147,7 @@ def open_image(path: str | Path) -> ImageSource:
     tf = None if path.is_dir() else open_checked_tiff(path)
     header = read_ome_tiff_header(path, tf) if tf is not None else None
     if header is not None:
-        shape, names, sizes, planes = header
+        shape, names, sizes, planes, acquisition = header
         return ImageSource(
             path,
             shape,
@@ -157,7 +157,7 @@ def open_image(path: str | Path) -> ImageSource:
             _guarded(path, lambda t, c: planes.read_frame(t, c, shape[2])),
             _close=planes.close,
             dtype=getattr(planes, "dtype", None),
-            **_said(channel_acquisition(tf.ome_metadata, shape[1])),
+            **_said(acquisition),
         )
     if tf is not None:
         tf.close()  # checked; bioio opens the file its own way
