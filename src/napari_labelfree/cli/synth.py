@@ -85,19 +85,19 @@ def run(args: argparse.Namespace) -> int:
         from ..core.synth.randomize import random_settings, render_field
 
         settings = random_settings(args.seed, modality=args.modality)
+        modality = settings.modality  # given, or drawn
         im = render_field(settings, args.seed, args.extent_um, structures=structures)
     else:
+        modality = args.modality or "bright-field"
         im = simulate(
             shape=args.shape,
             voxel_size=args.voxel_size,
             structures=structures,
             seed=args.seed,
             timepoints=args.timepoints,
-            modality=args.modality or "bright-field",
+            modality=modality,
         )
     # self-describing, as a microscope's file: the transmitted light's contrast, then the stains
-    modality = (im.settings or {}).get("modality") if args.randomize else None
-    modality = modality or args.modality or "bright-field"
     write_ome_tiff(
         out,
         im.data,
