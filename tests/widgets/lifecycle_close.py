@@ -8,7 +8,8 @@ few tries) and ``benchmarks/close_lifecycle.py`` (20 tries of each).
 
 Scenarios: ``dock`` (dock both widgets, close at once: the device probe is importing torch),
 ``sample`` (close while the sample is simulated), ``train`` (close mid-training), ``predict``
-(close mid-prediction).
+(close mid-prediction), ``exit`` (dock both widgets and let the interpreter exit with the window
+still open, as a script without ``napari.run()`` or a restarted Jupyter kernel does).
 """
 
 from __future__ import annotations
@@ -21,7 +22,7 @@ import tempfile
 import time
 from pathlib import Path
 
-SCENARIOS = ("dock", "sample", "train", "predict")
+SCENARIOS = ("dock", "sample", "train", "predict", "exit")
 PLUGIN = "napari-labelfree"
 BAD_MARKS = ("Traceback", "Aborted", "core dumped", "has been deleted", "terminate called")
 
@@ -62,9 +63,12 @@ def child(scenario: str) -> None:
     from qtpy.QtCore import QTimer
 
     viewer = napari.Viewer(show=True)
-    if scenario == "dock":
+    if scenario in ("dock", "exit"):
         viewer.window.add_plugin_dock_widget(PLUGIN, "Label-free prediction")
         viewer.window.add_plugin_dock_widget(PLUGIN, "Train a label-free model")
+        if scenario == "exit":  # the window stays open: Python's exit tears it down
+            _pump(1.0)
+            return
     elif scenario == "sample":
         # the sample is simulated on a worker thread while the GUI thread processes events:
         # the window closes in the middle of it

@@ -19,6 +19,7 @@ training and prediction need. A plain QProgressBar repaints only when its value 
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import threading
 from collections.abc import Callable, Generator
@@ -296,7 +297,10 @@ class JobRunner:
         if self.running and self.on_close is not None:
             self.on_close()
         self._stop.set()
-        self._timer.stop()
+        # the interpreter exiting with the window open deletes Qt's objects in no set order: the
+        # timer may be gone already, and an exception in this slot would make PyQt abort Python
+        with contextlib.suppress(RuntimeError):
+            self._timer.stop()
 
     def stop_for_exit(self) -> None:
         """The interpreter is exiting: stop the job (the exit hook then waits for the thread)."""
