@@ -107,3 +107,62 @@ def test_init_model_refuses_impossible_kinds_in_one_line(files, capsys, argv, wo
     err = capsys.readouterr().err
     assert words in err and "Traceback" not in err
     assert not (files / "bad").exists()
+
+
+@pytest.fixture
+def projection_files(files):
+    """A 7-plane signal stack and its target as one plane (a maximum projection), in two files,
+    and the table pairing them (as the ISL data come: a z-stack and a projection)."""
+    rng = np.random.default_rng(2)
+    sig = rng.random((1, 1, 7, 32, 128)).astype(np.float32)  # wide enough for the strip
+    write_ome_tiff("stack.ome.tif", sig, physical_sizes=(1.0, 0.5, 0.5))
+    write_ome_tiff("maxproj.ome.tif", 2 * sig.max(axis=2, keepdims=True), channel_names=["dapi"])
+    (files / "pairs.csv").write_text("signal,target\nstack.ome.tif,maxproj.ome.tif\n")
+    return files
+
+
+def test_a_one_plane_target_trains_a_25d_model_of_the_whole_stack(projection_files, capsys):
+    argv = ["train", "pairs.csv", "--structure", "dna", "--kind", "2.5d", "--in-planes", "7"]
+    argv += ["--target-projection", "max", "--voxel-size", "1,0.5,0.5", *TINY]
+    argv += ["--iterations", "4", "--batch-size", "2", "--patch-shape", "1,16,16"]
+    assert main([*argv, "-o", "m25"]) == 0
+    config = json.loads((projection_files / "m25" / "config.json").read_text())
+    assert config["target_projection"] == "max" and config["architecture"]["in_planes"] == 7
+    assert config["metrics"]["val_source"] == "strip"  # the automatic strip cut the plane too
+    capsys.readouterr()
+    # scored as it was trained: the one predicted plane against the one target plane
+    assert main(["evaluate", "./m25", "pairs.csv"]) == 0
+    captured = capsys.readouterr()
+    assert "maximum projection of the prediction" not in captured.err
+    row = [line for line in captured.out.splitlines() if line.strip().startswith("dna")][0]
+    assert "nan" not in row  # SSIM of one plane is a 2D SSIM, not an empty 3D window
+
+
+def test_a_one_plane_target_for_a_stack_network_is_refused_naming_the_25d_options(
+    projection_files, capsys
+):
+    argv = ["train", "pairs.csv", "--structure", "dna", "--init", "none", *TINY]
+    argv += ["--voxel-size", "1,0.5,0.5", "--iterations", "2", "-o", "m3"]
+    assert main(argv) != 0
+    err = capsys.readouterr().err
+    assert "the target is one plane and the signal a stack of 7" in err
+    assert "--kind 2.5d --target-projection max --in-planes 7" in err
+    assert "Traceback" not in err and not (projection_files / "m3").exists()
+    # 2.5D without the projection would pair the plane with one window: refused the same way
+    assert main([*argv[:-2], "--kind", "2.5d", "-o", "m25"]) != 0
+    assert "--target-projection max" in capsys.readouterr().err
+    assert not (projection_files / "m25").exists()
+
+
+def test_a_stack_model_is_scored_on_its_maximum_projection_against_a_one_plane_target(
+    projection_files, capsys
+):
+    argv = ["init-model", "m3", "--structure", "dna", "--voxel-size", "1,0.5,0.5", *TINY]
+    assert main(argv) == 0
+    capsys.readouterr()
+    assert main(["evaluate", "./m3", "pairs.csv", "-o", "scores.csv"]) == 0
+    err = capsys.readouterr().err
+    assert "predicts z-stacks and the target of" in err
+    assert "the maximum projection of the prediction is scored" in err
+    rows = (projection_files / "scores.csv").read_text().splitlines()
+    assert len(rows) >= 2 and "nan" not in rows[1]

@@ -47,6 +47,15 @@ def test_shape_mismatch_is_a_clear_error(tmp_path):
     table.write_text("signal,target\ns.ome.tif,t.ome.tif\n")
     with pytest.raises(LabelFreeError, match="differ in shape"):
         load_pairs(expand([table], None, None))
+    # a target of one plane (a projection of the stack) pairs; one of another plane count not
+    write(tmp_path / "p.ome.tif", 1, shape=(1, 16, 16))
+    write(tmp_path / "t4.ome.tif", 1, shape=(4, 16, 16))
+    table.write_text("signal,target\ns.ome.tif,p.ome.tif\n")
+    (pair,), _ = load_pairs(expand([table], None, None))
+    assert pair.signal.shape == (6, 16, 16) and pair.target.shape == (1, 16, 16)
+    table.write_text("signal,target\ns.ome.tif,t4.ome.tif\n")
+    with pytest.raises(LabelFreeError, match="the target may be one plane"):
+        load_pairs(expand([table], None, None))
 
 
 def test_missing_channel_is_a_clear_error(tmp_path):

@@ -91,3 +91,6 @@ def test_score_all_ssim_is_scikit_images_on_the_z_scored_target_2d_and_3d():
         pred = 0.7 * z + 0.3 * rng.normal(size=shape)
         want = structural_similarity(z, pred, win_size=win, data_range=z.max() - z.min())
         assert score_all(pred, target)["ssim"] == pytest.approx(want)
+        # one plane as a stack of one (a projection target): the plane's 2D SSIM, not NaN
+        one = score_all(pred[None], target[None])["ssim"] if len(shape) == 2 else None
+        assert one is None or one == pytest.approx(want)

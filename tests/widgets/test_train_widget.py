@@ -328,3 +328,30 @@ def test_estimate_times_the_network_that_will_train(
     train.estimate()
     qtbot.waitUntil(lambda: not train.estimator.running, timeout=TIMEOUT)
     assert (timed[-1].depth, timed[-1].width) == (3, 16)
+
+
+def test_a_one_plane_target_trains_the_whole_stack_against_it(train_setup, qtbot, volume):
+    """A maximum projection as the target (a z-stack and a projection, as the ISL data come):
+    the Network switches to the 2.5D one reading the whole stack, and training ends with the
+    new model's score on the held-out strip."""
+    viewer, predict, train = train_setup
+    wide = np.concatenate([volume] * 4, axis=2)  # 8 x 32 x 128: wide enough for the strip
+    viewer.add_image(wide, name="wide bright-field", scale=SCALE)
+    viewer.add_image(wide.max(axis=0, keepdims=True), name="DAPI projection", scale=SCALE)
+    train.signal.value, train.target.value = "wide bright-field", "DAPI projection"
+    assert train.kind.value == "2.5d-projection" and train.start_from.value is None
+    assert "one plane" in train.status.text()
+    spec, _ = train._spec_and_config()
+    assert (spec.kind, spec.architecture.in_planes, spec.target_projection) == (
+        "unet2.5d",
+        9,  # the stack's 8 planes, one end repeated (an odd window)
+        "max",
+    )
+    train.patch.value = "1, 16, 16"
+    train.iterations.value = 2
+    train.train_btn.native.click()
+    qtbot.waitUntil(lambda: not train.is_running, timeout=TIMEOUT)
+    bundle = open_bundle(train.last_model)
+    assert (bundle.spec.target_projection, bundle.spec.architecture.in_planes) == ("max", 9)
+    assert "new network: r " in train.status.text()
+    assert "on your held-out strip" in train.status.text()

@@ -69,6 +69,30 @@ def test_compare_with_a_stain_shows_r_and_adds_the_error_map(
     np.testing.assert_allclose(error.data, z(pred) - z(stain.data), atol=1e-4)
 
 
+def test_a_one_plane_stain_is_compared_with_the_predictions_maximum_projection(
+    open_predict, tiny_models, volume, tiling_small, qtbot
+):
+    """A stain of one plane (a maximum projection) beside a z-stack prediction: compared through
+    the prediction's maximum projection, the error map one plane at the prediction's Y, X."""
+    viewer, widget = open_predict()
+    viewer.add_image(volume, name="cells: bright-field", scale=SCALE, translate=(1.0, 2.0, 3.0))
+    tiling_small(widget)
+    widget.models.set_checked([tiny_models[0].path])
+    _predict(widget, qtbot)
+    projection = volume.max(axis=0, keepdims=True)[:, ::-1].copy()
+    viewer.add_image(projection, name="cells: DAPI", scale=SCALE, translate=(1.0, 2.0, 3.0))
+    assert widget.trust.stain.choices == ("cells: DAPI vs dna (predicted)",)
+    text = widget.trust.compare()
+    assert text is not None and text.startswith("the maximum projection of dna (predicted)")
+    pred = np.asarray(viewer.layers["dna (predicted)"].data).max(axis=0)
+    expected_r = float(np.corrcoef(pred.ravel(), projection.ravel())[0, 1])
+    assert f"Pearson r {expected_r:.3f}" in text
+    error = viewer.layers["dna error vs cells: DAPI"]
+    assert error.data.shape == volume.shape[1:]
+    np.testing.assert_allclose(error.scale, SCALE[1:])
+    np.testing.assert_allclose(error.translate, (2.0, 3.0))
+
+
 def test_uncertainty_layer_of_a_timelapse_has_its_frames(
     open_predict, tiny_models, volume, tiling_small, qtbot
 ):

@@ -21,10 +21,10 @@ from qtpy.QtWidgets import QLabel, QVBoxLayout, QWidget
 
 from ..core import bundle as bundles
 from ..core.bundle import open_bundle
-from ..core.config import KIND_OPTIONS, Architecture, ModelSpec
+from ..core.config import KIND_OPTIONS, PAPER_VOXEL_SIZE_UM, Architecture, ModelSpec
 from ..core.errors import LabelFreeError
 from ..core.structures import COLORMAP_CHOICES, colormap_for
-from ..core.train.adapt import before_after
+from ..core.train.adapt import held_out_score
 from ..core.train_estimate import defaults_for
 from ._jobs import JobRunner, progress_bar
 from ._layers import layer_info, layer_source, looks_transmitted
@@ -41,10 +41,14 @@ from ._workers import load_devices, notify_error
 
 NEW = "a new network"  # the "Start from" choice that fine-tunes nothing
 # the network kinds of `labelfree train --kind`, as the form lists them
+# and a 2.5D network reading the whole stack against a one-plane target, a projection (as
+# `--kind 2.5d --target-projection max --in-planes N`): chosen by itself for such a target
+STACK_TO_PLANE = "2.5d-projection"
 KIND_CHOICES = [
     ("3D: a z-stack in, a z-stack out", "3d"),
     ("2D: each plane on its own", "2d"),
     ("2.5D: 5 planes in, the middle one out", "2.5d"),
+    ("2.5D: the whole stack in, its projection out", STACK_TO_PLANE),
 ]
 PLOT_EVERY_S = 2.0  # the live loss plot's redraw interval during training
 
@@ -142,7 +146,8 @@ class TrainWidget(QWidget):
         self.kind = ComboBox(label="Network", choices=KIND_CHOICES, value="3d")
         self.kind.tooltip = (
             "3D as in the paper; 2D and 2.5D train faster on larger fields and suit thin or "
-            "few-plane images (a 2D / 2.5D network starts new: the built-in models are 3D)"
+            "few-plane images (a 2D / 2.5D network starts new: the built-in models are 3D); "
+            "a target of one plane (a maximum projection) trains the whole stack against it"
         )
         self.iterations = SpinBox(label="Iterations", min=1, max=1_000_000, value=500)
         self.iterations.tooltip = "Training steps (the paper: 50,000 on a GPU)"
@@ -182,6 +187,8 @@ class TrainWidget(QWidget):
         set_scrolling_layout(self, layout)  # a dock shorter than its contents scrolls
         self.structure.changed.connect(self._structure_changed)
         self.kind.changed.connect(self._kind_changed)
+        self.signal.changed.connect(self._pair_changed)
+        self.target.changed.connect(self._pair_changed)
         self.train_btn.clicked.connect(self.train)
         self.stop_btn.clicked.connect(self.stop)
         self.controls = {
@@ -212,6 +219,41 @@ class TrainWidget(QWidget):
         if keep[1] not in names:
             others = [n for n in names if n != self.signal.value and not looks_transmitted(n)]
             self.target.value = others[0] if others else None
+
+    def _planes(self, name: str | None) -> tuple[int, tuple[float, float, float] | None] | None:
+        """A layer's planes and voxel size; None for no layer or one that is no z-stack."""
+        if name is None or name not in self.viewer.layers:
+            return None
+        layer = self.viewer.layers[name]
+        try:
+            info = layer_info(layer)
+            return layer_source(layer, info).shape_zyx[0], info.voxel_size
+        except LabelFreeError:
+            return None
+
+    def _pair_changed(self, *_: Any) -> None:
+        """A one-plane target (a projection) beside a signal stack: the whole stack trains
+        against it (no other network can learn one plane from a stack)."""
+        signal, target = self._planes(self.signal.value), self._planes(self.target.value)
+        if signal and target and target[0] == 1 < signal[0] and self.kind.value != STACK_TO_PLANE:
+            self.kind.value = STACK_TO_PLANE
+            self.status.setText(
+                f"The target is one plane and the signal {signal[0]}: a 2.5D network learns the "
+                "plane from the whole stack (Network)."
+            )
+        elif self.kind.value == STACK_TO_PLANE:
+            self._settings_changed()  # the window is the signal's planes
+
+    def _stack_window(self) -> int:
+        """The 2.5D window reading the whole signal stack at the model's grid."""
+        from ..cli._kind import DEFAULT_IN_PLANES
+        from ..core.train.patches import planes_at_grid, whole_stack_window
+
+        signal = self._planes(self.signal.value)
+        if signal is None:
+            return DEFAULT_IN_PLANES
+        planes, voxel = signal
+        return whole_stack_window(planes_at_grid((planes, 1, 1), voxel, PAPER_VOXEL_SIZE_UM))
 
     def _structure_changed(self, structure: str) -> None:
         """A new structure: its colour and a free model name."""
@@ -273,6 +315,7 @@ class TrainWidget(QWidget):
             architecture=Architecture(
                 depth=self.depth.value, width=self.width.value, **self._kind_architecture()
             ),
+            target_projection="max" if self.kind.value == STACK_TO_PLANE else "",
         )
         n = self.iterations.value
         config = TrainConfig(
@@ -289,6 +332,8 @@ class TrainWidget(QWidget):
         """The architecture's name and input planes for the chosen kind (as --kind gives them)."""
         from ..cli._kind import DEFAULT_IN_PLANES
 
+        if self.kind.value == STACK_TO_PLANE:
+            return {"name": "unet2.5d", "in_planes": self._stack_window()}
         name = KIND_OPTIONS[self.kind.value]
         return {"name": name, "in_planes": DEFAULT_IN_PLANES if name == "unet2.5d" else 1}
 
@@ -427,7 +472,7 @@ class TrainWidget(QWidget):
         done = self.history["it"][-1] if self.history["it"] else 0
         word = "Stopped" if stopped and done < self.iterations.value else "Done"
         # e.g. "built-in dna: r 0.12 -> adapted: r 0.61 on your held-out strip"
-        compared = before_after(bundle.spec.metrics)
+        compared = held_out_score(bundle.spec.metrics)
         self.status.setText(
             f"{word} after {done} iterations: model {bundle.name!r} in {bundle.path}; "
             "it is listed in Label-free prediction." + (f"\n{compared}" if compared else "")

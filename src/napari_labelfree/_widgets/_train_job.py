@@ -31,14 +31,16 @@ def estimate_job(spec: ModelSpec, config: Any, device: str) -> Generator[Any, No
 
 def pairs_from_layers(signal: Layer, target: Layer) -> list:
     """One ImagePair per time point of two registered layers (ZYX, raw intensities)."""
+    from ..core.data import pairs_up
     from ..core.errors import LabelFreeError
     from ..core.train import ImagePair
 
     (sig, vox, sig_name), (tgt, _, _) = signal, target
-    if sig.shape_zyx != tgt.shape_zyx or sig.n_timepoints != tgt.n_timepoints:
+    if not pairs_up((sig.n_timepoints, *sig.shape_zyx), (tgt.n_timepoints, *tgt.shape_zyx)):
         raise LabelFreeError(
             f"signal {sig.shape_tczyx} and target {tgt.shape_tczyx} (T, C, Z, Y, X) differ in "
-            "shape; they must be registered images of the same field"
+            "shape; they must be registered images of the same field (the target may be one "
+            "plane, a projection of the stack)"
         )
     cs = 0 if sig.n_channels == 1 else sig.channel_index(None)
     ct = 0 if tgt.n_channels == 1 else tgt.channel_index(None)

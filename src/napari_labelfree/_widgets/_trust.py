@@ -95,7 +95,7 @@ class TrustControls:
     # ------------------------------------------------------------------ compare
     def pairs(self) -> dict[str, tuple[Any, Any]]:
         """'<stain> vs <prediction>' -> (prediction layer, stain layer) for every open match."""
-        from ..core.trust.compare import matching_stains
+        from ..core.trust.compare import comparable, matching_stains
 
         layers = list(self.viewer.layers)
         names = [ly.name for ly in layers]
@@ -110,7 +110,7 @@ class TrustControls:
                 stain = self.viewer.layers[stain_name]
                 if plugin_metadata(stain).get("role") == "prediction":
                     continue
-                if tuple(stain.data.shape) == tuple(pred.data.shape):
+                if comparable(pred.data.shape, stain.data.shape):
                     out[f"{stain_name} vs {pred.name}"] = (pred, stain)
         return out
 
@@ -150,8 +150,9 @@ class TrustControls:
             name=name,
             colormap=ERROR_COLORMAP,
             contrast_limits=(-lim, lim),
-            scale=pred.scale,
-            translate=pred.translate,
+            # one plane (a one-plane stain) takes the prediction's Y, X placement
+            scale=pred.scale[-result.error.ndim :],
+            translate=pred.translate[-result.error.ndim :],
             visible=True,
         )
         text = result.text(pred.name, stain.name)

@@ -107,6 +107,7 @@ def run(args: argparse.Namespace) -> int:
     from ..core.errors import LabelFreeError
     from ..core.predict.plan import output_names
     from ..core.train import evaluate_model
+    from ..core.train.evaluate import PROJECTED
 
     models, data = split_items(args.items)
     for out in (args.output, args.plot):
@@ -127,6 +128,14 @@ def run(args: argparse.Namespace) -> int:
                     print(f"labelfree evaluate: {n}", file=sys.stderr)
                     notices.add(n)
             for r in evaluate_model(bundle, pairs, args.device):
+                if r.get(PROJECTED):
+                    n = (
+                        f"{name} predicts z-stacks and the target of {r['name']} is one plane: "
+                        "the maximum projection of the prediction is scored"
+                    )
+                    if n not in notices:
+                        print(f"labelfree evaluate: {n}", file=sys.stderr)
+                        notices.add(n)
                 rows.append(
                     {
                         "model": name,
@@ -249,11 +258,14 @@ def plot_scores(path: Path, rows: list[dict[str, Any]]) -> None:
         fig.savefig(tmp, format="png")
 
 
-def _target_channel(path: str | Path, spec: Any) -> str:
+def _target_channel(path: str | Path, spec: Any) -> str | None:
     """The channel of an image file that holds a model's structure (CSV tables name their own).
 
     The model's target label ("Hoechst 33342") or structure name ("dna") when the file has such a
     channel, else the channel the structure table takes for the same structure ("DAPI" for dna).
+    None for a table: its rows' ``target_channel`` column, a one-channel target file or the file's
+    acquisition metadata choose (a structure name imposed on every row would refuse a target file
+    whose one channel is named otherwise).
     """
     from ..core.errors import LabelFreeError
     from ..core.io import open_image
@@ -261,7 +273,7 @@ def _target_channel(path: str | Path, spec: Any) -> str:
 
     default = spec.target or spec.structure
     if Path(path).suffix.lower() == ".csv":
-        return default
+        return None
     with open_image(path) as src:
         names = list(src.channel_names)
         for wanted in filter(None, (spec.target, spec.structure)):

@@ -39,6 +39,14 @@ class ImagePair:
     modality: str | None = None
 
 
+def pairs_up(signal_tzyx: Sequence[int], target_tzyx: Sequence[int]) -> bool:
+    """Whether a target of ``target_tzyx`` (T, Z, Y, X) can pair with a signal of ``signal_tzyx``:
+    the same time points and field, and as many planes or one (a projection of the stack, which
+    a 2.5D network learns from it: core.train.patches.check_one_plane_targets)."""
+    (ts, *zyx_s), (tt, *zyx_t) = signal_tzyx, target_tzyx
+    return ts == tt and zyx_s[1:] == zyx_t[1:] and zyx_t[0] in (zyx_s[0], 1)
+
+
 @dataclass(frozen=True)
 class PairSpec:
     """Where one pair lives on disk (one row of a data table)."""
@@ -148,11 +156,14 @@ def load_pairs(
             raise LabelFreeError(
                 f"{spec.signal}: signal and target are the same channel ({cs}); choose two channels"
             )
-        if sig_src.shape_zyx != tgt_src.shape_zyx or sig_src.n_timepoints != tgt_src.n_timepoints:
+        if not pairs_up(
+            (sig_src.n_timepoints, *sig_src.shape_zyx), (tgt_src.n_timepoints, *tgt_src.shape_zyx)
+        ):
             raise LabelFreeError(
                 f"signal {spec.signal.name} (T={sig_src.n_timepoints}, ZYX={sig_src.shape_zyx}) and target "
                 f"{spec.target.name} (T={tgt_src.n_timepoints}, ZYX={tgt_src.shape_zyx}) differ in shape; "
-                "the pair must be registered images of the same size"
+                "the pair must be registered images of the same size (the target may be one plane, "
+                "a projection of the stack)"
             )
         vox = voxel_size or sig_src.known_voxel_size
         if vox is None:

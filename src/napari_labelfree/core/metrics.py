@@ -145,10 +145,16 @@ def score_all(prediction: np.ndarray, target: np.ndarray) -> dict[str, float]:
     t = zscore_target(target)
     p = p.reshape(t.shape)
     data_range = float(t.max() - t.min())
-    win = _ssim_window(t.shape)
+    # SSIM over the axes an image has: one plane (a projection) is a 2D image, not a thin volume
+    axes = tuple(n for n in t.shape if n > 1) or t.shape
+    win = _ssim_window(axes)
     out = score(prediction, target)
     if win >= 3:
-        out["ssim"] = float(structural_similarity(t, p, win_size=win, data_range=data_range))
+        out["ssim"] = float(
+            structural_similarity(
+                t.reshape(axes), p.reshape(axes), win_size=win, data_range=data_range
+            )
+        )
     else:  # an axis under 3 voxels holds no SSIM window
         out["ssim"] = float("nan")
     mse = float(np.mean((p - t) ** 2))

@@ -14,6 +14,9 @@ from ..errors import LabelFreeError
 from ..events import drain
 from ..metrics import score_all
 
+# the key of an entry scored on its prediction's z-projection (a one-plane target); value: how
+PROJECTED = "prediction_projected"
+
 
 def evaluate_model(
     bundle: ModelBundle, pairs: Sequence[ImagePair], device: Any = "auto"
@@ -33,14 +36,18 @@ def evaluate_model(
     -------
     list of dict
         One ``{"name", "pearson_r", "nl2", "ssim", "psnr", "nrmse"}`` per pair
-        (:func:`napari_labelfree.core.metrics.score_all`).
+        (:func:`napari_labelfree.core.metrics.score_all`). A model predicting stacks against a
+        one-plane target (a maximum projection, as the ISL data's) is scored on the maximum
+        projection of its prediction, and its entry says so (``PROJECTED``: "max").
     """
     from ..predict.run import iter_predict_volume
 
     out = []
     for pair in pairs:
         sig_shape, tgt_shape = np.shape(pair.signal), np.shape(pair.target)
-        if bundle.spec.target_projection:  # one target plane per stack
+        # a stack predicted against a one-plane target (a projection): its maximum is scored
+        project = not bundle.spec.target_projection and tgt_shape[0] == 1 < sig_shape[0]
+        if bundle.spec.target_projection or project:  # one target plane per stack
             sig_shape, tgt_shape = sig_shape[1:], tgt_shape[1:]
         if sig_shape != tgt_shape:
             raise LabelFreeError(
@@ -50,7 +57,10 @@ def evaluate_model(
         vox = pair.voxel_size or bundle.spec.voxel_size_um
         pred = drain(iter_predict_volume(np.asarray(pair.signal), [bundle], vox, device=device))
         p = next(iter(pred.values()))
-        out.append({"name": pair.name, **score_all(p, np.asarray(pair.target))})
+        if project:
+            p = p.max(axis=0, keepdims=True)
+        scores = score_all(p, np.asarray(pair.target))
+        out.append({"name": pair.name, **scores, **({PROJECTED: "max"} if project else {})})
     return out
 
 

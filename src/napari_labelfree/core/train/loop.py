@@ -54,7 +54,14 @@ from .init import (
     warm_start_provenance,
 )
 from .log import LOG_NAME, TrainLog, fmt
-from .patches import PatchSampler, cut_patches, pad_planes, prepare_pair, signal_patch
+from .patches import (
+    PatchSampler,
+    check_one_plane_targets,
+    cut_patches,
+    pad_planes,
+    prepare_pair,
+    signal_patch,
+)
 from .recipe import BEST_NAME, Recipe
 from .state import Prepared, RunState
 from .throughput import log_interval
@@ -167,6 +174,7 @@ def _train(
             # the card's "predicts dna from ..." says what the files said, not the default
             only = len(modalities) == 1
             spec.modality = next(iter(modalities)) if only else "transmitted-light"
+    check_one_plane_targets([*train, *(val or [])], spec)
     # no validation data: one image still gets a held-out score (core.train.holdout)
     if not val and config.val_strip > 0:
         vx = spec.voxel_size_um[2]

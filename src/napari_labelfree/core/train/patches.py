@@ -14,7 +14,7 @@ from collections.abc import Sequence
 import numpy as np
 import torch
 
-from ..config import Normalization
+from ..config import ModelSpec, Normalization
 from ..data import ImagePair
 from ..errors import LabelFreeError
 from ..preprocess import needs_resampling, normalize, resampled_shape, resize, zscore
@@ -186,6 +186,40 @@ def _prepare_projection(
     sig = sig[np.clip(planes, 0, z - 1)]
     sig, tgt = _pad_to_patch(sig, tgt, patch_shape, label, notices, flat=True)
     return np.ascontiguousarray(sig), np.ascontiguousarray(tgt), notices
+
+
+def planes_at_grid(
+    shape_zyx: Sequence[int], voxel_size: Sequence[float] | None, model_voxel: Sequence[float]
+) -> int:
+    """The planes of a stack once at the model's voxel size (as :func:`prepare_pair` resamples)."""
+    if voxel_size is not None and needs_resampling(voxel_size, model_voxel):
+        return resampled_shape(shape_zyx, voxel_size, model_voxel)[0]
+    return int(shape_zyx[0])
+
+
+def whole_stack_window(planes: int) -> int:
+    """A 2.5D window reading every plane of a stack (odd: an even stack repeats an end plane)."""
+    return planes if planes % 2 else planes + 1
+
+
+def check_one_plane_targets(pairs: Sequence[ImagePair], spec: ModelSpec) -> None:
+    """Refuse, before any work, a one-plane target (a projection, a single widefield plane)
+    beside a signal stack for a network that learns planes from planes: only a 2.5D network
+    trained against the projection (``spec.target_projection``) learns one plane from a stack."""
+    for pair in pairs:
+        planes, target_planes = np.shape(pair.signal)[0], np.shape(pair.target)[0]
+        if target_planes == 1 < planes and not spec.target_projection:
+            window = whole_stack_window(
+                planes_at_grid(np.shape(pair.signal), pair.voxel_size, spec.voxel_size_um)
+            )
+            raise LabelFreeError(
+                f"{pair.name or 'an image pair'}: the target is one plane and the signal a stack of "
+                f"{planes}; a {spec.kind_label} network learns a stack from a stack. A 2.5D network "
+                f"learns the plane from the whole stack: --kind 2.5d --target-projection max "
+                f"--in-planes {window} (the Train widget's Network: the whole stack in, its "
+                "projection out)",
+                field="kind",
+            )
 
 
 def signal_patch(patch_shape: Sequence[int], window: int = 1) -> tuple[int, int, int]:
