@@ -178,11 +178,15 @@ def layers_take_units() -> bool:
 
 
 def _layer_units(has_time: bool, sizes: tuple) -> dict[str, Any]:
-    """``units`` where napari takes them, so the scale bar says um; unknown sizes stay pixels."""
+    """``units`` where napari takes them, so the scale bar says um (unknown sizes stay pixels),
+    and the axes' names, so the sliders say t and z (napari's own are -4 ... -1)."""
     if not layers_take_units():
         return {}
     zyx = ["um" if s else "pixel" for s in sizes]
-    return {"units": (["pixel"] if has_time else []) + zyx}
+    return {
+        "units": (["pixel"] if has_time else []) + zyx,
+        "axis_labels": (["t"] if has_time else []) + ["z", "y", "x"],
+    }
 
 
 def source_layers(source: ImageSource) -> list[LayerData]:

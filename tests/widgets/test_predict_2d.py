@@ -6,6 +6,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
+from napari_labelfree._reader import layers_take_units
 from napari_labelfree._widgets._layers import META_KEY
 from napari_labelfree.core.bundle import init_bundle
 from napari_labelfree.core.config import Architecture, ModelSpec
@@ -86,7 +87,8 @@ def test_2d_timelapse_predicts_the_frame_under_the_slider_first(
 def test_projection_model_shows_one_plane_over_the_stack(open_predict, flat_models, qtbot):
     viewer, widget = open_predict()
     stack = np.stack([_plane(0)] * 5)
-    viewer.add_image(stack, name="phase", scale=(1.0, 0.5, 0.5))
+    named = {"axis_labels": ("z", "y", "x")} if layers_take_units() else {}  # napari >= 0.5.1
+    viewer.add_image(stack, name="phase", scale=(1.0, 0.5, 0.5), **named)
     widget.image.value = "phase"
     widget.device.value = "cpu"
     widget.models.set_checked([flat_models[1].path])
@@ -94,3 +96,5 @@ def test_projection_model_shows_one_plane_over_the_stack(open_predict, flat_mode
     qtbot.waitUntil(lambda: not widget.is_running, timeout=TIMEOUT)
     (layer,) = _prediction_layers(viewer)
     assert layer.data.shape == (32, 40) and tuple(layer.scale) == (0.5, 0.5)
+    if named:  # the one plane keeps its source's names for Y and X
+        assert tuple(layer.axis_labels) == ("y", "x")

@@ -192,6 +192,8 @@ def test_a_negative_prediction_gets_an_overlay_in_the_sources_units(
     _shifted_model(tiny_models[0], -0.5)  # its 99.9th percentile is negative
     # napari 0.5.0 has layer units but refuses a sequence of them in add_image (the floor)
     units = {"units": ("micrometer",) * 3} if layers_take_units() else {}
+    if units:  # named axes (as the plugin's reader names them): the overlay's are named alike
+        units["axis_labels"] = ("z", "y", "x")
     source = viewer.add_image(_bright_field(), name="bright-field", scale=SCALE, **units)
     tiling_small(widget)
     widget.models.set_checked([tiny_models[0].path])
@@ -204,6 +206,7 @@ def test_a_negative_prediction_gets_an_overlay_in_the_sources_units(
     assert lo < hi < 0
     assert widget.status.text() == "Done: dna (predicted)"
     assert [str(u) for u in layer.units] == [str(u) for u in source.units]
+    assert tuple(layer.axis_labels) == tuple(source.axis_labels)
     assert not any("Inconsistent units" in m for m in _messages_since(n, "warning"))
 
 

@@ -44,6 +44,7 @@ def test_reader_gives_one_named_layer_per_channel(timelapse_file):
         np.testing.assert_allclose(kw["scale"], (1.0, *SIZES))
         if layers_take_units():  # napari 0.5.1 and later: the scale bar reads um
             assert list(kw["units"]) == ["pixel", "um", "um", "um"]
+            assert list(kw["axis_labels"]) == ["t", "z", "y", "x"]  # the sliders say t and z
         assert kw["metadata"]["labelfree"]["axes"] == "TZYX"
     assert layers[0][1]["colormap"] == "gray" and layers[0][1]["blending"] == "opaque"
     assert layers[1][1]["colormap"] == "blue" and layers[1][1]["blending"] == "additive"

@@ -132,15 +132,20 @@ def output_geometry(layer, info: LayerInfo) -> tuple[list[float], list[float]]:
     return scale, translate
 
 
-def output_units(layer, info: LayerInfo) -> dict[str, list[str]]:
-    """``units`` for a prediction layer: the source's, without a channel axis (so the scale bar
-    keeps saying um and napari does not warn of inconsistent units); {} where napari has none."""
+def output_axes(layer, info: LayerInfo) -> dict[str, list[str]]:
+    """``units`` and ``axis_labels`` for a prediction layer: the source's, without a channel axis
+    (so the scale bar keeps saying um, napari does not warn of inconsistent units, and the
+    overlay's axes are named as its source's); {} where napari has neither."""
     from .._reader import layers_take_units
 
-    units = getattr(layer, "units", None)
-    if units is None or len(units) != len(info.axes) or not layers_take_units():
+    if not layers_take_units():
         return {}
-    return {"units": [str(u) for a, u in zip(info.axes, units, strict=True) if a != "C"]}
+    out = {}
+    for key in ("units", "axis_labels"):
+        values = getattr(layer, key, None)
+        if values is not None and len(values) == len(info.axes):
+            out[key] = [str(v) for a, v in zip(info.axes, values, strict=True) if a != "C"]
+    return out
 
 
 def prediction_tag(source_name: str, model_path: str) -> dict[str, str]:

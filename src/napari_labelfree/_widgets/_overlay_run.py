@@ -23,8 +23,8 @@ from ._layers import (
     add_unselected,
     current_frame,
     find_prediction_layers,
+    output_axes,
     output_geometry,
-    output_units,
     prediction_tag,
 )
 from ._overlays import PREDICTED_SUFFIX, RUNNING_SUFFIX, FrameReady
@@ -148,7 +148,7 @@ class OverlayRun:
             translate=self.translate,
             contrast_limits=(lo, hi),
             metadata={META_KEY: meta},
-            **self._units(),  # the source's um: one unit for the scale bar
+            **self._axes(),  # the source's um (one unit for the scale bar) and axis names
         )
         # room above the limits to brighten, for negative predictions too (hi < 0 doubled is lower)
         layer.contrast_limits_range = (min(lo, 0.0), hi + max(hi - lo, abs(hi)))
@@ -157,11 +157,12 @@ class OverlayRun:
         self.creating = bool(self.pending)
         return self.creating
 
-    def _units(self) -> dict[str, list[str]]:
-        units = output_units(self.source, self.info)
-        if units and getattr(self, "z_dropped", None) is not None:
-            del units["units"][self.z_dropped]
-        return units
+    def _axes(self) -> dict[str, list[str]]:
+        axes = output_axes(self.source, self.info)
+        if getattr(self, "z_dropped", None) is not None:  # a one-plane output has no z axis
+            for values in axes.values():
+                del values[self.z_dropped]
+        return axes
 
     def complete(self, total: int) -> bool:
         """Whether every frame of the source was predicted (``total``: frames in the run)."""
