@@ -92,3 +92,27 @@ def _write_czi(path, data, names, sizes_um):
 def write_czi():
     """write_czi(path, tczyx_uint16, channel_names, (z, y, x) um) -> path"""
     return _write_czi
+
+
+def _write_positions(path, n=2, shape=(6, 24, 24)):
+    """A multi-series OME-TIFF of ``n`` scenes ("Position 1", ...), channels bright-field and
+    DAPI, the pixels of scene k offset by 10 k; returns each scene's CZYX array."""
+    import tifffile
+
+    rng = np.random.default_rng(0)
+    data = []
+    with tifffile.TiffWriter(path, ome=True) as tw:
+        for k in range(n):
+            d = (rng.random((2, *shape)) + 10 * k).astype(np.float32)
+            data.append(d)
+            meta = {"axes": "CZYX", "Name": f"Position {k + 1}"}
+            meta.update(Channel={"Name": ["bright-field", "DAPI"]}, PhysicalSizeX=0.29)
+            meta.update(PhysicalSizeY=0.29, PhysicalSizeZ=0.29)
+            tw.write(d, metadata=meta)
+    return data
+
+
+@pytest.fixture
+def write_positions():
+    """write_positions(path, n=2, shape=(6, 24, 24)) -> [CZYX per scene]: a multi-position file"""
+    return _write_positions

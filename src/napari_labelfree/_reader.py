@@ -41,6 +41,8 @@ _GENERIC_CHANNEL = re.compile(r"^channel:\d+:(\d+)$", re.IGNORECASE)
 _UNNAMED = re.compile(r"^(channel:\d+:\d+|(channel|ch|c)?[\s_-]*\d+)$", re.IGNORECASE)
 #: Above this size (bytes, float32) a channel is read lazily, one frame at a time, through dask.
 EAGER_LIMIT = 1 << 30
+#: The scenes of one file opened as layers (each scene's channels; every scene read lazily).
+MAX_SCENES = 12
 
 
 def get_reader(path: str | list[str]) -> Callable[[str | list[str]], list[LayerData]] | None:
@@ -57,12 +59,30 @@ def get_reader(path: str | list[str]) -> Callable[[str | list[str]], list[LayerD
             return picture
         paths = [str(path)]
     sources = []
+    left_out: list[str] = []
     for p in paths:
         try:
-            sources.append(open_image(p))
+            first = open_image(p)
+            sources.append(first)
+            # a file of several scenes (positions, tiles): each its own layers, up to MAX_SCENES
+            for k in range(1, min(len(first.scenes), MAX_SCENES)):
+                sources.append(open_image(p, k))
         except LabelFreeError:
             return None  # let another reader try
-    return lambda _path: [layer for src in sources for layer in source_layers(src)]
+        if len(first.scenes) > MAX_SCENES:
+            left_out.append(
+                f"{Path(p).name} holds {len(first.scenes)} scenes; the first {MAX_SCENES} were "
+                "opened (predict the others with labelfree predict --scene NAME)"
+            )
+
+    def read(_path: str | list[str]) -> list[LayerData]:
+        if left_out:
+            from napari.utils.notifications import show_warning
+
+            show_warning("; ".join(left_out))
+        return [layer for src in sources for layer in source_layers(src)]
+
+    return read
 
 
 def _suffix_ok(path: str | Path) -> bool:
@@ -97,9 +117,10 @@ def _plain_picture_reader(path: str) -> Callable | None:
 
 
 def _channel_array(source: ImageSource, c: int) -> Any:
-    """TZYX (or ZYX for one time point) float32 array of channel ``c``; lazy when large."""
+    """TZYX (or ZYX for one time point) float32 array of channel ``c``; lazy when large or one
+    scene of several (their sum could be large)."""
     t, _, z, y, x = source.shape_tczyx
-    if t * z * y * x * 4 <= EAGER_LIMIT:
+    if t * z * y * x * 4 <= EAGER_LIMIT and not source.scenes:
         arr = np.stack([source.frame(i, c) for i in range(t)])
     else:
         import dask
@@ -196,6 +217,8 @@ def source_layers(source: ImageSource) -> list[LayerData]:
     has_time = source.n_timepoints > 1
     scale = ([1.0] if has_time else []) + zyx_scale
     label = file_label(source.path)
+    if source.scenes:  # one scene of several: "cells [Position 2]: DAPI"
+        label = f"{label} [{source.scenes[source.scene]}]"
     arrays = [_channel_array(source, c) for c in range(source.n_channels)]
     transmitted = _transmitted(source, label, arrays)
     stored = stored_hexes(source.path, source.n_channels)
@@ -225,6 +248,7 @@ def source_layers(source: ImageSource) -> list[LayerData]:
                 "axes": "TZYX" if has_time else "ZYX",
                 "voxel_size": list(sizes),
                 "file": label,
+                "scene": source.scenes[source.scene] if source.scenes else None,
                 "transmitted": bool(transmitted[c]),  # the Predict widget's default input
                 # the contrast method the file names (core.io.acquisition), None: not said
                 "modality": source.modality_of(c),
@@ -236,7 +260,8 @@ def source_layers(source: ImageSource) -> list[LayerData]:
             "colormap": colormap,
             "blending": blending,
             "metadata": meta,
-            "visible": transmitted[c] or source.n_channels <= 4,
+            # the scenes of one file lie over each other: the first shows, the others wait
+            "visible": source.scene == 0 and (transmitted[c] or source.n_channels <= 4),
             **units,
         }
         if limits[c] is not None:

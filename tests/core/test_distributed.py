@@ -178,3 +178,25 @@ def test_two_workers_predicting_blocks_write_the_single_process_output(client, c
     n_blocks = 2 * 2 * 3
     assert stores == [out] and seen[-1] == (N_T * n_blocks, N_T * n_blocks)
     _assert_equal(out, _reference(case[0], case[1]))
+
+
+def test_workers_predict_the_scene_the_client_opened(
+    client, tmp_path, make_tiny_model, write_positions
+):
+    path = tmp_path / "wells.ome.tif"
+    write_positions(path, n=2, shape=(6, 16, 16))
+    bundle = make_tiny_model("dna", "blue")
+    (store,) = predict_distributed(
+        [path], [str(bundle.path)], [tmp_path / "p2.ome.zarr"], client,
+        channel="bright-field", tiling=TILING, device="cpu", scene="Position 2",
+    )  # fmt: skip
+    import torch
+
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    try:
+        plan = plan_prediction(open_image(path, 1), [bundle], "bright-field", None, TILING, "cpu")
+        (want,) = [e.arrays["dna"] for e in plan.iter_frames() if isinstance(e, FrameDone)]
+    finally:
+        torch.set_num_threads(threads)
+    np.testing.assert_array_equal(open_image(store).frame(0, 0), want)

@@ -497,3 +497,35 @@ def test_writer_leaves_other_file_types_to_napari(tmp_path):
     picture = (np.arange(16 * 16, dtype=np.uint16).reshape(16, 16) % 256).astype(np.uint8)
     (out,) = write_predictions(str(tmp_path / "a.png"), [(picture, {"name": "a"}, "image")])
     assert Path(out).read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+
+
+def test_every_scene_of_a_file_opens_as_its_own_layers_the_first_shown(tmp_path, write_positions):
+    data = write_positions(tmp_path / "wells.ome.tif", n=3)
+    layers = _read(tmp_path / "wells.ome.tif")
+    names = [kw["name"] for _, kw, _ in layers]
+    assert names == [
+        f"wells [Position {k}]: {c}" for k in (1, 2, 3) for c in ("bright-field", "DAPI")
+    ]
+    for i, (arr, kw, _) in enumerate(layers):
+        k, c = divmod(i, 2)
+        np.testing.assert_allclose(np.asarray(arr), data[k][c])
+        assert kw["metadata"]["labelfree"]["scene"] == f"Position {k + 1}"
+        assert kw["visible"] is (k == 0)  # the scenes lie over each other: the first shows
+
+
+def test_scenes_beyond_the_cap_are_named_in_one_warning(tmp_path, write_positions, monkeypatch):
+    from napari.utils import notifications
+
+    import napari_labelfree._reader as reader_module
+
+    write_positions(tmp_path / "wells.ome.tif", n=3)
+    monkeypatch.setattr(reader_module, "MAX_SCENES", 2)
+    said = []
+    monkeypatch.setattr(notifications, "show_warning", said.append)
+    layers = _read(tmp_path / "wells.ome.tif")
+    assert {kw["metadata"]["labelfree"]["scene"] for _, kw, _ in layers} == {
+        "Position 1",
+        "Position 2",
+    }
+    assert len(said) == 1 and "holds 3 scenes; the first 2 were opened" in said[0]
+    assert "--scene" in said[0]

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import contextlib
 import os
+import re
 import threading
 from collections.abc import Iterator
 from pathlib import Path
@@ -53,11 +54,17 @@ def format_of(output: str | Path) -> str | None:
 
 
 def output_paths(
-    inputs: list[str], output: str, fmt: str | None = None, default_fmt: str = TIFF
+    inputs: list[str],
+    output: str,
+    fmt: str | None = None,
+    default_fmt: str = TIFF,
+    scene: str | None = None,
 ) -> tuple[list[Path], str]:
     """One output per input, and their format.
 
-    ``fmt`` is the format asked for (None: from ``output``'s suffix, else ``default_fmt``).
+    ``fmt`` is the format asked for (None: from ``output``'s suffix, else ``default_fmt``); a
+    ``scene`` asked for (of files of several) is part of the names made in a folder, so that
+    each scene predicted into one folder gets its own file.
     """
     out = Path(output)
     named = format_of(output)
@@ -78,6 +85,9 @@ def output_paths(
     if out.exists() and not out.is_dir():
         raise LabelFreeError(f"with several inputs, -o must be a folder; {out} is a file")
     stems = [image_stem(i) for i in inputs]
+    if scene is not None:  # "cells_scene-Position-2_predicted.ome.tif"
+        tag = re.sub(r"[^A-Za-z0-9.]+", "-", str(scene).strip()).strip("-") or "scene"
+        stems = [f"{stem}_scene-{tag}" for stem in stems]
     if len(set(stems)) != len(stems):
         raise LabelFreeError(
             "two inputs have the same file name; predict them into different folders"

@@ -51,6 +51,13 @@ def register(sub: argparse._SubParsersAction) -> None:
         help="model folder or name of a discovered model (repeat for several)",
     )
     p.add_argument(
+        "--scene",
+        default=None,
+        metavar="SCENE",
+        help="of inputs holding several scenes (positions, tiles, series: a multi-position CZI), "
+        "the one to predict, by name or index [the first, said in one line]",
+    )
+    p.add_argument(
         "-o",
         "--output",
         required=True,
@@ -212,7 +219,11 @@ def run(args: argparse.Namespace) -> int:
         uncertainty=args.uncertainty,
     )
     targets, fmt = output_paths(
-        args.inputs, args.output, args.format, default_fmt=ZARR if on_cluster else TIFF
+        args.inputs,
+        args.output,
+        args.format,
+        default_fmt=ZARR if on_cluster else TIFF,
+        scene=args.scene,
     )
     if fmt == TIFF and (on_cluster or args.resume):
         why = "--resume" if args.resume else "a Dask cluster (--scheduler, --workers)"
@@ -226,8 +237,11 @@ def run(args: argparse.Namespace) -> int:
     plans: list[PredictionPlan] = []
     models = args.models
     for src_path in args.inputs:
+        source = open_image(src_path, args.scene)
+        if args.scene is None and source.scenes_note():
+            print(f"labelfree predict: {source.scenes_note()}", file=sys.stderr)
         plan = plan_prediction(
-            open_image(src_path),
+            source,
             models,
             args.channel,
             args.voxel_size,

@@ -150,6 +150,13 @@ def load_pairs(
     for spec in specs:
         sig_src = open_image(spec.signal)
         tgt_src = sig_src if spec.target == spec.signal else open_image(spec.target)
+        for src in [sig_src] if tgt_src is sig_src else [sig_src, tgt_src]:
+            # a file of several scenes: its first
+            if src.scenes_note():
+                notices.append(
+                    f"{src.path.name} holds {len(src.scenes)} scenes; only its first "
+                    f"({src.scenes[0]}) is used: save each scene as its own file to use the others"
+                )
         cs = _channel(sig_src, spec.signal_channel, "signal")
         ct = _channel(tgt_src, spec.target_channel, "target")
         if sig_src is tgt_src and cs == ct:

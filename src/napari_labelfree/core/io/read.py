@@ -10,7 +10,7 @@ the rest of the time-lapse.
 from __future__ import annotations
 
 import stat
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -135,17 +135,23 @@ def _guarded(
     return read_frame
 
 
-def open_image(path: str | Path) -> ImageSource:
+def open_image(path: str | Path, scene: str | int | None = None) -> ImageSource:
     """Open a microscopy file lazily as TCZYX with channel names and physical sizes.
 
     The returned source reads one (T, C) frame at a time and keeps the file open between frames;
     close it (or use it in a ``with`` block) to release the file early. A file that is not
     regular, empty, truncated, corrupt or RGB is refused with a :class:`LabelFreeError`.
+
+    A file of several scenes (a multi-position CZI, a multi-series OME-TIFF) opens ``scene`` (its
+    name or index; the first when None); the source lists them all (``ImageSource.scenes``).
     """
     path = Path(path)
     _check_regular(path)
     tf = None if path.is_dir() else open_checked_tiff(path)
-    header = read_ome_tiff_header(path, tf) if tf is not None else None
+    # the fast path reads files of one scene; a scene asked for by name is bioio's to find
+    first = scene is None or str(scene).strip() == "0"
+    header = read_ome_tiff_header(path, tf) if tf is not None and first else None
+
     if header is not None:
         shape, names, sizes, planes, acquisition = header
         return ImageSource(
@@ -163,7 +169,7 @@ def open_image(path: str | Path) -> ImageSource:
         tf.close()  # checked; bioio opens the file its own way
     reader = _open_reader(path)
     try:
-        return _from_reader(path, reader)
+        return _from_reader(path, reader, scene)
     except LabelFreeError:
         raise
     except Exception as e:  # a header bioio opened but cannot make sense of
@@ -172,7 +178,41 @@ def open_image(path: str | Path) -> ImageSource:
         ) from None
 
 
-def _from_reader(path: Path, reader: Any) -> ImageSource:
+def scene_index(path: Path, names: Sequence[str], scene: str | int) -> int:
+    """The index of ``scene`` (an index, or a name, case-insensitive) among ``names``."""
+    text = str(scene).strip()
+    if text.lstrip("-").isdigit() and -len(names) <= int(text) < len(names):
+        return int(text) % len(names)
+    lowered = [n.lower() for n in names]
+    if text.lower() in lowered:
+        return lowered.index(text.lower())
+    listed = ", ".join(f"{i}: {n}" for i, n in enumerate(names))
+    raise LabelFreeError(f"{path} has no scene {text!r}; its scenes are {listed}", field="scene")
+
+
+def _scene_names(reader: Any) -> list[str]:
+    """The scenes' names: the OME images' own (e.g. "Position 2") where every scene has one,
+    else the reader's ids ("Image:1")."""
+    ids = [str(s) for s in getattr(reader, "scenes", None) or ()] or ["scene 0"]
+    try:
+        names = [str(image.name or "") for image in reader.ome_metadata.images]
+    except Exception:  # no OME model for this format, or one bioio cannot build
+        return ids
+    if len(names) == len(ids) and all(names) and len(set(names)) == len(names):
+        return names
+    return ids
+
+
+def _from_reader(path: Path, reader: Any, scene: str | int | None = None) -> ImageSource:
+    scenes: list[str] = []
+    if len(getattr(reader, "scenes", None) or ()) > 1 or scene is not None:
+        scenes = _scene_names(reader)
+        if scene is not None:
+            index = scene_index(path, scenes, scene)
+            if index != getattr(reader, "current_scene_index", 0):
+                reader.set_scene(index)
+    opened = int(getattr(reader, "current_scene_index", 0)) if scenes else 0
+    scenes_said = {"scenes": tuple(scenes), "scene": opened} if len(scenes) > 1 else {}
     dims = reader.dims
     shape = tuple(int(getattr(dims, a, 1)) for a in "TCZYX")
     samples = int(getattr(dims, "S", 1) or 1)
@@ -207,6 +247,7 @@ def _from_reader(path: Path, reader: Any) -> ImageSource:
             _close=planes.close,
             dtype=dtype,
             **said,
+            **scenes_said,
         )
 
     check_chunks = _chunk_check(path) if is_zarr(path) else None
@@ -226,6 +267,7 @@ def _from_reader(path: Path, reader: Any) -> ImageSource:
         _guarded(path, read_frame),
         dtype=dtype,
         **said,
+        **scenes_said,
     )
 
 

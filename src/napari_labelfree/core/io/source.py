@@ -40,6 +40,21 @@ class ImageSource:
     # "dic", "fluorescence", ...); () where the file says nothing
     channel_light: tuple[str | None, ...] = ()
     channel_modality: tuple[str | None, ...] = ()
+    # a file of several scenes (positions, tiles, series): their names, and the one opened
+    scenes: tuple[str, ...] = ()
+    scene: int = 0
+
+    def scenes_note(self) -> str | None:
+        """One line saying which scene of several was opened and how to choose another; None for
+        a file of one scene."""
+        if len(self.scenes) < 2:
+            return None
+        listed = ", ".join(f"{i}: {n}" for i, n in enumerate(self.scenes[:6]))
+        more = f", ... ({len(self.scenes)} in all)" if len(self.scenes) > 6 else ""
+        return (
+            f"{self._label()} holds {len(self.scenes)} scenes ({listed}{more}); this is scene "
+            f"{self.scene} ({self.scenes[self.scene]}): choose another with --scene NAME or INDEX"
+        )
 
     @property
     def n_timepoints(self) -> int:

@@ -38,6 +38,7 @@ class Job:
     voxel_size: VoxelSize  # um, Z, Y, X: the file's, the one given, or the model's
     tiling: TilingConfig
     device: str  # as asked ("auto", "cuda", ...): each worker resolves its own
+    scene: int = 0  # of a file of several scenes (positions), the one the client opened
 
 
 class ModelPlugin(WorkerPlugin):
@@ -85,7 +86,7 @@ class ModelPlugin(WorkerPlugin):
             return self._plans[key]
         # the client made the checks (force included): the same settings are not checked again
         plan = plan_prediction(
-            open_image(job.input_path),
+            open_image(job.input_path, job.scene or None),
             self.bundles,
             job.channel,
             job.voxel_size,

@@ -57,14 +57,17 @@ def plan_inputs(
     voxel_size: VoxelSize | None = None,
     tiling: TilingConfig | None = None,
     force: bool = False,
+    scene: str | int | None = None,
 ) -> list[PredictionPlan]:
-    """Check every input on the client, as a local run would (the device is the workers')."""
+    """Check every input on the client, as a local run would (the device is the workers');
+    ``scene``: of files of several scenes, the one to predict (the first when None)."""
     from .plan import plan_prediction
 
     plans = []
     models: Any = model_refs
     for path in inputs:
-        plan = plan_prediction(open_image(path), models, channel, voxel_size, tiling, "cpu", force)
+        source = open_image(path, scene)
+        plan = plan_prediction(source, models, channel, voxel_size, tiling, "cpu", force)
         models = plan.bundles  # resolved once
         plans.append(plan)
     return plans
@@ -85,6 +88,7 @@ def predict_distributed(
     torch_threads: int | None = None,
     force: bool = False,
     block: Sequence[int] | None = None,
+    scene: str | int | None = None,
 ) -> list[Path]:
     """Predict every frame of every input on a Dask cluster into one OME-Zarr per input.
 
@@ -118,6 +122,9 @@ def predict_distributed(
     block
         Cut each frame into blocks of this many voxels (Z, Y, X), one task each, for frames too
         large for one worker; the result equals the whole-frame one (see :mod:`.blocks`).
+    scene
+        Of inputs holding several scenes (positions), the one to predict, by name or index
+        (the first when None); each worker opens the same scene.
 
     Returns
     -------
@@ -138,7 +145,7 @@ def predict_distributed(
     """
     if len(inputs) != len(output_paths):
         raise ValueError(f"{len(inputs)} inputs for {len(output_paths)} outputs")
-    plans = plan_inputs(inputs, model_refs, channel, voxel_size, tiling, force)
+    plans = plan_inputs(inputs, model_refs, channel, voxel_size, tiling, force, scene)
     try:
         return predict_plans(
             plans,
@@ -193,6 +200,7 @@ def predict_plans(
                 plan.voxel_size,
                 plan.tiling,
                 str(device),
+                plan.source.scene,
             )
             regions = [None] if block is None else block_regions(plan.shape_zyx, block)
             prefix = f"labelfree-{_token(out.work_path)}{run}"
