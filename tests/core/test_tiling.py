@@ -98,3 +98,18 @@ def test_cpu_fp32_caps_only_the_default_tile():
     assert max_tile_shape(default, cpu, torch.bfloat16) == default  # bf16 halves the memory
     assert max_tile_shape(default, cuda, torch.float32) == default
     assert max_tile_shape((64, 512, 512), cpu, torch.float32) == (64, 512, 512)  # asked for
+
+
+def test_cutting_a_cpu_frame_for_cancel_keeps_a_thin_stack_in_one_z_tile():
+    """The widget cuts large CPU frames along Y and X only: a 13-plane stack (a depth-3 network:
+    a multiple of 8) stays one z-tile of 16, as the command line predicts it, instead of two
+    8-plane tiles with little context each; an uncut X of 60 keeps the plan's 64 likewise."""
+    from napari_labelfree.core.predict.tile_advice import cpu_tile_shape
+    from napari_labelfree.core.predict.tiling import fit_tile_shape, tile_starts
+
+    grid, plan_tile = (13, 1024, 60), fit_tile_shape((13, 1024, 60), (64, 272, 272), 0.1, 8)
+    assert plan_tile[0] == 16 and plan_tile[2] == 64
+    tile = fit_tile_shape(grid, cpu_tile_shape(grid, plan_tile, 8, 0.1), 0.1, 8)
+    assert tile[0] == 16 and len(tile_starts(16, tile[0], 0.1)) == 1
+    assert tile[2] == 64
+    assert tile[1] <= plan_tile[1]  # Y: cut into tiles, never above the plan's (memory) cap

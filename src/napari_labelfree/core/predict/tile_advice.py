@@ -59,14 +59,18 @@ def cpu_tile_shape(
 ) -> tuple[int, int, int]:
     """A largest tile for a CPU: about half of a large frame along Y and X (so ~4 tiles a frame).
 
-    Z is left whole (up to ``max_tile``); an axis under :data:`CPU_SPLIT_FROM` voxels is not cut.
+    ``max_tile`` is the plan's own tile, already fitted (and padded) to the frame: Z and any axis
+    under :data:`CPU_SPLIT_FROM` voxels keep it. Taking the frame's own length there instead (13
+    planes) let the tile fitting round it down to the network's multiple (8), which cut a 13-plane
+    stack into two z-tiles with little context each: a prediction unlike the command line's
+    (Pearson r 0.77 between the two on the ISL stack; r against its DAPI 0.44 instead of 0.46).
     """
     multiple = _yx_multiple(multiple)
-    out = [min(int(grid_shape[0]), int(max_tile[0]))]
+    out = [int(max_tile[0])]
     for n, t_max in zip(grid_shape[1:], max_tile[1:], strict=True):
-        n = int(n)
-        if n >= CPU_SPLIT_FROM:
-            half = math.ceil(n * (1.0 + overlap) / 2)
-            n = -(-half // multiple) * multiple
-        out.append(min(n, int(t_max)))
+        t_max = int(t_max)
+        if int(n) >= CPU_SPLIT_FROM:
+            half = math.ceil(int(n) * (1.0 + overlap) / 2)
+            t_max = min(t_max, -(-half // multiple) * multiple)
+        out.append(t_max)
     return tuple(max(v, 1) for v in out)  # type: ignore[return-value]
