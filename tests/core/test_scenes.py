@@ -66,8 +66,16 @@ def test_predict_says_which_scene_and_predicts_the_one_asked_for(positions, caps
     assert not Path("bad.ome.tif").exists()
 
 
-def test_training_pairs_say_that_only_the_first_scene_is_used(positions):
-    pairs, notices = load_pairs(expand(["wells.ome.tif"], "bright-field", "DAPI"))
-    assert len(pairs) == 1
-    np.testing.assert_allclose(pairs[0].target, positions[0][1])
-    assert any("holds 2 scenes; only its first (Position 1) is used" in n for n in notices)
+def test_every_scene_is_a_training_pair_with_the_targets_same_scene(positions, tmp_path):
+    pairs, _ = load_pairs(expand(["wells.ome.tif"], "bright-field", "DAPI"))
+    assert [p.name for p in pairs] == ["wells.ome.tif [Position 1]", "wells.ome.tif [Position 2]"]
+    for pair, scene in zip(pairs, positions, strict=True):
+        np.testing.assert_allclose(pair.signal, scene[0])
+        np.testing.assert_allclose(pair.target, scene[1])
+    # two files: scene k of the signal with scene k of the target; other counts are refused
+    from napari_labelfree.core.io import write_ome_tiff
+
+    write_ome_tiff("one.ome.tif", np.ones((1, 1, 6, 24, 24), np.float32), channel_names=["DAPI"])
+    Path("t.csv").write_text("signal,target,signal_channel\nwells.ome.tif,one.ome.tif,0\n")
+    with pytest.raises(LabelFreeError, match="holds 2 scene\\(s\\) and target one.ome.tif 1"):
+        load_pairs(expand(["t.csv"], None, None))

@@ -150,44 +150,62 @@ def load_pairs(
     for spec in specs:
         sig_src = open_image(spec.signal)
         tgt_src = sig_src if spec.target == spec.signal else open_image(spec.target)
-        for src in [sig_src] if tgt_src is sig_src else [sig_src, tgt_src]:
-            # a file of several scenes: its first
-            if src.scenes_note():
-                notices.append(
-                    f"{src.path.name} holds {len(src.scenes)} scenes; only its first "
-                    f"({src.scenes[0]}) is used: save each scene as its own file to use the others"
-                )
-        cs = _channel(sig_src, spec.signal_channel, "signal")
-        ct = _channel(tgt_src, spec.target_channel, "target")
-        if sig_src is tgt_src and cs == ct:
+        # a file of several scenes (positions): each scene is a pair, with the target's same scene
+        n_scenes = max(1, len(sig_src.scenes))
+        if tgt_src is not sig_src and max(1, len(tgt_src.scenes)) != n_scenes:
             raise LabelFreeError(
-                f"{spec.signal}: signal and target are the same channel ({cs}); choose two channels"
+                f"signal {spec.signal.name} holds {n_scenes} scene(s) and target "
+                f"{spec.target.name} {max(1, len(tgt_src.scenes))}; pair files of as many scenes "
+                "(each scene of the signal with the same scene of the target)"
             )
-        if not pairs_up(
-            (sig_src.n_timepoints, *sig_src.shape_zyx), (tgt_src.n_timepoints, *tgt_src.shape_zyx)
-        ):
-            raise LabelFreeError(
-                f"signal {spec.signal.name} (T={sig_src.n_timepoints}, ZYX={sig_src.shape_zyx}) and target "
-                f"{spec.target.name} (T={tgt_src.n_timepoints}, ZYX={tgt_src.shape_zyx}) differ in shape; "
-                "the pair must be registered images of the same size (the target may be one plane, "
-                "a projection of the stack)"
-            )
-        vox = voxel_size or sig_src.known_voxel_size
-        if vox is None:
-            notices.append(
-                f"{spec.signal.name} has no physical pixel sizes; taking it to be at the model's voxel "
-                "size (give --data-voxel-size Z,Y,X if it is not)"
-            )
-        modality = sig_src.modality_of(cs)
-        label = (
-            spec.signal.name
-            if spec.target == spec.signal
-            else f"{spec.signal.name}|{spec.target.name}"
-        )
-        for t in range(sig_src.n_timepoints):
-            name = label if sig_src.n_timepoints == 1 else f"{label} t={t}"
-            pairs.append(ImagePair(sig_src.frame(t, cs), tgt_src.frame(t, ct), vox, name, modality))
+        for k in range(n_scenes):
+            if k:
+                sig_src = open_image(spec.signal, k)
+                tgt_src = sig_src if spec.target == spec.signal else open_image(spec.target, k)
+            pairs += _scene_pairs(spec, sig_src, tgt_src, voxel_size, notices)
     return pairs, notices
+
+
+def _scene_pairs(
+    spec: PairSpec,
+    sig_src: ImageSource,
+    tgt_src: ImageSource,
+    voxel_size: VoxelSize | None,
+    notices: list[str],
+) -> list[ImagePair]:
+    """One pair per time point of one scene of a signal and target file (notices appended)."""
+    cs = _channel(sig_src, spec.signal_channel, "signal")
+    ct = _channel(tgt_src, spec.target_channel, "target")
+    if sig_src is tgt_src and cs == ct:
+        raise LabelFreeError(
+            f"{spec.signal}: signal and target are the same channel ({cs}); choose two channels"
+        )
+    if not pairs_up(
+        (sig_src.n_timepoints, *sig_src.shape_zyx), (tgt_src.n_timepoints, *tgt_src.shape_zyx)
+    ):
+        raise LabelFreeError(
+            f"signal {spec.signal.name} (T={sig_src.n_timepoints}, ZYX={sig_src.shape_zyx}) and target "
+            f"{spec.target.name} (T={tgt_src.n_timepoints}, ZYX={tgt_src.shape_zyx}) differ in shape; "
+            "the pair must be registered images of the same size (the target may be one plane, "
+            "a projection of the stack)"
+        )
+    vox = voxel_size or sig_src.known_voxel_size
+    if vox is None:
+        notices.append(
+            f"{spec.signal.name} has no physical pixel sizes; taking it to be at the model's voxel "
+            "size (give --data-voxel-size Z,Y,X if it is not)"
+        )
+    modality = sig_src.modality_of(cs)
+    label = (
+        spec.signal.name if spec.target == spec.signal else f"{spec.signal.name}|{spec.target.name}"
+    )
+    if sig_src.scenes:
+        label = f"{label} [{sig_src.scenes[sig_src.scene]}]"
+    pairs = []
+    for t in range(sig_src.n_timepoints):
+        name = label if sig_src.n_timepoints == 1 else f"{label} t={t}"
+        pairs.append(ImagePair(sig_src.frame(t, cs), tgt_src.frame(t, ct), vox, name, modality))
+    return pairs
 
 
 NOT_RECORDED = "not recorded"  # a training image whose file did not name its contrast method
