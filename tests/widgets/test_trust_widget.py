@@ -188,3 +188,23 @@ def test_a_layer_whose_file_names_another_modality_marks_the_model(
     assert item.text().startswith(MARK)
     assert "this image is dic" in item.toolTip() and "phase-contrast" in item.toolTip()
     assert "cannot check" in item.toolTip()  # it stores no statistics either: both are kept
+
+
+def test_compare_offers_the_stain_of_the_predicted_scene_only(
+    open_predict, tiny_models, tiling_small, qtbot, tmp_path, write_positions
+):
+    """A multi-position file: every position's DAPI has the prediction's shape, but only the
+    predicted position's is the same field."""
+    from napari_labelfree._reader import get_reader
+
+    path = str(tmp_path / "wells.ome.tif")
+    write_positions(path, n=2, shape=(8, 32, 32))
+    viewer, widget = open_predict()
+    for data, kwargs, _ in get_reader(path)(path):
+        viewer.add_image(data, **kwargs)
+    widget.image.value = "wells [Position 2]: bright-field"
+    tiling_small(widget)
+    widget.models.set_checked([tiny_models[0].path])
+    _predict(widget, qtbot)
+    (pred,) = [ly.name for ly in viewer.layers if "(predicted)" in ly.name]
+    assert widget.trust.stain.choices == (f"wells [Position 2]: DAPI vs {pred}",)

@@ -43,6 +43,12 @@ def base_name(name: str) -> str:
     return name.removesuffix(UNCERTAINTY_SUFFIX)
 
 
+def _other_scene(source: dict, stain: dict) -> bool:
+    """Whether two layers the reader opened come from other scenes (positions) of one file."""
+    path = source.get("path")
+    return bool(path) and path == stain.get("path") and source.get("scene") != stain.get("scene")
+
+
 class TrustControls:
     """Added to a Predict widget (``widget.trust``); the widget hands it every job event."""
 
@@ -106,13 +112,23 @@ class TrustControls:
                 continue
             if " (uncertainty)" in pred.name:
                 continue
+            source = self._source_of(tag)
             for stain_name in matching_stains(str(tag.get("structure", "")), names):
                 stain = self.viewer.layers[stain_name]
                 if plugin_metadata(stain).get("role") == "prediction":
                     continue
+                if _other_scene(source, plugin_metadata(stain)):
+                    continue  # another position of the same file: another field
                 if comparable(pred.data.shape, stain.data.shape):
                     out[f"{stain_name} vs {pred.name}"] = (pred, stain)
         return out
+
+    def _source_of(self, tag: dict) -> dict:
+        """The plugin metadata of the layer a prediction was made from ({} if it is gone)."""
+        name = tag.get("source")
+        if name in self.viewer.layers:
+            return plugin_metadata(self.viewer.layers[name])
+        return {}
 
     def refresh(self, *_: Any) -> None:
         choices = list(self.pairs())
