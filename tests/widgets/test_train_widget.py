@@ -355,3 +355,25 @@ def test_a_one_plane_target_trains_the_whole_stack_against_it(train_setup, qtbot
     assert (bundle.spec.target_projection, bundle.spec.architecture.in_planes) == ("max", 9)
     assert "new network: r " in train.status.text()
     assert "on your held-out strip" in train.status.text()
+
+
+def test_the_target_follows_the_signal_to_its_scene(
+    viewer_factory, tmp_path, write_positions, monkeypatch
+):
+    """A multi-position file: the target stays the signal's scene (the same field)."""
+    from napari_labelfree._reader import get_reader
+
+    monkeypatch.setattr("napari_labelfree._widgets._train.TrainWidget.estimate", lambda self: None)
+    path = str(tmp_path / "wells.ome.tif")
+    write_positions(path, n=2, shape=(8, 32, 32))
+    viewer = viewer_factory()
+    for data, kwargs, _ in get_reader(path)(path):
+        viewer.add_image(data, **kwargs)
+    _, train = viewer.window.add_plugin_dock_widget(PLUGIN, TRAIN)
+    assert (train.signal.value, train.target.value) == (
+        "wells [Position 1]: bright-field",
+        "wells [Position 1]: DAPI",
+    )
+    train.signal.value = "wells [Position 2]: bright-field"
+    assert train.target.value == "wells [Position 2]: DAPI"
+    assert "of the signal's scene" in train.status.text()

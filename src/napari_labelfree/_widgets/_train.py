@@ -27,7 +27,7 @@ from ..core.structures import COLORMAP_CHOICES, colormap_for
 from ..core.train.adapt import held_out_score
 from ..core.train_estimate import defaults_for
 from ._jobs import JobRunner, progress_bar
-from ._layers import layer_info, layer_source, looks_transmitted
+from ._layers import layer_info, layer_source, looks_transmitted, plugin_metadata
 from ._loss_plot import LossPlot
 from ._models import taken_names, unique_model_folder
 from ._overlays import image_layer_names
@@ -231,9 +231,34 @@ class TrainWidget(QWidget):
         except LabelFreeError:
             return None
 
+    def _scene_of(self, name: str | None) -> tuple[str | None, str | None]:
+        """(file path, scene) of a layer the plugin's reader opened; (None, None) otherwise."""
+        if name is None or name not in self.viewer.layers:
+            return None, None
+        meta = plugin_metadata(self.viewer.layers[name])
+        return meta.get("path"), meta.get("scene")
+
+    def _same_scene_target(self) -> None:
+        """A target of another scene (position) of the signal's file is another field: take the
+        same channel of the signal's scene where there is one."""
+        (path, scene), (t_path, t_scene) = map(
+            self._scene_of, (self.signal.value, self.target.value)
+        )
+        if not path or path != t_path or scene == t_scene:
+            return
+        channel = plugin_metadata(self.viewer.layers[self.target.value]).get("channel")
+        for name in self._image_names():
+            meta = plugin_metadata(self.viewer.layers[name])
+            if (meta.get("path"), meta.get("scene"), meta.get("channel")) == (path, scene, channel):
+                self.target.value = name
+                self.status.setText(f"Target: {name}, of the signal's scene (the same field).")
+                return
+
     def _pair_changed(self, *_: Any) -> None:
-        """A one-plane target (a projection) beside a signal stack: the whole stack trains
-        against it (no other network can learn one plane from a stack)."""
+        """A target of the signal's own scene; a one-plane target (a projection) beside a signal
+        stack: the whole stack trains against it (no other network can learn one plane from a
+        stack)."""
+        self._same_scene_target()
         signal, target = self._planes(self.signal.value), self._planes(self.target.value)
         if signal and target and target[0] == 1 < signal[0] and self.kind.value != STACK_TO_PLANE:
             self.kind.value = STACK_TO_PLANE
@@ -422,6 +447,12 @@ class TrainWidget(QWidget):
         if names[0] == names[1]:
             raise LabelFreeError(
                 "signal and target are the same layer; choose the fluorescence one as target"
+            )
+        (path, scene), (t_path, t_scene) = map(self._scene_of, names)
+        if path and path == t_path and scene != t_scene:
+            raise LabelFreeError(
+                f"signal and target are different scenes of one file ({scene}, {t_scene}): "
+                "another field; choose the target of the signal's scene"
             )
         out = []
         for n in names:
