@@ -198,7 +198,7 @@ def layers_take_units() -> bool:
     return (major, minor, patch) >= (0, 5, 1)
 
 
-def _layer_units(has_time: bool, sizes: tuple) -> dict[str, Any]:
+def layer_axes(has_time: bool, sizes: tuple) -> dict[str, Any]:
     """``units`` where napari takes them, so the scale bar says um (unknown sizes stay pixels),
     and the axes' names, so the sliders say t and z (napari's own are -4 ... -1)."""
     if not layers_take_units():
@@ -229,7 +229,7 @@ def source_layers(source: ImageSource) -> list[LayerData]:
     fluorescence = iter(
         fluorescence_colormaps([n for n, t in zip(keys, transmitted, strict=True) if not t])
     )
-    units = _layer_units(has_time, sizes)
+    units = layer_axes(has_time, sizes)
     layers: list[tuple[bool, LayerData]] = []
     for c, channel in enumerate(source.channel_names):
         if transmitted[c]:

@@ -22,6 +22,7 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
+from ._reader import layer_axes
 from .core.structures import TRANSMITTED_COLORMAP, colormap_for
 
 if TYPE_CHECKING:
@@ -198,6 +199,9 @@ def _layers(im: SimulatedImage, what: str) -> list[LayerData]:
     if timelapse:
         scale = (1.0, *scale)
 
+    # um on the scale bar, and the sliders named t and z, as the reader's layers
+    axes = layer_axes(timelapse, tuple(im.voxel_size))
+
     def volume(c: int) -> np.ndarray:
         return im.data[:, c] if timelapse else im.data[0, c]
 
@@ -215,6 +219,7 @@ def _layers(im: SimulatedImage, what: str) -> list[LayerData]:
                 "colormap": TRANSMITTED_COLORMAP,
                 "contrast_limits": limits(bf, 0.5, 99.5),
                 "metadata": {"simulated": what, "voxel_size_um": im.voxel_size},
+                **axes,
             },
             "image",
         )
@@ -232,6 +237,7 @@ def _layers(im: SimulatedImage, what: str) -> list[LayerData]:
                     "visible": False,
                     "contrast_limits": limits(a, 1.0, 99.8),
                     "metadata": {"simulated": what, "structure": name},
+                    **axes,
                 },
                 "image",
             )
