@@ -183,6 +183,13 @@ def pair_data(w, a):
     )
     (w / "mismatch.csv").write_text("signal,target\nsig.ome.tif,tgt.ome.tif\n")
     (w / "nocols.csv").write_text("a,b\n1,2\n")
+    # a maximum projection as the target (one plane), and a file of two positions (scenes)
+    write_ome_tiff(w / "proj.ome.tif", _stack().max(axis=0)[None, None, None], None, ["dna"])
+    (w / "proj.csv").write_text("signal,target\nsig.ome.tif,proj.ome.tif\n")
+    with tifffile.TiffWriter(w / "wells.ome.tif", ome=True) as tw:
+        for k in range(2):
+            tw.write(_stack(), metadata={"axes": "ZYX", "Name": f"Position {k + 1}"})
+    (w / "scenes.csv").write_text("signal,target\nwells.ome.tif,proj.ome.tif\n")
 
 
 def code_pickles(w, a):
@@ -739,6 +746,24 @@ CASES = [
     ),
     Case(
         "evaluate-table-without-columns", "evaluate {model} {w}/nocols.csv", "columns", "pair_data"
+    ),
+    Case(
+        "train-one-plane-target-for-a-3d-network",
+        "train {w}/proj.csv -o {w}/m --structure dna --init none --iterations 2",
+        "the target is one plane.*--kind 2.5d --target-projection max",
+        "pair_data",
+    ),
+    Case(
+        "train-scene-counts-differ",
+        "train {w}/scenes.csv -o {w}/m --structure dna --init none --iterations 2",
+        "holds 2 scene\\(s\\) and target proj.ome.tif 1",
+        "pair_data",
+    ),
+    Case(
+        "predict-unknown-scene",
+        "predict {w}/wells.ome.tif -m {model} --scene 'Position 9' " + OUT,
+        "has no scene 'Position 9'; its scenes are 0: Position 1, 1: Position 2",
+        "pair_data",
     ),
     Case("evaluate-no-data", "evaluate {model}", "data file"),
     Case(

@@ -223,6 +223,8 @@ def run(args: argparse.Namespace) -> int:
     from ..core.structures import colormap_for
     from ..core.train import TrainConfig, ddp, iter_train
     from ..core.train.adapt import before_after
+    from ..core.train.init import resolve_init
+    from ..core.train.patches import check_one_plane_targets
 
     if args.depth < 1 or args.width < 1:
         raise LabelFreeError("--depth and --width must be positive integers")
@@ -241,7 +243,7 @@ def run(args: argparse.Namespace) -> int:
     kind = _kind.kind_settings(args, tuple(args.voxel_size))
     if args.kind != "3d" and args.init is None:
         args.init = "none"  # the built-in models are 3D: a 2D / 2.5D network starts new
-    init, budget = starting_model(args.init, structure)
+    init, budget, starting = starting_model(args.init, structure)
     if args.kind != "3d" and args.patch_shape is None and init is None:
         budget["patch_shape"] = _kind.FLAT_PATCH
     settings = {
@@ -274,8 +276,6 @@ def run(args: argparse.Namespace) -> int:
         notices += more
     elif args.val_fraction is not None:
         train, val = split_validation(train, args.val_fraction, args.seed)
-    for n in dict.fromkeys(notices):
-        print(f"labelfree train: {n}", file=sys.stderr)
     spec = ModelSpec(
         structure=structure,
         colormap=args.colormap or colormap_for(structure),
@@ -284,6 +284,10 @@ def run(args: argparse.Namespace) -> int:
         architecture=Architecture(depth=args.depth, width=args.width, **kind["architecture"]),
         target_projection=kind["target_projection"],
     )
+    # a model to fine-tune brings its own kind of network; refused before a line is said
+    check_one_plane_targets([*train, *(val or [])], resolve_init(init).spec if init else spec)
+    for n in ([starting] if starting else []) + list(dict.fromkeys(notices)):
+        print(f"labelfree train: {n}", file=sys.stderr)
     print(
         f"training {structure}: {len(train)} training pair(s), {len(val or [])} validation pair(s)"
         + (" (a strip of each is held out instead)" if not val and config.val_strip > 0 else "")
@@ -344,11 +348,13 @@ def run(args: argparse.Namespace) -> int:
     return 0
 
 
-def starting_model(requested: str | None, structure: str) -> tuple[Any, dict[str, Any]]:
-    """The model training starts from (None: a new network) and the default budget that goes with it.
+def starting_model(requested: str | None, structure: str) -> tuple[Any, dict[str, Any], str]:
+    """The model training starts from (None: a new network), the default budget that goes with
+    it, and what to say of it ("" for nothing).
 
-    No --init: the built-in model of the structure where there is one (said on stderr), with the
-    adaptation budget; --init none: a new network with the paper's budget.
+    No --init: the built-in model of the structure where there is one (to be said on stderr,
+    once the data are checked), with the adaptation budget; --init none: a new network with the
+    paper's budget.
     """
     from ..core.train import TrainConfig
     from ..core.train.adapt import builtin_for
@@ -357,19 +363,17 @@ def starting_model(requested: str | None, structure: str) -> tuple[Any, dict[str
     d = TrainConfig()
     scratch = {"iterations": d.iterations, "batch_size": d.batch_size, "patch_shape": d.patch_shape}
     if requested is not None and requested.lower() == "none":
-        return None, scratch
+        return None, scratch, ""
     if requested is not None:
-        return requested, dict(ADAPTATION)
+        return requested, dict(ADAPTATION), ""
     builtin = builtin_for(structure)
     if builtin is None:
-        return None, scratch
-    print(
-        f"labelfree train: starting from the built-in {builtin.name} model (its network, "
-        "weights and voxel size, or your images' own where coarser; --init none trains a new "
-        "network)",
-        file=sys.stderr,
+        return None, scratch, ""
+    said = (
+        f"starting from the built-in {builtin.name} model (its network, weights and voxel size, "
+        "or your images' own where coarser; --init none trains a new network)"
     )
-    return builtin.path, dict(ADAPTATION)
+    return builtin.path, dict(ADAPTATION), said
 
 
 def _ensemble_size(text: str) -> int:
