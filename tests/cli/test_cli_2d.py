@@ -129,6 +129,9 @@ def test_a_one_plane_target_trains_a_25d_model_of_the_whole_stack(projection_fil
     config = json.loads((projection_files / "m25" / "config.json").read_text())
     assert config["target_projection"] == "max" and config["architecture"]["in_planes"] == 7
     assert config["metrics"]["val_source"] == "strip"  # the automatic strip cut the plane too
+    # the card says which images, and claims no contrast method the files did not name
+    assert config["provenance"]["training_images"] == ["stack.ome.tif|maxproj.ome.tif"]
+    assert config["modality"] == "transmitted-light"
     capsys.readouterr()
     # scored as it was trained: the one predicted plane against the one target plane
     assert main(["evaluate", "./m25", "pairs.csv"]) == 0

@@ -176,3 +176,20 @@ def test_every_builtin_model_has_a_real_score_or_says_why_it_has_none():
         else:
             assert "no real images of this structure were available" in card.no_real_score
             assert "no real images of this structure" in card.warning
+
+
+def test_a_users_model_names_the_images_it_was_trained_on():
+    names = ["a.ome.tif", "b.ome.tif", "c.ome.tif", "d.ome.tif", "e.ome.tif"]
+    spec = ModelSpec(
+        "dna",
+        provenance={
+            "created_by": "napari-labelfree iter_train",
+            "n_train_images": 5,
+            "training_images": names,
+        },
+    )
+    data = model_card(spec).data
+    assert data == (
+        "trained here on 5 image pair(s) given by its user: a.ome.tif, b.ome.tif, c.ome.tif "
+        "and 2 more"
+    )

@@ -341,6 +341,8 @@ class TrainWidget(QWidget):
                 depth=self.depth.value, width=self.width.value, **self._kind_architecture()
             ),
             target_projection="max" if self.kind.value == STACK_TO_PLANE else "",
+            # not "bright-field" unasked: training names the contrast its files record, if any
+            modality="transmitted-light",
         )
         n = self.iterations.value
         config = TrainConfig(

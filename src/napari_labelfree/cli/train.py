@@ -283,6 +283,8 @@ def run(args: argparse.Namespace) -> int:
         voxel_size_um=kind["voxel_size_um"],
         architecture=Architecture(depth=args.depth, width=args.width, **kind["architecture"]),
         target_projection=kind["target_projection"],
+        # not "bright-field" unasked: training names the contrast its files record, if any
+        modality="transmitted-light",
     )
     # a model to fine-tune brings its own kind of network; refused before a line is said
     check_one_plane_targets([*train, *(val or [])], resolve_init(init).spec if init else spec)

@@ -69,9 +69,16 @@ def trained_on(spec: ModelSpec) -> tuple[str, str]:
     if data:
         return REAL, data
     if prov.get("created_by") == "napari-labelfree iter_train":
+        names = [str(n) for n in prov.get("training_images") or []]
         n = prov.get("n_train_images")
         what = f"{n} image pair(s)" if n is not None else "image pairs"
-        text = f"trained here on {what} given by its user (not recorded which)"
+        if names:  # the names its user gave them (files, or napari layers)
+            listed = ", ".join(names[:3]) + (
+                f" and {len(names) - 3} more" if len(names) > 3 else ""
+            )
+            text = f"trained here on {what} given by its user: {listed}"
+        else:
+            text = f"trained here on {what} given by its user (not recorded which)"
         if init:
             text += f", starting from the model {init.get('model')}"
         return UNKNOWN, text

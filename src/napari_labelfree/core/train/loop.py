@@ -70,6 +70,9 @@ from .throughput import log_interval
 _MAX_VAL_PATCHES = 16
 
 
+MAX_NAMES_KEPT = 50  # training images named in a model's provenance (the count is kept too)
+
+
 def iter_train(
     train: list[ImagePair],
     spec: ModelSpec,
@@ -166,6 +169,11 @@ def _train(
                 f"({format_voxel_size(start.spec.voxel_size_um)} um), and upsampling them would "
                 "add voxels, not detail"
             )
+    # which images, by the names the user gave them (files, or napari layers): the model card
+    # says what a user model learned from (a fine-tuned one also what it started from)
+    names = [p.name for p in train if p.name]
+    if names:
+        spec.provenance["training_images"] = names[:MAX_NAMES_KEPT]
     # what the training images are, where their files say (prediction compares an input's)
     modalities = modality_counts([*train, *(val or [])])
     if modalities:
