@@ -353,6 +353,8 @@ def test_a_one_plane_target_trains_the_whole_stack_against_it(train_setup, qtbot
     qtbot.waitUntil(lambda: not train.is_running, timeout=TIMEOUT)
     bundle = open_bundle(train.last_model)
     assert (bundle.spec.target_projection, bundle.spec.architecture.in_planes) == ("max", 9)
+    assert bundle.spec.provenance["training_images"] == ["wide bright-field t=0"]
+    assert bundle.spec.modality == "transmitted-light"  # its layers did not say which
     assert "new network: r " in train.status.text()
     assert "on your held-out strip" in train.status.text()
 
