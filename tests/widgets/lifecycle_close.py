@@ -9,7 +9,9 @@ few tries) and ``benchmarks/close_lifecycle.py`` (20 tries of each).
 Scenarios: ``dock`` (dock both widgets, close at once: the device probe is importing torch),
 ``sample`` (close while the sample is simulated), ``train`` (close mid-training), ``predict``
 (close mid-prediction), ``exit`` (dock both widgets and let the interpreter exit with the window
-still open, as a script without ``napari.run()`` or a restarted Jupyter kernel does).
+still open, as a script without ``napari.run()`` or a restarted Jupyter kernel does), ``estimate``
+(the Train widget measures its training step in a fresh process, torch first imported by the
+device probe: with torch 2.4 that crashed while the probe ran on Qt's thread pool).
 """
 
 from __future__ import annotations
@@ -22,9 +24,16 @@ import tempfile
 import time
 from pathlib import Path
 
-SCENARIOS = ("dock", "sample", "train", "predict", "exit")
+SCENARIOS = ("dock", "sample", "train", "predict", "exit", "estimate")
 PLUGIN = "napari-labelfree"
-BAD_MARKS = ("Traceback", "Aborted", "core dumped", "has been deleted", "terminate called")
+BAD_MARKS = (
+    "Traceback",
+    "Aborted",
+    "core dumped",
+    "has been deleted",
+    "terminate called",
+    "NO ESTIMATE",
+)
 
 
 # ------------------------------------------------------------------------- the child process
@@ -69,6 +78,10 @@ def child(scenario: str) -> None:
         if scenario == "exit":  # the window stays open: Python's exit tears it down
             _pump(1.0)
             return
+    elif scenario == "estimate":
+        _, train = viewer.window.add_plugin_dock_widget(PLUGIN, "Train a label-free model")
+        if not _pump(120, lambda: "per iteration" in str(train.estimate_label.value)):
+            print(f"NO ESTIMATE: {train.estimate_label.value!r}", flush=True)
     elif scenario == "sample":
         # the sample is simulated on a worker thread while the GUI thread processes events:
         # the window closes in the middle of it

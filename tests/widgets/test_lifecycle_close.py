@@ -3,7 +3,8 @@
 Each test is one user session in its own process (``lifecycle_close.py``): dock the widgets and
 close at once (the device probe is still importing torch), close while a sample is simulated,
 mid-training, mid-prediction, or never close and let Python exit with the window open (a script
-without ``napari.run()``). Exit status 0, no traceback or abort, no model left behind.
+without ``napari.run()``); and the Train widget's first time estimate in a fresh process. Exit
+status 0, no traceback or abort, no model left behind.
 ``benchmarks/close_lifecycle.py`` repeats each 20 times.
 """
 

@@ -9,7 +9,8 @@ finalizes (the device probe importing torch when the viewer is closed at once, s
 signal object deleted; the RuntimeError escapes ``QRunnable.run`` and PyQt aborts the process
 (SIGABRT, issue 19). So every worker the plugin starts is a :class:`QuietFunctionWorker` /
 :class:`QuietGeneratorWorker` made by :func:`make_worker`: jobs are asked to stop and the pool is
-waited for before the interpreter goes, and a worker whose signals are gone ends silently.
+waited for before the interpreter goes, and a worker whose signals are gone ends silently. The
+device probe is a Python thread (see :func:`load_devices`), joined at exit too.
 """
 
 from __future__ import annotations
@@ -22,6 +23,7 @@ from collections.abc import Callable, Generator
 from typing import Any
 
 from napari.utils.notifications import show_error
+from qtpy.QtCore import QObject, Signal
 from superqt.utils import FunctionWorker, GeneratorWorker
 
 from ..core.errors import LabelFreeError
@@ -140,6 +142,8 @@ def wait_for_workers(timeout_ms: int = EXIT_WAIT_MS) -> bool:
             owner.stop_for_exit()
         except Exception:  # exit goes on whatever one owner does
             logger.debug("stop_for_exit failed", exc_info=True)
+    for thread, _ in list(_probes):  # a probe importing torch must not meet finalization
+        thread.join(timeout_ms / 1000)
     try:
         from qtpy.QtCore import QThreadPool
     except Exception:
@@ -156,10 +160,40 @@ def _available_devices() -> list[str]:
     return available_devices()
 
 
+class _DevicesFound(QObject):
+    """Carries the device list from the probe's thread to the GUI thread (a queued signal)."""
+
+    found = Signal(object)
+
+
+_probes: list[tuple[threading.Thread, _DevicesFound]] = []  # kept until they end (and at exit)
+
+
 def load_devices(then: Callable[[list[str]], None]) -> None:
-    """Find the compute devices in a worker thread (torch's import takes seconds) and call
-    ``then(devices)`` on the GUI thread; opening a widget stays quick and imports no torch."""
-    worker = make_worker(_available_devices)
-    worker.returned.connect(then)
-    worker.errored.connect(lambda e: logger.warning("finding the compute devices failed: %s", e))
-    worker.start()
+    """Find the compute devices in a thread (torch's import takes seconds) and call
+    ``then(devices)`` on the GUI thread; opening a widget stays quick and imports no torch.
+
+    A plain Python thread, not the Qt thread pool: with torch 2.4 (the floor), torch imported
+    on a pool thread made the Train widget's first training step, on another pool thread,
+    crash the process (a segmentation fault in autograd's backward, 2026-12-07; torch 2.13
+    does not), and imported on a Python thread it does not.
+    """
+    _install_exit_hook()
+    carrier = _DevicesFound()  # created here, so it lives in the GUI thread
+    carrier.found.connect(then)
+
+    def probe() -> None:
+        try:
+            devices = _available_devices()
+        except Exception as e:  # a broken torch: the widgets keep "auto" and "cpu"
+            logger.warning("finding the compute devices failed: %s", e)
+            return
+        try:
+            carrier.found.emit(devices)
+        except RuntimeError:  # the application is gone: nobody is left to tell
+            logger.debug("the device list came after the application ended")
+
+    thread = threading.Thread(target=probe, name="labelfree-device-probe", daemon=True)
+    _probes[:] = [(t, c) for t, c in _probes if t.is_alive()]
+    _probes.append((thread, carrier))
+    thread.start()

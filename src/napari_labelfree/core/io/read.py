@@ -190,10 +190,19 @@ def scene_index(path: Path, names: Sequence[str], scene: str | int) -> int:
     raise LabelFreeError(f"{path} has no scene {text!r}; its scenes are {listed}", field="scene")
 
 
+def _scene_ids(reader: Any) -> list[str]:
+    """The reader's scene ids; one scene where it cannot list them (bioio-czi 2.1 raises for a
+    CZI written by libCZI, which has no scene metadata: its one image is read as before)."""
+    try:
+        return [str(s) for s in reader.scenes or ()] or ["scene 0"]
+    except Exception:
+        return ["scene 0"]
+
+
 def _scene_names(reader: Any) -> list[str]:
     """The scenes' names: the OME images' own (e.g. "Position 2") where every scene has one,
     else the reader's ids ("Image:1")."""
-    ids = [str(s) for s in getattr(reader, "scenes", None) or ()] or ["scene 0"]
+    ids = _scene_ids(reader)
     try:
         names = [str(image.name or "") for image in reader.ome_metadata.images]
     except Exception:  # no OME model for this format, or one bioio cannot build
@@ -205,7 +214,7 @@ def _scene_names(reader: Any) -> list[str]:
 
 def _from_reader(path: Path, reader: Any, scene: str | int | None = None) -> ImageSource:
     scenes: list[str] = []
-    if len(getattr(reader, "scenes", None) or ()) > 1 or scene is not None:
+    if len(_scene_ids(reader)) > 1 or scene is not None:
         scenes = _scene_names(reader)
         if scene is not None:
             index = scene_index(path, scenes, scene)
