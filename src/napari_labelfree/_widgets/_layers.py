@@ -48,6 +48,13 @@ def plugin_metadata(layer) -> dict:
     return meta if isinstance(meta, dict) else {}
 
 
+def other_scene(a: dict, b: dict) -> bool:
+    """Whether two layers' plugin metadata say they are different scenes (positions) of one
+    file: the same shape, but another field."""
+    path = a.get("path")
+    return bool(path) and path == b.get("path") and a.get("scene") != b.get("scene")
+
+
 def layer_info(layer) -> LayerInfo:
     """Axes, channel names and voxel size of an Image layer.
 

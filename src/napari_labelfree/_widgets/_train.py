@@ -27,7 +27,7 @@ from ..core.structures import COLORMAP_CHOICES, colormap_for
 from ..core.train.adapt import held_out_score
 from ..core.train_estimate import defaults_for
 from ._jobs import JobRunner, progress_bar
-from ._layers import layer_info, layer_source, looks_transmitted, plugin_metadata
+from ._layers import layer_info, layer_source, looks_transmitted, other_scene, plugin_metadata
 from ._loss_plot import LossPlot
 from ._models import taken_names, unique_model_folder
 from ._overlays import image_layer_names
@@ -231,25 +231,22 @@ class TrainWidget(QWidget):
         except LabelFreeError:
             return None
 
-    def _scene_of(self, name: str | None) -> tuple[str | None, str | None]:
-        """(file path, scene) of a layer the plugin's reader opened; (None, None) otherwise."""
+    def _meta_of(self, name: str | None) -> dict:
+        """The plugin metadata of a layer by name ({} for no layer)."""
         if name is None or name not in self.viewer.layers:
-            return None, None
-        meta = plugin_metadata(self.viewer.layers[name])
-        return meta.get("path"), meta.get("scene")
+            return {}
+        return plugin_metadata(self.viewer.layers[name])
 
     def _same_scene_target(self) -> None:
         """A target of another scene (position) of the signal's file is another field: take the
         same channel of the signal's scene where there is one."""
-        (path, scene), (t_path, t_scene) = map(
-            self._scene_of, (self.signal.value, self.target.value)
-        )
-        if not path or path != t_path or scene == t_scene:
+        signal, target = self._meta_of(self.signal.value), self._meta_of(self.target.value)
+        if not other_scene(signal, target):
             return
-        channel = plugin_metadata(self.viewer.layers[self.target.value]).get("channel")
+        wanted = (signal["path"], signal.get("scene"), target.get("channel"))
         for name in self._image_names():
             meta = plugin_metadata(self.viewer.layers[name])
-            if (meta.get("path"), meta.get("scene"), meta.get("channel")) == (path, scene, channel):
+            if (meta.get("path"), meta.get("scene"), meta.get("channel")) == wanted:
                 self.target.value = name
                 self.status.setText(f"Target: {name}, of the signal's scene (the same field).")
                 return
@@ -450,11 +447,11 @@ class TrainWidget(QWidget):
             raise LabelFreeError(
                 "signal and target are the same layer; choose the fluorescence one as target"
             )
-        (path, scene), (t_path, t_scene) = map(self._scene_of, names)
-        if path and path == t_path and scene != t_scene:
+        signal, target = map(self._meta_of, names)
+        if other_scene(signal, target):
             raise LabelFreeError(
-                f"signal and target are different scenes of one file ({scene}, {t_scene}): "
-                "another field; choose the target of the signal's scene"
+                f"signal and target are different scenes of one file ({signal.get('scene')}, "
+                f"{target.get('scene')}): another field; choose the target of the signal's scene"
             )
         out = []
         for n in names:

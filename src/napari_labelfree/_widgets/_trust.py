@@ -19,7 +19,7 @@ from qtpy.QtCore import Qt
 from ..core.errors import LabelFreeError
 from ..core.trust.names import UNCERTAINTY_COLORMAP, UNCERTAINTY_SUFFIX
 from ..core.trust.ood import InputWarning
-from ._layers import plugin_metadata
+from ._layers import other_scene, plugin_metadata
 from ._workers import notify_error
 
 MARK = "\u26a0 "  # a model whose training images the input is unlike
@@ -41,12 +41,6 @@ def overlay_style(name: str, bundle: Any) -> dict[str, Any]:
 def base_name(name: str) -> str:
     """The model output an output belongs to ("dna (uncertainty)" -> "dna")."""
     return name.removesuffix(UNCERTAINTY_SUFFIX)
-
-
-def _other_scene(source: dict, stain: dict) -> bool:
-    """Whether two layers the reader opened come from other scenes (positions) of one file."""
-    path = source.get("path")
-    return bool(path) and path == stain.get("path") and source.get("scene") != stain.get("scene")
 
 
 class TrustControls:
@@ -117,7 +111,7 @@ class TrustControls:
                 stain = self.viewer.layers[stain_name]
                 if plugin_metadata(stain).get("role") == "prediction":
                     continue
-                if _other_scene(source, plugin_metadata(stain)):
+                if other_scene(source, plugin_metadata(stain)):
                     continue  # another position of the same file: another field
                 if comparable(pred.data.shape, stain.data.shape):
                     out[f"{stain_name} vs {pred.name}"] = (pred, stain)
