@@ -17,6 +17,12 @@ Usage::
     OMP_NUM_THREADS=1 python benchmarks/real_data_isl.py --recipe default+val --targets DAPI \\
         --seeds 0 1 2 --results isl.jsonl
     python benchmarks/real_data_isl.py --table isl.jsonl
+
+The Train widget's defaults for such a pair (width 8, batch 4 of 1x128x128, its own validation
+strip: recipe "default") on the four quarters::
+
+    OMP_NUM_THREADS=1 python benchmarks/isl_25d.py --recipe default --width 8 --batch-size 4 \\
+        --patch-shape 1 128 128 --split right left top bottom --seeds 0 1 2 --results q25d.jsonl
 """
 
 from __future__ import annotations
@@ -43,17 +49,15 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--device", default="cpu")
     ap.add_argument("--out", type=Path, default=None)
     args = ap.parse_args(argv)
-    data = isl.load_split(args)  # the right end of the field is the test part
-    if data is None:
+    if not (args.data / "phase_contrast_zstack.ome.tif").is_file():
+        isl.load_split(args)  # says where the data should be
         return 0
 
     import torch
 
-    from napari_labelfree.core.config import Architecture, ModelSpec, TilingConfig
+    from napari_labelfree.core.config import TilingConfig
     from napari_labelfree.core.events import drain
-    from napari_labelfree.core.metrics import pearson_r
     from napari_labelfree.core.predict.run import iter_predict_volume
-    from napari_labelfree.core.train import ImagePair, iter_train
 
     torch.set_num_threads(max(1, args.threads))
     out = args.out or Path(tempfile.mkdtemp(prefix="labelfree-isl25d-"))
@@ -64,9 +68,33 @@ def main(argv: list[str] | None = None) -> int:
         outputs = drain(iter_predict_volume(signal, [bundle], vox, tiling, device=args.device))
         return next(iter(outputs.values()))  # (1, Y, X): the projection plane
 
+    for split in args.split:
+        data = isl.load_split(args, split)  # the field turned: its test end on the right
+        run_split(args, data, out, vox, predict, device=args.device)
+    if args.results is not None:
+        print(isl.table(args.results))
+    return 0
+
+
+def run_split(args, data, out, vox, predict, device) -> None:
+    """Every recipe x target x seed on one split, scored on its test part."""
+    from dataclasses import replace
+
+    from napari_labelfree.core.config import Architecture, ModelSpec
+    from napari_labelfree.core.events import drain
+    from napari_labelfree.core.metrics import pearson_r
+    from napari_labelfree.core.train import ImagePair, iter_train
+
+    # a run's label carries what differs from the budget of the first table (docs/training.md)
+    size = isl.size_label(args)
+    if args.batch_size != 8 or tuple(args.patch_shape[1:]) != (32, 32):
+        size += f"-b{args.batch_size}p{args.patch_shape[1]}"
     for recipe in args.recipe:
+        label = f"2.5d-{args.in_planes}:{recipe}{size}"
         for name in args.targets:
             for seed in args.seeds:
+                if args.skip_done and isl.already_done(args, label, name, data["name"], seed):
+                    continue
                 sig, tgt3d, test_sig, truth = isl.part(data, name)
                 tgt = np.ascontiguousarray(tgt3d[:1])  # the 2D target itself, not repeated
                 val = None
@@ -88,8 +116,6 @@ def main(argv: list[str] | None = None) -> int:
                     provenance={"data": isl.CITATION},
                 )
                 cfg = isl.train_config(recipe, args, seed)
-                from dataclasses import replace
-
                 cfg = replace(cfg, patch_shape=(1, *cfg.patch_shape[1:]))  # one output plane
                 train = [ImagePair(sig, tgt, None, f"ISL train, {name}")]
                 t0 = time.time()
@@ -97,10 +123,10 @@ def main(argv: list[str] | None = None) -> int:
                     iter_train(
                         train,
                         spec,
-                        out / f"25d-{recipe}-{name}-{seed}",
+                        out / f"25d-{recipe}-{name}-{data['name']}-{seed}",
                         cfg,
                         val=val,
-                        device=args.device,
+                        device=device,
                     )
                 )
                 seconds = time.time() - t0
@@ -110,12 +136,7 @@ def main(argv: list[str] | None = None) -> int:
                         pearson_r(predict(val[0].signal, bundle)[0], val[0].target[0]), 4
                     )
                 pred = predict(test_sig, bundle)
-                isl.report(
-                    f"2.5d-{args.in_planes}:{recipe}", name, seed, pred, truth, seconds, **extra
-                )
-    if args.results is not None:
-        print(isl.table(args.results))
-    return 0
+                isl.report(label, name, seed, pred, truth, seconds, **extra)
 
 
 if __name__ == "__main__":

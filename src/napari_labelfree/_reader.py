@@ -3,7 +3,9 @@
 Reading goes through :func:`napari_labelfree.core.io.open_image` (bioio). Each channel becomes an
 Image layer named "file: channel", with scale (z, y, x in um; 1 for the time axis), units
 ("um" where the file gives a size, napari's "pixel" where it does not) and the time axis kept when
-the file has more than one time point. Transmitted light opens grey and opaque beneath the
+the file has more than one time point. A file of one plane and one time point (a maximum
+projection, a single confocal section) opens as a 2D layer, which napari shows over every plane of
+a z-stack beside it; its Z size stays in the layer's metadata. Transmitted light opens grey and opaque beneath the
 fluorescence channels, which open additive in their structure's colour (or the colour the file
 stores). A TIFF that is a plain picture (RGB, or one 2D plane without sizes) is handed to napari's
 own reader, since this plugin may be the remembered reader for TIFFs (see :mod:`._preferences`).
@@ -198,16 +200,28 @@ def layers_take_units() -> bool:
     return (major, minor, patch) >= (0, 5, 1)
 
 
-def layer_axes(has_time: bool, sizes: tuple) -> dict[str, Any]:
+def layer_axes(has_time: bool, sizes: tuple, planar: bool = False) -> dict[str, Any]:
     """``units`` where napari takes them, so the scale bar says um (unknown sizes stay pixels),
-    and the axes' names, so the sliders say t and z (napari's own are -4 ... -1)."""
+    and the axes' names, so the sliders say t and z (napari's own are -4 ... -1). ``planar``: a
+    2D layer (Y, X) of an image's one plane; ``sizes`` are still its Z, Y, X."""
     if not layers_take_units():
         return {}
     zyx = ["um" if s else "pixel" for s in sizes]
+    labels = ["z", "y", "x"]
+    if planar:
+        zyx, labels = zyx[1:], labels[1:]
     return {
         "units": (["pixel"] if has_time else []) + zyx,
-        "axis_labels": (["t"] if has_time else []) + ["z", "y", "x"],
+        "axis_labels": (["t"] if has_time else []) + labels,
     }
+
+
+def is_one_plane(source: ImageSource) -> bool:
+    """Whether ``source`` is a single plane at a single time point: it opens as a 2D layer. (One
+    plane per frame of a time-lapse stays T, Z, Y, X: napari lines up axes from the right, so a
+    T, Y, X layer's time axis would move with the z slider of a stack beside it.)"""
+    t, _, z, _, _ = source.shape_tczyx
+    return t == 1 and z == 1
 
 
 def source_layers(source: ImageSource) -> list[LayerData]:
@@ -215,12 +229,15 @@ def source_layers(source: ImageSource) -> list[LayerData]:
     sizes = source.physical_sizes
     zyx_scale = [float(s) if s else 1.0 for s in sizes]
     has_time = source.n_timepoints > 1
-    scale = ([1.0] if has_time else []) + zyx_scale
+    planar = is_one_plane(source)
+    scale = zyx_scale[1:] if planar else ([1.0] if has_time else []) + zyx_scale
     label = file_label(source.path)
     if source.scenes:  # one scene of several: "cells [Position 2]: DAPI"
         label = f"{label} [{source.scenes[source.scene]}]"
     arrays = [_channel_array(source, c) for c in range(source.n_channels)]
     transmitted = _transmitted(source, label, arrays)
+    if planar:
+        arrays = [a[0] for a in arrays]
     stored = stored_hexes(source.path, source.n_channels)
     limits = stored_contrast_limits(source.path, source.n_channels)  # as it was shown when saved
     # a lone channel without a structure's name takes its colour from the file name
@@ -229,7 +246,7 @@ def source_layers(source: ImageSource) -> list[LayerData]:
     fluorescence = iter(
         fluorescence_colormaps([n for n, t in zip(keys, transmitted, strict=True) if not t])
     )
-    units = layer_axes(has_time, sizes)
+    units = layer_axes(has_time, sizes, planar)
     layers: list[tuple[bool, LayerData]] = []
     for c, channel in enumerate(source.channel_names):
         if transmitted[c]:
@@ -245,7 +262,7 @@ def source_layers(source: ImageSource) -> list[LayerData]:
                 "channel": channel,
                 "channel_index": c,
                 "channel_names": [channel],
-                "axes": "TZYX" if has_time else "ZYX",
+                "axes": "YX" if planar else "TZYX" if has_time else "ZYX",
                 "voxel_size": list(sizes),
                 "file": label,
                 "scene": source.scenes[source.scene] if source.scenes else None,

@@ -50,6 +50,32 @@ def test_reader_gives_one_named_layer_per_channel(timelapse_file):
     assert layers[1][1]["colormap"] == "blue" and layers[1][1]["blending"] == "additive"
 
 
+def test_a_one_plane_file_opens_as_a_2d_layer_over_every_plane(make_napari_viewer, tmp_path):
+    """A maximum projection beside its z-stack (as confocal stains often come): a 2D layer, which
+    napari shows at every z of the stack, keeping its file's voxel size for the widgets."""
+    from napari_labelfree._widgets._layers import layer_info, layer_source
+
+    rng = np.random.default_rng(3)
+    stack, projection = tmp_path / "cells.ome.tif", tmp_path / "cells_max.ome.tif"
+    write_ome_tiff(stack, rng.random((1, 1, 6, 16, 16), dtype=np.float32), physical_sizes=SIZES)
+    plane = rng.random((1, 1, 1, 16, 16), dtype=np.float32)
+    write_ome_tiff(projection, plane, channel_names=["DAPI"], physical_sizes=SIZES)
+    ((arr, kw, _),) = _read(projection)
+    assert np.asarray(arr).shape == (16, 16) and kw["metadata"]["labelfree"]["axes"] == "YX"
+    np.testing.assert_allclose(kw["scale"], SIZES[1:])
+    if layers_take_units():
+        assert list(kw["axis_labels"]) == ["y", "x"] and list(kw["units"]) == ["um", "um"]
+    viewer = make_napari_viewer()
+    viewer.open([str(stack)], plugin="napari-labelfree")
+    dapi = viewer.add_image(arr, **kw)
+    viewer.dims.set_current_step(0, 4)  # a plane of the stack other than the first
+    assert dapi._slice.image.raw.shape == (16, 16)  # shown there, not empty
+    np.testing.assert_allclose(dapi._slice.image.raw, plane[0, 0, 0])
+    info = layer_info(dapi)
+    assert info.voxel_size == SIZES  # the file's Z size too, from the layer's metadata
+    assert layer_source(dapi, info).shape_tczyx == (1, 1, 1, 16, 16)
+
+
 def test_reader_colours_channels_from_the_structure_table(tmp_path):
     from napari_labelfree.core.structures import colormap_for
 

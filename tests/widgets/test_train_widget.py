@@ -330,14 +330,19 @@ def test_estimate_times_the_network_that_will_train(
     assert (timed[-1].depth, timed[-1].width) == (3, 16)
 
 
-def test_a_one_plane_target_trains_the_whole_stack_against_it(train_setup, qtbot, volume):
-    """A maximum projection as the target (a z-stack and a projection, as the ISL data come):
-    the Network switches to the 2.5D one reading the whole stack, and training ends with the
-    new model's score on the held-out strip."""
+@pytest.mark.parametrize("planar", [True, False], ids=["2d-layer", "one-plane-stack"])
+def test_a_one_plane_target_trains_the_whole_stack_against_it(train_setup, qtbot, volume, planar):
+    """A maximum projection as the target (a z-stack and a projection, as the ISL data come;
+    the reader opens a one-plane file as a 2D layer): the Network switches to the 2.5D one
+    reading the whole stack, and training ends with the new model's score on the held-out
+    strip."""
     viewer, predict, train = train_setup
     wide = np.concatenate([volume] * 4, axis=2)  # 8 x 32 x 128: wide enough for the strip
     viewer.add_image(wide, name="wide bright-field", scale=SCALE)
-    viewer.add_image(wide.max(axis=0, keepdims=True), name="DAPI projection", scale=SCALE)
+    if planar:
+        viewer.add_image(wide.max(axis=0), name="DAPI projection", scale=SCALE[1:])
+    else:
+        viewer.add_image(wide.max(axis=0, keepdims=True), name="DAPI projection", scale=SCALE)
     train.signal.value, train.target.value = "wide bright-field", "DAPI projection"
     assert train.kind.value == "2.5d-projection" and train.start_from.value is None
     assert "one plane" in train.status.text()

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import numpy as np
+import pytest
 from napari.utils.notifications import notification_manager
 
 from napari_labelfree._widgets._layers import META_KEY
@@ -69,18 +70,23 @@ def test_compare_with_a_stain_shows_r_and_adds_the_error_map(
     np.testing.assert_allclose(error.data, z(pred) - z(stain.data), atol=1e-4)
 
 
+@pytest.mark.parametrize("planar", [True, False], ids=["2d-layer", "one-plane-stack"])
 def test_a_one_plane_stain_is_compared_with_the_predictions_maximum_projection(
-    open_predict, tiny_models, volume, tiling_small, qtbot
+    open_predict, tiny_models, volume, tiling_small, qtbot, planar
 ):
-    """A stain of one plane (a maximum projection) beside a z-stack prediction: compared through
-    the prediction's maximum projection, the error map one plane at the prediction's Y, X."""
+    """A stain of one plane (a maximum projection; the reader opens such a file as a 2D layer)
+    beside a z-stack prediction: compared through the prediction's maximum projection, the error
+    map one plane at the prediction's Y, X."""
     viewer, widget = open_predict()
     viewer.add_image(volume, name="cells: bright-field", scale=SCALE, translate=(1.0, 2.0, 3.0))
     tiling_small(widget)
     widget.models.set_checked([tiny_models[0].path])
     _predict(widget, qtbot)
     projection = volume.max(axis=0, keepdims=True)[:, ::-1].copy()
-    viewer.add_image(projection, name="cells: DAPI", scale=SCALE, translate=(1.0, 2.0, 3.0))
+    if planar:
+        viewer.add_image(projection[0], name="cells: DAPI", scale=SCALE[1:], translate=(2.0, 3.0))
+    else:
+        viewer.add_image(projection, name="cells: DAPI", scale=SCALE, translate=(1.0, 2.0, 3.0))
     assert widget.trust.stain.choices == ("cells: DAPI vs dna (predicted)",)
     text = widget.trust.compare()
     assert text is not None and text.startswith("the maximum projection of dna (predicted)")
