@@ -297,3 +297,34 @@ def test_the_widget_predicts_what_the_command_line_predicts(open_predict, tiny_m
     # Y and X are cut into tiles for Cancel (seams blend alike but not bit for bit); Z is not
     np.testing.assert_allclose(np.asarray(layer.data), cli, atol=0.05)
     assert np.corrcoef(np.asarray(layer.data).ravel(), cli.ravel())[0, 1] > 0.999
+
+
+def test_a_scenes_overlays_carry_its_name_and_its_visibility(
+    open_predict, tiny_models, tiling_small, qtbot, tmp_path, write_positions
+):
+    """A multi-position file: the scenes lie over each other, so a hidden position's prediction
+    is hidden with it (not shown over the visible position) and every overlay names its scene
+    (not napari's "dna (predicted) [1]")."""
+    from napari_labelfree._reader import get_reader
+    from napari_labelfree._writer import channel_name
+
+    path = str(tmp_path / "wells.ome.tif")
+    write_positions(path, n=2, shape=(8, 32, 32))
+    viewer, widget = open_predict()
+    for data, kwargs, _ in get_reader(path)(path):
+        viewer.add_image(data, **kwargs)
+    tiling_small(widget)
+    widget.models.set_checked([tiny_models[0].path])
+    said = {}
+    for scene in ("Position 2", "Position 1"):
+        widget.image.value = f"wells [{scene}]: bright-field"
+        widget.predict_btn.native.click()
+        qtbot.waitUntil(lambda: not widget.is_running, timeout=TIMEOUT)
+        said[scene] = widget.status.text()
+    first, second = _prediction_layers(viewer)
+    assert (first.name, first.visible) == ("wells [Position 2]: dna (predicted)", False)
+    assert (second.name, second.visible) == ("wells [Position 1]: dna (predicted)", True)
+    assert "show wells [Position 2]: bright-field to see them" in said["Position 2"]
+    assert "hidden" not in said["Position 1"]
+    # saved, a prediction's channel is named without the file part, as a source's is
+    assert channel_name({"name": first.name, "metadata": first.metadata}, 0) == "dna (predicted)"

@@ -3,7 +3,9 @@
 A run's layers appear with the first finished frame, named "<structure> (predicting)", beside
 the earlier run's overlays of the same image and models, which are hidden meanwhile (not
 removed). At the end the new layers are renamed "<structure> (predicted)" (napari numbers a name
-already taken). A run that predicted every frame stays shown, the earlier overlays hidden beside
+already taken). The overlays of one scene of a multi-scene file carry the scene's name
+("wells [Position 2]: dna (predicted)") and, since the scenes lie over each other, are shown only
+when that scene is. A run that predicted every frame stays shown, the earlier overlays hidden beside
 it; a run that stopped early (Cancel, a removed layer, an error) keeps the frames it finished,
 and where there were earlier overlays those are shown again as they were and the partial new
 ones are kept hidden. Only the user removes overlays: a finished prediction is never lost.
@@ -25,6 +27,7 @@ from ._layers import (
     find_prediction_layers,
     output_axes,
     output_geometry,
+    plugin_metadata,
     prediction_tag,
 )
 from ._overlays import PREDICTED_SUFFIX, RUNNING_SUFFIX, FrameReady
@@ -44,6 +47,9 @@ class OverlayRun:
     def __init__(self, viewer: Any, source: Any, info: LayerInfo, model_paths: list[str]) -> None:
         self.viewer, self.source, self.info = viewer, source, info
         self.source_name = source.name
+        source_meta = plugin_metadata(source)
+        # one scene of several (the reader's "wells [Position 2]"): its overlays say which
+        self.scene_file = source_meta.get("file") if source_meta.get("scene") is not None else None
         self.scale, self.translate = output_geometry(source, info)
         self.previous = [
             (ly, ly.visible) for ly in find_prediction_layers(viewer, source.name, model_paths)
@@ -138,11 +144,18 @@ class OverlayRun:
         data = self.first_arrays[name] if self.first_arrays else self.stores[name]  # type: ignore[index]
         meta = prediction_tag(self.source_name, str(bundle.path))
         meta["structure"] = bundle.spec.structure
+        style = overlay_style(name, bundle)  # an uncertainty: hidden, its own colormap
+        prefix = ""
+        if self.scene_file:
+            meta["file"] = self.scene_file  # saved, the channel is named without it (_writer)
+            prefix = f"{self.scene_file}: "
+            if not self.source.visible:  # a hidden scene's overlay would lie over the shown one
+                style["visible"] = False
         lo, hi = self.limits.get(name, (0.0, 1.0))
         layer = Image(
             data,
-            name=f"{name}{RUNNING_SUFFIX}",
-            **overlay_style(name, bundle),  # an uncertainty: hidden, its own colormap
+            name=f"{prefix}{name}{RUNNING_SUFFIX}",
+            **style,
             blending="additive",
             scale=self.scale,
             translate=self.translate,
@@ -175,6 +188,8 @@ class OverlayRun:
         earlier = self._previous_alive()
         if self.complete(total) and error is None:
             done = f"Done: {', '.join(alive)}" + (f" ({n} frames)" if self.info.has_time else "")
+            if self.scene_file and not self.source.visible:
+                done += f" (hidden, as its scene is: show {self.source_name} to see them)"
             if earlier:
                 done += f"; the earlier overlays are kept, hidden ({', '.join(earlier)})"
             return done
