@@ -260,8 +260,8 @@ class TrainWidget(QWidget):
         if signal and target and target[0] == 1 < signal[0] and self.kind.value != STACK_TO_PLANE:
             self.kind.value = STACK_TO_PLANE
             self.status.setText(
-                f"The target is one plane and the signal a stack of {signal[0]}: a 2.5D network learns the "
-                "plane from the whole stack (Network)."
+                f"The target is one plane and the signal a stack of {signal[0]}: a 2.5D network "
+                "learns the plane from the whole stack (Network)."
             )
         elif self.kind.value == STACK_TO_PLANE:
             self._settings_changed()  # the window is the signal's planes
