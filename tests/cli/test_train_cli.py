@@ -113,6 +113,11 @@ def test_train_then_evaluate(tmp_path, sim_files, capsys):
         ]
     )
     assert rc == 0
+    # the training file's score is no held-out score, and says so; the other file's is
+    err = capsys.readouterr().err
+    assert "dna learned from an image of this name (field1.ome.tif)" in err
+    marked = [line for line in err.splitlines() if line.endswith("(trained on it)")]
+    assert len(marked) == 1 and "field1.ome.tif" in marked[0]
     with open(metrics, newline="") as f:
         rows = list(csv.DictReader(f))
     assert {r["set"] for r in rows} == {"train", "test"}

@@ -3,11 +3,13 @@
 from __future__ import annotations
 
 import threading
+from pathlib import Path
 
 import numpy as np
 import pytest
 from napari.utils.notifications import notification_manager
 
+from napari_labelfree._widgets._layers import META_KEY
 from napari_labelfree.core.bundle import open_bundle
 
 PLUGIN, PREDICT, TRAIN = "napari-labelfree", "Label-free prediction", "Train a label-free model"
@@ -384,3 +386,35 @@ def test_the_target_follows_the_signal_to_its_scene(
     train.signal.value = "wells [Position 2]: bright-field"
     assert train.target.value == "wells [Position 2]: DAPI"
     assert "of the signal's scene" in train.status.text()
+
+
+def test_comparing_a_model_on_its_own_training_image_says_it_is_no_held_out_score(
+    train_setup, qtbot, tiling_small
+):
+    """Train on a layer, predict that layer, compare with its stain: the score includes the
+    training pixels, and the Compare text says so (and where the held-out score is)."""
+    viewer, predict, train = train_setup
+    train.iterations.value = 2
+    train.train_btn.native.click()
+    qtbot.waitUntil(lambda: not train.is_running, timeout=TIMEOUT)
+    predict.image.value = "bright-field"
+    tiling_small(predict)
+    predict.models.set_checked([str(train.last_model)])
+    predict.predict_btn.native.click()
+    qtbot.waitUntil(lambda: not predict.is_running, timeout=TIMEOUT)
+    (pair,) = [c for c in predict.trust.stain.choices if c.startswith("Hoechst vs")]
+    predict.trust.stain.value = pair
+    text = predict.trust.compare()
+    model = Path(train.last_model).name
+    assert f"{model} learned from an image of this name (bright-field)" in text
+    viewer.layers["bright-field"].name = "bright-field 2"  # now a layer it did not learn from
+    predict.image.value = "bright-field 2"
+    predict.predict_btn.native.click()
+    qtbot.waitUntil(lambda: not predict.is_running, timeout=TIMEOUT)
+    (new,) = [
+        c
+        for c, (pred, _) in predict.trust.pairs().items()
+        if pred.metadata[META_KEY]["source"] == "bright-field 2"
+    ]
+    predict.trust.stain.value = new
+    assert "learned from" not in predict.trust.compare()

@@ -117,6 +117,26 @@ class TrustControls:
                     out[f"{stain_name} vs {pred.name}"] = (pred, stain)
         return out
 
+    def _seen_note(self, tag: dict) -> str | None:
+        """Why the score is not held out, when the prediction's model learned from its image
+        (by the source layer's name, or its file's as a table names it)."""
+        from pathlib import Path
+
+        from ..core.bundle import read_spec
+        from ..core.trust.seen import learned_from, seen_note
+
+        try:
+            spec = read_spec(str(tag.get("model", "")))
+        except LabelFreeError:  # the model folder went away since: nothing to say
+            return None
+        source = self._source_of(tag)
+        names = [tag.get("source")]
+        if source.get("path"):
+            scene = f" [{source['scene']}]" if source.get("scene") is not None else ""
+            names.append(Path(source["path"]).name + scene)
+        image = learned_from(spec, names)
+        return seen_note(Path(str(tag.get("model"))).name, spec, image) if image else None
+
     def _source_of(self, tag: dict) -> dict:
         """The plugin metadata of the layer a prediction was made from ({} if it is gone)."""
         name = tag.get("source")
@@ -166,6 +186,9 @@ class TrustControls:
             visible=True,
         )
         text = result.text(pred.name, stain.name)
+        seen = self._seen_note(plugin_metadata(pred))
+        if seen:
+            text += f". {seen}"
         self.result.value = f"r {result.pearson_r:.3f}, SSIM {result.ssim:.3f}"
         from napari.utils.notifications import show_info
 

@@ -108,6 +108,7 @@ def run(args: argparse.Namespace) -> int:
     from ..core.predict.plan import output_names
     from ..core.train import evaluate_model
     from ..core.train.evaluate import PROJECTED
+    from ..core.trust.seen import learned_from, seen_note
 
     models, data = split_items(args.items)
     for out in (args.output, args.plot):
@@ -128,6 +129,12 @@ def run(args: argparse.Namespace) -> int:
                     print(f"labelfree evaluate: {n}", file=sys.stderr)
                     notices.add(n)
             for r in evaluate_model(bundle, pairs, args.device):
+                seen = learned_from(bundle.spec, [r["name"]])
+                if seen:
+                    n = seen_note(name, bundle.spec, seen)
+                    if n not in notices:
+                        print(f"labelfree evaluate: {n}", file=sys.stderr)
+                        notices.add(n)
                 if r.get(PROJECTED):
                     n = (
                         f"{name} predicts z-stacks and the target of {r['name']} is one plane: "
@@ -149,7 +156,7 @@ def run(args: argparse.Namespace) -> int:
                 print(
                     f"{name:>16s}  {set_name:>6s}  {r['name']:30s}  r={r['pearson_r']:.3f}  "
                     f"nl2={r['nl2']:.3f}  ssim={r['ssim']:.3f}  psnr={r['psnr']:.2f}  "
-                    f"nrmse={r['nrmse']:.4f}",
+                    f"nrmse={r['nrmse']:.4f}" + ("  (trained on it)" if seen else ""),
                     file=sys.stderr,
                 )
     summary = summarize(rows)
