@@ -328,3 +328,26 @@ def test_a_scenes_overlays_carry_its_name_and_its_visibility(
     assert "hidden" not in said["Position 1"]
     # saved, a prediction's channel is named without the file part, as a source's is
     assert channel_name({"name": first.name, "metadata": first.metadata}, 0) == "dna (predicted)"
+
+
+def test_a_renamed_layer_stays_chosen_under_its_new_name(viewer_factory, monkeypatch):
+    """Renaming layers in the layer list: both widgets list the new names at once, a chosen layer
+    stays chosen (Predict then said "open a transmitted-light z-stack first" for the old name),
+    and the voxel size typed for it stays with it."""
+    monkeypatch.setattr("napari_labelfree._widgets._train.TrainWidget.estimate", lambda self: None)
+    viewer = viewer_factory()
+    viewer.add_image(_bright_field(), name="bright-field")
+    viewer.add_image(_fluorescence(), name="Hoechst")
+    _, predict = viewer.window.add_plugin_dock_widget("napari-labelfree", "Label-free prediction")
+    _, train = viewer.window.add_plugin_dock_widget("napari-labelfree", "Train a label-free model")
+    predict.voxel_size.value = "0.5, 0.2, 0.2"
+    predict._remember("voxel_size", "0.5, 0.2, 0.2")
+    viewer.layers["bright-field"].name = "cells BF"
+    viewer.layers["Hoechst"].name = "cells DNA"
+    assert predict.image.value == "cells BF" and "bright-field" not in predict.image.choices
+    assert predict.memory["cells BF"]["voxel_size"] == "0.5, 0.2, 0.2"
+    assert (train.signal.value, train.target.value) == ("cells BF", "cells DNA")
+    later = viewer.add_image(_bright_field(seed=3), name="second field")
+    later.name = "field 2"  # a layer added after the widgets opened
+    assert "field 2" in predict.image.choices and "field 2" in train.signal.choices
+    assert predict.image.value == "cells BF"  # renaming another layer changes no choice

@@ -189,6 +189,36 @@ def set_voxel_size(layer, info: LayerInfo, vox: tuple[float, float, float]) -> b
     return True
 
 
+class FollowsRenames:
+    """For a widget whose lists name layers: its ``_on_renamed(event)`` is called when any layer
+    of the viewer, present or added later, is renamed (``event.source`` is the layer). Bound
+    methods are connected: napari keeps weak references to them, so a closed widget is neither
+    kept alive nor called."""
+
+    def watch_renames(self, viewer: Any) -> None:
+        for layer in viewer.layers:
+            layer.events.name.connect(self._on_renamed)
+        viewer.layers.events.inserted.connect(self._watch_new_layer)
+
+    def _watch_new_layer(self, event: Any) -> None:
+        event.value.events.name.connect(self._on_renamed)
+
+    def _on_renamed(self, event: Any) -> None:
+        raise NotImplementedError
+
+
+def follow_rename(combo: Any, viewer: Any, layer: Any) -> bool:
+    """List the layers again in ``combo`` after ``layer`` was renamed; a choice of that layer
+    follows it to its new name (napari names are unique, so the chosen name that vanished was
+    the renamed layer's). True when the choice moved."""
+    stale = combo.value
+    combo.reset_choices()
+    if stale is not None and stale not in viewer.layers and layer in viewer.layers:
+        combo.value = layer.name
+        return True
+    return False
+
+
 def add_unselected(viewer: Any, layer: Any) -> None:
     """Add ``layer`` to the viewer leaving the selection as it is (prediction overlays, a sample's
     hidden layers).

@@ -21,8 +21,10 @@ from ..core.errors import LabelFreeError
 from ..core.predict.schedule import FrameScheduler
 from ._jobs import JobRunner, progress_bar
 from ._layers import (
+    FollowsRenames,
     LayerInfo,
     current_frame,
+    follow_rename,
     format_voxel_size,
     layer_info,
     layer_source,
@@ -56,7 +58,7 @@ def _label() -> QLabel:
     return label
 
 
-class PredictWidget(MergedExport, QWidget):
+class PredictWidget(MergedExport, FollowsRenames, QWidget):
     """Dock widget: image, channel, voxel size, models, device and tiles; Predict / Cancel."""
 
     def __init__(self, napari_viewer: napari.viewer.Viewer) -> None:
@@ -87,6 +89,7 @@ class PredictWidget(MergedExport, QWidget):
         layers = self.viewer.layers
         layers.events.inserted.connect(self.refresh_layers)
         layers.events.removed.connect(self._on_removed)
+        self.watch_renames(self.viewer)
         self.viewer.dims.events.current_step.connect(self._on_slider)
         self.destroyed.connect(self.models.disconnect_registry)
         load_devices(self._set_devices)
@@ -151,6 +154,13 @@ class PredictWidget(MergedExport, QWidget):
             best = default_source([self.viewer.layers[n] for n in names])  # never fluorescence
             self.image.value = best.name if best is not None else None
         self._on_image(self.image.value)
+
+    def _on_renamed(self, event: Any) -> None:
+        """A layer was renamed: the list shows the new name, a chosen layer stays chosen (and
+        keeps what the user set for it)."""
+        stale = self.image.value
+        if follow_rename(self.image, self.viewer, event.source) and stale in self.memory:
+            self.memory[event.source.name] = self.memory.pop(stale)
 
     def _layer(self) -> tuple[Any, LayerInfo]:
         name = self.image.value

@@ -27,7 +27,15 @@ from ..core.structures import COLORMAP_CHOICES, colormap_for
 from ..core.train.adapt import held_out_score
 from ..core.train_estimate import defaults_for
 from ._jobs import JobRunner, progress_bar
-from ._layers import layer_info, layer_source, looks_transmitted, other_scene, plugin_metadata
+from ._layers import (
+    FollowsRenames,
+    follow_rename,
+    layer_info,
+    layer_source,
+    looks_transmitted,
+    other_scene,
+    plugin_metadata,
+)
 from ._loss_plot import LossPlot
 from ._models import taken_names, unique_model_folder
 from ._overlays import image_layer_names
@@ -80,7 +88,7 @@ if TYPE_CHECKING:
     import napari
 
 
-class TrainWidget(QWidget):
+class TrainWidget(FollowsRenames, QWidget):
     """Dock widget: signal and target layers, structure, model name, sizes, device; Train / Stop."""
 
     def __init__(self, napari_viewer: napari.viewer.Viewer) -> None:
@@ -117,6 +125,7 @@ class TrainWidget(QWidget):
         self.refresh_layers()
         self.viewer.layers.events.inserted.connect(self.refresh_layers)
         self.viewer.layers.events.removed.connect(self.refresh_layers)
+        self.watch_renames(self.viewer)
         load_devices(self._set_devices)
 
     # ----------------------------------------------------------------------------- building
@@ -206,6 +215,11 @@ class TrainWidget(QWidget):
 
     def _image_names(self, *_: Any) -> list[str]:
         return image_layer_names(self.viewer)
+
+    def _on_renamed(self, event: Any) -> None:
+        """A layer was renamed: the lists show the new name; a chosen layer stays chosen."""
+        for combo in (self.signal, self.target):
+            follow_rename(combo, self.viewer, event.source)
 
     def refresh_layers(self, *_: Any) -> None:
         """List image layers; guess signal = the transmitted-light one, target = another one."""
