@@ -98,3 +98,27 @@ def test_projection_model_shows_one_plane_over_the_stack(open_predict, flat_mode
     assert layer.data.shape == (32, 40) and tuple(layer.scale) == (0.5, 0.5)
     if named:  # the one plane keeps its source's names for Y and X
         assert tuple(layer.axis_labels) == ("y", "x")
+
+
+def test_projection_of_a_timelapse_follows_the_time_slider_at_every_plane(
+    open_predict, flat_models, qtbot
+):
+    """A z-stack time-lapse and a projection model: each frame's plane shows at every z of that
+    frame (a T, Y, X overlay would have moved with the z slider instead: napari lines axes up
+    from the right)."""
+    viewer, widget = open_predict()
+    movie = np.stack([np.stack([_plane(t)] * 5) for t in range(3)])  # T, Z, Y, X
+    viewer.add_image(movie, name="phase", scale=(1.0, 1.0, 0.5, 0.5), translate=(0, 2.0, 0, 0))
+    widget.image.value = "phase"
+    widget.device.value = "cpu"
+    widget.models.set_checked([flat_models[1].path])
+    widget.predict_btn.native.click()
+    qtbot.waitUntil(lambda: not widget.is_running, timeout=TIMEOUT)
+    (layer,) = _prediction_layers(viewer)
+    assert layer.data.shape == (3, 1, 32, 40)
+    frames = np.asarray(layer.data)[:, 0]
+    assert not np.allclose(frames[0], frames[2])  # the frames differ: which one shows matters
+    for t in range(3):
+        for z in (0, 2, 4):
+            viewer.dims.current_step = (t, z, 16, 20)
+            np.testing.assert_allclose(layer._slice.image.raw, frames[t])

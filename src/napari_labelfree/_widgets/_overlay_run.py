@@ -25,6 +25,7 @@ from ._layers import (
     add_unselected,
     current_frame,
     find_prediction_layers,
+    layer_data,
     output_axes,
     output_geometry,
     plugin_metadata,
@@ -69,6 +70,12 @@ class OverlayRun:
         if event.drop_z and "Z" in self.info.axes:  # a projection: one plane over every z
             self.z_dropped = [a for a in self.info.axes if a != "C"].index("Z")
             del self.scale[self.z_dropped], self.translate[self.z_dropped]
+        elif event.span_z:  # a time-lapse's projection: its one plane as thick as the stack
+            z = [a for a in self.info.axes if a != "C"].index("Z")
+            n_z = layer_data(self.source).shape[self.info.axes.index("Z")]
+            # centred, so that every plane of the stack rounds to this one
+            self.translate[z] += (n_z - 1) / 2 * self.scale[z]
+            self.scale[z] *= n_z
 
     def owns(self, layer: Any) -> bool:
         """Whether removing ``layer`` concerns this run (its source or one of its overlays)."""

@@ -111,6 +111,9 @@ class Planned:
     stores: dict[str, Any] | None
     # one output plane shown without a Z axis: a 2D layer's, or a projection over the stack's
     drop_z: bool = False
+    # a projection per frame of a z-stack time-lapse: one plane kept as a Z axis that spans the
+    # stack (napari lines axes up from the right, so T, Y, X would move with the z slider)
+    span_z: bool = False
 
 
 def fit_tiles_to_cpu(plan: Any) -> None:
@@ -147,11 +150,13 @@ def predict_job(req: PredictRequest) -> Generator[Any, None, list[int]]:
         fit_tiles_to_cpu(plan)
     stores = None
     out_zyx = plan.output_shape_zyx
-    drop_z = out_zyx[0] == 1 and (not req.has_z or bool(plan.groups[0].projection))
+    projection = out_zyx[0] == 1 and req.has_z and bool(plan.groups[0].projection)
+    span_z = projection and req.has_time
+    drop_z = out_zyx[0] == 1 and (not req.has_z or projection) and not span_z
     if req.has_time:  # chunked on disk: a long time-lapse must not sit in RAM
         shape = (plan.n_frames, *out_zyx[int(drop_z) :])
         stores = {name: frame_store(shape) for name in plan.output_names}
-    yield Planned(plan.output_names, plan.bundles, stores, drop_z)
+    yield Planned(plan.output_names, plan.bundles, stores, drop_z, span_z)
     done: list[int] = []
     last, cost = time.monotonic(), 0.0
     for event in plan.iter_frames(req.scheduler):
