@@ -418,3 +418,36 @@ def test_comparing_a_model_on_its_own_training_image_says_it_is_no_held_out_scor
     ]
     predict.trust.stain.value = new
     assert "learned from" not in predict.trust.compare()
+
+
+def test_a_new_network_gets_the_devices_sizes_not_the_start_models(
+    viewer_factory, volume, monkeypatch, tiny_models
+):
+    """A start model puts its network in the form (the built-in dna is adapted by default); back
+    to a new network (chosen, or the 2.5D one taken by itself for a projection target), the form
+    shows the device's sizes for a new network, unless the user typed their own."""
+    from napari_labelfree.core.train_estimate import CPU_DEFAULTS
+
+    monkeypatch.setattr("napari_labelfree._widgets._train.TrainWidget.estimate", lambda self: None)
+    # a CPU-only machine, whatever this one has (a GPU found would bring the GPU's sizes)
+    monkeypatch.setattr(
+        "napari_labelfree._widgets._train.load_devices", lambda then: then(["auto", "cpu"])
+    )
+    viewer = viewer_factory()
+    viewer.add_image(volume, name="bright-field", scale=SCALE)
+    viewer.add_image(volume, name="Hoechst", scale=SCALE)
+    _, train = viewer.window.add_plugin_dock_widget(PLUGIN, TRAIN)
+    new = (CPU_DEFAULTS.depth, CPU_DEFAULTS.width)
+    start = tiny_models[0]  # depth 2, width 8, as the built-in's 8
+    train.start_from.reset_choices()
+    train.start_from.value = str(start.path)
+    assert (train.depth.value, train.width.value) == (2, 8) != new
+    viewer.add_image(volume.max(axis=0), name="DAPI", scale=SCALE[1:])
+    train.target.value = "DAPI"  # one plane: the 2.5D network, new
+    assert train.kind.value == "2.5d-projection" and train.start_from.value is None
+    assert (train.depth.value, train.width.value) == new
+    train.kind.value = "3d"
+    train.start_from.value = str(start.path)
+    train.width.value = 12  # the user's own
+    train.start_from.value = None
+    assert (train.depth.value, train.width.value) == (2, 12)

@@ -97,6 +97,8 @@ class TrainWidget(FollowsRenames, QWidget):
         self.last_model: Path | None = None
         self.history: dict[str, list] = {"it": [], "loss": [], "val_it": [], "val": []}
         self._last_draw = 0.0
+        # depth and width the start model put in the form (a new network then gets its own)
+        self._sizes_from_start: tuple[int, int] | None = None
         self._build()
         self._discard = threading.Event()  # set when the window closes mid-training
         self.runner = JobRunner(
@@ -299,11 +301,17 @@ class TrainWidget(FollowsRenames, QWidget):
         if self.kind.value != "3d":
             start = None  # the built-in models are 3D
         self.start_from.reset_choices()
-        if start is None or start in self.start_from.choices:
-            self.start_from.value = start
+        # the form follows at once (reset_choices may already have moved the value silently)
+        with self.start_from.changed.blocked():
+            if start is None or start in self.start_from.choices:
+                self.start_from.value = start
+        self._start_changed(self.start_from.value)
 
     def _start_changed(self, start: str | None) -> None:
-        """A model to fine-tune brings its network: the form shows its depth and width."""
+        """A model to fine-tune brings its network: the form shows its depth and width. Back to
+        a new network, a form the start model had filled (not the user) shows the device's
+        sizes for a new network again (the built-in's width 8 stayed for new networks until
+        2026-12-07: docs/training.md, "2.5D with a projection target")."""
         if start is not None:
             try:
                 arch = open_bundle(start).spec.architecture
@@ -311,6 +319,12 @@ class TrainWidget(FollowsRenames, QWidget):
                 arch = None
             if arch is not None:
                 self.depth.value, self.width.value = arch.depth, arch.width
+                self._sizes_from_start = (arch.depth, arch.width)
+        elif self._sizes_from_start == (self.depth.value, self.width.value):
+            gpu = any(str(d).startswith(("cuda", "mps")) for d in self.device.choices)
+            d = defaults_for("cuda" if gpu else "cpu")  # as _set_devices: "auto" is either
+            self.depth.value, self.width.value = d.depth, d.width
+            self._sizes_from_start = None
         self._settings_changed()
 
     def _kind_changed(self, kind: str) -> None:
