@@ -37,3 +37,12 @@ def test_the_note_points_to_the_held_out_strip_score_where_there_is_one():
     given = _spec(["x t=0"], val_pearson_r_mean=0.9, val_source="given")
     note = seen_note("dna-2", given, "x")
     assert note.startswith("dna-2 learned from an image of this name (x)") and "0.9" not in note
+
+
+def test_several_images_make_one_sentence():
+    spec = _spec(["a.tif", "b.tif", "c.tif", "d.tif"], val_pearson_r_mean=0.5, val_source="strip")
+    note = seen_note("m", spec, ["a.tif", "b.tif", "c.tif", "d.tif"])
+    assert note.startswith(
+        "m learned from 4 images of these names (a.tif, b.tif, c.tif and 1 more)"
+    )
+    assert "so they say little" in note and "held out of them: r 0.50" in note

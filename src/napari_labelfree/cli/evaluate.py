@@ -119,6 +119,7 @@ def run(args: argparse.Namespace) -> int:
     rows: list[dict[str, Any]] = []
     notices: set[str] = set()
     for bundle, name in zip(bundles, names, strict=True):
+        seen_images: list[str] = []
         for set_name, path in data:
             target = args.target_channel or _target_channel(path, bundle.spec)
             pairs, more = load_pairs(
@@ -130,11 +131,8 @@ def run(args: argparse.Namespace) -> int:
                     notices.add(n)
             for r in evaluate_model(bundle, pairs, args.device):
                 seen = learned_from(bundle.spec, [r["name"]])
-                if seen:
-                    n = seen_note(name, bundle.spec, seen)
-                    if n not in notices:
-                        print(f"labelfree evaluate: {n}", file=sys.stderr)
-                        notices.add(n)
+                if seen and seen not in seen_images:
+                    seen_images.append(seen)
                 if r.get(PROJECTED):
                     n = (
                         f"{name} predicts z-stacks and the target of {r['name']} is one plane: "
@@ -159,6 +157,10 @@ def run(args: argparse.Namespace) -> int:
                     f"nrmse={r['nrmse']:.4f}" + ("  (trained on it)" if seen else ""),
                     file=sys.stderr,
                 )
+        if seen_images:  # one line per model, after its rows
+            print(
+                f"labelfree evaluate: {seen_note(name, bundle.spec, seen_images)}", file=sys.stderr
+            )
     summary = summarize(rows)
     print_table(summary)
     if args.output:

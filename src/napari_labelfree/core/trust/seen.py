@@ -49,11 +49,22 @@ def held_out_strip_r(spec: ModelSpec) -> float | None:
     return float(r)
 
 
-def seen_note(model: str, spec: ModelSpec, image: str) -> str:
-    """One sentence: the score of ``model`` on ``image`` is not a held-out score."""
+def seen_note(model: str, spec: ModelSpec, images: str | list[str]) -> str:
+    """One sentence: the scores of ``model`` on ``images`` (one name, or several) are not
+    held-out scores."""
+    images = [images] if isinstance(images, str) else list(images)
     strip = held_out_strip_r(spec)
-    held = f"; on the strip it held out of it: r {strip:.2f}" if strip is not None else ""
+    one = len(images) == 1
+    if one:
+        what = f"an image of this name ({images[0]}): the score includes"
+    else:
+        listed = ", ".join(images[:3]) + (f" and {len(images) - 3} more" if len(images) > 3 else "")
+        what = f"{len(images)} images of these names ({listed}): their scores include"
+    says = "so it says" if one else "so they say"
+    held = ""
+    if strip is not None:
+        held = f"; on the strip it held out of {'it' if one else 'them'}: r {strip:.2f}"
     return (
-        f"{model} learned from an image of this name ({image}): the score includes the pixels it "
-        f"was trained on, so it says little of a new field{held}"
+        f"{model} learned from {what} the pixels it was trained on, {says} little of a new "
+        f"field{held}"
     )
