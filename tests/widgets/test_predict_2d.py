@@ -36,6 +36,17 @@ def flat_models(isolated_models):
     return made
 
 
+def _predict_phase(viewer, widget, model, qtbot):
+    """Predict the layer "phase" with ``model`` on the CPU; its one prediction layer."""
+    widget.image.value = "phase"
+    widget.device.value = "cpu"
+    widget.models.set_checked([model.path])
+    widget.predict_btn.native.click()
+    qtbot.waitUntil(lambda: not widget.is_running, timeout=TIMEOUT)
+    (layer,) = _prediction_layers(viewer)
+    return layer
+
+
 def _plane(t: int = 0) -> np.ndarray:
     rng = np.random.default_rng(t)
     y, x = np.mgrid[0:32, 0:40]
@@ -53,12 +64,7 @@ def test_model_list_shows_the_kind(open_predict, flat_models):
 def test_2d_image_predicts_into_a_2d_layer(open_predict, flat_models, qtbot):
     viewer, widget = open_predict()
     viewer.add_image(_plane(), name="phase", scale=(0.5, 0.5))
-    widget.image.value = "phase"
-    widget.device.value = "cpu"
-    widget.models.set_checked([flat_models[0].path])
-    widget.predict_btn.native.click()
-    qtbot.waitUntil(lambda: not widget.is_running, timeout=TIMEOUT)
-    (layer,) = _prediction_layers(viewer)
+    layer = _predict_phase(viewer, widget, flat_models[0], qtbot)
     assert layer.data.shape == (32, 40) and tuple(layer.scale) == (0.5, 0.5)
     assert np.isfinite(layer.data).all() and np.abs(layer.data).sum() > 0
 
@@ -89,12 +95,7 @@ def test_projection_model_shows_one_plane_over_the_stack(open_predict, flat_mode
     stack = np.stack([_plane(0)] * 5)
     named = {"axis_labels": ("z", "y", "x")} if layers_take_units() else {}  # napari >= 0.5.1
     viewer.add_image(stack, name="phase", scale=(1.0, 0.5, 0.5), **named)
-    widget.image.value = "phase"
-    widget.device.value = "cpu"
-    widget.models.set_checked([flat_models[1].path])
-    widget.predict_btn.native.click()
-    qtbot.waitUntil(lambda: not widget.is_running, timeout=TIMEOUT)
-    (layer,) = _prediction_layers(viewer)
+    layer = _predict_phase(viewer, widget, flat_models[1], qtbot)
     assert layer.data.shape == (32, 40) and tuple(layer.scale) == (0.5, 0.5)
     if named:  # the one plane keeps its source's names for Y and X
         assert tuple(layer.axis_labels) == ("y", "x")
@@ -109,12 +110,7 @@ def test_projection_of_a_timelapse_follows_the_time_slider_at_every_plane(
     viewer, widget = open_predict()
     movie = np.stack([np.stack([_plane(t)] * 5) for t in range(3)])  # T, Z, Y, X
     viewer.add_image(movie, name="phase", scale=(1.0, 1.0, 0.5, 0.5), translate=(0, 2.0, 0, 0))
-    widget.image.value = "phase"
-    widget.device.value = "cpu"
-    widget.models.set_checked([flat_models[1].path])
-    widget.predict_btn.native.click()
-    qtbot.waitUntil(lambda: not widget.is_running, timeout=TIMEOUT)
-    (layer,) = _prediction_layers(viewer)
+    layer = _predict_phase(viewer, widget, flat_models[1], qtbot)
     assert layer.data.shape == (3, 1, 32, 40)
     frames = np.asarray(layer.data)[:, 0]
     assert not np.allclose(frames[0], frames[2])  # the frames differ: which one shows matters

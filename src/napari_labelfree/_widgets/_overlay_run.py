@@ -67,11 +67,13 @@ class OverlayRun:
 
     def planned(self, event: Planned) -> None:
         self.names, self.bundles, self.stores = event.names, event.bundles, event.stores
-        if event.drop_z and "Z" in self.info.axes:  # a projection: one plane over every z
-            self.z_dropped = [a for a in self.info.axes if a != "C"].index("Z")
-            del self.scale[self.z_dropped], self.translate[self.z_dropped]
-        elif event.span_z:  # a time-lapse's projection: its one plane as thick as the stack
-            z = [a for a in self.info.axes if a != "C"].index("Z")
+        if "Z" not in self.info.axes or not (event.drop_z or event.span_z):
+            return
+        z = [a for a in self.info.axes if a != "C"].index("Z")  # in the overlay's axes
+        if event.drop_z:  # a projection: one plane over every z
+            self.z_dropped = z
+            del self.scale[z], self.translate[z]
+        else:  # a time-lapse's projection: its one plane as thick as the stack
             n_z = layer_data(self.source).shape[self.info.axes.index("Z")]
             # centred, so that every plane of the stack rounds to this one
             self.translate[z] += (n_z - 1) / 2 * self.scale[z]

@@ -321,8 +321,7 @@ class TrainWidget(FollowsRenames, QWidget):
                 self.depth.value, self.width.value = arch.depth, arch.width
                 self._sizes_from_start = (arch.depth, arch.width)
         elif self._sizes_from_start == (self.depth.value, self.width.value):
-            gpu = any(str(d).startswith(("cuda", "mps")) for d in self.device.choices)
-            d = defaults_for("cuda" if gpu else "cpu")  # as _set_devices: "auto" is either
+            d = defaults_for("cuda" if self._gpu_listed() else "cpu")  # "auto" is either
             self.depth.value, self.width.value = d.depth, d.width
             self._sizes_from_start = None
         self._settings_changed()
@@ -341,11 +340,15 @@ class TrainWidget(FollowsRenames, QWidget):
             self.device.choices = devices
         except RuntimeError:  # the widget closed before torch answered
             return
-        if any(d.startswith(("cuda", "mps")) for d in devices):
+        if self._gpu_listed():
             d = defaults_for("cuda")
             self.depth.value, self.width.value, self.batch.value = d.depth, d.width, d.batch_size
             self.patch.value = ", ".join(map(str, d.patch_shape))
         self._start_changed(self.start_from.value)  # a model to fine-tune keeps its network
+
+    def _gpu_listed(self) -> bool:
+        """Whether the device probe found a GPU (the sizes for a new network follow it)."""
+        return any(str(d).startswith(("cuda", "mps")) for d in self.device.choices)
 
     def _settings_changed(self, *_: Any) -> None:
         self.estimate_label.value = "Estimating the time per iteration..."
