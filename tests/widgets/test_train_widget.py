@@ -451,3 +451,25 @@ def test_a_new_network_gets_the_devices_sizes_not_the_start_models(
     train.width.value = 12  # the user's own
     train.start_from.value = None
     assert (train.depth.value, train.width.value) == (2, 12)
+
+
+@pytest.mark.parametrize("found", [["auto", "cpu"], ["auto", "cpu", "cuda:0"]])
+def test_back_to_3d_the_patch_fits_the_device_that_will_train(
+    viewer_factory, volume, monkeypatch, found
+):
+    """Device "auto" trains on a GPU only where the probe found one: back from a flat network,
+    the 3D patch is the CPU's on a machine without (it was the GPU's 32x64x64 on every machine),
+    and the CPU's whenever the user chose the CPU."""
+    from napari_labelfree.core.train_estimate import CPU_DEFAULTS, GPU_DEFAULTS
+
+    monkeypatch.setattr("napari_labelfree._widgets._train.TrainWidget.estimate", lambda self: None)
+    monkeypatch.setattr("napari_labelfree._widgets._train.load_devices", lambda then: then(found))
+    viewer = viewer_factory()
+    viewer.add_image(volume, name="bright-field", scale=SCALE)
+    _, train = viewer.window.add_plugin_dock_widget(PLUGIN, TRAIN)
+    gpu = "cuda:0" in found
+    for device, sizes in (("auto", GPU_DEFAULTS if gpu else CPU_DEFAULTS), ("cpu", CPU_DEFAULTS)):
+        train.device.value = device
+        train.kind.value = "2d"
+        train.kind.value = "3d"
+        assert train.patch.value == ", ".join(map(str, sizes.patch_shape)), device

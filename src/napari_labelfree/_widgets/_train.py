@@ -25,7 +25,7 @@ from ..core.config import KIND_OPTIONS, PAPER_VOXEL_SIZE_UM, Architecture, Model
 from ..core.errors import LabelFreeError
 from ..core.structures import COLORMAP_CHOICES, colormap_for
 from ..core.train.adapt import held_out_score
-from ..core.train_estimate import defaults_for
+from ..core.train_estimate import TrainDefaults, defaults_for
 from ._jobs import JobRunner, progress_bar
 from ._layers import (
     FollowsRenames,
@@ -321,7 +321,7 @@ class TrainWidget(FollowsRenames, QWidget):
                 self.depth.value, self.width.value = arch.depth, arch.width
                 self._sizes_from_start = (arch.depth, arch.width)
         elif self._sizes_from_start == (self.depth.value, self.width.value):
-            d = defaults_for("cuda" if self._gpu_listed() else "cpu")  # "auto" is either
+            d = self._device_defaults()
             self.depth.value, self.width.value = d.depth, d.width
             self._sizes_from_start = None
         self._settings_changed()
@@ -331,7 +331,7 @@ class TrainWidget(FollowsRenames, QWidget):
         from ..cli._kind import FLAT_PATCH
 
         flat = kind != "3d"
-        patch = FLAT_PATCH if flat else defaults_for(self.device.value).patch_shape
+        patch = FLAT_PATCH if flat else self._device_defaults().patch_shape
         self.patch.value = ", ".join(map(str, patch))
         self._structure_changed(self.structure.value)
 
@@ -345,6 +345,14 @@ class TrainWidget(FollowsRenames, QWidget):
             self.depth.value, self.width.value, self.batch.value = d.depth, d.width, d.batch_size
             self.patch.value = ", ".join(map(str, d.patch_shape))
         self._start_changed(self.start_from.value)  # a model to fine-tune keeps its network
+
+    def _device_defaults(self) -> TrainDefaults:
+        """The sizes for a new network on the chosen device: "auto" is the GPU only where the
+        device probe found one (it was taken for a GPU on every machine until 2026-12-07)."""
+        device = self.device.value
+        if device == "auto":
+            device = "cuda" if self._gpu_listed() else "cpu"
+        return defaults_for(device)
 
     def _gpu_listed(self) -> bool:
         """Whether the device probe found a GPU (the sizes for a new network follow it)."""

@@ -33,7 +33,8 @@ CPU_DEFAULTS = TrainDefaults(depth=3, width=16, batch_size=4, patch_shape=(16, 6
 
 
 def defaults_for(device: str) -> TrainDefaults:
-    """The defaults for a device name ("cpu", "cuda:0", "mps", "auto" with what it resolves to)."""
+    """The defaults for a device name ("cpu", "cuda:0", "mps"); resolve "auto" first (anything
+    but a CPU name gets the GPU's sizes)."""
     return CPU_DEFAULTS if device.startswith("cpu") else GPU_DEFAULTS
 
 
