@@ -98,7 +98,7 @@ def test_25d_training_with_a_projection_target_predicts_one_plane(files, capsys,
     [
         (["--voxel-size", "0.5,0.5"], "Y,X"),
         (["--in-planes", "3"], "--kind 2.5d"),
-        (["--kind", "2d", "--target-projection", "max"], "--kind 2.5d"),
+        (["--kind", "2d", "--target-projection", "max"], "--kind 2.5d and 3d"),
         (["--kind", "2.5d", "--in-planes", "4"], "odd"),
     ],
 )
@@ -141,6 +141,38 @@ def test_a_one_plane_target_trains_a_25d_model_of_the_whole_stack(projection_fil
     assert "nan" not in row  # SSIM of one plane is a 2D SSIM, not an empty 3D window
 
 
+def test_a_3d_network_learns_a_one_plane_target_at_every_plane_and_fine_tunes_a_3d_model(
+    projection_files, capsys, monkeypatch
+):
+    """--kind 3d --target-projection max: the plane repeated at every plane is learned, the
+    prediction is its one plane; a 3D model without a projection (a built-in) can start it, and
+    the before/after are both scored on the one plane."""
+    start = ["init-model", "start3d", "--structure", "dna", "--voxel-size", "1,0.5,0.5", *TINY]
+    assert main(start) == 0
+    argv = ["train", "pairs.csv", "--structure", "dna", "--kind", "3d"]
+    argv += ["--target-projection", "max", "--voxel-size", "1,0.5,0.5", *TINY]
+    argv += ["--iterations", "4", "--batch-size", "2", "--patch-shape", "4,16,16"]
+    assert main([*argv, "--init", "./start3d", "-o", "m3p"]) == 0
+    said = "".join(capsys.readouterr())
+    assert "start3d: r " in said and "-> adapted: r " in said  # before/after on the strip
+    config = json.loads((projection_files / "m3p" / "config.json").read_text())
+    assert config["architecture"]["name"] == "unet3d" and config["target_projection"] == "max"
+    assert config["provenance"]["init"]["model"] == "start3d"
+    metrics = config["metrics"]
+    assert metrics["val_source"] == "strip"
+    assert np.isfinite(metrics["val_pearson_r_mean"]) and np.isfinite(
+        metrics["init_val_pearson_r_mean"]
+    )
+    assert main(["predict", "stack.ome.tif", "-m", "./m3p", "-o", "p.ome.tif"]) == 0
+    assert open_image("p.ome.tif").shape_zyx == (1, 32, 128)  # one plane, not the stack
+    assert main(["evaluate", "./m3p", "pairs.csv"]) == 0
+    row = [line for line in capsys.readouterr().out.splitlines() if line.strip()][-1]
+    assert "nan" not in row
+    monkeypatch.setenv("NAPARI_LABELFREE_MODELS", str(projection_files))
+    assert main(["models"]) == 0
+    assert "3D (max-projection at every plane)" in capsys.readouterr().out
+
+
 def test_a_one_plane_target_for_a_stack_network_is_refused_naming_the_25d_options(
     projection_files, capsys
 ):
@@ -150,6 +182,7 @@ def test_a_one_plane_target_for_a_stack_network_is_refused_naming_the_25d_option
     err = capsys.readouterr().err
     assert "the target is one plane and the signal a stack of 7" in err
     assert "--kind 2.5d --target-projection max --in-planes 7" in err
+    assert "--kind 3d --target-projection max" in err
     assert "Traceback" not in err and not (projection_files / "m3").exists()
     # 2.5D without the projection would pair the plane with one window: refused the same way
     assert main([*argv[:-2], "--kind", "2.5d", "-o", "m25"]) != 0

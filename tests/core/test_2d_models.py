@@ -54,6 +54,9 @@ def test_old_configs_read_as_3d_and_kinds_round_trip(tmp_path):
     )
     assert spec.kind_label == "2.5D (5 planes, max-projection)"
     assert "target_projection" not in ModelSpec("dna").to_dict()  # 3D configs stay as they were
+    assert read_spec(_model(tmp_path, "3p", "unet3d", 1, "max").path).kind_label == (
+        "3D (max-projection at every plane)"
+    )
 
 
 @pytest.mark.parametrize(
@@ -63,7 +66,7 @@ def test_old_configs_read_as_3d_and_kinds_round_trip(tmp_path):
         ({"name": "unet2.5d", "in_planes": 1}, "", "odd"),
         ({"name": "unet2d", "in_planes": 3}, "", "2.5D"),
         ({"name": "unet4d"}, "", "upgrade"),
-        ({"name": "unet3d"}, "max", "2.5D"),
+        ({"name": "unet2d"}, "max", "2.5D and 3D"),
         ({"name": "unet2.5d", "in_planes": 3}, "median", "max"),
     ],
 )
@@ -189,6 +192,22 @@ def test_25d_projection_model_predicts_one_plane_from_the_middle_window(tmp_path
     assert drain(plan.predict_volume(stack))["dna"].shape == (1, 32, 40)
 
 
+def test_3d_projection_model_predicts_the_maximum_of_its_planes(tmp_path, rng):
+    """A 3D network trained against the projection at every plane predicts every plane of the
+    whole stack; their maximum over z is its one plane, as for a 2.5D projection model."""
+    b = _model(tmp_path, "p3", "unet3d", 1, "max")
+    stack = rng.random((8, 32, 40)).astype(np.float32)
+    source = from_array(stack, "ZYX", physical_sizes=VOX)
+    plan = plan_prediction(source, b, device="cpu", tiling=FP32)
+    assert plan.output_shape_zyx == (1, 32, 40)
+    out = drain(plan.predict_volume(stack))["dna"]
+    net = load_network(b)
+    with torch.no_grad():
+        every_plane = net(torch.from_numpy(zscore(stack))[None, None]).numpy()[0, 0]
+    assert out.shape == (1, 32, 40)
+    np.testing.assert_allclose(out[0], every_plane.max(axis=0), atol=1e-4)
+
+
 def _events(gen):
     while True:
         try:
@@ -209,6 +228,7 @@ def _pair(rng, project=False):
         ("unet2d", 1, "", (1, 16, 16)),
         ("unet2.5d", 3, "", (2, 16, 16)),
         ("unet2.5d", 5, "max", (1, 16, 16)),
+        ("unet3d", 1, "max", (4, 16, 16)),
     ],
 )
 def test_training_2d_and_25d_models(tmp_path, rng, kind, planes, projection, patch):

@@ -35,12 +35,17 @@ def offline(monkeypatch):
     monkeypatch.setattr(socket, "create_connection", refuse)
 
 
-def _bundle(folder, kind="unet2d", planes=1):
+def _bundle(folder, kind="unet2d", planes=1, projection=""):
     arch = Architecture(name=kind, depth=2, width=8, in_planes=planes)
     with torch.random.fork_rng():
         torch.manual_seed(5)
         net = randomize_batchnorm(UNet3D(arch), seed=5)
-    spec = ModelSpec("dna", voxel_size_um=(PIXEL[0], *PIXEL), architecture=arch)
+    spec = ModelSpec(
+        "dna",
+        voxel_size_um=(PIXEL[0], *PIXEL),
+        architecture=arch,
+        target_projection=projection,
+    )
     save_bundle(folder, spec, net.state_dict())
     return open_bundle(folder)
 
@@ -89,3 +94,8 @@ def test_25d_export_is_refused_in_one_line(tmp_path):
     with pytest.raises(LabelFreeError, match="2.5D"):
         export_package(bundle, tmp_path / "m25.zip")
     assert not (tmp_path / "m25.zip").exists()
+    # a 3D network whose planes' maximum is the prediction: a package would describe the stack
+    bundle = _bundle(tmp_path / "m3p", "unet3d", 1, "max")
+    with pytest.raises(LabelFreeError, match="maximum over z"):
+        export_package(bundle, tmp_path / "m3p.zip")
+    assert not (tmp_path / "m3p.zip").exists()

@@ -366,6 +366,38 @@ def test_a_one_plane_target_trains_the_whole_stack_against_it(train_setup, qtbot
     assert "on your held-out strip" in train.status.text()
 
 
+def test_a_one_plane_target_can_train_a_3d_network_adapting_a_start_model(
+    train_setup, qtbot, volume, tiny_models, monkeypatch
+):
+    """The other network for a projection target: 3D, learning the plane at every plane of the
+    stack. It takes a 3D patch and, being 3D, starts from the built-in model of the structure
+    by default; trained from a 3D start, it ends with the before/after on the held-out strip and
+    predicts one plane."""
+    viewer, predict, train = train_setup
+    start = str(tiny_models[0].path)  # stands for the built-in dna (a small 3D model, for time)
+    monkeypatch.setattr("napari_labelfree._widgets._train.default_start", lambda s: start)
+    wide = np.concatenate([volume] * 4, axis=2)  # 8 x 32 x 128: wide enough for the strip
+    viewer.add_image(wide, name="wide bright-field", scale=SCALE)
+    viewer.add_image(wide.max(axis=0), name="DAPI projection", scale=SCALE[1:])
+    train.signal.value, train.target.value = "wide bright-field", "DAPI projection"
+    assert train.kind.value == "2.5d-projection"
+    train.kind.value = "3d-projection"
+    assert train.patch.value == "16, 64, 64"  # a 3D patch (this machine: the CPU's)
+    assert train.start_from.value == start  # the structure's built-in, being 3D
+    assert train.kind.value == "3d-projection"  # the one-plane target keeps the chosen network
+    spec = train._trained_spec(train._spec_and_config()[0])
+    assert (spec.kind, spec.target_projection) == ("unet3d", "max")
+    train.patch.value = "4, 16, 16"
+    train.iterations.value = 2
+    train.train_btn.native.click()
+    qtbot.waitUntil(lambda: not train.is_running, timeout=TIMEOUT)
+    bundle = open_bundle(train.last_model)
+    assert (bundle.spec.kind, bundle.spec.target_projection) == ("unet3d", "max")
+    assert bundle.spec.provenance["init"]["model"] == tiny_models[0].name
+    assert "-> adapted: r " in train.status.text()
+    assert bundle.spec.kind_label == "3D (max-projection at every plane)"
+
+
 def test_the_target_follows_the_signal_to_its_scene(
     viewer_factory, tmp_path, write_positions, monkeypatch
 ):

@@ -50,13 +50,20 @@ from ._workers import load_devices, notify_error
 NEW = "a new network"  # the "Start from" choice that fine-tunes nothing
 # the network kinds of `labelfree train --kind`, as the form lists them
 # and a 2.5D network reading the whole stack against a one-plane target, a projection (as
-# `--kind 2.5d --target-projection max --in-planes N`): chosen by itself for such a target
+# `--kind 2.5d --target-projection max --in-planes N`): chosen by itself for such a target;
+# or a 3D network learning the projection at every plane (`--kind 3d --target-projection max`):
+# slower, and it can adapt a built-in model (docs/training.md, "The Train widget's projection
+# network on the four quarters")
 STACK_TO_PLANE = "2.5d-projection"
+STACK_TO_PLANE_3D = "3d-projection"
+PROJECTION_KINDS = (STACK_TO_PLANE, STACK_TO_PLANE_3D)
+STACK_KINDS = ("3d", STACK_TO_PLANE_3D)  # 3D networks: a 3D patch; a built-in can start them
 KIND_CHOICES = [
     ("3D: a z-stack in, a z-stack out", "3d"),
     ("2D: each plane on its own", "2d"),
     ("2.5D: 5 planes in, the middle one out", "2.5d"),
     ("2.5D: the whole stack in, its projection out", STACK_TO_PLANE),
+    ("3D: the whole stack in, its projection at every plane", STACK_TO_PLANE_3D),
 ]
 PLOT_EVERY_S = 2.0  # the live loss plot's redraw interval during training
 
@@ -158,7 +165,8 @@ class TrainWidget(FollowsRenames, QWidget):
         self.kind.tooltip = (
             "3D as in the paper; 2D and 2.5D train faster on larger fields and suit thin or "
             "few-plane images (a 2D / 2.5D network starts new: the built-in models are 3D); "
-            "a target of one plane (a maximum projection) trains the whole stack against it"
+            "a target of one plane (a maximum projection) trains the whole stack against it: "
+            "2.5D by default, or 3D at every plane (slower; it can adapt a built-in model)"
         )
         self.iterations = SpinBox(label="Iterations", min=1, max=1_000_000, value=500)
         self.iterations.tooltip = "Training steps (the paper: 50,000 on a GPU)"
@@ -273,11 +281,13 @@ class TrainWidget(FollowsRenames, QWidget):
         stack)."""
         self._same_scene_target()
         signal, target = self._planes(self.signal.value), self._planes(self.target.value)
-        if signal and target and target[0] == 1 < signal[0] and self.kind.value != STACK_TO_PLANE:
+        one_plane = bool(signal and target and target[0] == 1 < signal[0])
+        if one_plane and self.kind.value not in PROJECTION_KINDS:
             self.kind.value = STACK_TO_PLANE
             self.status.setText(
                 f"The target is one plane and the signal a stack of {signal[0]}: a 2.5D network "
-                "learns the plane from the whole stack (Network)."
+                "learns the plane from the whole stack (Network; a 3D network learning it at "
+                "every plane is slower, and can adapt a built-in model)."
             )
         elif self.kind.value == STACK_TO_PLANE:
             self._settings_changed()  # the window is the signal's planes
@@ -298,7 +308,7 @@ class TrainWidget(FollowsRenames, QWidget):
         self.colormap.value = colormap_for(structure.strip() or "model")
         self.name.value = unique_model_folder(bundles.user_models_dir(), structure).name
         start = default_start(structure)  # adapt the built-in model of the structure by default
-        if self.kind.value != "3d":
+        if self.kind.value not in STACK_KINDS:
             start = None  # the built-in models are 3D
         self.start_from.reset_choices()
         # the form follows at once (reset_choices may already have moved the value silently)
@@ -330,7 +340,7 @@ class TrainWidget(FollowsRenames, QWidget):
         """A flat network gets a flat patch and starts new; 3D gets the device's sizes back."""
         from ..cli._kind import FLAT_PATCH
 
-        flat = kind != "3d"
+        flat = kind not in STACK_KINDS
         patch = FLAT_PATCH if flat else self._device_defaults().patch_shape
         self.patch.value = ", ".join(map(str, patch))
         self._structure_changed(self.structure.value)
@@ -376,7 +386,7 @@ class TrainWidget(FollowsRenames, QWidget):
             architecture=Architecture(
                 depth=self.depth.value, width=self.width.value, **self._kind_architecture()
             ),
-            target_projection="max" if self.kind.value == STACK_TO_PLANE else "",
+            target_projection="max" if self.kind.value in PROJECTION_KINDS else "",
             # not "bright-field" unasked: training names the contrast its files record, if any
             modality="transmitted-light",
         )
@@ -397,6 +407,8 @@ class TrainWidget(FollowsRenames, QWidget):
 
         if self.kind.value == STACK_TO_PLANE:
             return {"name": "unet2.5d", "in_planes": self._stack_window()}
+        if self.kind.value == STACK_TO_PLANE_3D:
+            return {"name": "unet3d", "in_planes": 1}
         name = KIND_OPTIONS[self.kind.value]
         return {"name": name, "in_planes": DEFAULT_IN_PLANES if name == "unet2.5d" else 1}
 

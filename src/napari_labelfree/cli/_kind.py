@@ -46,9 +46,10 @@ def add_kind_args(p: argparse.ArgumentParser) -> None:
         "--target-projection",
         choices=PROJECTIONS,
         default=None,
-        help="2.5D: train against the z-projection (max or mean) of the target: one plane per "
-        "stack, predicted from the --in-planes planes around its middle (a 2D target, e.g. a "
-        "maximum projection, is taken as it is)",
+        help="train against the z-projection (max or mean) of the target: one plane per stack "
+        "(a one-plane target, e.g. a maximum projection, is taken as it is); 2.5D predicts it "
+        "from the --in-planes planes around the stack's middle, 3D learns it at every plane "
+        "and predicts their maximum (slower; a built-in 3D model can be fine-tuned to it)",
     )
 
 
@@ -70,9 +71,10 @@ def kind_settings(args: argparse.Namespace, voxel: tuple[float, ...]) -> dict[st
         voxel = (voxel[0], *voxel)  # a 2D network never resamples along z: Z is not used
     if args.in_planes is not None and name != "unet2.5d":
         raise LabelFreeError("--in-planes is for --kind 2.5d (a window of planes in)")
-    if args.target_projection and name != "unet2.5d":
+    if args.target_projection and name == "unet2d":
         raise LabelFreeError(
-            "--target-projection is for --kind 2.5d (a window of planes in, one plane out)"
+            "--target-projection is for --kind 2.5d and 3d (a stack in, one plane out); a 2D "
+            "network reads one plane"
         )
     in_planes = (args.in_planes or DEFAULT_IN_PLANES) if name == "unet2.5d" else 1
     return {

@@ -223,7 +223,7 @@ def run(args: argparse.Namespace) -> int:
     from ..core.structures import colormap_for
     from ..core.train import TrainConfig, ddp, iter_train
     from ..core.train.adapt import before_after
-    from ..core.train.init import resolve_init
+    from ..core.train.init import resolve_init, spec_from_init
     from ..core.train.patches import check_one_plane_targets
 
     if args.depth < 1 or args.width < 1:
@@ -287,7 +287,8 @@ def run(args: argparse.Namespace) -> int:
         modality="transmitted-light",
     )
     # a model to fine-tune brings its own kind of network; refused before a line is said
-    check_one_plane_targets([*train, *(val or [])], resolve_init(init).spec if init else spec)
+    trained = spec_from_init(spec, resolve_init(init)) if init else spec
+    check_one_plane_targets([*train, *(val or [])], trained)
     for n in ([starting] if starting else []) + list(dict.fromkeys(notices)):
         print(f"labelfree train: {n}", file=sys.stderr)
     print(

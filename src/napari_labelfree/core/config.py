@@ -162,7 +162,8 @@ class ModelSpec:
     # statistics of the training inputs (core.trust.stats); None for models that lack them
     input_statistics: dict[str, Any] | None = None
     # "max" / "mean": trained against the z-projection of the target, the model predicts that one
-    # plane per stack (2.5D: from the in_planes around the stack's centre); "": plane by plane
+    # plane per stack (2.5D: from the in_planes around the stack's centre; 3D: the projection
+    # learned at every plane of the stack, whose maximum over z is the plane); "": plane by plane
     target_projection: str = ""
     # several networks of one architecture whose mean is the prediction (core.ensemble):
     # {"members": K, "seeds": [...], ...}; None for one network
@@ -186,10 +187,10 @@ class ModelSpec:
                 f"unknown target projection {self.target_projection!r}; this version knows "
                 "'max' and 'mean': upgrade napari-labelfree to use this model"
             )
-        if self.target_projection and self.architecture.name != "unet2.5d":
+        if self.target_projection and self.architecture.name == "unet2d":
             raise LabelFreeError(
-                "a projection target is for 2.5D networks (a window of planes in, one plane "
-                f"out); this model is a {self.architecture.name}"
+                "a projection target is for 2.5D and 3D networks (a stack in, one plane out); "
+                "a 2D network reads one plane"
             )
         if self.ensemble is not None:
             k = self.ensemble.get("members") if isinstance(self.ensemble, dict) else None
@@ -212,11 +213,11 @@ class ModelSpec:
 
     @property
     def _network_label(self) -> str:
+        extra = f", {self.target_projection}-projection" if self.target_projection else ""
         if self.kind == "unet3d":
-            return "3D"
+            return f"3D ({extra[2:]} at every plane)" if extra else "3D"
         if self.kind == "unet2d":
             return "2D"
-        extra = f", {self.target_projection}-projection" if self.target_projection else ""
         return f"2.5D ({self.architecture.in_planes} planes{extra})"
 
     @property

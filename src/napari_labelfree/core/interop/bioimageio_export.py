@@ -173,6 +173,12 @@ def export_package(
             f"{bundle.name} is a 2.5D model (a window of planes in, one plane out); bioimage.io "
             "export takes 3D and 2D models"
         )
+    if spec.target_projection:  # its network gives every plane; the plane is their maximum
+        raise LabelFreeError(
+            f"{bundle.name} predicts one plane, the maximum over z of its network's planes, "
+            "which a bioimage.io package cannot describe; bioimage.io export takes models that "
+            "predict every plane"
+        )
     net = load_network(bundle)
     m = spec.architecture.multiple
     test_in = _test_input((2 * m, 4 * m, 4 * m))

@@ -389,8 +389,10 @@ def plan_prediction(
                 grid_shape=tuple(grid),  # type: ignore[arg-type]
                 resample=resample,
                 normalization=first.spec.normalization,
-                window=window if kind == "unet2.5d" else 1,
+                # a 3D projection model reads the whole stack, 2.5D its window of planes
+                window=window if kind == "unet2.5d" else (grid[0] if projection else 1),
                 projection=projection,
+                kind=kind,
             )
         )
     max_tile = max_tile_shape(tiling.tile_shape, dev, dtype)

@@ -51,6 +51,7 @@ class ModelGroup:
     normalization: Normalization = field(default_factory=Normalization)  # the models'
     window: int = 1  # 2.5D networks: the z-planes each output plane reads (1: 2D and 3D)
     projection: str = ""  # "max" / "mean": the models predict one plane, the stack's projection
+    kind: str = "unet3d"  # the networks' (a 3D projection model reads the whole stack)
 
     def window_planes(self) -> tuple[int, int, int]:
         """(first, stop, kept): the grid planes a projection model reads, and which output plane
@@ -359,7 +360,11 @@ def run_volume(
             )
         shape = tuple(volume.shape)
         if group.projection:
-            out, shape = out[:, kept : kept + 1], (1, *shape[1:])
+            # a 3D network learned the projection at every plane: their maximum, as measured
+            # (docs/training.md); a 2.5D network's window gives it at its centre plane
+            plane = out.amax(dim=1, keepdim=True) if group.kind == "unet3d" else None
+            out = plane if plane is not None else out[:, kept : kept + 1]
+            shape = (1, *shape[1:])
         for k, i in enumerate(group.indices):
             results[plan.names[i]] = _back_to_frame(out[k], shape, on_device)
         if tiling.uncertainty:

@@ -59,7 +59,11 @@ def evaluate_model(
         p = next(iter(pred.values()))
         if project:
             p = p.max(axis=0, keepdims=True)
-        scores = score_all(p, np.asarray(pair.target))
+        target = np.asarray(pair.target)
+        if bundle.spec.target_projection and target.shape[0] > 1:  # what it was trained against
+            reduce = np.max if bundle.spec.target_projection == "max" else np.mean
+            target = reduce(target, axis=0, keepdims=True)
+        scores = score_all(p, target)
         out.append({"name": pair.name, **scores, **({PROJECTED: "max"} if project else {})})
     return out
 

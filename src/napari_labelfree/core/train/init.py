@@ -69,7 +69,11 @@ def spec_from_init(spec: ModelSpec, start: ModelBundle) -> ModelSpec:
     out.architecture = copy.deepcopy(src.architecture)
     out.voxel_size_um = tuple(src.voxel_size_um)  # type: ignore[assignment]
     out.normalization = copy.deepcopy(src.normalization)
-    out.target_projection = src.target_projection  # a 2.5D model keeps what it predicts
+    # a model keeps what it predicts; a 3D model's network, which predicts every plane, may
+    # learn a projection at every plane too (a 2.5D window's centre plane cannot become one)
+    out.target_projection = src.target_projection
+    if src.kind == "unet3d" and not src.target_projection:
+        out.target_projection = spec.target_projection
     out.provenance["init"] = {
         "model": start.name,
         "structure": src.structure,

@@ -252,6 +252,8 @@ def _train(
     if val_arrays and ranks.main:
         # Whole-image scores through the same tiled prediction a user runs.
         run.finish(None, interrupted=False)
+        if spec.target_projection:  # a 3D network's target, repeated at every plane: one plane
+            val_arrays = [(s, t[:1], n) for s, t, n in val_arrays]  # (the start is scored alike)
         per_image = evaluate_model(
             open_bundle(out), [ImagePair(s, t, None, n) for s, t, n in val_arrays], dev
         )

@@ -56,7 +56,7 @@ def prepare_pair(
         model_voxel = (pair.voxel_size[0], *model_voxel[1:])  # planes are never resampled
     if projection:
         return _prepare_projection(
-            pair, sig, tgt, model_voxel, normalization, window, projection, patch_shape
+            pair, sig, tgt, model_voxel, normalization, window, projection, patch_shape, kind
         )
     if sig.shape != tgt.shape:
         raise LabelFreeError(
@@ -165,8 +165,11 @@ def _prepare_projection(
     window: int,
     projection: str,
     patch_shape: Sequence[int],
+    kind: str = "unet2.5d",
 ) -> tuple[np.ndarray, np.ndarray, list[str]]:
-    """Signal: its ``window`` planes around the middle; target: one plane, its projection."""
+    """Signal: its ``window`` planes around the middle; target: one plane, its projection. A 3D
+    network's signal is the whole stack, and its target the projection repeated at every plane
+    (what it learns at each plane; prediction takes the maximum over z)."""
     label = pair.name or "an image pair"
     if sig.shape[1:] != tgt.shape[1:]:
         raise LabelFreeError(
@@ -176,6 +179,10 @@ def _prepare_projection(
     notices: list[str] = []
     plane = (tgt.max(axis=0) if projection == "max" else tgt.mean(axis=0))[None]
     sig, tgt = _at_model_grid(pair, sig, plane, model_voxel, normalization, flat=True)
+    if kind == "unet3d":
+        tgt = np.broadcast_to(tgt, sig.shape)
+        sig, tgt = _pad_to_patch(sig, tgt, patch_shape, label, notices)
+        return np.ascontiguousarray(sig), np.ascontiguousarray(tgt), notices
     z = sig.shape[0]
     planes = z // 2 + np.arange(window) - window // 2
     if planes[0] < 0 or planes[-1] >= z:
@@ -204,8 +211,9 @@ def whole_stack_window(planes: int) -> int:
 
 def check_one_plane_targets(pairs: Sequence[ImagePair], spec: ModelSpec) -> None:
     """Refuse, before any work, a one-plane target (a projection, a single widefield plane)
-    beside a signal stack for a network that learns planes from planes: only a 2.5D network
-    trained against the projection (``spec.target_projection``) learns one plane from a stack."""
+    beside a signal stack for a network that learns planes from planes: only a network trained
+    against the projection (``spec.target_projection``; 2.5D or 3D) learns one plane from a
+    stack."""
     for pair in pairs:
         planes, target_planes = np.shape(pair.signal)[0], np.shape(pair.target)[0]
         if target_planes == 1 < planes and not spec.target_projection:
@@ -217,7 +225,8 @@ def check_one_plane_targets(pairs: Sequence[ImagePair], spec: ModelSpec) -> None
                 f"{planes}; a {spec.kind_label} network learns a stack from a stack. A 2.5D network "
                 f"learns the plane from the whole stack: --kind 2.5d --target-projection max "
                 f"--in-planes {window} (the Train widget's Network: the whole stack in, its "
-                "projection out)",
+                "projection out); a 3D network learns it at every plane, slower: --kind 3d "
+                "--target-projection max",
                 field="kind",
             )
 
