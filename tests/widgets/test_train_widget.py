@@ -10,6 +10,7 @@ import pytest
 from napari.utils.notifications import notification_manager
 
 from napari_labelfree._widgets._layers import META_KEY
+from napari_labelfree._widgets._models import model_label
 from napari_labelfree.core.bundle import open_bundle
 
 PLUGIN, PREDICT, TRAIN = "napari-labelfree", "Label-free prediction", "Train a label-free model"
@@ -396,6 +397,7 @@ def test_a_one_plane_target_can_train_a_3d_network_adapting_a_start_model(
     assert bundle.spec.provenance["init"]["model"] == tiny_models[0].name
     assert "-> adapted: r " in train.status.text()
     assert bundle.spec.kind_label == "3D (max-projection at every plane)"
+    assert "3D (max-projection at every plane)" in model_label(bundle)  # the Predict list says it
 
 
 def test_the_target_follows_the_signal_to_its_scene(

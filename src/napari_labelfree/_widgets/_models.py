@@ -34,8 +34,8 @@ def model_label(bundle: ModelBundle) -> str:
     spec = bundle.spec
     name = display_name(bundle)
     folder = "" if bundle.name in (spec.structure, name) else f" [{bundle.name}]"
-    usual = spec.kind == "unet3d" and not spec.ensemble
-    kind = "" if usual else f", {spec.kind_label}"  # 2D / 2.5D / ensemble said; 3D is usual
+    usual = spec.kind == "unet3d" and not spec.ensemble and not spec.target_projection
+    kind = "" if usual else f", {spec.kind_label}"  # 2D, 2.5D, a projection said; 3D is usual
     return f"{name}{folder} ({ORIGIN.get(bundle.source, bundle.source)}{kind})"
 
 
