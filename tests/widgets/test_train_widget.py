@@ -384,6 +384,7 @@ def test_a_one_plane_target_can_train_a_3d_network_adapting_a_start_model(
     assert train.kind.value == "2.5d-projection"
     train.kind.value = "3d-projection"
     assert train.patch.value == "16, 64, 64"  # a 3D patch (this machine: the CPU's)
+    assert "at every plane" in train.status.text()
     assert train.start_from.value == start  # the structure's built-in, being 3D
     assert train.kind.value == "3d-projection"  # the one-plane target keeps the chosen network
     spec = train._trained_spec(train._spec_and_config()[0])

@@ -344,6 +344,11 @@ class TrainWidget(FollowsRenames, QWidget):
         patch = FLAT_PATCH if flat else self._device_defaults().patch_shape
         self.patch.value = ", ".join(map(str, patch))
         self._structure_changed(self.structure.value)
+        if kind == STACK_TO_PLANE_3D:
+            self.status.setText(
+                "A 3D network learns the target's plane at every plane of the stack; its "
+                "prediction is their maximum, one plane."
+            )
 
     def _set_devices(self, devices: list[str]) -> None:
         try:

@@ -413,14 +413,16 @@ def plan_prediction(
 
 
 def _group_tile(group: ModelGroup, max_tile, overlap: float, fit) -> tuple[int, int, int]:
-    """The tile of one group; a projection model's tiles span its whole window of planes.
+    """The tile of one group; a 2.5D projection model's tiles span its whole window of planes
+    (a 3D one's are a 3D model's: a stack shallower than its tile is padded up to it, as in
+    training, not cut into thinner tiles).
 
     A 2.5D network's tile takes the whole stack when the largest tile's Z allows (the CPU default
     holds 64 planes); a deeper stack is cut along z, and the planes within half a window of a
     tile's cut end see repeated end planes there (they weigh little in the blend).
     """
     shape = group.feed_shape
-    if group.projection:
+    if group.projection and group.kind == "unet2.5d":
         max_tile = (shape[0], *max_tile[1:])
     return fit(shape, max_tile, overlap, group.multiple)
 
