@@ -211,6 +211,10 @@ def test_3d_projection_model_predicts_the_maximum_of_its_planes(tmp_path, rng):
     # against 0.87 padded)
     shallow = from_array(rng.random((6, 32, 40)).astype(np.float32), "ZYX", physical_sizes=VOX)
     assert plan_prediction(shallow, b, device="cpu", tiling=FP32).tile_shapes[0][0] >= 6
+    # a 3D network's z-flipped copy estimates the same planes: test-time z flips stay
+    from napari_labelfree.core.predict.volume import group_tta
+
+    assert group_tta(plan.groups[0], "yxz") == "yxz"
 
 
 def _events(gen):

@@ -389,8 +389,7 @@ def plan_prediction(
                 grid_shape=tuple(grid),  # type: ignore[arg-type]
                 resample=resample,
                 normalization=first.spec.normalization,
-                # a 3D projection model reads the whole stack, 2.5D its window of planes
-                window=window if kind == "unet2.5d" else (grid[0] if projection else 1),
+                window=window if kind == "unet2.5d" else 1,
                 projection=projection,
                 kind=kind,
             )
@@ -422,7 +421,7 @@ def _group_tile(group: ModelGroup, max_tile, overlap: float, fit) -> tuple[int, 
     tile's cut end see repeated end planes there (they weigh little in the blend).
     """
     shape = group.feed_shape
-    if group.projection and group.kind == "unet2.5d":
+    if group.reads_window:
         max_tile = (shape[0], *max_tile[1:])
     return fit(shape, max_tile, overlap, group.multiple)
 

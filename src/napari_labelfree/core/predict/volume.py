@@ -53,6 +53,12 @@ class ModelGroup:
     projection: str = ""  # "max" / "mean": the models predict one plane, the stack's projection
     kind: str = "unet3d"  # the networks' (a 3D projection model reads the whole stack)
 
+    @property
+    def reads_window(self) -> bool:
+        """Whether the group's one output plane comes from a 2.5D window of the stack (a 3D
+        projection model predicts every plane, and their maximum is the plane)."""
+        return bool(self.projection) and self.kind == "unet2.5d"
+
     def window_planes(self) -> tuple[int, int, int]:
         """(first, stop, kept): the grid planes a projection model reads, and which output plane
         is its prediction (the window centred on the stack's middle plane)."""
@@ -63,8 +69,8 @@ class ModelGroup:
 
     @property
     def feed_shape(self) -> tuple[int, int, int]:
-        """What the tiles cover: the grid, or a projection model's window of it."""
-        if not self.projection:
+        """What the tiles cover: the grid, or a 2.5D projection model's window of it."""
+        if not self.reads_window:
             return self.grid_shape
         first, stop, _ = self.window_planes()
         return (stop - first, *self.grid_shape[1:])  # type: ignore[return-value]
@@ -293,7 +299,7 @@ def run_volume(
                 grid = yield from timed_stage(
                     frame, text, lambda n=normalized, s=group.grid_shape: resize(n, s)
                 )
-        if group.projection:  # one window of planes around the middle gives the one output plane
+        if group.reads_window:  # one window of planes around the middle gives the one output plane
             first, stop, kept = group.window_planes()
             grid = grid[first:stop]
         # test-time augmentation: each tile predicted once per variant, averaged (.tta)
@@ -359,12 +365,10 @@ def run_volume(
                 "broken or the image is far outside what it was trained on"
             )
         shape = tuple(volume.shape)
-        if group.projection:
-            # a 3D network learned the projection at every plane: their maximum, as measured
-            # (docs/training.md); a 2.5D network's window gives it at its centre plane
-            plane = out.amax(dim=1, keepdim=True) if group.kind == "unet3d" else None
-            out = plane if plane is not None else out[:, kept : kept + 1]
-            shape = (1, *shape[1:])
+        if group.reads_window:
+            out, shape = out[:, kept : kept + 1], (1, *shape[1:])
+        elif group.projection:  # a 3D network learned the projection at every plane: their
+            out, shape = out.amax(dim=1, keepdim=True), (1, *shape[1:])  # maximum, as measured
         for k, i in enumerate(group.indices):
             results[plan.names[i]] = _back_to_frame(out[k], shape, on_device)
         if tiling.uncertainty:
