@@ -18,6 +18,7 @@ from napari_labelfree.core.io import from_array
 from napari_labelfree.core.optimize import optimize_for_inference
 from napari_labelfree.core.predict.plan import plan_prediction
 from napari_labelfree.core.predict.run import iter_predict
+from napari_labelfree.core.predict.volume import group_tta
 from napari_labelfree.core.preprocess import zscore
 from napari_labelfree.core.unet import build_network, count_parameters, randomize_batchnorm
 from napari_labelfree.core.weights import load_network
@@ -212,8 +213,6 @@ def test_3d_projection_model_predicts_the_maximum_of_its_planes(tmp_path, rng):
     shallow = from_array(rng.random((6, 32, 40)).astype(np.float32), "ZYX", physical_sizes=VOX)
     assert plan_prediction(shallow, b, device="cpu", tiling=FP32).tile_shapes[0][0] >= 6
     # a 3D network's z-flipped copy estimates the same planes: test-time z flips stay
-    from napari_labelfree.core.predict.volume import group_tta
-
     assert group_tta(plan.groups[0], "yxz") == "yxz"
 
 
