@@ -310,3 +310,52 @@ def test_predict_tta_flag():
     parser = build_parser()
     assert parser.parse_args(["predict", "a.tif", "-m", "dna", "-o", "p.tif", "--tta"]).tta == "yx"
     assert parser.parse_args(["predict", "a.tif", "-m", "dna", "-o", "p.tif"]).tta == "none"
+
+
+def test_a_log_file_gets_progress_lines_with_the_time_left(capsys, monkeypatch):
+    """Without a terminal (a batch job's log) no bar is drawn: a line after the first half
+    minute says the rate and the time left, then one every five minutes; none at the last step."""
+    from napari_labelfree.cli import _progress
+    from napari_labelfree.cli.train import drive_training
+    from napari_labelfree.core.train import TrainStep, Validated
+
+    now = [0.0]
+    real = _progress.LogLines
+    monkeypatch.setattr(_progress, "LogLines", lambda: real(clock=lambda: now[0]))
+
+    def run():  # 1000 iterations at 2 it/s, validated at 400
+        for it in range(1, 1001):
+            now[0] = it / 2.0
+            yield TrainStep(it, 1000, 0.5, 2.0)
+            if it == 400:
+                yield Validated(400, 0.25, 0.61)
+        return "model"
+
+    assert drive_training(run()) == "model"
+    lines = [ln for ln in capsys.readouterr().err.splitlines() if "iteration" in ln]
+    # the first after 30 s of training (iteration 61), then every 300 s (600 iterations)
+    assert [ln.split(" of ")[0].split()[-1] for ln in lines] == ["61", "661"]
+    assert "of 1000, loss 0.5000, 2.00 it/s, about 8 min left" in lines[0]
+    assert lines[1].endswith("val loss 0.2500, val r 0.610")
+
+
+def test_a_terminal_gets_the_bar_and_no_log_lines(capsys, monkeypatch):
+    import sys
+
+    from napari_labelfree.cli import _progress
+    from napari_labelfree.cli.train import drive_training
+    from napari_labelfree.core.train import TrainStep
+
+    now = [0.0]
+    real = _progress.LogLines
+    monkeypatch.setattr(_progress, "LogLines", lambda: real(clock=lambda: now[0]))
+    monkeypatch.setattr(sys.stderr, "isatty", lambda: True, raising=False)
+
+    def run():  # a line would be due at every step after the first
+        for it in range(1, 101):
+            now[0] = it * 60.0
+            yield TrainStep(it, 100, 0.5, 2.0)
+        return "model"
+
+    assert drive_training(run()) == "model"
+    assert "labelfree train: iteration" not in capsys.readouterr().err

@@ -11,6 +11,7 @@ from dataclasses import dataclass, replace
 from typing import Any
 
 from ..core.events import FrameDone, FrameStarted, Stage, TileDone
+from ..core.train_estimate import format_duration
 
 
 @dataclass(frozen=True)
@@ -70,12 +71,3 @@ def reduce(state: Progress, event: Any) -> Progress:
             its_per_s=event.its_per_s,
         )
     return state
-
-
-def format_duration(seconds: float) -> str:
-    """3 -> '3 s', 200 -> '3 min', 8000 -> '2.2 h'."""
-    if seconds < 90:
-        return f"{max(seconds, 0):.0f} s"
-    if seconds < 5400:
-        return f"{seconds / 60:.0f} min"
-    return f"{seconds / 3600:.1f} h"

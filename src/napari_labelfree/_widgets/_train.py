@@ -25,7 +25,7 @@ from ..core.config import KIND_OPTIONS, PAPER_VOXEL_SIZE_UM, Architecture, Model
 from ..core.errors import LabelFreeError
 from ..core.structures import COLORMAP_CHOICES, colormap_for
 from ..core.train.adapt import held_out_score
-from ..core.train_estimate import TrainDefaults, defaults_for
+from ..core.train_estimate import TrainDefaults, defaults_for, format_duration
 from ._jobs import JobRunner, progress_bar
 from ._layers import (
     FollowsRenames,
@@ -40,7 +40,6 @@ from ._loss_plot import LossPlot
 from ._models import taken_names, unique_model_folder
 from ._overlays import image_layer_names
 from ._predict_job import parse_zyx_shape
-from ._progress import format_duration
 from ._registry import registry
 from ._scroll import set_scrolling_layout
 from ._source_kind import default_source

@@ -7,14 +7,45 @@ output file they would be thousands of carriage-return lines.
 from __future__ import annotations
 
 import sys
-from collections.abc import Generator
+import time
+from collections.abc import Callable, Generator
 from typing import Any
 
 from tqdm import tqdm
 
 from ..core.events import FrameDone, FrameStarted, Notice, Stage, TileDone
+from ..core.train_estimate import format_duration
 from ..core.trust.ood import InputWarning
 from ._args import with_hint
+
+
+class LogLines:
+    """Training progress as lines, where no bar is drawn (stderr a log file, a batch job's
+    output): the first after ``first_s`` seconds of training, with the rate and the time left,
+    then one every ``every_s``; a run of days says how far it is, not only when it ends."""
+
+    def __init__(
+        self,
+        first_s: float = 30.0,
+        every_s: float = 300.0,
+        clock: Callable[[], float] = time.monotonic,
+    ) -> None:
+        self.first_s, self.every_s, self.clock = first_s, every_s, clock
+        self.due: float | None = None
+
+    def line(self, iteration: int, total: int, loss: float, its_per_s: float) -> str | None:
+        """The line for a completed step, or None when none is due (nor at the last step: the
+        run's own result line follows it)."""
+        now = self.clock()
+        if self.due is None:
+            self.due = now + self.first_s
+        if now < self.due or iteration >= total:
+            return None
+        self.due = now + self.every_s
+        text = f"iteration {iteration} of {total}, loss {loss:.4f}, {its_per_s:.2f} it/s"
+        if its_per_s > 0:
+            text += f", about {format_duration((total - iteration) / its_per_s)} left"
+        return text
 
 
 def drive_prediction(

@@ -395,15 +395,18 @@ def _ensemble_size(text: str) -> int:
 
 
 def drive_training(gen: Any, ensemble: bool = False) -> Any:
-    """Drain a training generator into a tqdm bar (loss, it/s); Ctrl-C keeps the weights so far
-    (an ``ensemble``'s: nothing, its output is left as it was)."""
+    """Drain a training generator into a tqdm bar (loss, it/s), or, where stderr is no terminal,
+    into a progress line every few minutes (``LogLines``); Ctrl-C keeps the weights so far (an
+    ``ensemble``'s: nothing, its output is left as it was)."""
     from tqdm import tqdm
 
     from ..core.events import Notice
     from ..core.train import TrainStep, Validated
+    from ._progress import LogLines
 
     bar = None
     last_val = ""
+    log = LogLines()  # what a log file gets instead of the bar
     try:
         while True:
             try:
@@ -425,6 +428,9 @@ def drive_training(gen: Any, ensemble: bool = False) -> Any:
                 bar.set_postfix_str(
                     f"loss {event.loss:.4f}, {event.its_per_s:.2f} it/s{last_val}", refresh=False
                 )
+                line = log.line(event.iteration, event.total, event.loss, event.its_per_s)
+                if bar.disable and line:
+                    print(f"labelfree train: {line}{last_val}", file=sys.stderr, flush=True)
             elif isinstance(event, Validated):
                 last_val = f", val loss {event.val_loss:.4f}, val r {event.val_pearson_r:.3f}"
             elif isinstance(event, Notice):

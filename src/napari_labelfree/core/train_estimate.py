@@ -32,6 +32,15 @@ GPU_DEFAULTS = TrainDefaults(depth=4, width=32, batch_size=24, patch_shape=(32, 
 CPU_DEFAULTS = TrainDefaults(depth=3, width=16, batch_size=4, patch_shape=(16, 64, 64))
 
 
+def format_duration(seconds: float) -> str:
+    """3 -> '3 s', 200 -> '3 min', 8000 -> '2.2 h'."""
+    if seconds < 90:
+        return f"{max(seconds, 0):.0f} s"
+    if seconds < 5400:
+        return f"{seconds / 60:.0f} min"
+    return f"{seconds / 3600:.1f} h"
+
+
 def defaults_for(device: str) -> TrainDefaults:
     """The defaults for a device name ("cpu", "cuda:0", "mps"); resolve "auto" first (anything
     but a CPU name gets the GPU's sizes)."""
