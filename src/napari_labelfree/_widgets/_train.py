@@ -276,8 +276,8 @@ class TrainWidget(FollowsRenames, QWidget):
 
     def _pair_changed(self, *_: Any) -> None:
         """A target of the signal's own scene; a one-plane target (a projection) beside a signal
-        stack: the whole stack trains against it (no other network can learn one plane from a
-        stack)."""
+        stack: the whole stack trains against it, by the 2.5D network unless the user chose the
+        3D one (no other network learns one plane from a stack)."""
         self._same_scene_target()
         signal, target = self._planes(self.signal.value), self._planes(self.target.value)
         one_plane = bool(signal and target and target[0] == 1 < signal[0])

@@ -4,7 +4,8 @@ A 2D network trains on patches one or more planes thick (each plane its own samp
 network reads ``window`` planes per output plane: its signal patches are ``window - 1`` planes
 thicker than their target patches (:func:`signal_patch`), cut from signals whose ends repeat their
 end planes as prediction does (:func:`pad_planes`). With a projection target the signal is the
-``window`` planes around the stack's middle and the target its one projected plane.
+``window`` planes around the stack's middle and the target its one projected plane (a 3D
+network's: the whole stack, and the plane repeated at every plane).
 """
 
 from __future__ import annotations
@@ -37,12 +38,12 @@ def prepare_pair(
     ``kind``, ``window`` and ``projection`` are the model's (``spec.kind``,
     ``architecture.in_planes``, ``spec.target_projection``): a 2D model keeps the images' z-step;
     with a projection the target (one plane, or a stack projected here) pairs with the signal's
-    ``window`` planes around its middle.
+    ``window`` planes around its middle (a 3D network's: every plane, the plane repeated).
 
     Returns
     -------
     signal, target, notices
-        float32 ZYX arrays of equal shape (a projection: the target one plane, the signal
+        float32 ZYX arrays of equal shape (a 2.5D projection: the target one plane, the signal
         ``window``), at least ``patch_shape``; texts for the user.
     """
     label = pair.name or "an image pair"
