@@ -20,9 +20,9 @@ from ._args import with_hint
 
 
 class LogLines:
-    """Training progress as lines, where no bar is drawn (stderr a log file, a batch job's
-    output): the first after ``first_s`` seconds of training, with the rate and the time left,
-    then one every ``every_s``; a run of days says how far it is, not only when it ends."""
+    """When a progress line is due where no bar is drawn (stderr a log file, a batch job's
+    output): the first ``first_s`` seconds after the first call, then every ``every_s``; a run
+    of hours or days says how far it is and how long it has left, not only when it ends."""
 
     def __init__(
         self,
@@ -31,21 +31,30 @@ class LogLines:
         clock: Callable[[], float] = time.monotonic,
     ) -> None:
         self.first_s, self.every_s, self.clock = first_s, every_s, clock
-        self.due: float | None = None
+        self.start: float | None = None
+        self.next = 0.0
 
-    def line(self, iteration: int, total: int, loss: float, its_per_s: float) -> str | None:
-        """The line for a completed step, or None when none is due (nor at the last step: the
-        run's own result line follows it)."""
+    def due(self) -> bool:
+        """Whether a line is due now (the first call starts the clock)."""
         now = self.clock()
-        if self.due is None:
-            self.due = now + self.first_s
-        if now < self.due or iteration >= total:
-            return None
-        self.due = now + self.every_s
-        text = f"iteration {iteration} of {total}, loss {loss:.4f}, {its_per_s:.2f} it/s"
-        if its_per_s > 0:
-            text += f", about {format_duration((total - iteration) / its_per_s)} left"
-        return text
+        if self.start is None:
+            self.start, self.next = now, now + self.first_s
+        if now < self.next:
+            return False
+        self.next = now + self.every_s
+        return True
+
+    def elapsed(self) -> float:
+        """Seconds since the first call."""
+        return self.clock() - self.start if self.start is not None else 0.0
+
+
+def training_line(iteration: int, total: int, loss: float, its_per_s: float) -> str:
+    """'iteration 74 of 150, loss 0.5165, 2.39 it/s, about 32 s left'."""
+    text = f"iteration {iteration} of {total}, loss {loss:.4f}, {its_per_s:.2f} it/s"
+    if its_per_s > 0:
+        text += f", about {format_duration((total - iteration) / its_per_s)} left"
+    return text
 
 
 def drive_prediction(
@@ -56,6 +65,7 @@ def drive_prediction(
     ``hints`` maps a notice's field to the command's flag for it (see ``_args.flag_hints``).
     """
     bar = None
+    log, frames_done = LogLines(), 0  # a log file's lines, instead of the bars
     try:
         while True:
             try:
@@ -68,6 +78,7 @@ def drive_prediction(
                 text = with_hint(event.text, event.field, hints or {})
                 tqdm.write(f"labelfree: {text}", file=sys.stderr)
             elif isinstance(event, FrameStarted):
+                log.due()  # the first frame starts its clock
                 if bar is not None:
                     bar.close()
                 bar = tqdm(
@@ -85,8 +96,19 @@ def drive_prediction(
                     bar.set_postfix_str("", refresh=False)
                 bar.total = event.total
                 bar.update(1)
-            elif isinstance(event, FrameDone) and on_frame is not None:
-                on_frame(event)
+            elif isinstance(event, FrameDone):
+                frames_done += 1
+                quiet = bar is not None and bar.disable
+                if quiet and frames_done < event.n_frames and log.due():
+                    each = log.elapsed() / frames_done
+                    left = format_duration(each * (event.n_frames - frames_done))
+                    tqdm.write(
+                        f"labelfree: {label}: {frames_done} of {event.n_frames} time points done, "
+                        f"{each:.1f} s each, about {left} left",
+                        file=sys.stderr,
+                    )
+                if on_frame is not None:
+                    on_frame(event)
     finally:
         if bar is not None:
             bar.close()

@@ -402,7 +402,7 @@ def drive_training(gen: Any, ensemble: bool = False) -> Any:
 
     from ..core.events import Notice
     from ..core.train import TrainStep, Validated
-    from ._progress import LogLines
+    from ._progress import LogLines, training_line
 
     bar = None
     last_val = ""
@@ -428,8 +428,9 @@ def drive_training(gen: Any, ensemble: bool = False) -> Any:
                 bar.set_postfix_str(
                     f"loss {event.loss:.4f}, {event.its_per_s:.2f} it/s{last_val}", refresh=False
                 )
-                line = log.line(event.iteration, event.total, event.loss, event.its_per_s)
-                if bar.disable and line:
+                # a log file's line (none at the last step: the result line follows it)
+                if bar.disable and event.iteration < event.total and log.due():
+                    line = training_line(event.iteration, event.total, event.loss, event.its_per_s)
                     print(f"labelfree train: {line}{last_val}", file=sys.stderr, flush=True)
             elif isinstance(event, Validated):
                 last_val = f", val loss {event.val_loss:.4f}, val r {event.val_pearson_r:.3f}"
