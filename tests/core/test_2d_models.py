@@ -214,6 +214,13 @@ def test_3d_projection_model_predicts_the_maximum_of_its_planes(tmp_path, rng):
     assert plan_prediction(shallow, b, device="cpu", tiling=FP32).tile_shapes[0][0] >= 6
     # a 3D network's z-flipped copy estimates the same planes: test-time z flips stay
     assert group_tta(plan.groups[0], "yxz") == "yxz"
+    # trained against the mean projection, its planes' mean
+    mean = _model(tmp_path, "p3mean", "unet3d", 1, "mean")
+    plan = plan_prediction(source, mean, device="cpu", tiling=FP32)
+    with torch.no_grad():
+        planes = load_network(mean)(torch.from_numpy(zscore(stack))[None, None]).numpy()[0, 0]
+    out = drain(plan.predict_volume(stack))["dna"]
+    np.testing.assert_allclose(out[0], planes.mean(axis=0), atol=1e-4)
 
 
 def _events(gen):

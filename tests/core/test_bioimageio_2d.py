@@ -96,6 +96,6 @@ def test_25d_export_is_refused_in_one_line(tmp_path):
     assert not (tmp_path / "m25.zip").exists()
     # a 3D network whose planes' maximum is the prediction: a package would describe the stack
     bundle = _bundle(tmp_path / "m3p", "unet3d", 1, "max")
-    with pytest.raises(LabelFreeError, match="maximum over z"):
+    with pytest.raises(LabelFreeError, match="max over z of its network's planes"):
         export_package(bundle, tmp_path / "m3p.zip")
     assert not (tmp_path / "m3p.zip").exists()

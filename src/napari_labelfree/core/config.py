@@ -163,7 +163,8 @@ class ModelSpec:
     input_statistics: dict[str, Any] | None = None
     # "max" / "mean": trained against the z-projection of the target, the model predicts that one
     # plane per stack (2.5D: from the in_planes around the stack's centre; 3D: the projection
-    # learned at every plane of the stack, whose maximum over z is the plane); "": plane by plane
+    # learned at every plane of the stack, whose projection over z is the plane); "": plane by
+    # plane
     target_projection: str = ""
     # several networks of one architecture whose mean is the prediction (core.ensemble):
     # {"members": K, "seeds": [...], ...}; None for one network

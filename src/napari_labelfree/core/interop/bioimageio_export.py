@@ -173,9 +173,10 @@ def export_package(
             f"{bundle.name} is a 2.5D model (a window of planes in, one plane out); bioimage.io "
             "export takes 3D and 2D models"
         )
-    if spec.target_projection:  # its network gives every plane; the plane is their maximum
+    if spec.target_projection:  # its network gives every plane; the plane is their projection
         raise LabelFreeError(
-            f"{bundle.name} predicts one plane, the maximum over z of its network's planes, "
+            f"{bundle.name} predicts one plane, the {spec.target_projection} over z of its "
+            "network's planes, "
             "which a bioimage.io package cannot describe; bioimage.io export takes models that "
             "predict every plane"
         )
