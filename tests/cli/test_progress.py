@@ -58,3 +58,42 @@ def test_a_long_time_lapse_in_a_log_says_how_far_it_is(capsys, monkeypatch):
         "labelfree: movie.czi: 2 of 200 time points done, 20.0 s each, about 66 min left"
     )
     assert [ln.split(":")[2].split()[0] for ln in lines] == [str(2 + 15 * k) for k in range(14)]
+
+
+def test_a_time_lapse_written_to_tiff_in_a_log_counts_every_frame(tmp_path, capsys, monkeypatch):
+    """The TIFF writer drains one frame per call: the count and the time left span the file."""
+    import itertools
+
+    from napari_labelfree.cli import main
+    from napari_labelfree.core.io import write_ome_tiff
+
+    clock = itertools.count(0.0, 20.0)  # every reading of the clock: 20 s later
+    real = _progress.LogLines
+    monkeypatch.setattr(_progress, "LogLines", lambda: real(clock=clock.__next__))
+    monkeypatch.chdir(tmp_path)
+    rng = np.random.default_rng(0)
+    movie = rng.random((5, 1, 8, 32, 32)).astype(np.float32)
+    write_ome_tiff("movie.ome.tif", movie, physical_sizes=(1.0, 0.5, 0.5))
+    tiny = ["--depth", "2", "--width", "8", "--voxel-size", "1,0.5,0.5"]
+    assert main(["init-model", "m", "--structure", "dna", *tiny]) == 0
+    assert main(["predict", "movie.ome.tif", "-m", "./m", "-o", "out.ome.tif"]) == 0
+    lines = [ln for ln in capsys.readouterr().err.splitlines() if "time points done" in ln]
+    assert lines == [
+        "labelfree: movie.ome.tif: 2 of 5 time points done, 30.0 s each, about 2 min left"
+    ]
+
+
+def test_a_resumed_run_counts_the_time_points_left(monkeypatch):
+    import itertools
+
+    clock = itertools.count(0.0, 20.0)
+    real = _progress.LogLines
+    monkeypatch.setattr(_progress, "LogLines", lambda: real(clock=clock.__next__))
+    log = _progress.FrameLog("movie.czi", to_do=4, resumed=True)  # 4 of 10 were left
+    log.started()
+    lines = [log.frame_done(10) for _ in range(4)]
+    assert (
+        lines[1]
+        == "labelfree: movie.czi: 2 of the 4 time points left are done, 30.0 s each, about 60 s left"
+    )
+    assert lines[3] is None  # none after the last

@@ -18,7 +18,7 @@ from typing import TYPE_CHECKING
 
 from ..core.errors import LabelFreeError
 from ..core.events import FrameDone
-from ._progress import drive_prediction
+from ._progress import FrameLog, drive_prediction
 
 if TYPE_CHECKING:
     import numpy as np
@@ -184,6 +184,7 @@ def write_zarr(
             label,
             on_frame=lambda event: out.write_frame(event.frame, event.arrays),
             hints=hints,
+            frame_log=FrameLog(label, len(missing), resumed=len(missing) < plan.n_frames),
         )
     except KeyboardInterrupt:
         raise KeyboardInterrupt(interrupted_note(out)) from None
@@ -215,9 +216,10 @@ def _predicted_frames(
     import numpy as np
 
     done: list[FrameDone] = []
+    frame_log = FrameLog(label)  # one count for all the calls below
     try:
         while True:
-            drive_prediction(_until_frame(gen, done, stop), label, hints=hints)
+            drive_prediction(_until_frame(gen, done, stop), label, hints=hints, frame_log=frame_log)
             if not done:
                 return
             event = done.pop()

@@ -34,11 +34,16 @@ class LogLines:
         self.start: float | None = None
         self.next = 0.0
 
+    def begin(self) -> None:
+        """Start the clock, if not started."""
+        if self.start is None:
+            self.start = self.clock()
+            self.next = self.start + self.first_s
+
     def due(self) -> bool:
         """Whether a line is due now (the first call starts the clock)."""
+        self.begin()
         now = self.clock()
-        if self.start is None:
-            self.start, self.next = now, now + self.first_s
         if now < self.next:
             return False
         self.next = now + self.every_s
@@ -57,15 +62,49 @@ def training_line(iteration: int, total: int, loss: float, its_per_s: float) -> 
     return text
 
 
+class FrameLog:
+    """A log file's lines for the time points of one input (where no bar is drawn): how many of
+    ``to_do`` are done, seconds each, the time left. One per input, however many calls of
+    :func:`drive_prediction` its frames take (the TIFF writer drains one frame per call)."""
+
+    def __init__(self, label: str, to_do: int | None = None, resumed: bool = False) -> None:
+        self.label, self.to_do, self.resumed = label, to_do, resumed
+        self.lines, self.done = LogLines(), 0
+
+    def started(self) -> None:
+        self.lines.begin()  # the first frame starts the clock
+
+    def frame_done(self, n_frames: int) -> str | None:
+        """The line due after one more frame, or None (none after the last)."""
+        self.done += 1
+        to_do = self.to_do if self.to_do is not None else n_frames
+        if self.done >= to_do or not self.lines.due():
+            return None
+        each = self.lines.elapsed() / self.done
+        counted = (
+            f"of the {to_do} time points left are" if self.resumed else f"of {to_do} time points"
+        )
+        left = format_duration(each * (to_do - self.done))
+        return (
+            f"labelfree: {self.label}: {self.done} {counted} done, {each:.1f} s each, "
+            f"about {left} left"
+        )
+
+
 def drive_prediction(
-    gen: Generator, label: str, on_frame=None, hints: dict[str, str] | None = None
+    gen: Generator,
+    label: str,
+    on_frame=None,
+    hints: dict[str, str] | None = None,
+    frame_log: FrameLog | None = None,
 ) -> Any:
     """Drain a prediction generator into a tqdm bar over tiles; hand FrameDone to ``on_frame``.
 
-    ``hints`` maps a notice's field to the command's flag for it (see ``_args.flag_hints``).
+    ``hints`` maps a notice's field to the command's flag for it (see ``_args.flag_hints``);
+    ``frame_log`` keeps a log file's count of frames across calls (one per input by default).
     """
     bar = None
-    log, frames_done = LogLines(), 0  # a log file's lines, instead of the bars
+    log = frame_log if frame_log is not None else FrameLog(label)
     try:
         while True:
             try:
@@ -78,7 +117,7 @@ def drive_prediction(
                 text = with_hint(event.text, event.field, hints or {})
                 tqdm.write(f"labelfree: {text}", file=sys.stderr)
             elif isinstance(event, FrameStarted):
-                log.due()  # the first frame starts its clock
+                log.started()
                 if bar is not None:
                     bar.close()
                 bar = tqdm(
@@ -97,16 +136,9 @@ def drive_prediction(
                 bar.total = event.total
                 bar.update(1)
             elif isinstance(event, FrameDone):
-                frames_done += 1
-                quiet = bar is not None and bar.disable
-                if quiet and frames_done < event.n_frames and log.due():
-                    each = log.elapsed() / frames_done
-                    left = format_duration(each * (event.n_frames - frames_done))
-                    tqdm.write(
-                        f"labelfree: {label}: {frames_done} of {event.n_frames} time points done, "
-                        f"{each:.1f} s each, about {left} left",
-                        file=sys.stderr,
-                    )
+                line = log.frame_done(event.n_frames)
+                if line and bar is not None and bar.disable:  # no bar: a log file
+                    tqdm.write(line, file=sys.stderr)
                 if on_frame is not None:
                     on_frame(event)
     finally:
