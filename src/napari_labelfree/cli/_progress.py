@@ -1,7 +1,8 @@
 """Terminal progress for the compute generators.
 
 Bars are drawn only on a terminal (tqdm's ``disable=None``): piped into a log or a batch job's
-output file they would be thousands of carriage-return lines.
+output file they would be thousands of carriage-return lines. There a long run gets a line now
+and then instead (:class:`LogLines`): how far it is and how long it has left.
 """
 
 from __future__ import annotations
