@@ -86,6 +86,11 @@ def test_25d_training_with_a_projection_target_predicts_one_plane(files, capsys,
     out = open_image("p.ome.zarr")
     assert out.shape_zyx == (1, 32, 32)  # the max-projection plane, not the stack
     capsys.readouterr()
+    # its target here is a stack: scored on the target's projection, as it was trained
+    evaluate = ["evaluate", "./m25", "pair.ome.tif", "--signal-channel", "bf"]
+    assert main([*evaluate, "--target-channel", "dapi"]) == 0
+    rows = [ln for ln in "".join(capsys.readouterr()).splitlines() if " r=" in ln]
+    assert rows and "nan" not in rows[0]
     monkeypatch.setenv("NAPARI_LABELFREE_MODELS", str(files))  # labelfree models lists m25
     assert main(["models"]) == 0
     listing = capsys.readouterr().out
