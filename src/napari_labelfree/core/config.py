@@ -214,11 +214,12 @@ class ModelSpec:
 
     @property
     def _network_label(self) -> str:
-        extra = f", {self.target_projection}-projection" if self.target_projection else ""
+        projection = f"{self.target_projection}-projection" if self.target_projection else ""
         if self.kind == "unet3d":
-            return f"3D ({extra[2:]} at every plane)" if extra else "3D"
+            return f"3D ({projection} at every plane)" if projection else "3D"
         if self.kind == "unet2d":
             return "2D"
+        extra = f", {projection}" if projection else ""
         return f"2.5D ({self.architecture.in_planes} planes{extra})"
 
     @property

@@ -57,6 +57,12 @@ def _num(v: Any) -> float | None:
     return float(v) if isinstance(v, int | float) and math.isfinite(v) else None
 
 
+def names_listed(names: list[str], shown: int = 3) -> str:
+    """'a, b, c and 2 more': the first ``shown`` names, and how many others."""
+    more = f" and {len(names) - shown} more" if len(names) > shown else ""
+    return ", ".join(names[:shown]) + more
+
+
 def trained_on(spec: ModelSpec) -> tuple[str, str]:
     """(kind, description) of the data a model's weights were fitted to."""
     prov = spec.provenance
@@ -73,10 +79,7 @@ def trained_on(spec: ModelSpec) -> tuple[str, str]:
         n = prov.get("n_train_images")
         what = f"{n} image pair(s)" if n is not None else "image pairs"
         if names:  # the names its user gave them (files, or napari layers)
-            listed = ", ".join(names[:3]) + (
-                f" and {len(names) - 3} more" if len(names) > 3 else ""
-            )
-            text = f"trained here on {what} given by its user: {listed}"
+            text = f"trained here on {what} given by its user: {names_listed(names)}"
         else:
             text = f"trained here on {what} given by its user (not recorded which)"
         if init:

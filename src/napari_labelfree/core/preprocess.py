@@ -15,6 +15,12 @@ from .errors import LabelFreeError
 VOXEL_SIZE_TOLERANCE = 0.02
 
 
+def z_projection(stack: np.ndarray, projection: str) -> np.ndarray:
+    """The "max" or "mean" projection of a ZYX stack over z, as one plane (1, Y, X)."""
+    reduce = np.max if projection == "max" else np.mean
+    return reduce(stack, axis=0, keepdims=True)
+
+
 def zscore(volume: np.ndarray, region: np.ndarray | None = None) -> np.ndarray:
     """(x - mean) / std, as the paper normalizes each image; float32.
 

@@ -176,9 +176,8 @@ def export_package(
     if spec.target_projection:  # its network gives every plane; the plane is their projection
         raise LabelFreeError(
             f"{bundle.name} predicts one plane, the {spec.target_projection} over z of its "
-            "network's planes, "
-            "which a bioimage.io package cannot describe; bioimage.io export takes models that "
-            "predict every plane"
+            "network's planes, which a bioimage.io package cannot describe; bioimage.io export "
+            "takes models that predict every plane"
         )
     net = load_network(bundle)
     m = spec.architecture.multiple

@@ -369,8 +369,10 @@ def run_volume(
             out, shape = out[:, kept : kept + 1], (1, *shape[1:])
         elif group.projection:  # a 3D network learned the projection at every plane: the
             # same projection of its planes (the maximum for "max", as measured)
-            plane = out.amax(dim=1, keepdim=True) if group.projection == "max" else None
-            out = plane if plane is not None else out.mean(dim=1, keepdim=True)
+            if group.projection == "max":
+                out = out.amax(dim=1, keepdim=True)
+            else:
+                out = out.mean(dim=1, keepdim=True)
             shape = (1, *shape[1:])
         for k, i in enumerate(group.indices):
             results[plan.names[i]] = _back_to_frame(out[k], shape, on_device)

@@ -13,6 +13,7 @@ from ..data import ImagePair
 from ..errors import LabelFreeError
 from ..events import drain
 from ..metrics import score_all
+from ..preprocess import z_projection
 
 # the key of an entry scored on its prediction's z-projection (a one-plane target); value: how
 PROJECTED = "prediction_projected"
@@ -58,11 +59,10 @@ def evaluate_model(
         pred = drain(iter_predict_volume(np.asarray(pair.signal), [bundle], vox, device=device))
         p = next(iter(pred.values()))
         if project:
-            p = p.max(axis=0, keepdims=True)
+            p = z_projection(p, "max")
         target = np.asarray(pair.target)
         if bundle.spec.target_projection and target.shape[0] > 1:  # what it was trained against
-            reduce = np.max if bundle.spec.target_projection == "max" else np.mean
-            target = reduce(target, axis=0, keepdims=True)
+            target = z_projection(target, bundle.spec.target_projection)
         scores = score_all(p, target)
         out.append({"name": pair.name, **scores, **({PROJECTED: "max"} if project else {})})
     return out

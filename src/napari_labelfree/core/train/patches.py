@@ -18,7 +18,14 @@ import torch
 from ..config import ModelSpec, Normalization
 from ..data import ImagePair
 from ..errors import LabelFreeError
-from ..preprocess import needs_resampling, normalize, resampled_shape, resize, zscore
+from ..preprocess import (
+    needs_resampling,
+    normalize,
+    resampled_shape,
+    resize,
+    z_projection,
+    zscore,
+)
 
 
 def prepare_pair(
@@ -178,7 +185,7 @@ def _prepare_projection(
             "registered pairs"
         )
     notices: list[str] = []
-    plane = (tgt.max(axis=0) if projection == "max" else tgt.mean(axis=0))[None]
+    plane = z_projection(tgt, projection)
     sig, tgt = _at_model_grid(pair, sig, plane, model_voxel, normalization, flat=True)
     if kind == "unet3d":
         tgt = np.broadcast_to(tgt, sig.shape)

@@ -16,6 +16,7 @@ import re
 from collections.abc import Iterable
 
 from ..config import ModelSpec
+from ..model_card import names_listed
 
 _TIME = re.compile(r" t=\d+$")
 _SCENE = re.compile(r" \[[^\]]*\]$")
@@ -58,8 +59,7 @@ def seen_note(model: str, spec: ModelSpec, images: str | list[str]) -> str:
     if one:
         what = f"an image of this name ({images[0]}): the score includes"
     else:
-        listed = ", ".join(images[:3]) + (f" and {len(images) - 3} more" if len(images) > 3 else "")
-        what = f"{len(images)} images of these names ({listed}): their scores include"
+        what = f"{len(images)} images of these names ({names_listed(images)}): their scores include"
     says = "so it says" if one else "so they say"
     held = ""
     if strip is not None:
