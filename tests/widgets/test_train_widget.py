@@ -508,3 +508,38 @@ def test_back_to_3d_the_patch_fits_the_device_that_will_train(
         train.kind.value = "2d"
         train.kind.value = "3d"
         assert train.patch.value == ", ".join(map(str, sizes.patch_shape)), device
+
+
+@pytest.mark.parametrize("user", ["chose the cpu", "typed a batch size, took a flat network"])
+def test_the_device_probe_answering_late_keeps_what_the_user_chose(
+    viewer_factory, volume, monkeypatch, user
+):
+    """torch's import takes seconds; a GPU found after the user chose the CPU, typed a batch size
+    or took a flat network leaves those alone (the GPU's sizes and 3D patch replaced them)."""
+    from napari_labelfree.cli._kind import FLAT_PATCH
+    from napari_labelfree.core.train_estimate import CPU_DEFAULTS, GPU_DEFAULTS
+
+    monkeypatch.setattr("napari_labelfree._widgets._train.TrainWidget.estimate", lambda self: None)
+    answers = []
+    monkeypatch.setattr("napari_labelfree._widgets._train.load_devices", answers.append)
+    viewer = viewer_factory()
+    viewer.add_image(volume, name="bright-field", scale=SCALE)
+    _, train = viewer.window.add_plugin_dock_widget(PLUGIN, TRAIN)
+    train.start_from.value = None  # a new network: the form shows the device's sizes
+    if user == "chose the cpu":
+        train.device.value = "cpu"
+        answers[-1](["auto", "cpu", "cuda:0"])
+        assert train.device.value == "cpu"
+        assert (train.width.value, train.batch.value) == (
+            CPU_DEFAULTS.width,
+            CPU_DEFAULTS.batch_size,
+        )
+        assert train.patch.value == ", ".join(map(str, CPU_DEFAULTS.patch_shape))
+    else:
+        train.batch.value = 2
+        train.kind.value = "2d"
+        train.start_from.value = None
+        answers[-1](["auto", "cpu", "cuda:0"])  # "auto" will train on the GPU
+        assert (train.depth.value, train.width.value) == (GPU_DEFAULTS.depth, GPU_DEFAULTS.width)
+        assert train.batch.value == 2
+        assert train.patch.value == ", ".join(map(str, FLAT_PATCH))

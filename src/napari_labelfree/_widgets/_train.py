@@ -354,10 +354,17 @@ class TrainWidget(FollowsRenames, QWidget):
             self.device.choices = devices
         except RuntimeError:  # the widget closed before torch answered
             return
-        if self._gpu_listed():
-            d = defaults_for("cuda")
-            self.depth.value, self.width.value, self.batch.value = d.depth, d.width, d.batch_size
-            self.patch.value = ", ".join(map(str, d.patch_shape))
+        # The form opened with the CPU's sizes. Where a GPU will train (found, and "auto" or
+        # a GPU chosen), sizes the form still shows from then become the GPU's; a value the
+        # user set while the probe ran stays, as does a flat network's flat patch.
+        opened, d = defaults_for("cpu"), self._device_defaults()
+        if d != opened:
+            if (self.depth.value, self.width.value) == (opened.depth, opened.width):
+                self.depth.value, self.width.value = d.depth, d.width
+            if self.batch.value == opened.batch_size:
+                self.batch.value = d.batch_size
+            if self.patch.value == ", ".join(map(str, opened.patch_shape)):
+                self.patch.value = ", ".join(map(str, d.patch_shape))
         self._start_changed(self.start_from.value)  # a model to fine-tune keeps its network
 
     def _device_defaults(self) -> TrainDefaults:
