@@ -85,7 +85,7 @@ def run_split(args, data, out, vox, predict, device) -> None:
     from napari_labelfree.core.metrics import pearson_r
     from napari_labelfree.core.train import ImagePair, iter_train
 
-    # a run's label carries what differs from the budget of the first table (docs/training.md)
+    # a run's label carries what differs from the budget of the first table (docs/real-cells.md)
     size = isl.size_label(args)
     if args.batch_size != 8 or tuple(args.patch_shape[1:]) != (32, 32):
         size += f"-b{args.batch_size}p{args.patch_shape[1]}"

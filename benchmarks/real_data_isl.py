@@ -26,7 +26,7 @@ Usage::
     python benchmarks/real_data_isl.py --table isl.jsonl
 
 "default+val" is the package's default recipe as a user runs it (with validation data: the right
-end of the training part; best validated weights); docs/training.md has the comparison.
+end of the training part; best validated weights); docs/real-cells.md has the comparison.
 """
 
 from __future__ import annotations

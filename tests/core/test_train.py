@@ -64,7 +64,7 @@ def test_tiny_network_learns_dna_from_bright_field(tmp_path):
     held_out = sim_pair(13, (32, 128, 128))
     # the paper's recipe: its short-budget learning is what the thresholds were set for (the
     # default recipe's augmentation and one-cycle schedule learn slower in 250 iterations: r 0.49
-    # on this field; docs/training.md, Real data)
+    # on this field; docs/real-cells.md, Real data)
     cfg = TrainConfig.paper(
         iterations=250,
         batch_size=4,

@@ -51,7 +51,7 @@ NEW = "a new network"  # the "Start from" choice that fine-tunes nothing
 # and a 2.5D network reading the whole stack against a one-plane target, a projection (as
 # `--kind 2.5d --target-projection max --in-planes N`): chosen by itself for such a target;
 # or a 3D network learning the projection at every plane (`--kind 3d --target-projection max`):
-# slower, and it can adapt a built-in model (docs/training.md, "The Train widget's projection
+# slower, and it can adapt a built-in model (docs/real-cells.md, "The Train widget's projection
 # network on the four quarters")
 STACK_TO_PLANE = "2.5d-projection"
 STACK_TO_PLANE_3D = "3d-projection"

@@ -17,7 +17,7 @@ WEIGHTS_INITS = ("torch", "fnet")
 
 
 # The default budget when training starts from a model (adapting a built-in model to a user's
-# own pair): the budget measured on the real ISL field (docs/training.md), minutes on a CPU
+# own pair): the budget measured on the real ISL field (docs/real-cells.md), minutes on a CPU
 ADAPTATION: dict[str, object] = {"iterations": 500, "batch_size": 8, "patch_shape": (16, 32, 32)}
 
 
@@ -44,7 +44,7 @@ class TrainConfig:
     log_every: int = 0
     # the recipe (core.train.augment, core.train.recipe); TrainConfig.paper() turns it all off.
     # Augmentation is on request: on the real ISL field at 500 iterations it lowered held-out r
-    # (0.68 -> 0.54 on DAPI, docs/training.md); it is meant for long runs on few images.
+    # (0.68 -> 0.54 on DAPI, docs/real-cells.md); it is meant for long runs on few images.
     augment: bool = False
     optimizer: str = "adamw"
     weight_decay: float = 1e-2  # AdamW only; not on BatchNorm parameters or biases

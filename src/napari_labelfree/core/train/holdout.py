@@ -7,7 +7,7 @@ of a quarter of that strip separates it from the part that trains (neighbouring 
 nearly the same, so without a gap the strip would score like training data). The cut is a pure
 function of the images, so a resumed run cuts the same strip.
 
-Measured on the real ISL field (docs/training.md): the default recipe with a strip held out
+Measured on the real ISL field (docs/real-cells.md): the default recipe with a strip held out
 scored higher test r than without one (DAPI 0.728 vs 0.690).
 """
 

@@ -94,7 +94,7 @@ def adaptation_grid(
 
     Upsampling an image to a finer grid adds voxels, not information: a patch of the same size
     then covers less of the cells, and each step costs more. On the real ISL field (z-step
-    1-2 um, 0.44 um pixels; docs/training.md) fine-tuning the built-in ``dna`` at its 0.29 um grid
+    1-2 um, 0.44 um pixels; docs/real-cells.md) fine-tuning the built-in ``dna`` at its 0.29 um grid
     scored below training from scratch on the field's own grid, on the automatic validation
     strip as on the test part; on the field's own grid it did not. Images of unknown voxel size
     (None) are on the model's grid, as everywhere in training: then the model's grid stays.
