@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import csv
 import json
+import shutil
 
 import pytest
 
@@ -124,6 +125,17 @@ def test_train_then_evaluate(tmp_path, sim_files, capsys):
     assert [r["image"] for r in rows if r["set"] == "test"] == ["field2.ome.tif", "mean", "std"]
     assert all(-1 <= float(r["pearson_r"]) <= 1 for r in rows)
     assert plot.read_bytes()[:4] == b"\x89PNG"
+
+    # a renamed copy of the training file is the same pixels: no held-out score either
+    copy = tmp_path / "renamed.ome.tif"
+    shutil.copyfile(sim_files[0], copy)
+    rc = main(["evaluate", str(model), str(copy), "--signal-channel", "bright-field"])
+    assert rc == 0
+    err = capsys.readouterr().err
+    assert "dna learned from these very pixels (its training image field1.ome.tif)" in err
+    assert [line for line in err.splitlines() if line.endswith("(trained on it)")] == [
+        line for line in err.splitlines() if "renamed.ome.tif" in line and "r=" in line
+    ]
 
 
 def test_train_errors_are_one_line(tmp_path, sim_files, capsys):

@@ -427,32 +427,35 @@ def test_comparing_a_model_on_its_own_training_image_says_it_is_no_held_out_scor
     train_setup, qtbot, tiling_small
 ):
     """Train on a layer, predict that layer, compare with its stain: the score includes the
-    training pixels, and the Compare text says so (and where the held-out score is)."""
+    training pixels, and the Compare text says so (and where the held-out score is); renamed,
+    the layer keeps its pixels and the text still says so; another field's layer gets no note."""
     viewer, predict, train = train_setup
     train.iterations.value = 2
     train.train_btn.native.click()
     qtbot.waitUntil(lambda: not train.is_running, timeout=TIMEOUT)
-    predict.image.value = "bright-field"
-    tiling_small(predict)
-    predict.models.set_checked([str(train.last_model)])
-    predict.predict_btn.native.click()
-    qtbot.waitUntil(lambda: not predict.is_running, timeout=TIMEOUT)
-    (pair,) = [c for c in predict.trust.stain.choices if c.startswith("Hoechst vs")]
-    predict.trust.stain.value = pair
-    text = predict.trust.compare()
     model = Path(train.last_model).name
-    assert f"{model} learned from an image of this name (bright-field)" in text
-    viewer.layers["bright-field"].name = "bright-field 2"  # now a layer it did not learn from
-    predict.image.value = "bright-field 2"
-    predict.predict_btn.native.click()
-    qtbot.waitUntil(lambda: not predict.is_running, timeout=TIMEOUT)
-    (new,) = [
-        c
-        for c, (pred, _) in predict.trust.pairs().items()
-        if pred.metadata[META_KEY]["source"] == "bright-field 2"
-    ]
-    predict.trust.stain.value = new
-    assert "learned from" not in predict.trust.compare()
+
+    def compare(source: str) -> str:
+        predict.image.value = source
+        tiling_small(predict)
+        predict.models.set_checked([str(train.last_model)])
+        predict.predict_btn.native.click()
+        qtbot.waitUntil(lambda: not predict.is_running, timeout=TIMEOUT)
+        (pair,) = [
+            c
+            for c, (pred, _) in predict.trust.pairs().items()
+            if pred.metadata[META_KEY]["source"] == source
+        ]
+        predict.trust.stain.value = pair
+        return predict.trust.compare()
+
+    assert f"{model} learned from an image of this name (bright-field)" in compare("bright-field")
+    viewer.layers["bright-field"].name = "bright-field 2"  # same pixels, a name it never saw
+    text = compare("bright-field 2")
+    assert f"{model} learned from these very pixels (its training image bright-field)" in text
+    other = np.flip(viewer.layers["bright-field 2"].data, axis=2).copy()  # another field
+    viewer.add_image(other, name="bright-field 3", scale=SCALE)
+    assert "learned from" not in compare("bright-field 3")
 
 
 def test_a_new_network_gets_the_devices_sizes_not_the_start_models(

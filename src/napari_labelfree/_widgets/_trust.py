@@ -123,7 +123,7 @@ class TrustControls:
         from pathlib import Path
 
         from ..core.bundle import read_spec
-        from ..core.trust.seen import learned_from, seen_note
+        from ..core.trust.seen import learned_from, learned_pixels, seen_note
 
         try:
             spec = read_spec(str(tag.get("model", "")))
@@ -134,8 +134,31 @@ class TrustControls:
         if source.get("path"):
             scene = f" [{source['scene']}]" if source.get("scene") is not None else ""
             names.append(Path(source["path"]).name + scene)
+        model = Path(str(tag.get("model"))).name
         image = learned_from(spec, names)
-        return seen_note(Path(str(tag.get("model"))).name, spec, image) if image else None
+        if image:
+            return seen_note(model, spec, image)
+        image = learned_pixels(spec, self._fingerprints(tag.get("source")))
+        return seen_note(model, spec, image, same_pixels=True) if image else None
+
+    def _fingerprints(self, name: Any) -> list[str]:
+        """The pixel fingerprints of the source layer's frame under the time slider, one per
+        channel (a copy of a training image under another name has its training image's)."""
+        from ..core.trust.seen import pixel_fingerprint
+        from ._layers import current_frame, layer_data, layer_info
+
+        if name not in self.viewer.layers:
+            return []
+        layer = self.viewer.layers[name]
+        info = layer_info(layer)
+        t = current_frame(self.viewer, layer, info)
+        data = layer_data(layer)
+        n_channels = data.shape[info.axes.index("C")] if "C" in info.axes else 1
+        views = []
+        for c in range(n_channels):  # the fingerprint reads a few voxels of the lazy view
+            at = tuple(t if a == "T" else c if a == "C" else slice(None) for a in info.axes)
+            views.append(data[at])
+        return [pixel_fingerprint(v) for v in views]
 
     def _source_of(self, tag: dict) -> dict:
         """The plugin metadata of the layer a prediction was made from ({} if it is gone)."""

@@ -108,7 +108,7 @@ def run(args: argparse.Namespace) -> int:
     from ..core.predict.plan import output_names
     from ..core.train import evaluate_model
     from ..core.train.evaluate import PROJECTED
-    from ..core.trust.seen import learned_from, seen_note
+    from ..core.trust.seen import learned_from, learned_pixels, pixel_fingerprint, seen_note
 
     models, data = split_items(args.items)
     for out in (args.output, args.plot):
@@ -119,7 +119,8 @@ def run(args: argparse.Namespace) -> int:
     rows: list[dict[str, Any]] = []
     notices: set[str] = set()
     for bundle, name in zip(bundles, names, strict=True):
-        seen_images: list[str] = []
+        seen_images: list[str] = []  # by their names
+        seen_pixels: list[str] = []  # by their pixels, under other names (training's names kept)
         for set_name, path in data:
             target = args.target_channel or _target_channel(path, bundle.spec)
             pairs, more = load_pairs(
@@ -129,10 +130,15 @@ def run(args: argparse.Namespace) -> int:
                 if n not in notices:
                     print(f"labelfree evaluate: {n}", file=sys.stderr)
                     notices.add(n)
+            signals = {p.name: p.signal for p in pairs}
             for r in evaluate_model(bundle, pairs, args.device):
                 seen = learned_from(bundle.spec, [r["name"]])
                 if seen and seen not in seen_images:
                     seen_images.append(seen)
+                if not seen and r["name"] in signals:
+                    seen = learned_pixels(bundle.spec, [pixel_fingerprint(signals[r["name"]])])
+                    if seen and seen not in seen_pixels:
+                        seen_pixels.append(seen)
                 if r.get(PROJECTED):
                     n = (
                         f"{name} predicts z-stacks and the target of {r['name']} is one plane: "
@@ -161,6 +167,9 @@ def run(args: argparse.Namespace) -> int:
             print(
                 f"labelfree evaluate: {seen_note(name, bundle.spec, seen_images)}", file=sys.stderr
             )
+        if seen_pixels:
+            note = seen_note(name, bundle.spec, seen_pixels, same_pixels=True)
+            print(f"labelfree evaluate: {note}", file=sys.stderr)
     summary = summarize(rows)
     print_table(summary)
     if args.output:

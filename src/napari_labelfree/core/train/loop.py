@@ -34,6 +34,7 @@ from ..data import ImagePair, modality_counts
 from ..device import resolve_device, resolve_precision
 from ..events import Notice
 from ..io.acquisition import TRANSMITTED_MODALITIES
+from ..trust.seen import training_pixels
 from ..trust.stats import training_statistics
 from ..voxel_size import format_voxel_size
 from .checkpoint import CHECKPOINT_NAME
@@ -174,6 +175,11 @@ def _train(
     names = [p.name for p in train if p.name]
     if names:
         spec.provenance["training_images"] = names[:MAX_NAMES_KEPT]
+        # and by their pixels, which a renamed copy keeps (core.trust.seen)
+        named = [p for p in train if p.name]
+        spec.provenance["training_pixels"] = training_pixels(
+            [p.name for p in named], [p.signal for p in named]
+        )
     # what the training images are, where their files say (prediction compares an input's)
     modalities = modality_counts([*train, *(val or [])])
     if modalities:

@@ -5,20 +5,30 @@ A user who trains on a field and then compares the prediction of that same field
 pixels the model was fitted to, far above what it will reach on a new field. The model's
 provenance names its training images (``provenance["training_images"]``, written by the trainer:
 the napari layer's name with its time point, "cells: bright-field t=0", or the files of a table,
-"cells.ome.tif|cells_dna.ome.tif [Position 2] t=3"); an image is recognised by those names. Names
-are all there is (no checksum of the pixels), so another image of the same name is taken for the
-same: the words say "an image of this name".
+"cells.ome.tif|cells_dna.ome.tif [Position 2] t=3"); an image is recognised by those names, and
+then another image of the same name is taken for the same: the words say "an image of this name".
+The trainer also keeps a fingerprint of each training image's pixels (``provenance
+["training_pixels"]``, :func:`pixel_fingerprint`), which recognises the same pixels under another
+name: a renamed file or a duplicated, renamed layer.
 """
 
 from __future__ import annotations
 
+import hashlib
 import re
 from collections.abc import Iterable
+from typing import Any
+
+import numpy as np
 
 from ..config import ModelSpec
 from ..model_card import names_listed
 
 _TIME = re.compile(r" t=\d+$")
+#: voxels read per axis for a fingerprint (Z, Y, X): at most 16 x 64 x 64 of any image
+_SAMPLES = (16, 64, 64)
+#: training images whose fingerprints a model keeps
+MAX_FINGERPRINTS = 1000
 _SCENE = re.compile(r" \[[^\]]*\]$")
 
 
@@ -29,6 +39,47 @@ def image_key(name: str) -> str:
     scene = _SCENE.search(name)
     head = name[: scene.start()] if scene else name
     return head.split("|")[0] + (scene.group(0) if scene else "")
+
+
+def pixel_fingerprint(image: Any) -> str:
+    """A short digest of an image's pixels (ZYX or YX; numpy, dask or zarr): the same for the
+    same pixels whatever the image is called, another for another field.
+
+    It reads a fixed grid of at most 16 x 64 x 64 voxels as float32 (what training and Compare
+    read: raw intensities), so it costs little on a large lazy image; leading axes of one (a 2D
+    image as one plane) do not count. A copy that was cropped, resampled or rescaled is another
+    image to it.
+    """
+    shape = tuple(int(n) for n in image.shape)
+    while len(shape) > 2 and shape[0] == 1:
+        image, shape = image[0], shape[1:]
+    sample = image
+    for axis, (n, k) in enumerate(zip(shape, _SAMPLES[-len(shape) :], strict=False)):
+        at = np.unique(np.linspace(0, n - 1, min(n, k)).round().astype(int))
+        sample = sample[(slice(None),) * axis + (at,)]
+    digest = hashlib.blake2b(repr(shape).encode(), digest_size=8)
+    digest.update(np.ascontiguousarray(np.asarray(sample, dtype=np.float32)).tobytes())
+    return digest.hexdigest()
+
+
+def training_pixels(names: Iterable[str], images: Iterable[Any]) -> dict[str, str]:
+    """``provenance["training_pixels"]``: each training image's fingerprint -> its name."""
+    kept: dict[str, str] = {}
+    for name, image in zip(names, images, strict=True):
+        if len(kept) >= MAX_FINGERPRINTS:
+            break
+        kept.setdefault(pixel_fingerprint(image), str(name))
+    return kept
+
+
+def learned_pixels(spec: ModelSpec, fingerprints: Iterable[str]) -> str | None:
+    """The training image (by its name then) whose pixels are those of one of ``fingerprints``;
+    None when none is, or the model keeps no fingerprints."""
+    kept = spec.provenance.get("training_pixels") or {}
+    for fingerprint in fingerprints:
+        if fingerprint in kept:
+            return image_key(kept[fingerprint])
+    return None
 
 
 def learned_from(spec: ModelSpec, names: Iterable[str | None]) -> str | None:
@@ -50,13 +101,23 @@ def held_out_strip_r(spec: ModelSpec) -> float | None:
     return float(r)
 
 
-def seen_note(model: str, spec: ModelSpec, images: str | list[str]) -> str:
+def seen_note(
+    model: str, spec: ModelSpec, images: str | list[str], same_pixels: bool = False
+) -> str:
     """One sentence: the scores of ``model`` on ``images`` (one name, or several) are not
-    held-out scores."""
+    held-out scores. ``same_pixels``: the images were recognised by their pixels (their names
+    are then the training images' names)."""
     images = [images] if isinstance(images, str) else list(images)
     strip = held_out_strip_r(spec)
     one = len(images) == 1
-    if one:
+    if same_pixels and one:
+        what = f"these very pixels (its training image {images[0]}): the score includes"
+    elif same_pixels:
+        what = (
+            f"the pixels of {len(images)} of these images (its training images "
+            f"{names_listed(images)}): their scores include"
+        )
+    elif one:
         what = f"an image of this name ({images[0]}): the score includes"
     else:
         what = f"{len(images)} images of these names ({names_listed(images)}): their scores include"
