@@ -108,3 +108,29 @@ def test_training_keeps_its_images_fingerprints(tmp_path):
     kept = bundle.spec.provenance["training_pixels"]
     assert kept == {pixel_fingerprint(p.signal): p.name for p in pairs}
     assert learned_pixels(bundle.spec, [pixel_fingerprint(pairs[1].signal)]) == "a.tif"
+
+
+def test_a_fine_tuned_model_learned_from_its_starting_models_images_too(tmp_path):
+    """Fine-tuned on b from a model trained on a, a model has learned from a as well: by name and
+    by pixels; the note then leaves out its own strip's score (held out of b, not of a)."""
+    from napari_labelfree.core.config import Architecture
+    from napari_labelfree.core.events import drain
+    from napari_labelfree.core.train import ImagePair, TrainConfig, iter_train
+
+    rng = np.random.default_rng(3)
+    a, b = (rng.random((8, 32, 64), dtype=np.float32) for _ in range(2))
+    spec = ModelSpec(structure="dna", architecture=Architecture(depth=1, width=4))
+    config = TrainConfig(iterations=1, batch_size=1, patch_shape=(8, 16, 16))
+    first = drain(iter_train([ImagePair(a, a, None, "a.tif")], spec, tmp_path / "m1", config))
+    second = drain(
+        iter_train([ImagePair(b, b, None, "b.tif")], spec, tmp_path / "m2", config, init=first)
+    )
+    assert second.spec.provenance["training_images"] == ["b.tif"]  # its own, as the card says
+    assert learned_from(second.spec, ["a.tif"]) == "a.tif"
+    assert learned_pixels(second.spec, [pixel_fingerprint(a)]) == "a.tif"
+    assert "held out" in seen_note("m2", second.spec, "b.tif")  # its own strip (of b)
+    assert "held out" not in seen_note("m2", second.spec, "a.tif")
+    third = drain(
+        iter_train([ImagePair(b, b, None, "c.tif")], spec, tmp_path / "m3", config, init=second)
+    )
+    assert learned_from(third.spec, ["a.tif"]) == "a.tif"  # through two starts

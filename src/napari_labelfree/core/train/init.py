@@ -20,6 +20,7 @@ from ..config import ModelSpec
 from ..data import NOT_RECORDED
 from ..errors import LabelFreeError
 from ..trust.ood import seen_modalities
+from ..trust.seen import lineage
 
 
 def resolve_init(init: str | Path | ModelBundle) -> ModelBundle:
@@ -83,6 +84,9 @@ def spec_from_init(spec: ModelSpec, start: ModelBundle) -> ModelSpec:
         # what the start learned from, so that prediction knows every modality this model saw
         "input_modalities": sorted(seen_modalities(src) or {NOT_RECORDED}),
     }
+    # the images it learned from through its start: a score on them is no held-out score either
+    learned = {k: v for k, v in lineage(src).items() if v}
+    out.provenance["init"].update(learned)
     return out
 
 

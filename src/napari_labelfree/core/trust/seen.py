@@ -9,7 +9,8 @@ the napari layer's name with its time point, "cells: bright-field t=0", or the f
 then another image of the same name is taken for the same: the words say "an image of this name".
 The trainer also keeps a fingerprint of each training image's pixels (``provenance
 ["training_pixels"]``, :func:`pixel_fingerprint`), which recognises the same pixels under another
-name: a renamed file or a duplicated, renamed layer.
+name: a renamed file or a duplicated, renamed layer. A fine-tuned model keeps its starting model's
+names and fingerprints too (``provenance["init"]``): it learned from those images through it.
 """
 
 from __future__ import annotations
@@ -72,10 +73,24 @@ def training_pixels(names: Iterable[str], images: Iterable[Any]) -> dict[str, st
     return kept
 
 
+def lineage(spec: ModelSpec) -> dict[str, Any]:
+    """The training images' names and fingerprints of ``spec`` and of the models it was
+    fine-tuned from (each start's are in its ``provenance["init"]``): what a model fine-tuned
+    from it records of its start."""
+    prov, start = spec.provenance, spec.provenance.get("init") or {}
+    names = [*(prov.get("training_images") or []), *(start.get("training_images") or [])]
+    pixels = {**(start.get("training_pixels") or {}), **(prov.get("training_pixels") or {})}
+    kept = dict(list(pixels.items())[:MAX_FINGERPRINTS])
+    return {
+        "training_images": list(dict.fromkeys(names))[:MAX_FINGERPRINTS],
+        "training_pixels": kept,
+    }
+
+
 def learned_pixels(spec: ModelSpec, fingerprints: Iterable[str]) -> str | None:
-    """The training image (by its name then) whose pixels are those of one of ``fingerprints``;
-    None when none is, or the model keeps no fingerprints."""
-    kept = spec.provenance.get("training_pixels") or {}
+    """The training image (by its name then) whose pixels are those of one of ``fingerprints``,
+    the starting model's included; None when none is, or the model keeps no fingerprints."""
+    kept = lineage(spec)["training_pixels"]
     for fingerprint in fingerprints:
         if fingerprint in kept:
             return image_key(kept[fingerprint])
@@ -85,7 +100,7 @@ def learned_pixels(spec: ModelSpec, fingerprints: Iterable[str]) -> str | None:
 def learned_from(spec: ModelSpec, names: Iterable[str | None]) -> str | None:
     """The first of ``names`` (an image's names: its layer, its file) that the model's training
     images include; None when none does or the model does not record them."""
-    trained = {image_key(n) for n in spec.provenance.get("training_images") or []}
+    trained = {image_key(n) for n in lineage(spec)["training_images"]}
     for name in names:
         if name and image_key(name) in trained:
             return image_key(name)
@@ -123,7 +138,8 @@ def seen_note(
         what = f"{len(images)} images of these names ({names_listed(images)}): their scores include"
     says = "so it says" if one else "so they say"
     held = ""
-    if strip is not None:
+    own = {image_key(n) for n in spec.provenance.get("training_images") or []}
+    if strip is not None and all(image_key(i) in own for i in images):  # its strip, not a start's
         held = f"; on the strip it held out of {'it' if one else 'them'}: r {strip:.2f}"
     return (
         f"{model} learned from {what} the pixels it was trained on, {says} little of a new "
