@@ -330,6 +330,34 @@ def test_a_scenes_overlays_carry_its_name_and_its_visibility(
     assert channel_name({"name": first.name, "metadata": first.metadata}, 0) == "dna (predicted)"
 
 
+def test_two_files_overlays_say_which_file_they_are_of(
+    open_predict, tiny_models, tiling_small, qtbot, tmp_path, write_positions
+):
+    """Two files open together, the same model on each: every overlay carries its file's name,
+    as the file's channels do ("one: dna (predicted)" beside "one: DAPI"; it was "dna
+    (predicted)" and "dna (predicted) [1]"), and is saved under the plain channel name."""
+    from napari_labelfree._reader import get_reader
+    from napari_labelfree._writer import channel_name
+
+    viewer, widget = open_predict()
+    for name in ("one", "two"):
+        path = str(tmp_path / f"{name}.ome.tif")
+        write_positions(path, n=1, shape=(8, 32, 32))
+        for data, kwargs, _ in get_reader(path)(path):
+            viewer.add_image(data, **kwargs)
+    tiling_small(widget)
+    widget.models.set_checked([tiny_models[0].path])
+    for name in ("one", "two"):
+        widget.image.value = f"{name}: bright-field"
+        widget.predict_btn.native.click()
+        qtbot.waitUntil(lambda: not widget.is_running, timeout=TIMEOUT)
+    assert widget.status.text() == "Done: two: dna (predicted)"
+    first, second = _prediction_layers(viewer)
+    assert (first.name, second.name) == ("one: dna (predicted)", "two: dna (predicted)")
+    assert first.visible and second.visible  # files are not scenes: nothing hidden
+    assert channel_name({"name": first.name, "metadata": first.metadata}, 0) == "dna (predicted)"
+
+
 def test_a_renamed_layer_stays_chosen_under_its_new_name(viewer_factory, monkeypatch):
     """Renaming layers in the layer list: both widgets list the new names at once, a chosen layer
     stays chosen (Predict then said "open a transmitted-light z-stack first" for the old name),

@@ -3,9 +3,10 @@
 A run's layers appear with the first finished frame, named "<structure> (predicting)", beside
 the earlier run's overlays of the same image and models, which are hidden meanwhile (not
 removed). At the end the new layers are renamed "<structure> (predicted)" (napari numbers a name
-already taken). The overlays of one scene of a multi-scene file carry the scene's name
-("wells [Position 2]: dna (predicted)") and, since the scenes lie over each other, are shown only
-when that scene is. A run that predicted every frame stays shown, the earlier overlays hidden beside
+already taken). The overlays of a layer the reader opened carry its file's name, as its channels
+do ("cells: dna (predicted)" beside "cells: DAPI"; one scene of several: "wells [Position 2]: dna
+(predicted)"), so that the overlays of two files open together say which is which; a scene's are
+shown only when that scene is, since the scenes lie over each other. A run that predicted every frame stays shown, the earlier overlays hidden beside
 it; a run that stopped early (Cancel, a removed layer, an error) keeps the frames it finished,
 and where there were earlier overlays those are shown again as they were and the partial new
 ones are kept hidden. Only the user removes overlays: a finished prediction is never lost.
@@ -49,8 +50,10 @@ class OverlayRun:
         self.viewer, self.source, self.info = viewer, source, info
         self.source_name = source.name
         source_meta = plugin_metadata(source)
-        # one scene of several (the reader's "wells [Position 2]"): its overlays say which
-        self.scene_file = source_meta.get("file") if source_meta.get("scene") is not None else None
+        # a file the reader opened ("cells", or one scene of several, "wells [Position 2]"): its
+        # overlays say which, as its channels do ("cells: dna (predicted)" beside "cells: DAPI")
+        self.file_label = source_meta.get("file") or None
+        self.is_scene = source_meta.get("scene") is not None
         self.scale, self.translate = output_geometry(source, info)
         self.previous = [
             (ly, ly.visible) for ly in find_prediction_layers(viewer, source.name, model_paths)
@@ -155,11 +158,11 @@ class OverlayRun:
         meta["structure"] = bundle.spec.structure
         style = overlay_style(name, bundle)  # an uncertainty: hidden, its own colormap
         prefix = ""
-        if self.scene_file:
-            meta["file"] = self.scene_file  # saved, the channel is named without it (_writer)
-            prefix = f"{self.scene_file}: "
-            if not self.source.visible:  # a hidden scene's overlay would lie over the shown one
-                style["visible"] = False
+        if self.file_label:
+            meta["file"] = self.file_label  # saved, the channel is named without it (_writer)
+            prefix = f"{self.file_label}: "
+        if self.is_scene and not self.source.visible:
+            style["visible"] = False  # a hidden scene's overlay would lie over the shown one
         lo, hi = self.limits.get(name, (0.0, 1.0))
         layer = Image(
             data,
@@ -197,7 +200,7 @@ class OverlayRun:
         earlier = self._previous_alive()
         if self.complete(total) and error is None:
             done = f"Done: {', '.join(alive)}" + (f" ({n} frames)" if self.info.has_time else "")
-            if self.scene_file and not self.source.visible:
+            if self.is_scene and not self.source.visible:
                 done += f" (hidden, as its scene is: show {self.source_name} to see them)"
             if earlier:
                 done += f"; the earlier overlays are kept, hidden ({', '.join(earlier)})"
