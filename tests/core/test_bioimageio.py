@@ -231,3 +231,19 @@ def test_a_spec_that_fails_under_this_pydantic_is_one_clear_line(
             bioimageio_spec()
     else:
         assert bioimageio_spec() is bioimageio.spec
+
+
+def test_the_package_readme_names_training_images_without_their_fingerprints():
+    """A person reads the README: the training images by name, not a thousand pixel digests."""
+    from napari_labelfree.core.interop.bioimageio_export import _readme
+
+    spec = ModelSpec(structure="dna", voxel_size_um=VOXEL)
+    spec.provenance.update(
+        training_images=["cells.ome.tif t=0"],
+        training_pixels={"17f27f826447f388": "cells.ome.tif t=0"},
+        init={"model": "dna-1", "training_pixels": {"0123456789abcdef": "old.tif"}},
+    )
+    text = _readme(spec, "dna")
+    assert "cells.ome.tif t=0" in text and "dna-1" in text
+    assert "17f27f826447f388" not in text and "0123456789abcdef" not in text
+    assert "training_pixels" not in text

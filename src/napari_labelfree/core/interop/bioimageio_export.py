@@ -72,6 +72,15 @@ def _cover(path: Path, test_in: np.ndarray, test_out: np.ndarray) -> None:
     imsave(path, np.concatenate([scaled(test_in), scaled(test_out)], axis=1), cmap="gray")
 
 
+def _readable(provenance: dict) -> dict:
+    """Provenance for people: without the training images' pixel fingerprints (up to a thousand
+    digests each, for the trust checks; core.trust.seen), the starting model's included."""
+    shown = {k: v for k, v in provenance.items() if k != "training_pixels"}
+    if isinstance(shown.get("init"), dict):
+        shown["init"] = {k: v for k, v in shown["init"].items() if k != "training_pixels"}
+    return shown
+
+
 def _readme(spec: ModelSpec, name: str) -> str:
     flat = spec.kind == "unet2d"  # a 2D package: axes b, c, y, x
     axes = "y, x" if flat else "z, y, x"
@@ -101,7 +110,7 @@ def _readme(spec: ModelSpec, name: str) -> str:
     ]
     if spec.provenance:
         lines += ["## Provenance", ""]
-        lines += [f"- {k}: {v}" for k, v in spec.provenance.items()] + [""]
+        lines += [f"- {k}: {v}" for k, v in _readable(spec.provenance).items()] + [""]
     if spec.metrics:
         lines += ["## Scores", ""] + [f"- {k}: {v}" for k, v in spec.metrics.items()] + [""]
     lines += [
