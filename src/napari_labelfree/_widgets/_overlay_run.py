@@ -6,8 +6,8 @@ removed). At the end the new layers are renamed "<structure> (predicted)" (napar
 already taken). The overlays of a layer the reader opened carry its file's name, as its channels
 do ("cells: dna (predicted)" beside "cells: DAPI"; one scene of several: "wells [Position 2]: dna
 (predicted)"), so that the overlays of two files open together say which is which; a scene's are
-shown only when that scene is, since the scenes lie over each other. A run that predicted every frame stays shown, the earlier overlays hidden beside
-it; a run that stopped early (Cancel, a removed layer, an error) keeps the frames it finished,
+shown only when that scene is, since the scenes lie over each other. A run that predicted every
+frame stays shown, the earlier overlays hidden beside it; a run that stopped early (Cancel, a removed layer, an error) keeps the frames it finished,
 and where there were earlier overlays those are shown again as they were and the partial new
 ones are kept hidden. Only the user removes overlays: a finished prediction is never lost.
 No Qt here.

@@ -172,14 +172,12 @@ def _train(
             )
     # which images, by the names the user gave them (files, or napari layers): the model card
     # says what a user model learned from (a fine-tuned one also what it started from)
-    names = [p.name for p in train if p.name]
-    if names:
+    named = [p for p in train if p.name]
+    if named:
+        names = [p.name for p in named]
         spec.provenance["training_images"] = names[:MAX_NAMES_KEPT]
         # and by their pixels, which a renamed copy keeps (core.trust.seen)
-        named = [p for p in train if p.name]
-        spec.provenance["training_pixels"] = training_pixels(
-            [p.name for p in named], [p.signal for p in named]
-        )
+        spec.provenance["training_pixels"] = training_pixels(names, [p.signal for p in named])
     # what the training images are, where their files say (prediction compares an input's)
     modalities = modality_counts([*train, *(val or [])])
     if modalities:

@@ -26,11 +26,11 @@ from ..config import ModelSpec
 from ..model_card import names_listed
 
 _TIME = re.compile(r" t=\d+$")
+_SCENE = re.compile(r" \[[^\]]*\]$")
 #: voxels read per axis for a fingerprint (Z, Y, X): at most 16 x 64 x 64 of any image
 _SAMPLES = (16, 64, 64)
 #: training images whose fingerprints a model keeps
 MAX_FINGERPRINTS = 1000
-_SCENE = re.compile(r" \[[^\]]*\]$")
 
 
 def image_key(name: str) -> str:
@@ -79,11 +79,12 @@ def lineage(spec: ModelSpec) -> dict[str, Any]:
     from it records of its start."""
     prov, start = spec.provenance, spec.provenance.get("init") or {}
     names = [*(prov.get("training_images") or []), *(start.get("training_images") or [])]
-    pixels = {**(start.get("training_pixels") or {}), **(prov.get("training_pixels") or {})}
-    kept = dict(list(pixels.items())[:MAX_FINGERPRINTS])
+    pixels = dict(prov.get("training_pixels") or {})  # its own first, where there are too many
+    for fingerprint, name in (start.get("training_pixels") or {}).items():
+        pixels.setdefault(fingerprint, name)
     return {
         "training_images": list(dict.fromkeys(names))[:MAX_FINGERPRINTS],
-        "training_pixels": kept,
+        "training_pixels": dict(list(pixels.items())[:MAX_FINGERPRINTS]),
     }
 
 
