@@ -335,9 +335,11 @@ def test_two_files_overlays_say_which_file_they_are_of(
 ):
     """Two files open together, the same model on each: every overlay carries its file's name,
     as the file's channels do ("one: dna (predicted)" beside "one: DAPI"; it was "dna
-    (predicted)" and "dna (predicted) [1]"), and is saved under the plain channel name."""
+    (predicted)" and "dna (predicted) [1]"), is saved under the plain channel name, and is
+    compared with its own file's stain (the other file's is another field)."""
     from napari_labelfree._reader import get_reader
     from napari_labelfree._writer import channel_name
+    from napari_labelfree.core.io import write_ome_tiff
 
     viewer, widget = open_predict()
     for name in ("one", "two"):
@@ -356,6 +358,23 @@ def test_two_files_overlays_say_which_file_they_are_of(
     assert (first.name, second.name) == ("one: dna (predicted)", "two: dna (predicted)")
     assert first.visible and second.visible  # files are not scenes: nothing hidden
     assert channel_name({"name": first.name, "metadata": first.metadata}, 0) == "dna (predicted)"
+    # Compare offers each prediction its own file's stain, not the other field's
+    assert set(widget.trust.pairs()) == {
+        "one: DAPI vs one: dna (predicted)",
+        "two: DAPI vs two: dna (predicted)",
+    }
+    # a stain in a file of its own (no stain in the source's file) is offered to both
+    stain = str(tmp_path / "stain.ome.tif")
+    dapi = np.random.default_rng(1).random((1, 1, 8, 32, 32)).astype(np.float32)
+    write_ome_tiff(stain, dapi, channel_names=["DAPI"], physical_sizes=(0.29, 0.29, 0.29))
+    for data, kwargs, _ in get_reader(stain)(stain):
+        viewer.add_image(data, **kwargs)
+    viewer.layers.remove("one: DAPI")
+    assert set(widget.trust.pairs()) == {
+        "stain: DAPI vs one: dna (predicted)",
+        "stain: DAPI vs two: dna (predicted)",
+        "two: DAPI vs two: dna (predicted)",
+    }
 
 
 def test_a_renamed_layer_stays_chosen_under_its_new_name(viewer_factory, monkeypatch):

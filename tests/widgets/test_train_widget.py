@@ -423,6 +423,36 @@ def test_the_target_follows_the_signal_to_its_scene(
     assert "of the signal's scene" in train.status.text()
 
 
+def test_the_target_follows_the_signal_to_its_file(
+    viewer_factory, tmp_path, write_positions, monkeypatch
+):
+    """Two files, each a field with bright-field and DAPI: the target is the signal's file's
+    DAPI (the other file's is another field); with none in the signal's file, the other file's
+    DAPI is refused in one line before anything is written."""
+    from napari_labelfree._reader import get_reader
+
+    monkeypatch.setattr("napari_labelfree._widgets._train.TrainWidget.estimate", lambda self: None)
+    viewer = viewer_factory()
+    for name in ("one", "two"):
+        path = str(tmp_path / f"{name}.ome.tif")
+        write_positions(path, n=1, shape=(8, 32, 32))
+        for data, kwargs, _ in get_reader(path)(path):
+            viewer.add_image(data, **kwargs)
+    _, train = viewer.window.add_plugin_dock_widget(PLUGIN, TRAIN)
+    train.signal.value, train.target.value = "one: bright-field", "one: DAPI"
+    train.signal.value = "two: bright-field"
+    assert train.target.value == "two: DAPI"
+    assert "of the signal's file" in train.status.text()
+    viewer.layers.remove("two: DAPI")
+    train.target.value = "one: DAPI"
+    n = len(notification_manager.records)
+    train.train_btn.native.click()
+    assert not train.is_running
+    errors = [str(r.message) for r in notification_manager.records[n:]]
+    assert errors and "one: DAPI is of another field" in errors[-1]
+    assert not any(tmp_path.glob("user-models/*"))
+
+
 def test_comparing_a_model_on_its_own_training_image_says_it_is_no_held_out_score(
     train_setup, qtbot, tiling_small
 ):

@@ -55,6 +55,29 @@ def other_scene(a: dict, b: dict) -> bool:
     return bool(path) and path == b.get("path") and a.get("scene") != b.get("scene")
 
 
+def field_of(meta: dict) -> tuple[str, Any] | None:
+    """The file and scene a layer was read from (its plugin metadata), None for a layer of no
+    file: layers of one file and scene are channels of one field."""
+    return (meta["path"], meta.get("scene")) if meta.get("path") else None
+
+
+def transmitted_fields(layers: Sequence[Any]) -> set[tuple[str, Any]]:
+    """The fields (file, scene) of the open transmitted-light layers."""
+    fields = {field_of(m) for ly in layers if (m := plugin_metadata(ly)).get("transmitted")}
+    return {f for f in fields if f is not None}
+
+
+def other_field(image: dict, stain: dict, fields: set[tuple[str, Any]]) -> bool:
+    """Whether ``stain`` (a target, a stain to compare with) is of another field than the
+    transmitted-light ``image`` (plugin metadata of both): another scene of its file, or, both
+    read from files, a file and scene that hold a transmitted-light image of their own
+    (``fields``). A stain in a file of its own (no transmitted light beside it) may be of any."""
+    if other_scene(image, stain):
+        return True
+    mine, theirs = field_of(image), field_of(stain)
+    return mine is not None and theirs != mine and theirs in fields
+
+
 def layer_info(layer) -> LayerInfo:
     """Axes, channel names and voxel size of an Image layer.
 

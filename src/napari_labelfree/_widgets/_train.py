@@ -33,8 +33,10 @@ from ._layers import (
     layer_info,
     layer_source,
     looks_transmitted,
+    other_field,
     other_scene,
     plugin_metadata,
+    transmitted_fields,
 )
 from ._loss_plot import LossPlot
 from ._models import taken_names, unique_model_folder
@@ -260,25 +262,27 @@ class TrainWidget(FollowsRenames, QWidget):
             return {}
         return plugin_metadata(self.viewer.layers[name])
 
-    def _same_scene_target(self) -> None:
-        """A target of another scene (position) of the signal's file is another field: take the
-        same channel of the signal's scene where there is one."""
+    def _same_field_target(self) -> None:
+        """A target of another field (another scene of the signal's file, or a file beside a
+        transmitted-light image of its own) pairs nothing: take the same channel of the signal's
+        file and scene where there is one."""
         signal, target = self._meta_of(self.signal.value), self._meta_of(self.target.value)
-        if not other_scene(signal, target):
+        if not other_field(signal, target, transmitted_fields(self.viewer.layers)):
             return
         wanted = (signal["path"], signal.get("scene"), target.get("channel"))
         for name in self._image_names():
             meta = plugin_metadata(self.viewer.layers[name])
             if (meta.get("path"), meta.get("scene"), meta.get("channel")) == wanted:
                 self.target.value = name
-                self.status.setText(f"Target: {name}, of the signal's scene (the same field).")
+                where = "scene" if signal.get("scene") is not None else "file"
+                self.status.setText(f"Target: {name}, of the signal's {where} (the same field).")
                 return
 
     def _pair_changed(self, *_: Any) -> None:
         """A target of the signal's own scene; a one-plane target (a projection) beside a signal
         stack: the whole stack trains against it, by the 2.5D network unless the user chose the
         3D one (no other network learns one plane from a stack)."""
-        self._same_scene_target()
+        self._same_field_target()
         signal, target = self._planes(self.signal.value), self._planes(self.target.value)
         one_plane = bool(signal and target and target[0] == 1 < signal[0])
         if one_plane and self.kind.value not in PROJECTION_KINDS:
@@ -514,6 +518,12 @@ class TrainWidget(FollowsRenames, QWidget):
             raise LabelFreeError(
                 f"signal and target are different scenes of one file ({signal.get('scene')}, "
                 f"{target.get('scene')}): another field; choose the target of the signal's scene"
+            )
+        if other_field(signal, target, transmitted_fields(self.viewer.layers)):
+            raise LabelFreeError(
+                f"the target {names[1]} is of another field: its file holds a transmitted-light "
+                "image of its own; choose the target of the signal's file (registered pairs of "
+                "one field train a model)"
             )
         out = []
         for n in names:

@@ -19,7 +19,7 @@ from qtpy.QtCore import Qt
 from ..core.errors import LabelFreeError
 from ..core.trust.names import UNCERTAINTY_COLORMAP, UNCERTAINTY_SUFFIX
 from ..core.trust.ood import InputWarning
-from ._layers import other_scene, plugin_metadata
+from ._layers import other_field, plugin_metadata, transmitted_fields
 from ._workers import notify_error
 
 MARK = "\u26a0 "  # a model whose training images the input is unlike
@@ -99,6 +99,7 @@ class TrustControls:
 
         layers = list(self.viewer.layers)
         names = [ly.name for ly in layers]
+        fields = transmitted_fields(layers)
         out: dict[str, tuple[Any, Any]] = {}
         for pred in layers:
             tag = plugin_metadata(pred)
@@ -109,10 +110,11 @@ class TrustControls:
             source = self._source_of(tag)
             for stain_name in matching_stains(str(tag.get("structure", "")), names):
                 stain = self.viewer.layers[stain_name]
-                if plugin_metadata(stain).get("role") == "prediction":
+                meta = plugin_metadata(stain)
+                if meta.get("role") == "prediction":
                     continue
-                if other_scene(source, plugin_metadata(stain)):
-                    continue  # another position of the same file: another field
+                if other_field(source, meta, fields):
+                    continue  # another position of the file, or another file's field
                 if comparable(pred.data.shape, stain.data.shape):
                     out[f"{stain_name} vs {pred.name}"] = (pred, stain)
         return out
