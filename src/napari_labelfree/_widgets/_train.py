@@ -279,7 +279,7 @@ class TrainWidget(FollowsRenames, QWidget):
                 return
 
     def _pair_changed(self, *_: Any) -> None:
-        """A target of the signal's own scene; a one-plane target (a projection) beside a signal
+        """A target of the signal's own field; a one-plane target (a projection) beside a signal
         stack: the whole stack trains against it, by the 2.5D network unless the user chose the
         3D one (no other network learns one plane from a stack)."""
         self._same_field_target()
