@@ -358,6 +358,16 @@ def test_two_files_overlays_say_which_file_they_are_of(
     assert (first.name, second.name) == ("one: dna (predicted)", "two: dna (predicted)")
     assert first.visible and second.visible  # files are not scenes: nothing hidden
     assert channel_name({"name": first.name, "metadata": first.metadata}, 0) == "dna (predicted)"
+    # one picture holds one field: the merged image of both wells' overlays is refused, then saved
+    n = len(notification_manager.records)
+    assert widget.save_merged_image(tmp_path / "merged.png") is None
+    assert not (tmp_path / "merged.png").exists()
+    assert (
+        "predictions of 2 images (one: bright-field, two: bright-field)" in _messages_since(n)[-1]
+    )
+    second.visible = False
+    assert widget.save_merged_image(tmp_path / "merged.png") == tmp_path / "merged.png"
+    second.visible = True
     # Compare offers each prediction its own file's stain, not the other field's
     assert set(widget.trust.pairs()) == {
         "one: DAPI vs one: dna (predicted)",

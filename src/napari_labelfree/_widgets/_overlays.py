@@ -116,6 +116,14 @@ def merged_rgb(viewer: Any) -> np.ndarray:
     layers = [ly for ly in viewer.layers if is_prediction(ly) and ly.visible]
     if not layers:
         raise LabelFreeError("no prediction overlay is visible; predict or show one first")
+    # one field's structures in one picture: overlays of another image (another file of the same
+    # shape, shown over it) would add another field's cells
+    sources = list(dict.fromkeys(str(plugin_metadata(ly).get("source")) for ly in layers))
+    if len(sources) > 1:
+        raise LabelFreeError(
+            f"the visible overlays are predictions of {len(sources)} images ({', '.join(sources)}); "
+            "hide the overlays of all but one image, then save"
+        )
     rgb: np.ndarray | None = None
     for layer in layers:
         plane = current_plane(viewer, layer)
