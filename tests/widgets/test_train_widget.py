@@ -38,6 +38,14 @@ def train_setup(viewer_factory, volume, monkeypatch):
     return viewer, predict, train
 
 
+def _refused(train) -> list[str]:
+    """Click Train where it must refuse: it does not start; the notifications it gave."""
+    n = len(notification_manager.records)
+    train.train_btn.native.click()
+    assert not train.is_running
+    return [str(r.message) for r in notification_manager.records[n:]]
+
+
 def test_defaults_fit_a_cpu_and_colours_come_from_the_table(train_setup):
     viewer, predict, train = train_setup
     assert train.signal.value == "bright-field" and train.target.value == "Hoechst"
@@ -128,20 +136,14 @@ def test_a_name_in_use_is_refused_with_a_free_one_suggested(train_setup, tiny_mo
     train.structure.value = "dna"
     assert train.name.value == "dna-2"  # "dna" is an existing model
     train.name.value = "dna"
-    n = len(notification_manager.records)
-    train.train_btn.native.click()
-    assert not train.is_running
-    errors = [str(r.message) for r in notification_manager.records[n:]]
+    errors = _refused(train)
     assert errors and "exists already" in errors[-1] and "'dna-2'" in errors[-1]
 
 
 def test_same_layer_twice_gives_a_notification(train_setup):
     viewer, predict, train = train_setup
     train.target.value = "bright-field"
-    n = len(notification_manager.records)
-    train.train_btn.native.click()
-    assert not train.is_running
-    errors = [str(r.message) for r in notification_manager.records[n:]]
+    errors = _refused(train)
     assert errors and "same layer" in errors[-1]
 
 
@@ -297,10 +299,7 @@ def test_a_start_model_of_another_kind_is_refused(train_setup, tiny_models):
     train.kind.value = "2d"
     train.start_from.reset_choices()
     train.start_from.value = str(tiny_models[0].path)  # a 3D model
-    n = len(notification_manager.records)
-    train.train_btn.native.click()
-    assert not train.is_running
-    errors = [str(r.message) for r in notification_manager.records[n:]]
+    errors = _refused(train)
     assert errors and "3D network" in errors[-1] and "a new network" in errors[-1]
 
 
@@ -445,10 +444,7 @@ def test_the_target_follows_the_signal_to_its_file(
     assert "of the signal's file" in train.status.text()
     viewer.layers.remove("two: DAPI")
     train.target.value = "one: DAPI"
-    n = len(notification_manager.records)
-    train.train_btn.native.click()
-    assert not train.is_running
-    errors = [str(r.message) for r in notification_manager.records[n:]]
+    errors = _refused(train)
     assert errors and "one: DAPI is of another field" in errors[-1]
     assert not any(tmp_path.glob("user-models/*"))
 
