@@ -74,7 +74,7 @@ def get_reader(path: str | list[str]) -> Callable[[str | list[str]], list[LayerD
         if len(first.scenes) > MAX_SCENES:
             left_out.append(
                 f"{Path(p).name} holds {len(first.scenes)} scenes; the first {MAX_SCENES} were "
-                "opened (predict the others with labelfree predict --scene NAME)"
+                "opened (predict every scene with labelfree predict --scene all -o FOLDER)"
             )
 
     def read(_path: str | list[str]) -> list[LayerData]:

@@ -66,6 +66,81 @@ def test_predict_says_which_scene_and_predicts_the_one_asked_for(positions, caps
     assert not Path("bad.ome.tif").exists()
 
 
+def test_scene_all_predicts_every_scene_of_a_plate_into_its_own_file(
+    tmp_path, monkeypatch, capsys, write_positions
+):
+    """A plate is one file of many positions: ``--scene all`` predicts each into the folder, named
+    after it, the same as asking for each by name; a file of one scene keeps its plain name."""
+    from napari_labelfree.core.bundle import init_bundle
+    from napari_labelfree.core.config import Architecture, ModelSpec
+    from napari_labelfree.core.io import write_ome_tiff
+
+    monkeypatch.chdir(tmp_path)
+    write_positions("plate.ome.tif", n=3)
+    write_ome_tiff("single.ome.tif", np.random.default_rng(1).random((1, 1, 6, 24, 24)))
+    init_bundle("m", ModelSpec("dna", architecture=Architecture(depth=2, width=8)), seed=0)
+    base = ["predict", "-m", "./m", "--channel", "0"]
+    assert main([*base, "plate.ome.tif", "single.ome.tif", "--scene", "ALL", "-o", "out"]) == 0
+    written = sorted(p.name for p in Path("out").iterdir())
+    assert written == [
+        "plate_scene-Position-1_predicted.ome.tif",
+        "plate_scene-Position-2_predicted.ome.tif",
+        "plate_scene-Position-3_predicted.ome.tif",
+        "single_predicted.ome.tif",
+    ]
+    out = capsys.readouterr()
+    assert "holds 3 scenes" not in out.err  # asked for: nothing to say
+    assert out.err.count("stores no statistics") == 1  # about the model: once, not per scene
+    assert out.out.count("time point(s) x dna") == 4
+    # each the same as that scene predicted alone
+    assert main([*base, "plate.ome.tif", "--scene", "Position 3", "-o", "one.ome.tif"]) == 0
+    alone = open_image("one.ome.tif").frame(0, 0)
+    np.testing.assert_array_equal(
+        open_image("out/plate_scene-Position-3_predicted.ome.tif").frame(0, 0), alone
+    )
+    assert not np.allclose(
+        open_image("out/plate_scene-Position-1_predicted.ome.tif").frame(0, 0), alone
+    )
+    # several scenes need a folder: refused before anything is written
+    capsys.readouterr()
+    assert main([*base, "plate.ome.tif", "--scene", "all", "-o", "x.ome.tif"]) != 0
+    err = capsys.readouterr().err
+    assert "with several scenes, -o must be a folder; x.ome.tif is named like a file" in err
+    assert "Traceback" not in err and not Path("x.ome.tif").exists()
+
+
+def test_a_warning_about_one_of_several_images_names_it(capsys):
+    from napari_labelfree.cli._progress import drive_prediction
+    from napari_labelfree.core.trust.ood import DIFFERS, UNKNOWN, InputWarning
+
+    def events(text):
+        yield InputWarning(text, "model_input", "dna", DIFFERS)
+        yield InputWarning("model m stores no statistics", "model_input", "m", UNKNOWN)
+
+    said: set[str] = set()
+    for label in ("wells.czi [A1]", "wells.czi [A2]"):
+        drive_prediction(events("model dna: this image is unlike"), label, said=said)
+    assert capsys.readouterr().err.splitlines() == [
+        "warning: wells.czi [A1]: model dna: this image is unlike",
+        "warning: model m stores no statistics",
+        "warning: wells.czi [A2]: model dna: this image is unlike",
+    ]
+    drive_prediction(events("model dna: this image is unlike"), "cells.tif")  # one image
+    assert capsys.readouterr().err.startswith("warning: model dna: this image is unlike")
+
+
+def test_scene_all_numbers_scenes_whose_names_would_make_one_file_name(tmp_path):
+    import tifffile
+
+    with tifffile.TiffWriter(tmp_path / "w.ome.tif", ome=True) as tw:
+        for name in ("A/1", "A 1"):
+            tw.write(np.ones((4, 8, 8), np.float32), metadata={"axes": "ZYX", "Name": name})
+    from napari_labelfree.cli.predict import _scene_items
+
+    paths, scenes, tags = _scene_items([str(tmp_path / "w.ome.tif")], "all")
+    assert scenes == [0, 1] and tags == ["0", "1"]
+
+
 def test_every_scene_is_a_training_pair_with_the_targets_same_scene(positions, tmp_path):
     pairs, _ = load_pairs(expand(["wells.ome.tif"], "bright-field", "DAPI"))
     assert [p.name for p in pairs] == ["wells.ome.tif [Position 1]", "wells.ome.tif [Position 2]"]

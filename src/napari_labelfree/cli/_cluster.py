@@ -12,6 +12,8 @@ from tqdm import tqdm
 
 from ..core.errors import LabelFreeError
 from ._args import with_hint
+from ._outputs import source_label
+from ._progress import say, warning_line
 
 if TYPE_CHECKING:
     from ..core.predict.plan import PredictionPlan
@@ -31,16 +33,17 @@ def predict_on_cluster(
     from ..core.predict.distributed import predict_plans, start_local_cluster
     from ..core.trust.ood import input_warnings
 
+    said: set[str] | None = set() if len(plans) > 1 else None  # as drive_prediction's
     for plan in plans:
         for notice in plan.notices:
             # the precision is each worker's own to resolve, not this machine's
             if notice.field != "precision":
-                text = with_hint(notice.text, notice.field, args.flag_hints)
-                tqdm.write(f"labelfree: {text}", file=sys.stderr)
+                say(f"labelfree: {with_hint(notice.text, notice.field, args.flag_hints)}", said)
         # the first frame read here once: is the image like each model's training images?
         frame = plan.source.frame(0, plan.channel)
+        image = source_label(plan.source) if said is not None else None
         for warning in input_warnings(plan.bundles, frame, plan.voxel_size):
-            tqdm.write(f"warning: {warning.text}", file=sys.stderr)
+            say(warning_line(warning, image), said)
     bar = tqdm(
         desc="cluster",
         unit="block" if args.block else "frame",

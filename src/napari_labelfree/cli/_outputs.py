@@ -58,13 +58,14 @@ def output_paths(
     output: str,
     fmt: str | None = None,
     default_fmt: str = TIFF,
-    scene: str | None = None,
+    scenes: list[str | None] | None = None,
 ) -> tuple[list[Path], str]:
     """One output per input, and their format.
 
-    ``fmt`` is the format asked for (None: from ``output``'s suffix, else ``default_fmt``); a
-    ``scene`` asked for (of files of several) is part of the names made in a folder, so that
-    each scene predicted into one folder gets its own file.
+    ``fmt`` is the format asked for (None: from ``output``'s suffix, else ``default_fmt``);
+    ``scenes``, one per input where scenes were asked for (None: the file's only or first scene),
+    are part of the names made in a folder, so that each scene predicted into one folder gets its
+    own file.
     """
     out = Path(output)
     named = format_of(output)
@@ -77,22 +78,36 @@ def output_paths(
                 f"name the output {image_stem(out)}{SUFFIXES[fmt]}"
             )
         if len(inputs) > 1:
+            several = "scenes" if len(set(inputs)) < len(inputs) else "inputs"
             raise LabelFreeError(
-                f"with several inputs, -o must be a folder; {out.name} is named like a file"
+                f"with several {several}, -o must be a folder; {out.name} is named like a file"
             )
         return [out], named
     fmt = fmt or default_fmt
     if out.exists() and not out.is_dir():
         raise LabelFreeError(f"with several inputs, -o must be a folder; {out} is a file")
     stems = [image_stem(i) for i in inputs]
-    if scene is not None:  # "cells_scene-Position-2_predicted.ome.tif"
-        tag = re.sub(r"[^A-Za-z0-9.]+", "-", str(scene).strip()).strip("-") or "scene"
-        stems = [f"{stem}_scene-{tag}" for stem in stems]
+    for k, scene in enumerate(scenes or ()):
+        if scene is not None:  # "cells_scene-Position-2_predicted.ome.tif"
+            stems[k] = f"{stems[k]}_scene-{scene_tag(scene)}"
     if len(set(stems)) != len(stems):
         raise LabelFreeError(
             "two inputs have the same file name; predict them into different folders"
         )
     return [out / f"{s}_predicted{SUFFIXES[fmt]}" for s in stems], fmt
+
+
+def source_label(source) -> str:
+    """An opened input as the lines about it name it: "wells.czi [Position 2]" for a scene."""
+    label = Path(source.path).name if source.path else "the image"
+    if source.scenes:
+        label += f" [{source.scenes[source.scene]}]"
+    return label
+
+
+def scene_tag(scene: str | int) -> str:
+    """A scene's name or index as a file-name part: "Position 2" -> "Position-2"."""
+    return re.sub(r"[^A-Za-z0-9.]+", "-", str(scene).strip()).strip("-") or "scene"
 
 
 def check_targets(targets: list[Path], overwrite: bool, resume: bool) -> None:
@@ -120,6 +135,7 @@ def write_tiff(
     label: str,
     hints: dict[str, str],
     timings: Timings | None = None,
+    said: set[str] | None = None,
 ) -> None:
     """Predict every frame of ``plan`` into one OME-TIFF, streamed frame by frame.
 
@@ -131,7 +147,7 @@ def write_tiff(
 
     names = list(plan.output_names)
     stop = threading.Event()  # set when the writer leaves: the prediction ahead of it stops
-    frames = _predicted_frames(plan.iter_frames(), names, label, hints, stop)
+    frames = _predicted_frames(plan.iter_frames(), names, label, hints, stop, said)
     if timings is not None:
         frames = compute_ahead(frames, timings, background=plan.n_frames > 1, stop=stop)
     # closed here, whatever stops the writing (Ctrl-C, a full disk): the frame predicted ahead in
@@ -157,6 +173,7 @@ def write_zarr(
     overwrite: bool,
     label: str,
     hints: dict[str, str],
+    said: set[str] | None = None,
 ) -> None:
     """Predict the frames ``target`` still lacks into an OME-Zarr, each written as it finishes.
 
@@ -185,6 +202,7 @@ def write_zarr(
             on_frame=lambda event: out.write_frame(event.frame, event.arrays),
             hints=hints,
             frame_log=FrameLog(label, len(missing), resumed=len(missing) < plan.n_frames),
+            said=said,
         )
     except KeyboardInterrupt:
         raise KeyboardInterrupt(interrupted_note(out)) from None
@@ -207,7 +225,12 @@ def interrupted_note(out) -> str:
 
 
 def _predicted_frames(
-    gen, names: list[str], label: str, hints: dict[str, str], stop: threading.Event | None = None
+    gen,
+    names: list[str],
+    label: str,
+    hints: dict[str, str],
+    stop: threading.Event | None = None,
+    said: set[str] | None = None,
 ) -> Iterator[np.ndarray]:
     """CZYX frames from a prediction generator, in order, for the streaming writer.
 
@@ -219,7 +242,9 @@ def _predicted_frames(
     frame_log = FrameLog(label)  # one count for all the calls below
     try:
         while True:
-            drive_prediction(_until_frame(gen, done, stop), label, hints=hints, frame_log=frame_log)
+            drive_prediction(
+                _until_frame(gen, done, stop), label, hints=hints, frame_log=frame_log, said=said
+            )
             if not done:
                 return
             event = done.pop()

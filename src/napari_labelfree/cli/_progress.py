@@ -16,7 +16,7 @@ from tqdm import tqdm
 
 from ..core.events import FrameDone, FrameStarted, Notice, Stage, TileDone
 from ..core.train_estimate import format_duration
-from ..core.trust.ood import InputWarning
+from ..core.trust.ood import DIFFERS, InputWarning
 from ._args import with_hint
 
 
@@ -92,17 +92,37 @@ class FrameLog:
         )
 
 
+def warning_line(warning: InputWarning, image: str | None = None) -> str:
+    """A warning's line; one about the image (not about the model alone) names ``image``."""
+    if image is not None and warning.status == DIFFERS:
+        return f"warning: {image}: {warning.text}"
+    return f"warning: {warning.text}"
+
+
+def say(line: str, said: set[str] | None = None) -> None:
+    """Print ``line`` to stderr beside any bar, unless it is among the lines ``said``."""
+    if said is not None:
+        if line in said:
+            return
+        said.add(line)
+    tqdm.write(line, file=sys.stderr)
+
+
 def drive_prediction(
     gen: Generator,
     label: str,
     on_frame=None,
     hints: dict[str, str] | None = None,
     frame_log: FrameLog | None = None,
+    said: set[str] | None = None,
 ) -> Any:
     """Drain a prediction generator into a tqdm bar over tiles; hand FrameDone to ``on_frame``.
 
     ``hints`` maps a notice's field to the command's flag for it (see ``_args.flag_hints``);
     ``frame_log`` keeps a log file's count of frames across calls (one per input by default).
+    ``said``, the lines already printed where one command predicts several images: each line is
+    said once (a plate of 96 scenes, one warning that a model stores no statistics), and a
+    warning about an image names it.
     """
     bar = None
     log = frame_log if frame_log is not None else FrameLog(label)
@@ -113,10 +133,10 @@ def drive_prediction(
             except StopIteration as stop:
                 return stop.value
             if isinstance(event, InputWarning):  # the one line a user must not miss
-                tqdm.write(f"warning: {event.text}", file=sys.stderr)
+                say(warning_line(event, label if said is not None else None), said)
             elif isinstance(event, Notice):
                 text = with_hint(event.text, event.field, hints or {})
-                tqdm.write(f"labelfree: {text}", file=sys.stderr)
+                say(f"labelfree: {text}", said)
             elif isinstance(event, FrameStarted):
                 log.started()
                 if bar is not None:

@@ -7,7 +7,6 @@ from __future__ import annotations
 
 import argparse
 import sys
-from pathlib import Path
 from typing import TYPE_CHECKING
 
 from ..core.config import PRECISIONS, TilingConfig
@@ -20,6 +19,7 @@ from ._outputs import (
     check_targets,
     image_stem,
     output_paths,
+    source_label,
     write_tiff,
     write_zarr,
 )
@@ -55,7 +55,8 @@ def register(sub: argparse._SubParsersAction) -> None:
         default=None,
         metavar="SCENE",
         help="of inputs holding several scenes (positions, tiles, series: a multi-position CZI), "
-        "the one to predict, by name or index [the first, said in one line]",
+        "the one to predict, by name or index, or 'all': every scene, each into its own output "
+        "in the folder -o [the first, said in one line]",
     )
     p.add_argument(
         "-o",
@@ -218,12 +219,13 @@ def run(args: argparse.Namespace) -> int:
         tta=args.tta,
         uncertainty=args.uncertainty,
     )
+    inputs, scenes, tags = _scene_items(args.inputs, args.scene)
     targets, fmt = output_paths(
-        args.inputs,
+        inputs,
         args.output,
         args.format,
         default_fmt=ZARR if on_cluster else TIFF,
-        scene=args.scene,
+        scenes=tags,
     )
     if fmt == TIFF and (on_cluster or args.resume):
         why = "--resume" if args.resume else "a Dask cluster (--scheduler, --workers)"
@@ -236,8 +238,8 @@ def run(args: argparse.Namespace) -> int:
     # surface after an hour of work on the others
     plans: list[PredictionPlan] = []
     models = args.models
-    for src_path in args.inputs:
-        source = open_image(src_path, args.scene)
+    for src_path, scene in zip(inputs, scenes, strict=True):
+        source = open_image(src_path, scene)
         if args.scene is None and source.scenes_note():
             print(f"labelfree predict: {source.scenes_note()}", file=sys.stderr)
         plan = plan_prediction(
@@ -251,14 +253,17 @@ def run(args: argparse.Namespace) -> int:
             force=args.force,
         )
         models = plan.bundles  # resolved once
+        source.close()  # opened again at its turn: a plate of 96 scenes holds no 96 open files
         plans.append(plan)
     if on_cluster:
         from ._cluster import predict_on_cluster
 
         predict_on_cluster(args, plans, targets)
     else:
-        for i, (src_path, target, plan) in enumerate(zip(args.inputs, targets, plans, strict=True)):
-            label = Path(src_path).name
+        # several images: each line once, and a warning about an image names it
+        said: set[str] | None = set() if len(plans) > 1 else None
+        for i, (target, plan) in enumerate(zip(targets, plans, strict=True)):
+            label = source_label(plan.source)
             # frame t + 1 is read while t is predicted (and, into a TIFF, predicted while t is written)
             timings = Timings()
             if i == 0:
@@ -267,9 +272,11 @@ def run(args: argparse.Namespace) -> int:
             t_file = time.perf_counter()
             try:
                 if fmt == ZARR:
-                    write_zarr(plan, target, args.resume, args.overwrite, label, args.flag_hints)
+                    write_zarr(
+                        plan, target, args.resume, args.overwrite, label, args.flag_hints, said
+                    )
                 else:
-                    write_tiff(plan, target, args.overwrite, label, args.flag_hints, timings)
+                    write_tiff(plan, target, args.overwrite, label, args.flag_hints, timings, said)
             finally:
                 reader.close()  # no read left running when the command ends (or is interrupted)
             if args.timings:
@@ -279,6 +286,32 @@ def run(args: argparse.Namespace) -> int:
     for target, plan in zip(targets, plans, strict=True):
         print(f"{target}: {plan.n_frames} time point(s) x {', '.join(plan.output_names)}")
     return 0
+
+
+def _scene_items(
+    inputs: list[str], scene: str | None
+) -> tuple[list[str], list[str | int | None], list[str | None]]:
+    """What to predict: per item its input, the scene to open and the scene's part of the
+    output's name (None: none). ``scene`` "all" makes an item of every scene of each input."""
+    if scene is None or scene.strip().lower() != "all":
+        return list(inputs), [scene] * len(inputs), [scene] * len(inputs)
+    from ..core.io import open_image
+    from ._outputs import scene_tag
+
+    items: tuple[list[str], list[str | int | None], list[str | None]] = ([], [], [])
+    for path in inputs:
+        with open_image(path) as first:
+            names = first.scenes
+        if len(names) < 2:  # a file of one scene: its output is named as without --scene
+            indices, tags = [None], [None]
+        else:  # named after the scenes, or numbered where two names would make one file name
+            indices = list(range(len(names)))
+            distinct = len({scene_tag(n).lower() for n in names}) == len(names)
+            tags = list(names) if distinct else [str(k) for k in indices]
+        items[0].extend([path] * len(indices))
+        items[1].extend(indices)
+        items[2].extend(tags)
+    return items
 
 
 def _check_flags(args: argparse.Namespace, on_cluster: bool) -> None:

@@ -53,7 +53,8 @@ class ImageSource:
         more = f", ... ({len(self.scenes)} in all)" if len(self.scenes) > 6 else ""
         return (
             f"{self._label()} holds {len(self.scenes)} scenes ({listed}{more}); this is scene "
-            f"{self.scene} ({self.scenes[self.scene]}): choose another with --scene NAME or INDEX"
+            f"{self.scene} ({self.scenes[self.scene]}): choose another with --scene NAME or INDEX, "
+            "or predict every one with --scene all"
         )
 
     @property
