@@ -330,6 +330,73 @@ def test_a_scenes_overlays_carry_its_name_and_its_visibility(
     assert channel_name({"name": first.name, "metadata": first.metadata}, 0) == "dna (predicted)"
 
 
+def test_every_scene_of_a_plate_is_predicted_in_one_round_and_cancel_ends_it(
+    open_predict, tiny_models, tiling_small, qtbot, tmp_path, write_positions
+):
+    """A plate of positions opened through the reader: "Every scene of this file" predicts the
+    chosen scene, then each other scene's same channel, one run after another, each with its own
+    overlay (named and hidden with its scene), as choosing each and clicking Predict would; a
+    removed scene is passed over, and Cancel ends the round where it is."""
+    from napari_labelfree._reader import get_reader
+
+    path = str(tmp_path / "wells.ome.tif")
+    write_positions(path, n=4, shape=(8, 32, 32))
+    viewer, widget = open_predict()
+    for data, kwargs, _ in get_reader(path)(path):
+        viewer.add_image(data, **kwargs)
+    viewer.add_image(_bright_field(), name="loose", scale=SCALE)  # no file: no scenes
+    tiling_small(widget)
+    widget.models.set_checked([tiny_models[0].path])
+    widget.image.value = "loose"
+    assert widget.every_scene.native.isHidden()  # offered for scenes only
+    widget.image.value = "wells [Position 2]: bright-field"
+    assert not widget.every_scene.native.isHidden()
+    assert "other 3 scenes" in widget.every_scene.tooltip
+    widget.every_scene.value = True
+    viewer.layers.remove("wells [Position 4]: bright-field")  # closed before its turn
+    said = []
+    widget.runner.state.events.status.connect(said.append)
+    n_notes = len(notification_manager.records)
+    widget.predict_btn.native.click()
+    qtbot.waitUntil(lambda: not widget.is_running and not widget.queue.active, timeout=TIMEOUT)
+    notes = _messages_since(n_notes, "info")
+    assert sum("stores no statistics" in m for m in notes) == 1  # of the model: once a round
+    names = sorted(ly.name for ly in _prediction_layers(viewer))
+    assert names == [f"wells [Position {k}]: dna (predicted)" for k in (1, 2, 3)]
+    assert "Predicting on wells [Position 2]: bright-field (scene 1 of 3)..." in said
+    assert "Predicting on wells [Position 1]: bright-field (scene 2 of 3)..." in said
+    assert "The scenes of wells: 3 of 3 predicted." in widget.status.text()
+    # each the same as that scene predicted alone
+    by_name = {ly.name: ly for ly in _prediction_layers(viewer)}
+    alone = by_name["wells [Position 3]: dna (predicted)"].data.copy()
+    widget.every_scene.value = False
+    widget.image.value = "wells [Position 3]: bright-field"
+    widget.predict_btn.native.click()
+    qtbot.waitUntil(lambda: not widget.is_running, timeout=TIMEOUT)
+    again = _prediction_layers(viewer)[-1]  # napari numbers a second overlay of one name
+    assert again.name.startswith("wells [Position 3]: dna (predicted)")
+    assert again is not by_name["wells [Position 3]: dna (predicted)"]
+    np.testing.assert_array_equal(np.asarray(again.data), np.asarray(alone))
+    assert "scenes of wells" not in widget.status.text()  # one scene: no round
+
+    # Cancel as the second scene starts: the round ends there, the third is not predicted
+    def cancel_at_second(text):
+        if "(scene 2 of 3)" in text:
+            widget.cancel()
+
+    widget.runner.state.events.status.connect(cancel_at_second)
+    n_before = len(_prediction_layers(viewer))
+    widget.every_scene.value = True
+    widget.image.value = "wells [Position 1]: bright-field"
+    widget.predict_btn.native.click()
+    qtbot.waitUntil(lambda: not widget.is_running and not widget.queue.active, timeout=TIMEOUT)
+    qtbot.wait(100)  # a next scene would start on the next turn of the event loop
+    assert not widget.runner.running
+    assert "The scenes of wells: 1 of 3 predicted, the round stopped." in widget.status.text()
+    new = [ly.name for ly in _prediction_layers(viewer)[n_before:]]
+    assert len(new) == 1 and new[0].startswith("wells [Position 1]: dna (predicted)")
+
+
 def test_two_files_overlays_say_which_file_they_are_of(
     open_predict, tiny_models, tiling_small, qtbot, tmp_path, write_positions
 ):

@@ -105,6 +105,9 @@ class JobRunner:
         self.on_close, self.ask_on_close = on_close, ask_on_close
         self.state = JobState()
         self.progress = Progress()
+        # notices already shown, while several jobs run as one (a round over a plate's scenes):
+        # each once, not once per scene; None: every job's notices are shown
+        self.said: set[str] | None = None
         self.worker: Any = None
         self._stop = threading.Event()
         self._ended = threading.Event()
@@ -164,8 +167,10 @@ class JobRunner:
         if self.closed:
             return
         self.progress = reduce(self.progress, event)
-        if isinstance(event, Notice):
+        if isinstance(event, Notice) and (self.said is None or event.text not in self.said):
             show_info(event.text)
+            if self.said is not None:
+                self.said.add(event.text)
         self.on_event(event)
 
     def _on_returned(self, value: Any) -> None:

@@ -39,6 +39,7 @@ from ._predict_guards import enter_voxel_size, show_assumption, warn_fluorescenc
 from ._predict_job import Planned, PredictRequest, VolumePartial, predict_job, tiling_from_text
 from ._predict_texts import TOOLTIPS, UNKNOWN_VOXEL
 from ._reader_question import ReaderQuestion
+from ._scene_queue import SceneQueue, sibling_scenes
 from ._scroll import set_scrolling_layout
 from ._source_kind import default_source
 from ._trust import TrustControls
@@ -71,6 +72,7 @@ class PredictWidget(MergedExport, FollowsRenames, QWidget):
         self.layers_ready = threading.Event()
         self.precision = "auto"  # TilingConfig.precision; tests set "fp32" (no control yet)
         self.warned: tuple[str, int | None] | None = None  # fluorescence warned of, once
+        self.queue = SceneQueue()  # "every scene of this file": the scenes still to predict
         self._build()
         self.trust = TrustControls(self)  # uncertainty option, input warnings, Compare with
         self.runner = JobRunner(
@@ -102,6 +104,7 @@ class PredictWidget(MergedExport, FollowsRenames, QWidget):
         self.voxel_size = LineEdit(label="Voxel size (µm)")
         self.voxel_size.native.setPlaceholderText(UNKNOWN_VOXEL)
         self.force = CheckBox(text="Allow unusual resampling")
+        self.every_scene = CheckBox(text="Every scene of this file", visible=False)
         self.models = ModelPanel()
         self.device = ComboBox(label="Device", choices=["auto", "cpu"], value="auto")
         self.tile = LineEdit(label="Max tile Z, Y, X", value="auto")
@@ -113,7 +116,9 @@ class PredictWidget(MergedExport, FollowsRenames, QWidget):
         self.save_merged = PushButton(text="Save merged image...")
         for name, tip in tips.items():
             getattr(self, name).tooltip = tip
-        self.form = Container(widgets=[self.image, self.channel, self.voxel_size, self.force])
+        self.form = Container(
+            widgets=[self.image, self.channel, self.every_scene, self.voxel_size, self.force]
+        )
         self.advanced = Container(widgets=[self.device, self.tile, self.overlap, self.tta])
         self.progress_bar = progress_bar()
         self.status = _label()
@@ -186,6 +191,12 @@ class PredictWidget(MergedExport, FollowsRenames, QWidget):
             self.channel.choices = info.channel_names
             self.channel.value = mem.get("channel", guess)
         self.channel.enabled = info.has_channels and not self.runner.running
+        others = sibling_scenes(self.viewer.layers, layer)
+        self.every_scene.visible = bool(others)
+        self.every_scene.tooltip = (
+            f"Predict this scene, then the same channel of the other {len(others)} scenes of "
+            "its file, one after another (each its own overlays; Cancel stops the round)"
+        )
         self.voxel_size.value = mem.get("voxel_size") or format_voxel_size(info.voxel_size)
         self._show_assumption()
 
@@ -249,23 +260,35 @@ class PredictWidget(MergedExport, FollowsRenames, QWidget):
             has_z="Z" in info.axes,
         )
 
-    def predict(self) -> None:
-        """Predict the chosen layer with the ticked models (in a worker thread)."""
-        if self.runner.running:
+    def predict(self, queued: bool = False) -> None:
+        """Predict the chosen layer with the ticked models (in a worker thread); ``queued``: the
+        next scene of a round over a file's scenes, started by the end of the one before."""
+        if self.runner.running or (queued and self.runner.closed):
             return
-        self._end_run()  # a run still adding its last overlays ends now, before the next starts
+        # a run still adding its last overlays ends now, before the next starts (no round goes on)
+        self._end_run(chain=False)
         try:
             req = self.request()
         except LabelFreeError as e:
             notify_error(e)
             self.runner.highlight(e.fields)
+            if queued:  # the round ends here: say how far it came
+                self.status.setText(self.status.text() + self.queue.end(False))
             return
         layer, info = self._layer()
         if warn_fluorescence_once(self, layer, req.channel):
+            self.queue.end(False)
             return  # said once: Predict again goes ahead
+        if not queued:
+            others = sibling_scenes(self.viewer.layers, layer) if self.every_scene.value else []
+            for name in others:  # one acquisition: the channel and voxel size entered for it
+                self.memory[name] = dict(self.memory.get(layer.name, {}))
+            self.queue.fill(layer, others)
+            self.runner.said = set() if others else None  # a round: each notice once
         self.run = OverlayRun(self.viewer, layer, info, req.model_paths)
         self.scheduler, self.layers_ready = req.scheduler, req.layers_ready
-        self.runner.start(predict_job, req, status=f"Predicting on {layer.name}...")
+        status = f"Predicting on {layer.name}{self.queue.position()}..."
+        self.runner.start(predict_job, req, status=status)
 
     def cancel(self) -> None:
         """Stop after the current tile; frames already predicted stay."""
@@ -315,14 +338,23 @@ class PredictWidget(MergedExport, FollowsRenames, QWidget):
         else:
             self._end_run()
 
-    def _end_run(self) -> None:
-        """The run's last overlays are added: rename them, say what was done (never removes)."""
+    def _end_run(self, chain: bool = True) -> None:
+        """The run's last overlays are added: rename them, say what was done (never removes);
+        in a round over a file's scenes (``chain``), the next scene starts."""
         run, self.ending = self.ending, None
         if run is None:
             return
         error, stopped, total = self.end_args
-        run.finish(complete=error is None and run.complete(total))  # adds any still pending
-        self.status.setText(run.summary(error, stopped, total))
+        complete = error is None and run.complete(total)
+        run.finish(complete=complete)  # adds any still pending
+        summary = run.summary(error, stopped, total)
+        following = self.queue.take_next(self._image_names()) if complete and chain else None
+        if following is None:
+            summary += self.queue.end(complete and chain)
+        self.status.setText(summary)
+        if following is not None:
+            self.image.value = following
+            QTimer.singleShot(0, lambda: self.predict(queued=True))
 
     def _on_removed(self, event: Any) -> None:
         """A layer went: a run whose source or overlay it was stops; the image list follows."""

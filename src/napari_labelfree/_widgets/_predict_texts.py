@@ -7,6 +7,7 @@ TOOLTIPS = {
     "fluorescence or is a prediction is never chosen for you, and Predict warns once before using "
     "it)",
     "channel": "Which channel of a multi-channel layer is transmitted light",
+    "every_scene": "Predict this scene, then the same channel of the file's other scenes",
     "voxel_size": "Voxel size of the image, Z, Y, X in micrometres (not nm). Taken from the "
     "layer's scale; entering it (Enter) checks it and sets the layer's scale. Images are "
     "resampled to each model's.",

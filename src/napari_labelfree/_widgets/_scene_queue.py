@@ -1,0 +1,79 @@
+"""The Predict widget's "every scene of this file": one run after another over a plate's positions.
+
+The reader opens each scene (position) of a file as its own layers; predicting a plate one
+position at a time meant choosing and clicking twelve times. A queue keeps the layers still to
+predict; each run is the widget's ordinary run, so every scene gets its own overlays, named and
+hidden with its scene as a single run's are. No Qt here.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from typing import Any
+
+from ._layers import plugin_metadata
+
+
+def sibling_scenes(layers: Sequence[Any], layer: Any) -> list[str]:
+    """The names of the same channel's layers in the other scenes of ``layer``'s file, in the
+    viewer's order (the reader's order of the scenes); [] for a layer that is no scene."""
+    meta = plugin_metadata(layer)
+    if not meta.get("path") or meta.get("scene") is None:
+        return []
+    return [
+        other.name
+        for other in layers
+        if other is not layer
+        and (m := plugin_metadata(other)).get("path") == meta["path"]
+        and m.get("scene") is not None
+        and m.get("scene") != meta["scene"]
+        and m.get("channel") == meta.get("channel")
+    ]
+
+
+class SceneQueue:
+    """The scenes still to predict after the current one, and how many there were."""
+
+    def __init__(self) -> None:
+        self.waiting: list[str] = []
+        self.total = 0
+        self.closed = 0  # scenes whose layers were removed before their turn
+        self.file = ""
+
+    def fill(self, first: Any, others: list[str]) -> None:
+        """A new round: ``first`` (the layer predicted now) and then ``others``, by name."""
+        self.waiting = list(others)
+        self.total, self.closed = 1 + len(others), 0
+        self.file = plugin_metadata(first).get("file") or first.name
+        self.file = self.file.split(" [")[0]  # "wells [Position 1]" -> "wells"
+
+    @property
+    def active(self) -> bool:
+        return self.total > 1
+
+    def position(self) -> str:
+        """ " (scene 3 of 12)" for the status line while a round runs; "" outside one."""
+        if not self.active:
+            return ""
+        return f" (scene {self.total - len(self.waiting)} of {self.total})"
+
+    def take_next(self, present: Sequence[str]) -> str | None:
+        """The next scene still open in the viewer (a removed one is passed over), or None."""
+        while self.waiting:
+            name = self.waiting.pop(0)
+            if name in present:
+                return name
+            self.closed += 1
+        return None
+
+    def end(self, completed: bool) -> str:
+        """Close the round: what to add to the last run's status line ("" for a single run)."""
+        if not self.active:
+            return ""
+        left, total, closed = len(self.waiting), self.total, self.closed
+        self.waiting, self.total = [], 0
+        if completed:
+            gone = f"; {closed} closed before their turn" if closed else ""
+            return f" The scenes of {self.file}: {total - closed} of {total} predicted{gone}."
+        done = total - closed - left - 1  # the current scene did not finish
+        return f" The scenes of {self.file}: {done} of {total} predicted, the round stopped."
