@@ -449,6 +449,49 @@ def test_the_target_follows_the_signal_to_its_file(
     assert not any(tmp_path.glob("user-models/*"))
 
 
+def test_every_scene_of_a_plate_trains_together(
+    viewer_factory, tmp_path, write_positions, monkeypatch, qtbot
+):
+    """A plate of three positions, each bright-field and DAPI: "Every scene of this file" trains
+    one model on the three registered pairs (each scene with its own DAPI); unticked, on the
+    chosen scene alone. Offered only where the pair is of a scene of a file."""
+    import json
+
+    from napari_labelfree._reader import get_reader
+
+    monkeypatch.setattr("napari_labelfree._widgets._train.TrainWidget.estimate", lambda self: None)
+    viewer = viewer_factory()
+    path = str(tmp_path / "plate.ome.tif")
+    write_positions(path, n=3, shape=(8, 32, 48))
+    for data, kwargs, _ in get_reader(path)(path):
+        viewer.add_image(data, **kwargs)
+    _, train = viewer.window.add_plugin_dock_widget(PLUGIN, TRAIN)
+    train.start_from.value = None
+    train.patch.value, train.batch.value = "8, 16, 16", 2
+    train.depth.value, train.width.value, train.device.value = 2, 8, "cpu"
+    train.iterations.value = 2
+    train.signal.value = "plate [Position 2]: bright-field"
+    train.target.value = "plate [Position 2]: DAPI"
+    assert not train.every_scene.native.isHidden()
+    assert "other 2 scenes" in train.every_scene.tooltip
+
+    def trained(every: bool) -> list[str]:
+        train.every_scene.value = every
+        train.name.value = f"plate-{every}"
+        train.train_btn.native.click()
+        qtbot.waitUntil(lambda: not train.is_running, timeout=TIMEOUT)
+        card = json.loads((Path(train.last_model) / "config.json").read_text())
+        return card["provenance"]["training_images"]
+
+    assert trained(True) == [
+        f"plate [Position {k}]: bright-field t=0" for k in (2, 1, 3)
+    ]  # the chosen scene first, then the file's order
+    assert trained(False) == ["plate [Position 2]: bright-field t=0"]
+    viewer.add_image(np.ones((8, 32, 48), np.float32), name="loose", scale=SCALE)
+    train.signal.value = "loose"
+    assert train.every_scene.native.isHidden()  # no scenes: nothing to offer
+
+
 def test_comparing_a_model_on_its_own_training_image_says_it_is_no_held_out_score(
     train_setup, qtbot, tiling_small
 ):

@@ -1,9 +1,11 @@
-"""The Predict widget's "every scene of this file": one run after another over a plate's positions.
+""" "Every scene of this file": a plate's positions predicted in one round, or trained on together.
 
 The reader opens each scene (position) of a file as its own layers; predicting a plate one
-position at a time meant choosing and clicking twelve times. A queue keeps the layers still to
-predict; each run is the widget's ordinary run, so every scene gets its own overlays, named and
-hidden with its scene as a single run's are. No Qt here.
+position at a time meant choosing and clicking twelve times, and the Train widget learned from
+one position of a plate that holds many registered pairs. For the Predict widget a queue keeps
+the layers still to predict; each run is the widget's ordinary run, so every scene gets its own
+overlays, named and hidden with its scene as a single run's are. The Train widget takes the
+(signal, target) layers of every scene (``scene_pairs``). No Qt here.
 """
 
 from __future__ import annotations
@@ -29,6 +31,26 @@ def sibling_scenes(layers: Sequence[Any], layer: Any) -> list[str]:
         and m.get("scene") != meta["scene"]
         and m.get("channel") == meta.get("channel")
     ]
+
+
+def scene_pairs(layers: Sequence[Any], signal: Any, target: Any) -> list[tuple[str, str]]:
+    """(signal, target) layer names of every other scene of the signal's file that holds both
+    the signal's and the target's channel; [] unless both are channels of one scene of a file."""
+    sig, tgt = plugin_metadata(signal), plugin_metadata(target)
+    if sig.get("path") != tgt.get("path") or sig.get("scene") != tgt.get("scene"):
+        return []
+    by_field = {
+        (m.get("scene"), m.get("channel")): ly.name
+        for ly in layers
+        if (m := plugin_metadata(ly)).get("path") == sig.get("path")
+    }
+    out = []
+    for name in sibling_scenes(layers, signal):
+        scene = plugin_metadata(next(ly for ly in layers if ly.name == name)).get("scene")
+        partner = by_field.get((scene, tgt.get("channel")))
+        if partner is not None:
+            out.append((name, partner))
+    return out
 
 
 class SceneQueue:

@@ -14,7 +14,16 @@ import time
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from magicgui.widgets import ComboBox, Container, FloatSpinBox, Label, LineEdit, PushButton, SpinBox
+from magicgui.widgets import (
+    CheckBox,
+    ComboBox,
+    Container,
+    FloatSpinBox,
+    Label,
+    LineEdit,
+    PushButton,
+    SpinBox,
+)
 from napari.utils.notifications import show_info
 from qtpy.QtCore import QTimer
 from qtpy.QtWidgets import QLabel, QVBoxLayout, QWidget
@@ -43,6 +52,7 @@ from ._models import taken_names, unique_model_folder
 from ._overlays import image_layer_names
 from ._predict_job import parse_zyx_shape
 from ._registry import registry
+from ._scene_queue import scene_pairs
 from ._scroll import set_scrolling_layout
 from ._source_kind import default_source
 from ._train_job import estimate_job, train_job
@@ -145,6 +155,7 @@ class TrainWidget(FollowsRenames, QWidget):
         self.signal.tooltip = "Transmitted-light z-stack (the network's input)"
         self.target = ComboBox(label="Target", choices=self._image_names, nullable=True)
         self.target.tooltip = "Fluorescence z-stack of the structure, registered to the signal"
+        self.every_scene = CheckBox(text="Every scene of this file", visible=False)
         self.structure = LineEdit(label="Structure", value="dna")
         self.structure.tooltip = "What the target shows (dna, lamin-b1, tom20, ...)"
         self.colormap = ComboBox(
@@ -189,7 +200,8 @@ class TrainWidget(FollowsRenames, QWidget):
         self.train_btn.tooltip = "Train a new model; it is listed in Label-free prediction"
         self.stop_btn = PushButton(text="Stop", enabled=False)
         self.stop_btn.tooltip = "Stop at the next step and keep the current weights as a model"
-        fields = [self.signal, self.target, self.structure, self.colormap, self.name]
+        fields = [self.signal, self.target, self.every_scene, self.structure, self.colormap]
+        fields.append(self.name)
         sizes = [self.iterations, self.patch, self.batch, self.lr, self.depth, self.width]
         self.form = Container(widgets=[*fields, self.kind, self.start_from, *sizes, self.device])
         buttons = Container(widgets=[self.train_btn, self.stop_btn], layout="horizontal")
@@ -283,6 +295,13 @@ class TrainWidget(FollowsRenames, QWidget):
         stack: the whole stack trains against it, by the 2.5D network unless the user chose the
         3D one (no other network learns one plane from a stack)."""
         self._same_field_target()
+        others = self._other_scenes()
+        self.every_scene.visible = bool(others)
+        self.every_scene.tooltip = (
+            f"Train on this scene and the other {len(others)} scenes of its file that hold both "
+            "channels: one model from all its registered fields (each scene keeps its own "
+            "validation strip)"
+        )
         signal, target = self._planes(self.signal.value), self._planes(self.target.value)
         one_plane = bool(signal and target and target[0] == 1 < signal[0])
         if one_plane and self.kind.value not in PROJECTION_KINDS:
@@ -294,6 +313,14 @@ class TrainWidget(FollowsRenames, QWidget):
             )
         elif self.kind.value == STACK_TO_PLANE:
             self._settings_changed()  # the window is the signal's planes
+
+    def _other_scenes(self) -> list[tuple[str, str]]:
+        """(signal, target) names of the other scenes of the signal's file, as scene_pairs."""
+        names = self.signal.value, self.target.value
+        if not all(names) or not all(n in self.viewer.layers for n in names):
+            return []
+        layers = self.viewer.layers
+        return scene_pairs(list(layers), layers[names[0]], layers[names[1]])
 
     def _stack_window(self) -> int:
         """The 2.5D window reading the whole signal stack at the model's grid."""
@@ -481,7 +508,7 @@ class TrainWidget(FollowsRenames, QWidget):
             return
         self.estimator.cancel()
         try:
-            sig, tgt = self._sources()
+            layer_pairs = self._sources()
             spec, config = self._spec_and_config()
             self._check_start(spec)
             name = self.name.value.strip()
@@ -501,11 +528,11 @@ class TrainWidget(FollowsRenames, QWidget):
         self.runner.what = f"training {spec.structure}"
         init = self.start_from.value  # a model folder, or None for a new network
         self._discard = threading.Event()
-        job = (sig, tgt, spec, out, config, self.device.value, init, self._discard)
+        job = (layer_pairs, spec, out, config, self.device.value, init, self._discard)
         self._out = out
         self.runner.start(train_job, *job, status=f"Training {name}...")
 
-    def _sources(self) -> tuple[Any, Any]:
+    def _sources(self) -> list[tuple[Any, Any]]:
         names = self.signal.value, self.target.value
         if not all(names):
             raise LabelFreeError("choose a signal and a target layer (File > Open to add them)")
@@ -525,12 +552,16 @@ class TrainWidget(FollowsRenames, QWidget):
                 "image of its own; choose the target of the signal's file (registered pairs of "
                 "one field train a model)"
             )
-        out = []
-        for n in names:
-            layer = self.viewer.layers[n]
-            info = layer_info(layer)
-            out.append((layer_source(layer, info), info.voxel_size, n))
-        return out[0], out[1]
+        fields = [names]
+        if self.every_scene.value:  # the other scenes of a plate: more fields of the same pair
+            fields += self._other_scenes()
+        return [(self._layer_data(sig), self._layer_data(tgt)) for sig, tgt in fields]
+
+    def _layer_data(self, name: str) -> tuple[Any, Any, str]:
+        """A layer as train_job reads it: its source, voxel size and name."""
+        layer = self.viewer.layers[name]
+        info = layer_info(layer)
+        return layer_source(layer, info), info.voxel_size, name
 
     def _discard_on_close(self) -> None:
         """The window (or this dock) closes mid-training: the run is discarded, not saved."""

@@ -52,8 +52,7 @@ def pairs_from_layers(signal: Layer, target: Layer) -> list:
 
 
 def train_job(
-    signal: Layer,
-    target: Layer,
+    layer_pairs: list[tuple[Layer, Layer]],
     spec: ModelSpec,
     out: Path,
     config: Any,
@@ -61,7 +60,8 @@ def train_job(
     init: str | None = None,
     discard: threading.Event | None = None,
 ) -> Generator[Any, None, Any]:
-    """Read the pairs, then train (the core checks the request); returns the bundle.
+    """Read the pairs (signal and target layers, one or more fields: the scenes of a plate),
+    then train (the core checks the request); returns the bundle.
 
     ``init``: a model name to fine-tune from (its network and voxel size replace the form's).
     ``discard``: when set before the job is closed (the window closed mid-training), the new
@@ -69,7 +69,7 @@ def train_job(
     """
     from ..core.train import iter_train  # torch is imported when training starts
 
-    pairs = pairs_from_layers(signal, target)
+    pairs = [p for signal, target in layer_pairs for p in pairs_from_layers(signal, target)]
     gen = iter_train(pairs, spec, out, config, device=device, init=init)
     if discard is None:
         return (yield from gen)
