@@ -765,6 +765,12 @@ CASES = [
         "has no scene 'Position 9'; its scenes are 0: Position 1, 1: Position 2",
         "pair_data",
     ),
+    Case(
+        "predict-every-scene-into-one-file",
+        "predict {w}/wells.ome.tif -m {model} --scene all " + OUT,
+        "with several scenes, -o must be a folder; out.ome.tif is named like a file",
+        "pair_data",
+    ),
     Case("evaluate-no-data", "evaluate {model}", "data file"),
     Case(
         "evaluate-output-exists",
