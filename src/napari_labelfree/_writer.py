@@ -2,7 +2,8 @@
 
 Each layer becomes a channel named as the layer was shown (without the "file: " part the reader
 adds), in the layer's colour (OME ``Channel/@Color``) and contrast limits (an OME MapAnnotation the
-reader restores: a prediction's background stays black), with physical sizes from the layer's scale
+reader restores: a prediction's background stays black) and contrast method (where the reader
+took one from the file for every channel saved), with physical sizes from the layer's scale
 (Z, Y, X in um) where they are known: an axis of unknown size (scale 1 in napari's "pixel" unit, or
 recorded as unknown by the reader) is written without a size, never as a made-up 1 um. The file is
 written atomically by :func:`napari_labelfree.core.io.write_ome_tiff`, in the layers' own dtype.
@@ -35,7 +36,7 @@ _UM_PER_UNIT = {"micrometer": 1.0, "nanometer": 1e-3, "millimeter": 1e3, "meter"
 def channel_name(meta: dict[str, Any], i: int) -> str:
     """The channel name a layer is saved under: its name without the reader's "file: " part."""
     name = str(meta.get("name") or f"channel {i}")
-    tag = (meta.get("metadata") or {}).get("labelfree") or {}
+    tag = _tag(meta)
     prefix = f"{tag.get('file')}: " if tag.get("file") else None
     return name[len(prefix) :] if prefix and name.startswith(prefix) else name
 
@@ -49,7 +50,7 @@ def physical_sizes(meta: dict[str, Any], ndim: int) -> tuple[float | None, ...]:
     scale = [float(s) for s in scale] if scale is not None else [1.0] * ndim
     units = meta.get("units")
     units = [str(u) for u in units] if units is not None else [None] * len(scale)
-    recorded = ((meta.get("metadata") or {}).get("labelfree") or {}).get("voxel_size")
+    recorded = _tag(meta).get("voxel_size")
     if not (isinstance(recorded, list | tuple) and len(recorded) == 3):
         recorded = [0.0, 0.0, 0.0]  # nothing recorded: the scale decides
     n = min(3, len(scale))
@@ -134,5 +135,14 @@ def write_predictions(
         dtype=dtype,
         overwrite=True,
         annotation=contrast_annotation([meta.get("contrast_limits") for _, meta, _ in layer_data]),
+        # the contrast method the reader took from the file (phase contrast, DIC, fluorescence),
+        # written back where every channel has one: a crop saved for training keeps it
+        channel_modalities=[_tag(meta).get("modality") for _, meta, _ in layer_data],
     )
     return [str(target)]
+
+
+def _tag(meta: dict[str, Any]) -> dict[str, Any]:
+    """This plugin's facts in a layer's metadata ({} for none)."""
+    tag = (meta.get("metadata") or {}).get("labelfree")
+    return tag if isinstance(tag, dict) else {}

@@ -220,6 +220,25 @@ def test_writer_round_trip_keeps_names_colours_sizes_and_dtype(tmp_path):
         assert tif.is_ome and tif.series[0].dtype == np.uint16  # pixels are not converted
 
 
+def test_a_saved_crop_keeps_the_contrast_method_its_file_named(tmp_path):
+    """Opened from a file that says phase contrast and fluorescence, a crop saved through the
+    writer says so too (the modality checks of prediction and training read it); layers without
+    one (a prediction beside them) write none rather than a guess."""
+    rng = np.random.default_rng(2)
+    data = rng.integers(100, 4000, size=(2, 4, 16, 16)).astype(np.uint16)
+    meta = {"axes": "CZYX", "Channel": {"Name": ["TL", "Hoechst"]}, "PhysicalSizeX": 0.3}
+    meta["Channel"]["ContrastMethod"] = ["Phase", "Fluorescence"]
+    tifffile.imwrite(tmp_path / "cells.ome.tif", data, metadata=meta)
+    layers = _read(str(tmp_path / "cells.ome.tif"))
+    crops = [(d[:, 2:10, 2:10], kw, kind) for d, kw, kind in layers]
+    saved = open_image(write_predictions(str(tmp_path / "crop.ome.tif"), crops)[0])
+    assert saved.channel_modality == ("phase-contrast", "fluorescence")
+    assert saved.declared("transmitted") == 0
+    predicted = (np.ones((4, 8, 8), np.float32), {"name": "dna (predicted)"}, "image")
+    mixed = write_predictions(str(tmp_path / "mixed.ome.tif"), [crops[0], predicted])
+    assert open_image(mixed[0]).channel_modality in ((), (None, None))
+
+
 def test_writer_keeps_unknown_sizes_unknown(tmp_path):
     """A layer at napari's default scale (no size known) is not written as 1 um voxels."""
     data = np.zeros((4, 8, 8), np.float32)
