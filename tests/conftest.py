@@ -116,3 +116,60 @@ def _write_positions(path, n=2, shape=(6, 24, 24)):
 def write_positions():
     """write_positions(path, n=2, shape=(6, 24, 24)) -> [CZYX per scene]: a multi-position file"""
     return _write_positions
+
+
+def _write_plate(path, wells=("A/1", "B/2"), fields=2, shape=(6, 24, 24)):
+    """An OME-Zarr plate (NGFF 0.4 HCS: plate -> wells -> images), each image bright-field and
+    DAPI written by this package's OME-Zarr writer, image k's pixels offset by 10 k; returns
+    {"A/1/0": CZYX, ...} in the plate's order."""
+    import json
+    import shutil
+
+    from napari_labelfree.core.io import open_prediction_output
+
+    root = Path(path)
+    root.mkdir()
+    group = '{"zarr_format": 2}'
+    (root / ".zgroup").write_text(group)
+    rows = sorted({w.split("/")[0] for w in wells})
+    cols = sorted({w.split("/")[1] for w in wells})
+    listed = [
+        {
+            "path": w,
+            "rowIndex": rows.index(w.split("/")[0]),
+            "columnIndex": cols.index(w.split("/")[1]),
+        }
+        for w in wells
+    ]
+    plate = {"version": "0.4", "rows": [{"name": r} for r in rows], "wells": listed}
+    plate["columns"] = [{"name": c} for c in cols]
+    (root / ".zattrs").write_text(json.dumps({"plate": plate}))
+    rng = np.random.default_rng(0)
+    images = {}
+    for well in wells:
+        (root / well).mkdir(parents=True)
+        (root / well.split("/")[0] / ".zgroup").write_text(group)
+        (root / well / ".zgroup").write_text(group)
+        well_meta = {
+            "well": {"version": "0.4", "images": [{"path": str(f)} for f in range(fields)]}
+        }
+        (root / well / ".zattrs").write_text(json.dumps(well_meta))
+        for f in range(fields):
+            data = (rng.random((2, *shape)) + 10 * len(images)).astype(np.float32)
+            tmp = root.parent / f".image-{len(images)}.ome.zarr"
+            out = open_prediction_output(
+                tmp, ["bright-field", "DAPI"], ["gray", "blue"], shape, (0.29, 0.29, 0.29), 1
+            )
+            out.write_frame(0, {"bright-field": data[0], "DAPI": data[1]})
+            out.commit()
+            out.close()
+            shutil.move(str(tmp), str(root / well / str(f)))
+            images[f"{well}/{f}"] = data
+    return images
+
+
+@pytest.fixture
+def write_plate():
+    """write_plate(path, wells=("A/1", "B/2"), fields=2, shape=(6, 24, 24)) -> {image path:
+    CZYX}: an OME-Zarr HCS plate"""
+    return _write_plate

@@ -141,6 +141,70 @@ def test_scene_all_numbers_scenes_whose_names_would_make_one_file_name(tmp_path)
     assert scenes == [0, 1] and tags == ["0", "1"]
 
 
+def test_an_ome_zarr_plate_opens_as_scenes_one_per_image(
+    tmp_path, monkeypatch, write_plate, capsys
+):
+    """An NGFF plate (wells of fields of view): each image is a scene named by its path, opened
+    by index or path, read as written; --scene all predicts each into its own file (bioio alone
+    failed on a plate with an IndexError, said as a corrupt file)."""
+    from napari_labelfree.core.bundle import init_bundle
+    from napari_labelfree.core.config import Architecture, ModelSpec
+
+    monkeypatch.chdir(tmp_path)
+    images = write_plate("plate.ome.zarr")
+    first = open_image("plate.ome.zarr")
+    assert first.scenes == ("A/1/0", "A/1/1", "B/2/0", "B/2/1") and first.scene == 0
+    assert first.channel_names == NAMES and first.physical_sizes == (0.29, 0.29, 0.29)
+    assert "holds 4 scenes (0: A/1/0, 1: A/1/1, 2: B/2/0, 3: B/2/1)" in first.scenes_note()
+    for asked in ("b/2/1", 3, "3"):
+        fourth = open_image("plate.ome.zarr", asked)
+        assert fourth.scene == 3 and fourth.path == Path("plate.ome.zarr")
+        np.testing.assert_allclose(fourth.frame(0, 1), images["B/2/1"][1])
+    with pytest.raises(LabelFreeError, match="no scene 'C/3/0'; its scenes are 0: A/1/0"):
+        open_image("plate.ome.zarr", "C/3/0")
+    init_bundle("m", ModelSpec("dna", architecture=Architecture(depth=2, width=8)), seed=0)
+    base = ["predict", "plate.ome.zarr", "-m", "./m", "--channel", "bright-field"]
+    assert main([*base, "--scene", "all", "-o", "out"]) == 0
+    written = sorted(p.name for p in Path("out").iterdir())
+    assert written == [
+        f"plate_scene-{w}_predicted.ome.tif" for w in ("A-1-0", "A-1-1", "B-2-0", "B-2-1")
+    ]
+    assert main([*base, "--scene", "B/2/1", "-o", "one.ome.tif"]) == 0
+    np.testing.assert_array_equal(
+        open_image("one.ome.tif").frame(0, 0),
+        open_image("out/plate_scene-B-2-1_predicted.ome.tif").frame(0, 0),
+    )
+    # every image a training pair, as a multi-position file's scenes
+    pairs, _ = load_pairs(expand(["plate.ome.zarr"], "bright-field", "DAPI"))
+    assert [p.name for p in pairs][:2] == ["plate.ome.zarr [A/1/0]", "plate.ome.zarr [A/1/1]"]
+    np.testing.assert_allclose(pairs[2].target, images["B/2/0"][1])
+
+
+def test_plate_metadata_of_zarr_v3_and_a_plate_of_no_images(tmp_path):
+    """NGFF 0.5 keeps the plate under zarr.json's attributes.ome; a plate whose wells list no
+    image is refused in one line that says what to open instead."""
+    import json
+
+    from napari_labelfree.core.io.hcs import plate_images
+
+    root = tmp_path / "v3.ome.zarr"
+    (root / "A" / "1").mkdir(parents=True)
+
+    def group(path, attributes):
+        doc = {"zarr_format": 3, "node_type": "group", "attributes": {"ome": attributes}}
+        (path / "zarr.json").write_text(json.dumps(doc))
+
+    group(
+        root, {"version": "0.5", "plate": {"wells": [{"path": "A/1"}], "rows": [], "columns": []}}
+    )
+    group(root / "A" / "1", {"version": "0.5", "well": {"images": [{"path": "0"}, {"path": "1"}]}})
+    assert plate_images(root) == ["A/1/0", "A/1/1"]
+    assert plate_images(tmp_path) is None  # no plate: an image, or no Zarr at all
+    group(root / "A" / "1", {"version": "0.5", "well": {"images": []}})
+    with pytest.raises(LabelFreeError, match="is an OME-Zarr plate whose wells list no images"):
+        open_image(root)
+
+
 def test_every_scene_is_a_training_pair_with_the_targets_same_scene(positions, tmp_path):
     pairs, _ = load_pairs(expand(["wells.ome.tif"], "bright-field", "DAPI"))
     assert [p.name for p in pairs] == ["wells.ome.tif [Position 1]", "wells.ome.tif [Position 2]"]

@@ -558,6 +558,18 @@ def test_every_scene_of_a_file_opens_as_its_own_layers_the_first_shown(tmp_path,
         assert kw["visible"] is (k == 0)  # the scenes lie over each other: the first shows
 
 
+def test_an_ome_zarr_plate_opens_each_image_as_a_scene(tmp_path, write_plate):
+    """An NGFF plate dropped into napari: each field of view its own layers, named by its path
+    in the plate, the first shown (before, the plate was refused as a corrupt file)."""
+    images = write_plate(tmp_path / "plate.ome.zarr", wells=("A/1", "A/2"), fields=1)
+    layers = _read(tmp_path / "plate.ome.zarr")
+    names = [kw["name"] for _, kw, _ in layers]
+    assert names == [f"plate [A/{k}/0]: {c}" for k in (1, 2) for c in ("bright-field", "DAPI")]
+    np.testing.assert_allclose(np.asarray(layers[3][0]), images["A/2/0"][1])
+    assert [kw["visible"] for _, kw, _ in layers] == [True, True, False, False]
+    np.testing.assert_allclose(layers[0][1]["scale"], (0.29, 0.29, 0.29))
+
+
 def test_scenes_beyond_the_cap_are_named_in_one_warning(tmp_path, write_positions, monkeypatch):
     from napari.utils import notifications
 

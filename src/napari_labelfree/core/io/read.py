@@ -9,6 +9,7 @@ the rest of the time-lapse.
 
 from __future__ import annotations
 
+import dataclasses
 import stat
 from collections.abc import Callable, Sequence
 from pathlib import Path
@@ -18,6 +19,7 @@ import numpy as np
 
 from ..errors import LabelFreeError
 from .acquisition import ChannelAcquisition, channel_acquisition
+from .hcs import plate_images
 from .ome_tiff import open_checked_tiff, read_ome_tiff_header, tiff_planes_for
 from .source import ImageSource, _clean_size
 
@@ -39,7 +41,9 @@ def _short(e: BaseException) -> str:
     return f"{e.__class__.__name__}: {first}" if first else e.__class__.__name__
 
 
-def _open_reader(path: Path) -> Any:
+def _open_reader(path: Path, reader: type | None = None) -> Any:
+    """bioio's image for ``path`` (``reader``: the bioio reader plugin to use, else bioio's
+    choice by the file's name)."""
     try:
         from bioio import BioImage
     except ImportError:
@@ -49,7 +53,7 @@ def _open_reader(path: Path) -> Any:
             "(pip install --force-reinstall napari-labelfree)"
         ) from None
     try:
-        return BioImage(path)
+        return BioImage(path) if reader is None else BioImage(path, reader=reader)
     except Exception as e:  # bioio raises many types for unreadable/unsupported files
         raise LabelFreeError(
             f"cannot read {path} ({_short(e)}); is it a {FORMATS} file? For other formats "
@@ -147,6 +151,8 @@ def open_image(path: str | Path, scene: str | int | None = None) -> ImageSource:
     """
     path = Path(path)
     _check_regular(path)
+    if is_zarr(path) and (images := plate_images(path)) is not None:
+        return _open_plate_image(path, images, scene)
     tf = None if path.is_dir() else open_checked_tiff(path)
     # the fast path reads files of one scene; a scene asked for by name is bioio's to find
     first = scene is None or str(scene).strip() == "0"
@@ -176,6 +182,35 @@ def open_image(path: str | Path, scene: str | int | None = None) -> ImageSource:
         raise LabelFreeError(
             f"cannot read {path} ({_short(e)}); the file may be truncated or corrupt"
         ) from None
+
+
+def _open_plate_image(path: Path, images: list[str], scene: str | int | None) -> ImageSource:
+    """One image of an OME-Zarr plate (core.io.hcs), by index or path ("A/1/0"; the first when
+    None), as a scene of the plate: the source's path is the plate's, so that it opens again
+    by path and scene (a Dask worker, a resumed run)."""
+    if not images:
+        raise LabelFreeError(
+            f"{path} is an OME-Zarr plate whose wells list no images; open one image of it (a "
+            "folder such as A/1/0) instead"
+        )
+    index = 0 if scene is None else scene_index(path, images, scene)
+    try:
+        from bioio_ome_zarr import Reader
+    except ImportError:  # a dependency: absent only in a broken installation
+        Reader = None  # noqa: N806 (bioio's class name)
+    image = path / images[index]
+    try:
+        source = _from_reader(image, _open_reader(image, Reader), zarr=True)
+    except LabelFreeError:
+        raise
+    except Exception as e:  # an image group bioio opened but cannot make sense of
+        raise LabelFreeError(
+            f"cannot read {image} ({_short(e)}); the plate may be incomplete or corrupt"
+        ) from None
+    several = len(images) > 1
+    return dataclasses.replace(
+        source, path=path, scenes=tuple(images) if several else (), scene=index if several else 0
+    )
 
 
 def scene_index(path: Path, names: Sequence[str], scene: str | int) -> int:
@@ -212,7 +247,11 @@ def _scene_names(reader: Any) -> list[str]:
     return ids
 
 
-def _from_reader(path: Path, reader: Any, scene: str | int | None = None) -> ImageSource:
+def _from_reader(
+    path: Path, reader: Any, scene: str | int | None = None, zarr: bool | None = None
+) -> ImageSource:
+    """The source of ``reader``'s image (``scene`` of several); ``zarr``: an OME-Zarr image
+    (None: judged by the name, which an image inside a plate does not have)."""
     scenes: list[str] = []
     if len(_scene_ids(reader)) > 1 or scene is not None:
         scenes = _scene_names(reader)
@@ -259,7 +298,7 @@ def _from_reader(path: Path, reader: Any, scene: str | int | None = None) -> Ima
             **scenes_said,
         )
 
-    check_chunks = _chunk_check(path) if is_zarr(path) else None
+    check_chunks = _chunk_check(path) if (is_zarr(path) if zarr is None else zarr) else None
 
     def read_frame(t: int, c: int) -> np.ndarray:
         if check_chunks is not None:
