@@ -174,6 +174,14 @@ def test_an_ome_zarr_plate_opens_as_scenes_one_per_image(
         open_image("one.ome.tif").frame(0, 0),
         open_image("out/plate_scene-B-2-1_predicted.ome.tif").frame(0, 0),
     )
+    # into a name ending .zarr: a plate of the same layout, each image the same prediction
+    assert main([*base, "--scene", "all", "-o", "pred.ome.zarr"]) == 0
+    assert "pred.ome.zarr: an OME-Zarr plate of 4 images" in capsys.readouterr().out
+    plate = open_image("pred.ome.zarr", "B/2/1")
+    assert plate.scenes == first.scenes and plate.channel_names == ["dna"]
+    np.testing.assert_array_equal(plate.frame(0, 0), open_image("one.ome.tif").frame(0, 0))
+    assert main([*base, "--scene", "all", "-o", "pred.ome.zarr"]) != 0  # not replaced unasked
+    assert "pred.ome.zarr already exists" in capsys.readouterr().err
     # every image a training pair, as a multi-position file's scenes
     pairs, _ = load_pairs(expand(["plate.ome.zarr"], "bright-field", "DAPI"))
     assert [p.name for p in pairs][:2] == ["plate.ome.zarr [A/1/0]", "plate.ome.zarr [A/1/1]"]

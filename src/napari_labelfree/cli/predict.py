@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import argparse
 import sys
+from pathlib import Path
 from typing import TYPE_CHECKING
 
 from ..core.config import PRECISIONS, TilingConfig
@@ -220,13 +221,17 @@ def run(args: argparse.Namespace) -> int:
         uncertainty=args.uncertainty,
     )
     inputs, scenes, tags = _scene_items(args.inputs, args.scene)
-    targets, fmt = output_paths(
-        inputs,
-        args.output,
-        args.format,
-        default_fmt=ZARR if on_cluster else TIFF,
-        scenes=tags,
-    )
+    plate = _plate_output(args, inputs, scenes)
+    if plate is not None:  # a plate's every image into a plate of the same layout
+        targets, fmt = [Path(args.output) / name for name in plate], ZARR
+    else:
+        targets, fmt = output_paths(
+            inputs,
+            args.output,
+            args.format,
+            default_fmt=ZARR if on_cluster else TIFF,
+            scenes=tags,
+        )
     if fmt == TIFF and (on_cluster or args.resume):
         why = "--resume" if args.resume else "a Dask cluster (--scheduler, --workers)"
         raise LabelFreeError(
@@ -285,7 +290,36 @@ def run(args: argparse.Namespace) -> int:
                 print(f"{target.name}: {timings.line()}", file=sys.stderr)
     for target, plan in zip(targets, plans, strict=True):
         print(f"{target}: {plan.n_frames} time point(s) x {', '.join(plan.output_names)}")
+    if plate is not None:
+        from ..core.io.hcs import write_plate_layout
+
+        write_plate_layout(Path(args.output), plate)
+        print(f"{args.output}: an OME-Zarr plate of {len(plate)} images, as {inputs[0]}'s")
     return 0
+
+
+def _plate_output(
+    args: argparse.Namespace, inputs: list[str], scenes: list[str | int | None]
+) -> list[str] | None:
+    """The image paths ("A/1/0", ...) of the plate to write, where every image of one OME-Zarr
+    plate is predicted (``--scene all``) into an output named ``.zarr``; None otherwise."""
+    from ..core.io.hcs import plate_images
+    from ._outputs import format_of
+
+    if len(set(inputs)) != 1 or format_of(args.output) != ZARR or None in scenes:
+        return None
+    images = plate_images(Path(inputs[0]))
+    if not images:
+        return None
+    if args.format == TIFF:
+        raise LabelFreeError(
+            f"the predictions of a plate go into an OME-Zarr plate; name the output "
+            f"{image_stem(args.output)}.ome.zarr without --format ome-tiff, or give a folder"
+        )
+    out = Path(args.output)
+    if out.exists() and not (args.overwrite or args.resume):
+        raise LabelFreeError(f"{out} already exists; choose another output or add --overwrite")
+    return [images[int(k)] for k in scenes]  # type: ignore[arg-type]
 
 
 def _scene_items(

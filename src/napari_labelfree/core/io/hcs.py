@@ -5,12 +5,15 @@ hold the images (fields of view). bioio-ome-zarr reads single images only (plate
 request there) and failed on a plate's root with an IndexError, which read as a corrupt file.
 Here each image of the plate is a scene, named by its path in the plate ("A/1/0"), in the
 plate's order of wells and each well's order of images, so everything that takes scenes takes a
-plate: ``--scene``, ``--scene all``, the napari reader, training on every scene.
+plate: ``--scene``, ``--scene all``, the napari reader, training on every scene. The
+predictions of every image of a plate are written back as a plate of the same layout
+(:func:`write_plate_layout`).
 """
 
 from __future__ import annotations
 
 import json
+from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
@@ -47,3 +50,54 @@ def plate_images(path: Path) -> list[str] | None:
             if isinstance(image, dict) and image.get("path") is not None:
                 images.append(f"{well_path.strip('/')}/{image['path']}")
     return images
+
+
+def write_plate_layout(root: Path, images: Sequence[str]) -> None:
+    """Make ``root`` an NGFF 0.4 plate (Zarr v2) of ``images`` ("A/1/0", ...), whose image
+    groups are written on their own: the root, row and well groups with their metadata.
+
+    Written last, after the images, so that an interrupted run leaves no plate that lists
+    images it does not hold; each file is replaced whole (a temporary name, then renamed).
+    """
+    wells: dict[str, list[str]] = {}
+    for image in images:
+        well, _, field = image.rpartition("/")
+        wells.setdefault(well, []).append(field)
+    rows = list(dict.fromkeys(w.split("/")[0] for w in wells))
+    columns = list(dict.fromkeys(w.split("/")[-1] for w in wells))
+    plate = {
+        "version": "0.4",
+        "rows": [{"name": r} for r in rows],
+        "columns": [{"name": c} for c in columns],
+        "wells": [
+            {
+                "path": w,
+                "rowIndex": rows.index(w.split("/")[0]),
+                "columnIndex": columns.index(w.split("/")[-1]),
+            }
+            for w in wells
+        ],
+        "field_count": max(len(f) for f in wells.values()),
+    }
+    for well, fields in wells.items():
+        _write_group(
+            root / well, {"well": {"version": "0.4", "images": [{"path": f} for f in fields]}}
+        )
+        for parent in Path(well).parents:  # the row group ("A")
+            if str(parent) != ".":
+                _write_group(root / parent, None)
+    _write_group(root, {"plate": plate})
+
+
+def _write_group(path: Path, attributes: dict[str, Any] | None) -> None:
+    """A Zarr v2 group at ``path`` with ``attributes`` (None: keep what it has)."""
+    path.mkdir(parents=True, exist_ok=True)
+    _replace(path / ".zgroup", '{"zarr_format": 2}')
+    if attributes is not None:
+        _replace(path / ".zattrs", json.dumps(attributes, indent=2))
+
+
+def _replace(path: Path, text: str) -> None:
+    tmp = path.with_name(path.name + ".tmp")
+    tmp.write_text(text)
+    tmp.replace(path)
