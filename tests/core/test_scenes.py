@@ -33,6 +33,9 @@ def test_every_scene_opens_by_name_or_index(positions):
     assert "holds 2 scenes (0: Position 1, 1: Position 2)" in first.scenes_note()
     with pytest.raises(LabelFreeError, match="no scene 'Position 3'; its scenes are 0: Position 1"):
         open_image("wells.ome.tif", "Position 3")
+    # an error about one scene's image names the scene (which of a plate's 96 positions?)
+    with pytest.raises(LabelFreeError, match=r"wells.ome.tif \[Position 2\] has no channel named"):
+        second.channel_index("phase")
 
 
 def test_a_file_of_one_scene_takes_scene_0_and_refuses_another(tmp_path):

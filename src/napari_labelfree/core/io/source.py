@@ -52,7 +52,7 @@ class ImageSource:
         listed = ", ".join(f"{i}: {n}" for i, n in enumerate(self.scenes[:6]))
         more = f", ... ({len(self.scenes)} in all)" if len(self.scenes) > 6 else ""
         return (
-            f"{self._label()} holds {len(self.scenes)} scenes ({listed}{more}); this is scene "
+            f"{self._label(scene=False)} holds {len(self.scenes)} scenes ({listed}{more}); this is scene "
             f"{self.scene} ({self.scenes[self.scene]}): choose another with --scene NAME or INDEX, "
             "or predict every one with --scene all"
         )
@@ -135,8 +135,14 @@ class ImageSource:
     def __exit__(self, *exc: object) -> None:
         self.close()
 
-    def _label(self) -> str:
-        return str(self.path) if self.path else "the image"
+    def _label(self, scene: bool = True) -> str:
+        """The image as messages name it: its path, and which scene of several ("wells.czi
+        [Position 3]": a plate's channel error names the position); ``scene`` False for what
+        is said of the file as a whole."""
+        label = str(self.path) if self.path else "the image"
+        if scene and len(self.scenes) > 1:
+            label += f" [{self.scenes[self.scene]}]"
+        return label
 
 
 def from_array(
@@ -197,7 +203,10 @@ def resolve_voxel_size(
             f"has no physical size for {', '.join(missing)}; assuming the model's for "
             f"{'it' if len(missing) == 1 else 'them'}, which makes the voxel size"
         )
-    msg = f"{source._label()} {what} {vox} um (Z, Y, X). Give the voxel size if it is not."
+    # a file's property: said once for all its scenes (a plate of 96 is one line)
+    msg = (
+        f"{source._label(scene=False)} {what} {vox} um (Z, Y, X). Give the voxel size if it is not."
+    )
     return vox, msg  # type: ignore[return-value]
 
 
