@@ -365,7 +365,7 @@ def test_every_scene_of_a_plate_is_predicted_in_one_round_and_cancel_ends_it(
     assert names == [f"wells [Position {k}]: dna (predicted)" for k in (1, 2, 3)]
     assert "Predicting on wells [Position 2]: bright-field (scene 1 of 3)..." in said
     assert "Predicting on wells [Position 1]: bright-field (scene 2 of 3)..." in said
-    assert "The scenes of wells: 3 of 3 predicted." in widget.status.text()
+    assert "The scenes of wells.ome.tif: 3 of 3 predicted." in widget.status.text()
     # each the same as that scene predicted alone
     by_name = {ly.name: ly for ly in _prediction_layers(viewer)}
     alone = by_name["wells [Position 3]: dna (predicted)"].data.copy()
@@ -392,7 +392,9 @@ def test_every_scene_of_a_plate_is_predicted_in_one_round_and_cancel_ends_it(
     qtbot.waitUntil(lambda: not widget.is_running and not widget.queue.active, timeout=TIMEOUT)
     qtbot.wait(100)  # a next scene would start on the next turn of the event loop
     assert not widget.runner.running
-    assert "The scenes of wells: 1 of 3 predicted, the round stopped." in widget.status.text()
+    assert (
+        "The scenes of wells.ome.tif: 1 of 3 predicted, the round stopped." in widget.status.text()
+    )
     new = [ly.name for ly in _prediction_layers(viewer)[n_before:]]
     assert len(new) == 1 and new[0].startswith("wells [Position 1]: dna (predicted)")
 

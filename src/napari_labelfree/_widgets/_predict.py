@@ -276,9 +276,9 @@ class PredictWidget(MergedExport, FollowsRenames, QWidget):
                 self.status.setText(self.status.text() + self.queue.end(False))
             return
         layer, info = self._layer()
-        if warn_fluorescence_once(self, layer, req.channel):
-            self.queue.end(False)
-            return  # said once: Predict again goes ahead
+        # said once: Predict again goes ahead (a round's later scenes: the channel was accepted)
+        if not queued and warn_fluorescence_once(self, layer, req.channel):
+            return
         if not queued:
             others = sibling_scenes(self.viewer.layers, layer) if self.every_scene.value else []
             for name in others:  # one acquisition: the channel and voxel size entered for it

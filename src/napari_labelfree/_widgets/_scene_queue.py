@@ -11,6 +11,7 @@ overlays, named and hidden with its scene as a single run's are. The Train widge
 from __future__ import annotations
 
 from collections.abc import Sequence
+from pathlib import Path
 from typing import Any
 
 from ._layers import plugin_metadata
@@ -66,8 +67,8 @@ class SceneQueue:
         """A new round: ``first`` (the layer predicted now) and then ``others``, by name."""
         self.waiting = list(others)
         self.total, self.closed = 1 + len(others), 0
-        self.file = plugin_metadata(first).get("file") or first.name
-        self.file = self.file.split(" [")[0]  # "wells [Position 1]" -> "wells"
+        path = plugin_metadata(first).get("path")
+        self.file = Path(path).name if path else first.name
 
     @property
     def active(self) -> bool:
