@@ -185,6 +185,8 @@ def test_an_ome_zarr_plate_opens_as_scenes_one_per_image(
     np.testing.assert_array_equal(plate.frame(0, 0), open_image("one.ome.tif").frame(0, 0))
     assert main([*base, "--scene", "all", "-o", "pred.ome.zarr"]) != 0  # not replaced unasked
     assert "pred.ome.zarr already exists" in capsys.readouterr().err
+    assert main([*base, "--scene", "B/2/1", "-o", "one.ome.zarr"]) == 0  # one image: an image
+    assert open_image("one.ome.zarr").scenes == ()
     # every image a training pair, as a multi-position file's scenes
     pairs, _ = load_pairs(expand(["plate.ome.zarr"], "bright-field", "DAPI"))
     assert [p.name for p in pairs][:2] == ["plate.ome.zarr [A/1/0]", "plate.ome.zarr [A/1/1]"]

@@ -306,7 +306,8 @@ def _plate_output(
     from ..core.io.hcs import plate_images
     from ._outputs import format_of
 
-    if len(set(inputs)) != 1 or format_of(args.output) != ZARR or None in scenes:
+    every = (args.scene or "").strip().lower() == "all"
+    if not every or len(set(inputs)) != 1 or format_of(args.output) != ZARR or None in scenes:
         return None
     images = plate_images(Path(inputs[0]))
     if not images:
