@@ -266,6 +266,7 @@ def source_layers(source: ImageSource) -> list[LayerData]:
                 "voxel_size": list(sizes),
                 "file": label,
                 "scene": source.scenes[source.scene] if source.scenes else None,
+                "scene_index": source.scene if source.scenes else None,
                 "transmitted": bool(transmitted[c]),  # the Predict widget's default input
                 # the contrast method the file names (core.io.acquisition), None: not said
                 "modality": source.modality_of(c),

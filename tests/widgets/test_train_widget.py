@@ -492,6 +492,53 @@ def test_every_scene_of_a_plate_trains_together(
     assert train.every_scene.native.isHidden()  # no scenes: nothing to offer
 
 
+def test_positions_in_two_files_pair_scene_by_scene(viewer_factory, tmp_path, monkeypatch, qtbot):
+    """Transmitted light and stain in two files of the same three positions (as `labelfree
+    train` pairs them: scene k with scene k): the target follows the signal to its position, a
+    stain of another position is refused, and every scene trains together."""
+    import json
+
+    import tifffile
+
+    from napari_labelfree._reader import get_reader
+
+    monkeypatch.setattr("napari_labelfree._widgets._train.TrainWidget.estimate", lambda self: None)
+    rng = np.random.default_rng(0)
+    viewer = viewer_factory()
+    for name, channel in (("cells", "bright-field"), ("stains", "DAPI")):
+        path = tmp_path / f"{name}.ome.tif"
+        with tifffile.TiffWriter(path, ome=True) as tw:
+            for k in range(3):
+                meta = {"axes": "ZYX", "Name": f"Position {k + 1}", "Channel": {"Name": [channel]}}
+                meta.update(PhysicalSizeX=0.29, PhysicalSizeY=0.29, PhysicalSizeZ=0.29)
+                tw.write(rng.random((8, 32, 48)).astype(np.float32) + k, metadata=meta)
+        for data, kwargs, _ in get_reader(str(path))(str(path)):
+            viewer.add_image(data, **kwargs)
+    _, train = viewer.window.add_plugin_dock_widget(PLUGIN, TRAIN)
+    train.start_from.value = None
+    train.patch.value, train.batch.value, train.iterations.value = "8, 16, 16", 2, 2
+    train.depth.value, train.width.value, train.device.value = 2, 8, "cpu"
+    train.signal.value = "cells [Position 2]: bright-field"
+    train.target.value = "stains [Position 2]: DAPI"
+    assert "other 2 scenes" in train.every_scene.tooltip
+    train.signal.value = "cells [Position 3]: bright-field"
+    assert train.target.value == "stains [Position 3]: DAPI"  # followed to the same position
+    train.target.value = "stains [Position 1]: DAPI"  # another position's stain
+    assert train.target.value == "stains [Position 3]: DAPI"  # taken back to the signal's
+    with train.target.changed.blocked():  # had it stayed, Train would refuse it in one line
+        train.target.value = "stains [Position 1]: DAPI"
+    errors = _refused(train)
+    assert errors and "different scenes (Position 3, Position 1)" in errors[-1]
+    train.target.value = "stains [Position 3]: DAPI"
+    train.every_scene.value = True
+    train.train_btn.native.click()
+    qtbot.waitUntil(lambda: not train.is_running, timeout=TIMEOUT)
+    card = json.loads((Path(train.last_model) / "config.json").read_text())
+    assert card["provenance"]["training_images"] == [
+        f"cells [Position {k}]: bright-field t=0" for k in (3, 1, 2)
+    ]
+
+
 def test_comparing_a_model_on_its_own_training_image_says_it_is_no_held_out_score(
     train_setup, qtbot, tiling_small
 ):

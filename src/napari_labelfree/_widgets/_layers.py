@@ -49,10 +49,15 @@ def plugin_metadata(layer) -> dict:
 
 
 def other_scene(a: dict, b: dict) -> bool:
-    """Whether two layers' plugin metadata say they are different scenes (positions) of one
-    file: the same shape, but another field."""
+    """Whether two layers' plugin metadata say they are different scenes (positions): of one
+    file, or of two files of scenes, scene k of one going with scene k of the other (a
+    transmitted-light file and a stain file of the same positions, as `labelfree train` pairs
+    them). The same shape, but another field."""
     path = a.get("path")
-    return bool(path) and path == b.get("path") and a.get("scene") != b.get("scene")
+    if bool(path) and path == b.get("path"):
+        return a.get("scene") != b.get("scene")
+    k, j = a.get("scene_index"), b.get("scene_index")
+    return k is not None and j is not None and k != j
 
 
 def field_of(meta: dict) -> tuple[str, Any] | None:

@@ -35,20 +35,25 @@ def sibling_scenes(layers: Sequence[Any], layer: Any) -> list[str]:
 
 
 def scene_pairs(layers: Sequence[Any], signal: Any, target: Any) -> list[tuple[str, str]]:
-    """(signal, target) layer names of every other scene of the signal's file that holds both
-    the signal's and the target's channel; [] unless both are channels of one scene of a file."""
+    """(signal, target) layer names of every other scene of the signal's file whose target is
+    open: the target's channel in the same scene of its file (the signal's file, or a stain
+    file of the same positions: scene k with scene k). [] unless signal and target are one
+    scene's."""
     sig, tgt = plugin_metadata(signal), plugin_metadata(target)
-    if sig.get("path") != tgt.get("path") or sig.get("scene") != tgt.get("scene"):
+    same_file = sig.get("path") == tgt.get("path")
+    key = "scene" if same_file else "scene_index"
+    if sig.get(key) is None or sig.get(key) != tgt.get(key):
         return []
-    by_field = {
-        (m.get("scene"), m.get("channel")): ly.name
+    targets = {
+        m.get(key): ly.name
         for ly in layers
-        if (m := plugin_metadata(ly)).get("path") == sig.get("path")
+        if (m := plugin_metadata(ly)).get("path") == tgt.get("path")
+        and m.get("channel") == tgt.get("channel")
     }
     out = []
     for name in sibling_scenes(layers, signal):
-        scene = plugin_metadata(next(ly for ly in layers if ly.name == name)).get("scene")
-        partner = by_field.get((scene, tgt.get("channel")))
+        other = plugin_metadata(next(ly for ly in layers if ly.name == name))
+        partner = targets.get(other.get(key))
         if partner is not None:
             out.append((name, partner))
     return out

@@ -275,19 +275,33 @@ class TrainWidget(FollowsRenames, QWidget):
         return plugin_metadata(self.viewer.layers[name])
 
     def _same_field_target(self) -> None:
-        """A target of another field (another scene of the signal's file, or a file beside a
-        transmitted-light image of its own) pairs nothing: take the same channel of the signal's
-        file and scene where there is one."""
+        """A target of another field (another scene of the signal's file or of a stain file of
+        the same positions, or a file beside a transmitted-light image of its own) pairs
+        nothing: take the same channel of the signal's file and scene, else of the target's file
+        at the signal's scene, where there is one."""
         signal, target = self._meta_of(self.signal.value), self._meta_of(self.target.value)
         if not other_field(signal, target, transmitted_fields(self.viewer.layers)):
             return
-        wanted = (signal["path"], signal.get("scene"), target.get("channel"))
-        for name in self._image_names():
-            meta = plugin_metadata(self.viewer.layers[name])
-            if (meta.get("path"), meta.get("scene"), meta.get("channel")) == wanted:
-                self.target.value = name
+        # the same channel in the signal's own file and scene, else in the target's file at the
+        # signal's scene (a stain file of the same positions)
+        wanted = [(signal["path"], "scene", signal.get("scene"))]
+        if target.get("path") and signal.get("scene_index") is not None:
+            wanted.append((target["path"], "scene_index", signal["scene_index"]))
+        channel = target.get("channel")
+        for path, key, scene in wanted:
+            found = [
+                name
+                for name in self._image_names()
+                if (m := self._meta_of(name)).get("path") == path
+                and m.get(key) == scene
+                and m.get("channel") == channel
+            ]
+            if found:
+                self.target.value = found[0]
                 where = "scene" if signal.get("scene") is not None else "file"
-                self.status.setText(f"Target: {name}, of the signal's {where} (the same field).")
+                self.status.setText(
+                    f"Target: {found[0]}, of the signal's {where} (the same field)."
+                )
                 return
 
     def _pair_changed(self, *_: Any) -> None:
@@ -543,7 +557,7 @@ class TrainWidget(FollowsRenames, QWidget):
         signal, target = map(self._meta_of, names)
         if other_scene(signal, target):
             raise LabelFreeError(
-                f"signal and target are different scenes of one file ({signal.get('scene')}, "
+                f"signal and target are different scenes ({signal.get('scene')}, "
                 f"{target.get('scene')}): another field; choose the target of the signal's scene"
             )
         if other_field(signal, target, transmitted_fields(self.viewer.layers)):
