@@ -69,6 +69,53 @@ def test_predict_says_which_scene_and_predicts_the_one_asked_for(positions, caps
     assert not Path("bad.ome.tif").exists()
 
 
+def test_a_table_row_may_name_one_scene_so_a_plate_splits_into_train_and_test(
+    tmp_path, monkeypatch, write_positions
+):
+    """Wells A and B for training, well C to test: a `scene` column picks one scene of the
+    file (of both files, scene k with scene k); an empty one keeps every scene."""
+    monkeypatch.chdir(tmp_path)
+    data = write_positions("plate.ome.tif", n=3)
+    Path("train.csv").write_text(
+        "signal,target,signal_channel,target_channel,scene\n"
+        "plate.ome.tif,plate.ome.tif,bright-field,DAPI,Position 1\n"
+        "plate.ome.tif,plate.ome.tif,bright-field,DAPI,1\n"
+    )
+    pairs, _ = load_pairs(expand(["train.csv"], None, None))
+    assert [p.name for p in pairs] == ["plate.ome.tif [Position 1]", "plate.ome.tif [Position 2]"]
+    np.testing.assert_allclose(pairs[1].target, data[1][1])
+    # two files of the same positions: the target's scene of the same index
+    import tifffile
+
+    from napari_labelfree.core.io import write_ome_tiff
+
+    with tifffile.TiffWriter("stains.ome.tif", ome=True) as tw:
+        for k in range(3):
+            tw.write(data[k][1] + 100, metadata={"axes": "ZYX", "Name": f"Position {k + 1}"})
+    Path("test.csv").write_text(
+        "signal,target,signal_channel,scene\nplate.ome.tif,stains.ome.tif,bright-field,Position 3\n"
+    )
+    (test,) = load_pairs(expand(["test.csv"], None, None))[0]
+    np.testing.assert_allclose(test.signal, data[2][0])
+    np.testing.assert_allclose(test.target, data[2][1] + 100)
+    Path("every.csv").write_text(
+        "signal,target,signal_channel,scene\nplate.ome.tif,stains.ome.tif,0,\n"
+    )
+    assert len(load_pairs(expand(["every.csv"], None, None))[0]) == 3  # no scene: every one
+    write_ome_tiff("dapi.ome.tif", data[2][1][None, None], channel_names=["DAPI"])
+    Path("bad.csv").write_text(
+        "signal,target,signal_channel,scene\nplate.ome.tif,dapi.ome.tif,bright-field,2\n"
+    )
+    with pytest.raises(LabelFreeError, match="holds 3 scene\\(s\\) and target dapi.ome.tif 1"):
+        load_pairs(expand(["bad.csv"], None, None))
+    Path("none.csv").write_text(
+        "signal,target,signal_channel,target_channel,scene\n"
+        "plate.ome.tif,plate.ome.tif,0,1,Position 9\n"
+    )
+    with pytest.raises(LabelFreeError, match="no scene 'Position 9'"):
+        load_pairs(expand(["none.csv"], None, None))
+
+
 def test_scene_all_predicts_every_scene_of_a_plate_into_its_own_file(
     tmp_path, monkeypatch, capsys, write_positions
 ):

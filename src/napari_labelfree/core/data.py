@@ -6,7 +6,8 @@ the paper's data tables:
 * an image file holding both channels (CZI, OME-TIFF, TIFF), the signal and target chosen by name
   or index; every time point becomes one pair;
 * a CSV table with columns ``signal`` and ``target`` (paths, relative to the CSV's folder) and
-  optional ``signal_channel`` / ``target_channel`` columns (name or index, overriding the defaults).
+  optional ``signal_channel`` / ``target_channel`` columns (name or index, overriding the defaults)
+  and ``scene`` (one scene of files of several; empty: every scene).
   Signal and target may be the same file (two channels) or two files.
 """
 
@@ -55,6 +56,9 @@ class PairSpec:
     target: Path
     signal_channel: str | int | None
     target_channel: str | int | None
+    # one scene of files of several (name or index; the target's scene of the same index): a
+    # plate's wells split into training and test tables; None: every scene
+    scene: str | None = None
 
 
 def _channel(source: ImageSource, channel: str | int | None, role: str) -> int:
@@ -79,7 +83,8 @@ def read_table(
     signal_channel: str | int | None = None,
     target_channel: str | int | None = None,
 ) -> list[PairSpec]:
-    """Rows of a CSV data table (columns signal, target; optional signal_channel, target_channel)."""
+    """Rows of a CSV data table (columns signal, target; optional signal_channel,
+    target_channel, scene)."""
     csv_path = Path(csv_path)
     try:
         with open(csv_path, newline="", encoding="utf-8-sig") as f:
@@ -106,6 +111,7 @@ def read_table(
                 target=(csv_path.parent / r["target"]).resolve(),
                 signal_channel=r.get("signal_channel") or signal_channel,
                 target_channel=r.get("target_channel") or target_channel,
+                scene=r.get("scene") or None,
             )
         )
     return out
@@ -148,20 +154,25 @@ def load_pairs(
     pairs: list[ImagePair] = []
     notices: list[str] = []
     for spec in specs:
-        sig_src = open_image(spec.signal)
-        tgt_src = sig_src if spec.target == spec.signal else open_image(spec.target)
-        # a file of several scenes (positions): each scene is a pair, with the target's same scene
+        sig_src = open_image(spec.signal, spec.scene)
+        same_file = spec.target == spec.signal
+        tgt_src = sig_src if same_file else open_image(spec.target)
+        # a file of several scenes (positions): each scene is a pair, with the target's same
+        # scene; a table's row may name one scene (a plate's wells split into train and test)
         n_scenes = max(1, len(sig_src.scenes))
-        if tgt_src is not sig_src and max(1, len(tgt_src.scenes)) != n_scenes:
+        if not same_file and max(1, len(tgt_src.scenes)) != n_scenes:
             raise LabelFreeError(
                 f"signal {spec.signal.name} holds {n_scenes} scene(s) and target "
                 f"{spec.target.name} {max(1, len(tgt_src.scenes))}; pair files of as many scenes "
                 "(each scene of the signal with the same scene of the target)"
             )
-        for k in range(n_scenes):
-            if k:
+        for k in [sig_src.scene] if spec.scene is not None else range(n_scenes):
+            if k != sig_src.scene:
                 sig_src = open_image(spec.signal, k)
-                tgt_src = sig_src if spec.target == spec.signal else open_image(spec.target, k)
+            if same_file:
+                tgt_src = sig_src
+            elif k != tgt_src.scene:
+                tgt_src = open_image(spec.target, k)
             pairs += _scene_pairs(spec, sig_src, tgt_src, voxel_size, notices)
     return pairs, notices
 
