@@ -371,3 +371,17 @@ def test_a_terminal_gets_the_bar_and_no_log_lines(capsys, monkeypatch):
 
     assert drive_training(run()) == "model"
     assert "labelfree train: iteration" not in capsys.readouterr().err
+
+
+def test_the_automatic_strip_names_the_options_that_change_it(tmp_path, write_positions, capsys):
+    """The core says what it held out in words the Train widget shows as they are; the command
+    line adds its own options to the same line."""
+    write_positions(tmp_path / "pair.ome.tif", n=1, shape=(8, 32, 128))
+    small = ["--iterations", "2", "--batch-size", "1", "--patch-shape", "4,16,16", "--depth", "2"]
+    small += ["--width", "4", "--init", "none", "--device", "cpu", "--structure", "dna"]
+    pair = [str(tmp_path / "pair.ome.tif"), "--signal-channel", "0", "--target-channel", "1"]
+    assert main(["train", *pair, "-o", str(tmp_path / "m"), *small]) == 0
+    err = capsys.readouterr().err
+    assert (
+        "keeps the best weights (give --val DATA, or --val-strip 0 to train on everything)" in err
+    )

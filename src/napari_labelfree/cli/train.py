@@ -169,6 +169,8 @@ def register(sub: argparse._SubParsersAction) -> None:
             "resume": "--resume",
             "overwrite": "--overwrite",
             "lr": "--lr",
+            "val_strip": "give --val DATA, or --val-strip 0 to train on everything",
+            "val": "give --val DATA to score it",
         },
     )
 
@@ -311,7 +313,7 @@ def run(args: argparse.Namespace) -> int:
             overwrite=args.overwrite,
             init=init,
         )
-        bundle = drive_training(gen, ensemble=True)
+        bundle = drive_training(gen, ensemble=True, hints=args.flag_hints)
         m = bundle.spec.metrics
         line = f"wrote {bundle.path} (an ensemble of {args.ensemble}, {m.get('iterations')} iterations each"
         if m.get("val_pearson_r_mean") is not None:
@@ -334,7 +336,7 @@ def run(args: argparse.Namespace) -> int:
         if not ddp.Ranks.current().main:
             drain(gen)  # rank 0 reports and writes; the others train quietly
             return 0
-        bundle = drive_training(gen)
+        bundle = drive_training(gen, hints=args.flag_hints)
     finally:
         if joined:
             ddp.shutdown()
@@ -394,10 +396,11 @@ def _ensemble_size(text: str) -> int:
         raise argparse.ArgumentTypeError(str(e)) from None
 
 
-def drive_training(gen: Any, ensemble: bool = False) -> Any:
+def drive_training(gen: Any, ensemble: bool = False, hints: dict[str, str] | None = None) -> Any:
     """Drain a training generator into a tqdm bar (loss, it/s), or, where stderr is no terminal,
     into a progress line every few minutes (``LogLines``); Ctrl-C keeps the weights so far (an
-    ``ensemble``'s: nothing, its output is left as it was)."""
+    ``ensemble``'s: nothing, its output is left as it was); ``hints``: the command's flags for a
+    notice's field (``_args.with_hint``)."""
     from tqdm import tqdm
 
     from ..core.events import Notice
@@ -435,7 +438,8 @@ def drive_training(gen: Any, ensemble: bool = False) -> Any:
             elif isinstance(event, Validated):
                 last_val = f", val loss {event.val_loss:.4f}, val r {event.val_pearson_r:.3f}"
             elif isinstance(event, Notice):
-                tqdm.write(f"labelfree train: {event.text}", file=sys.stderr)
+                text = _args.with_hint(event.text, event.field, hints or {})
+                tqdm.write(f"labelfree train: {text}", file=sys.stderr)
     except KeyboardInterrupt:
         if bar is not None:
             bar.close()

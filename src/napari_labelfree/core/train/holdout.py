@@ -103,8 +103,7 @@ def hold_out_strips(
     msg = (
         f"no validation data given: holding out the right {pct}% of each image's width as a "
         f"validation strip ({len(val)} strip(s), a gap of a quarter strip before each); it scores "
-        "the model and keeps the best weights. Give --val DATA, or --val-strip 0 to train on "
-        "everything"
+        "the model and keeps the best weights"
     )
     if kept_whole:
         msg += f" ({len(kept_whole)} image(s) too narrow for a strip train whole)"

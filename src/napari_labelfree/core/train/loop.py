@@ -192,7 +192,8 @@ def _train(
         vx = spec.voxel_size_um[2]
         train, val, note = hold_out_strips(train, config.val_strip, config.patch_shape[2], vx)
         spec.metrics["val_source"] = "strip" if val else "none"
-        yield Notice(note)
+        # a command adds its options: --val, --val-strip (none cut: the images were too narrow)
+        yield Notice(note, field="val_strip" if val else "val")
     check_request(train, spec, config, out, resume, overwrite)
     ranks = Ranks.current()
     if ranks.main:
