@@ -172,4 +172,5 @@ def test_starting_from_a_model_with_nan_weights_names_the_model_as_broken(work, 
     line = _last_line(result.err)
     assert f"the starting model nan-model ({start}) is broken: its weights hold NaN" in line
     assert "learning rate" not in line
+    assert line.endswith("train a new network (--init MODEL, or --init none for a new network)")
     assert snapshot(work, assets.root) == before

@@ -171,6 +171,7 @@ def register(sub: argparse._SubParsersAction) -> None:
             "lr": "--lr",
             "val_strip": "give --val DATA, or --val-strip 0 to train on everything",
             "val": "give --val DATA to score it",
+            "init": "--init MODEL, or --init none for a new network",
         },
     )
 

@@ -48,9 +48,8 @@ def _refuse_broken_weights(start: ModelBundle) -> None:
     if not weights_are_finite(load_network(start)):
         raise LabelFreeError(
             f"the starting model {start.name} ({start.path}) is broken: its weights hold NaN or "
-            "infinite values; start from another model (--init), or train a new network with "
-            "--init none",
-            field="init",
+            "infinite values; start from another model, or train a new network",
+            field="init",  # the command line names --init, the Train widget marks Start from
         )
 
 
