@@ -8,7 +8,8 @@ few tries) and ``benchmarks/close_lifecycle.py`` (20 tries of each).
 
 Scenarios: ``dock`` (dock both widgets, close at once: the device probe is importing torch),
 ``sample`` (close while the sample is simulated), ``train`` (close mid-training), ``predict``
-(close mid-prediction), ``exit`` (dock both widgets and let the interpreter exit with the window
+(close mid-prediction), ``round`` (close while "Every scene of this file" is at a plate's second
+position), ``exit`` (dock both widgets and let the interpreter exit with the window
 still open, as a script without ``napari.run()`` or a restarted Jupyter kernel does), ``estimate``
 (the Train widget measures its training step in a fresh process, torch first imported by the
 device probe: with torch 2.4 that crashed while the probe ran on Qt's thread pool).
@@ -24,7 +25,7 @@ import tempfile
 import time
 from pathlib import Path
 
-SCENARIOS = ("dock", "sample", "train", "predict", "exit", "estimate")
+SCENARIOS = ("dock", "sample", "train", "predict", "round", "exit", "estimate")
 PLUGIN = "napari-labelfree"
 BAD_MARKS = (
     "Traceback",
@@ -33,6 +34,7 @@ BAD_MARKS = (
     "has been deleted",
     "terminate called",
     "NO ESTIMATE",
+    "NO ROUND",
 )
 
 
@@ -117,9 +119,35 @@ def child(scenario: str) -> None:
         predict.tile.value, predict.device.value = "16, 32, 32", "cpu"
         predict.predict_btn.native.click()
         _pump(60, lambda: predict.runner.progress.tiles_done >= 1)
+    elif scenario == "round":  # close while a round over a plate's positions is at its second
+        from napari_labelfree._reader import get_reader
+
+        plate = _plate(Path(os.environ["XDG_DATA_HOME"]).parent / "plate.ome.tif")
+        for data, kwargs, _ in get_reader(plate)(plate):
+            viewer.add_image(data, **kwargs)
+        _, predict = viewer.window.add_plugin_dock_widget(PLUGIN, "Label-free prediction")
+        predict.image.value = "plate [Position 1]: channel 0"
+        predict.models.set_checked(predict.models.paths())
+        predict.tile.value, predict.device.value = "16, 32, 32", "cpu"
+        predict.every_scene.value = True
+        predict.predict_btn.native.click()
+        if not _pump(120, lambda: "(scene 2 of 3)" in predict.status.text()):
+            print(f"NO ROUND: never at scene 2: {predict.status.text()!r}", flush=True)
     if scenario != "sample":
         viewer.close()
     _pump(0.3)
+
+
+def _plate(path: Path) -> str:
+    """A file of three positions (one channel each) for the "round" scenario."""
+    import tifffile
+
+    signal, _ = _volume()
+    with tifffile.TiffWriter(path, ome=True) as tw:
+        for k in range(3):
+            meta = {"axes": "ZYX", "Name": f"Position {k + 1}", "PhysicalSizeZ": 0.29}
+            tw.write(signal + k, metadata=meta | {"PhysicalSizeY": 0.29, "PhysicalSizeX": 0.29})
+    return str(path)
 
 
 # ------------------------------------------------------------------------ the parent process
@@ -150,7 +178,7 @@ def run_try(scenario: str, timeout_s: float = 240.0) -> tuple[bool, str, float]:
     home = Path(tempfile.mkdtemp(prefix="labelfree-close-"))
     try:
         (home / "models").mkdir()
-        if scenario == "predict":
+        if scenario in ("predict", "round"):
             _tiny_model(home / "models")
         cmd = [sys.executable, __file__, scenario]
         if not os.environ.get("DISPLAY") and shutil.which("xvfb-run"):

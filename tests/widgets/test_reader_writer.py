@@ -570,6 +570,34 @@ def test_an_ome_zarr_plate_opens_each_image_as_a_scene(tmp_path, write_plate):
     np.testing.assert_allclose(layers[0][1]["scale"], (0.29, 0.29, 0.29))
 
 
+def test_the_scenes_of_a_file_without_channel_names_are_still_one_channel(tmp_path):
+    """bioio makes up a channel name per scene where the file has none ("Channel:0:0",
+    "Channel:1:0"): the widgets' "Every scene of this file" matches the channel by its index,
+    else a plate without channel names offered no other scene."""
+    from napari.layers import Image
+
+    from napari_labelfree._widgets._scene_queue import scene_pairs, sibling_scenes
+
+    with tifffile.TiffWriter(tmp_path / "plate.ome.tif", ome=True) as tw:
+        for k in range(3):
+            tw.write(
+                np.ones((2, 4, 16, 16), np.float32) * k, metadata={"axes": "CZYX", "Name": f"P{k}"}
+            )
+    layers = [Image(d, **kw) for d, kw, _ in _read(tmp_path / "plate.ome.tif")]
+    channels = {ly.metadata["labelfree"]["channel"] for ly in layers}
+    assert len(channels) > 2  # names differ per scene: the case this guards
+    first = layers[0]
+    siblings = sibling_scenes(layers, first)
+    assert [ly.metadata["labelfree"]["scene"] for ly in layers if ly.name in siblings] == [
+        "P1",
+        "P2",
+    ]
+    target = next(
+        ly for ly in layers if ly.metadata["labelfree"]["scene"] == "P0" and ly is not first
+    )
+    assert len(scene_pairs(layers, first, target)) == 2
+
+
 def test_scenes_beyond_the_cap_are_named_in_one_warning(tmp_path, write_positions, monkeypatch):
     from napari.utils import notifications
 

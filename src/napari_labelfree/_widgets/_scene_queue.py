@@ -19,7 +19,10 @@ from ._layers import plugin_metadata
 
 def sibling_scenes(layers: Sequence[Any], layer: Any) -> list[str]:
     """The names of the same channel's layers in the other scenes of ``layer``'s file, in the
-    viewer's order (the reader's order of the scenes); [] for a layer that is no scene."""
+    viewer's order (the reader's order of the scenes); [] for a layer that is no scene.
+
+    The same channel is the same index: a file's scenes hold their channels in one order, while
+    the names bioio makes up for unnamed channels differ per scene ("Channel:0:0", "Channel:1:0")."""
     meta = plugin_metadata(layer)
     if not meta.get("path") or meta.get("scene") is None:
         return []
@@ -30,7 +33,7 @@ def sibling_scenes(layers: Sequence[Any], layer: Any) -> list[str]:
         and (m := plugin_metadata(other)).get("path") == meta["path"]
         and m.get("scene") is not None
         and m.get("scene") != meta["scene"]
-        and m.get("channel") == meta.get("channel")
+        and m.get("channel_index") == meta.get("channel_index")
     ]
 
 
@@ -48,7 +51,7 @@ def scene_pairs(layers: Sequence[Any], signal: Any, target: Any) -> list[tuple[s
         m.get(key): ly.name
         for ly in layers
         if (m := plugin_metadata(ly)).get("path") == tgt.get("path")
-        and m.get("channel") == tgt.get("channel")
+        and m.get("channel_index") == tgt.get("channel_index")
     }
     out = []
     for name in sibling_scenes(layers, signal):

@@ -287,14 +287,14 @@ class TrainWidget(FollowsRenames, QWidget):
         wanted = [(signal["path"], "scene", signal.get("scene"))]
         if target.get("path") and signal.get("scene_index") is not None:
             wanted.append((target["path"], "scene_index", signal["scene_index"]))
-        channel = target.get("channel")
+        channel = target.get("channel_index")  # by index: made-up names differ per scene
         for path, key, scene in wanted:
             found = [
                 name
                 for name in self._image_names()
                 if (m := self._meta_of(name)).get("path") == path
                 and m.get(key) == scene
-                and m.get("channel") == channel
+                and m.get("channel_index") == channel
             ]
             if found:
                 self.target.value = found[0]
