@@ -282,19 +282,25 @@ class TrainWidget(FollowsRenames, QWidget):
         signal, target = self._meta_of(self.signal.value), self._meta_of(self.target.value)
         if not other_field(signal, target, transmitted_fields(self.viewer.layers)):
             return
-        # the same channel in the signal's own file and scene, else in the target's file at the
-        # signal's scene (a stain file of the same positions)
-        wanted = [(signal["path"], "scene", signal.get("scene"))]
-        if target.get("path") and signal.get("scene_index") is not None:
-            wanted.append((target["path"], "scene_index", signal["scene_index"]))
-        channel = target.get("channel_index")  # by index: made-up names differ per scene
-        for path, key, scene in wanted:
+        # the target's channel in the signal's own field: by name in its file and scene (the
+        # field's own stain), by index where the target is of the signal's file (bioio makes up
+        # per-scene names for unnamed channels), else in the target's file at the signal's scene
+        # (a stain file of the same positions)
+        here = (signal["path"], "scene", signal.get("scene"))
+        wanted = [(*here, "channel", target.get("channel"))]
+        if target.get("path") == signal["path"]:
+            wanted.append((*here, "channel_index", target.get("channel_index")))
+        elif target.get("path") and signal.get("scene_index") is not None:
+            scene = ("scene_index", signal["scene_index"])
+            wanted.append((target["path"], *scene, "channel_index", target.get("channel_index")))
+        for path, key, scene, channel_key, channel in wanted:
             found = [
                 name
                 for name in self._image_names()
-                if (m := self._meta_of(name)).get("path") == path
+                if name != self.signal.value
+                and (m := self._meta_of(name)).get("path") == path
                 and m.get(key) == scene
-                and m.get("channel_index") == channel
+                and m.get(channel_key) == channel
             ]
             if found:
                 self.target.value = found[0]
