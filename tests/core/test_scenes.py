@@ -259,6 +259,8 @@ def test_plate_metadata_of_zarr_v3_and_a_plate_of_no_images(tmp_path):
     )
     group(root / "A" / "1", {"version": "0.5", "well": {"images": [{"path": "0"}, {"path": "1"}]}})
     assert plate_images(root) == ["A/1/0", "A/1/1"]
+    group(root, {"version": "0.5", "plate": {"wells": [{"path": "A/1"}, {"path": "../../etc"}]}})
+    assert plate_images(root) == ["A/1/0", "A/1/1"]  # a path out of the plate is no well
     assert plate_images(tmp_path) is None  # no plate: an image, or no Zarr at all
     group(root / "A" / "1", {"version": "0.5", "well": {"images": []}})
     with pytest.raises(LabelFreeError, match="is an OME-Zarr plate whose wells list no images"):

@@ -43,13 +43,24 @@ def plate_images(path: Path) -> list[str] | None:
     images: list[str] = []
     for well in plate.get("wells") or []:
         well_path = well.get("path") if isinstance(well, dict) else None
-        if not isinstance(well_path, str) or not well_path:
+        if not _inside(well_path):
             continue
         listed = (group_attributes(path / well_path).get("well") or {}).get("images") or []
         for image in listed:
-            if isinstance(image, dict) and image.get("path") is not None:
-                images.append(f"{well_path.strip('/')}/{image['path']}")
+            field = image.get("path") if isinstance(image, dict) else None
+            if _inside(str(field) if isinstance(field, int) else field):
+                images.append(f"{well_path.strip('/')}/{field}")
     return images
+
+
+def _inside(part: object) -> bool:
+    """Whether a path the metadata gives stays inside the plate (no "..", not absolute)."""
+    return (
+        isinstance(part, str)
+        and bool(part.strip("/"))
+        and not part.startswith("/")
+        and ".." not in Path(part).parts
+    )
 
 
 def write_plate_layout(root: Path, images: Sequence[str]) -> None:
